@@ -1,0 +1,60 @@
+/**
+ * mvm runtime SDK for TypeScript: sandboxes for code nobody has reviewed,
+ * Deno- and Bun-first, with Web Streams everywhere and `await using`.
+ *
+ * @example
+ * ```ts
+ * import { Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * await sb.files.write("/app/main.py", "print('hello from mvm')");
+ * const r = await sb.commands.run(["python3", "/app/main.py"], { timeoutSeconds: 30 });
+ * console.log(r.stdout, r.exitCode, r.auditId);
+ * ```
+ * @module
+ */
+export { Commands, Files, Sandbox, SandboxProcess, type WriteOptions } from "./src/sandbox.ts";
+export { type EgressRule, NetworkPolicy, type SecretAuthType, SecretRef } from "./src/policy.ts";
+export {
+  AdmissionError,
+  CleanupError,
+  CommandExitError,
+  ConflictError,
+  type ErrorCode,
+  IntegrityError,
+  InternalError,
+  InvalidInputError,
+  IsADirectoryError,
+  NoSpaceError,
+  NotADirectoryError,
+  NotFoundError,
+  PermissionDeniedError,
+  PolicyDeniedError,
+  SandboxError,
+  TimeoutError,
+  TransportError,
+  UnsupportedError,
+} from "./src/errors.ts";
+export type {
+  Capabilities,
+  CommandOptions,
+  CommandResult,
+  CreateOptions,
+  EngineName,
+  FileInfo,
+  LogEvent,
+  ProcessStatus,
+  SandboxInfo,
+  SandboxState,
+} from "./src/types.ts";
+export { DEFAULT_TTL_SECONDS, parseTtl } from "./src/ttl.ts";
+export { currentRecording, resetRecording } from "./src/engines/record/engine.ts";
+export {
+  type EnvValue,
+  KNOWN_TEMPLATES,
+  type RecordedOp,
+  type RuntimeRecording,
+  toWorkload,
+  type Workload,
+} from "./src/engines/record/recording.ts";
+export type { WrittenFile } from "./src/engines/contract.ts";

@@ -1,0 +1,72 @@
+/**
+ * The engine contract: what every backend (record, local, mvmctl) implements.
+ * It mirrors upstream's verbs (machine run/ls/stop/rm/pause/resume/logs, guest
+ * proc start/wait/stdin/signal/kill, guest fs read/write/ls/stat/mkdir/rm/mv,
+ * snapshot, fork). A capability an engine lacks throws UNSUPPORTED.
+ *
+ * @example
+ * ```ts
+ * import type { Engine } from "./contract.ts";
+ * const caps = (e: Engine) => e.capabilities().snapshot;
+ * ```
+ * @module
+ */
+import type { SandboxSpec } from "../spec.ts";
+import type { Capabilities, EngineName, FileInfo, LogEvent, ProcessStatus, SandboxInfo } from "../types.ts";
+
+/** Options an engine receives for a guest process (validated already). */
+export interface EngineStartOptions {
+  cwd?: string;
+  env: Record<string, string>;
+  timeoutSeconds?: number;
+  signal?: AbortSignal;
+}
+
+/** A guest process as an engine runs it. */
+export interface EngineProcess {
+  readonly stdin: WritableStream<Uint8Array>;
+  readonly stdout: ReadableStream<Uint8Array>;
+  readonly stderr: ReadableStream<Uint8Array>;
+  /** Resolves after the process ended and every byte of its output was delivered to the streams. */
+  readonly status: Promise<ProcessStatus>;
+  /** Sends a signal to the whole process tree. */
+  kill(signal?: string): Promise<void>;
+}
+
+/** A file result that changed state carries an audit id. */
+export type WrittenFile = FileInfo & { auditId: string };
+
+/** Guest file operations (paths validated already; relative to the sandbox's working directory). */
+export interface EngineFiles {
+  readStream(path: string, range: { offset?: number; length?: number }): Promise<ReadableStream<Uint8Array>>;
+  write(path: string, data: ReadableStream<Uint8Array>, opts: { mode: number; createParents: boolean }): Promise<WrittenFile>;
+  list(path: string): Promise<FileInfo[]>;
+  stat(path: string): Promise<FileInfo>;
+  mkdir(path: string, opts: { parents: boolean; mode: number }): Promise<string>;
+  remove(path: string, opts: { recursive: boolean }): Promise<string>;
+  rename(from: string, to: string): Promise<string>;
+}
+
+/** One sandbox as an engine holds it. Lifecycle verbs return the audit id of what they recorded. */
+export interface EngineSandbox {
+  readonly id: string;
+  info(): Promise<SandboxInfo>;
+  start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess>;
+  readonly files: EngineFiles;
+  logs(opts: { follow: boolean }): ReadableStream<LogEvent>;
+  stop(): Promise<string>;
+  destroy(): Promise<string>;
+  /** Keeps the sandbox alive after this process exits, until its TTL. */
+  detach(): Promise<string>;
+  /** Lets go of a connected sandbox without changing it. */
+  disconnect(): Promise<void>;
+}
+
+/** A backend. */
+export interface Engine {
+  readonly name: EngineName;
+  capabilities(): Capabilities;
+  create(spec: SandboxSpec): Promise<EngineSandbox>;
+  connect(id: string): Promise<EngineSandbox>;
+  list(filter: { tags?: Record<string, string> }): Promise<SandboxInfo[]>;
+}

@@ -1,0 +1,769 @@
+/**
+ * The embedded default engine: real sandboxes with Linux namespaces through
+ * bubblewrap. Each sandbox has a host-side supervisor (a shell holding the
+ * lease, see `scripts.ts`) and runs every guest process and file operation
+ * inside its namespaces, root and credentials via `nsenter`, with all
+ * capabilities dropped. Limits, TTL, teardown and whole-tree kills are done
+ * from the host (cgroups), never trusted to the guest.
+ *
+ * @example
+ * ```ts
+ * import { Sandbox } from "../../../mod.ts";
+ * await using sb = await Sandbox.create({ engine: "local" });
+ * console.log((await sb.commands.run(["id", "-u"])).stdout); // "0\n" (an unprivileged host uid)
+ * ```
+ * @module
+ */
+import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import process from "node:process";
+import {
+  ConflictError,
+  InternalError,
+  InvalidInputError,
+  IsADirectoryError,
+  NoSpaceError,
+  NotADirectoryError,
+  NotFoundError,
+  PermissionDeniedError,
+  type SandboxError,
+  TimeoutError,
+  TransportError,
+  UnsupportedError,
+} from "../../errors.ts";
+import { type ChildProcess, getEnv, hostPid, hostPlatform, hostUid, runtime } from "../../runtime/mod.ts";
+import type { SandboxSpec } from "../../spec.ts";
+import { collectText } from "../../streams.ts";
+import type { Capabilities, FileInfo, LogEvent, ProcessStatus, SandboxInfo } from "../../types.ts";
+import type { Engine, EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions, WrittenFile } from "../contract.ts";
+import {
+  cgroupEmpty,
+  createSandboxCgroups,
+  detectCgroups,
+  oomKills,
+  processCgroup,
+  removeCgroup,
+  type SandboxCgroups,
+  signalCgroup,
+} from "./cgroups.ts";
+import { AGENT_SH, SUPERVISOR_SH } from "./scripts.ts";
+import { appendEvent, type Meta, pidAlive, readMeta, readPid, stateRoot } from "./state.ts";
+
+const ID_RE = /^sbx-[a-z0-9]{12}$/;
+const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const DEFAULT_PIDS = 1024;
+const READY_TIMEOUT_MS = 15_000;
+
+function which(bin: string): string | null {
+  for (const dir of (getEnv("PATH") ?? "/usr/bin:/bin").split(":")) {
+    if (dir && existsSync(`${dir}/${bin}`)) return `${dir}/${bin}`;
+  }
+  for (const dir of ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]) if (existsSync(`${dir}/${bin}`)) return `${dir}/${bin}`;
+  return null;
+}
+
+interface Tools {
+  bwrap: string;
+  nsenter: string;
+  setsid: string;
+  setpriv: string;
+}
+let tools: Tools | undefined;
+
+function preflight(): Tools {
+  if (tools) return tools;
+  if (hostPlatform() !== "linux") {
+    throw new UnsupportedError(
+      `the local engine needs Linux (namespaces and bubblewrap); this is ${hostPlatform()}. Use the mvmctl engine (Vz microVMs on macOS) instead.`,
+    );
+  }
+  const bwrap = which("bwrap");
+  if (!bwrap) {
+    throw new NotFoundError(
+      "bubblewrap (bwrap) is not installed: install the package 'bubblewrap' (apt-get install bubblewrap / dnf install bubblewrap / pacman -S bubblewrap)",
+      { details: { binary: "bwrap", package: "bubblewrap" } },
+    );
+  }
+  const need = (b: string) => {
+    const p = which(b);
+    if (!p) {
+      throw new NotFoundError(`${b} is not installed: install the package 'util-linux' (apt-get install util-linux)`, {
+        details: { binary: b, package: "util-linux" },
+      });
+    }
+    return p;
+  };
+  tools = { bwrap, nsenter: need("nsenter"), setsid: need("setsid"), setpriv: need("setpriv") };
+  return tools;
+}
+
+/** Maps an upstream template onto the host image, or explains what exists. */
+function resolveImage(spec: SandboxSpec): string {
+  if (spec.template === undefined) {
+    if (spec.image !== "host") {
+      throw new UnsupportedError(`the local engine runs the "host" image only (got ${JSON.stringify(spec.image)}); use the mvmctl engine for OCI or nix images`);
+    }
+    return "host";
+  }
+  const t = spec.template;
+  const available = availableTemplates();
+  if (available.includes(t)) return t;
+  throw new NotFoundError(
+    `template ${JSON.stringify(t)} is not available on this host's image; available: ${available.join(", ")} (or omit it for the "host" image)`,
+    { details: { template: t, available } },
+  );
+}
+
+function availableTemplates(): string[] {
+  const out = ["host", "minimal"];
+  try {
+    for (const f of readdirSync("/usr/bin")) {
+      const m = /^python(3\.\d+)$/.exec(f);
+      if (m) out.push(`python-${m[1]}`);
+    }
+  } catch { /* no /usr/bin */ }
+  if (existsSync("/usr/bin/node")) {
+    out.push("node-lts");
+    try {
+      // node's major version, read from its headers' version file when installed alongside
+      const v = readFileSync("/usr/include/node/node_version.h", "utf8");
+      const m = /#define NODE_MAJOR_VERSION (\d+)/.exec(v);
+      if (m) out.push(`node-${m[1]}`);
+    } catch { /* unknown major */ }
+  }
+  return out.sort();
+}
+
+function rootBindArgs(): string[] {
+  const args: string[] = [];
+  for (const name of ["bin", "sbin", "lib", "lib32", "lib64", "libx32"]) {
+    const p = `/${name}`;
+    let st;
+    try {
+      st = lstatSync(p);
+    } catch {
+      continue;
+    }
+    if (st.isSymbolicLink()) args.push("--symlink", readlinkSync(p), p);
+    else if (st.isDirectory()) args.push("--ro-bind", p, p);
+  }
+  return args;
+}
+
+function randomId(): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return "sbx-" + Array.from(bytes, (b) => alphabet[b % 36]).join("");
+}
+
+function guestEnv(meta: Meta, extra: Record<string, string>): Record<string, string> {
+  return { PATH: GUEST_PATH, HOME: "/root", LANG: "C.UTF-8", TERM: "dumb", ...meta.env, ...extra };
+}
+
+const ERROR_CLASSES: Record<string, new (m: string, o?: { details?: Record<string, unknown> }) => SandboxError> = {
+  NOT_FOUND: NotFoundError,
+  NOT_A_DIRECTORY: NotADirectoryError,
+  IS_A_DIRECTORY: IsADirectoryError,
+  PERMISSION_DENIED: PermissionDeniedError,
+  NO_SPACE: NoSpaceError,
+  CONFLICT: ConflictError,
+  INVALID_INPUT: InvalidInputError,
+  INTERNAL: InternalError,
+};
+
+function agentError(stderr: string, op: string, path: string): SandboxError {
+  const m = /mvm-error (\S+) ([\s\S]*)/.exec(stderr);
+  const code = m?.[1] ?? "INTERNAL";
+  const detail = (m?.[2] ?? stderr).trim().slice(0, 500);
+  const Cls = ERROR_CLASSES[code] ?? InternalError;
+  return new Cls(`files.${op} ${JSON.stringify(path)}: ${detail || "failed"}`, { details: { path, op } });
+}
+
+function absolute(path: string): string {
+  return path.startsWith("/") ? path : `/${path}`;
+}
+
+function parseInfos(out: string): FileInfo[] {
+  const infos: FileInfo[] = [];
+  for (const rec of out.split("\0")) {
+    if (!rec) continue;
+    const parts = rec.split("\t");
+    if (parts.length < 5) continue;
+    const [t, size, mode, mtime] = parts;
+    const path = parts.slice(4).join("\t");
+    infos.push({
+      path,
+      name: path === "/" ? "/" : path.replace(/\/+$/, "").split("/").pop() ?? path,
+      type: t === "f" ? "file" : t === "d" ? "dir" : t === "l" ? "symlink" : "other",
+      size: Number(size),
+      mode: parseInt(mode, 8),
+      mtime: new Date(Number(mtime) * 1000).toISOString(),
+    });
+  }
+  return infos;
+}
+
+class LocalSandbox implements EngineSandbox {
+  readonly id: string;
+  readonly dir: string;
+  readonly meta: Meta;
+  readonly #tools: Tools;
+  #procSeq = 0;
+
+  constructor(id: string, dir: string, meta: Meta, t: Tools) {
+    this.id = id;
+    this.dir = dir;
+    this.meta = meta;
+    this.#tools = t;
+  }
+
+  #state(): SandboxInfo["state"] {
+    if (!existsSync(this.dir) || existsSync(`${this.dir}/destroying`)) return "destroyed";
+    if (existsSync(`${this.dir}/stopped`)) return "stopped";
+    return "running";
+  }
+
+  #assertRunning(what: string): number {
+    const s = this.#state();
+    if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone (destroyed or its TTL ran out); cannot ${what}`, { details: { id: this.id } });
+    if (s === "stopped") throw new ConflictError(`sandbox ${this.id} is stopped; cannot ${what} (destroy it, or create a new one)`, { details: { id: this.id, state: s } });
+    const pid = readPid(`${this.dir}/init.pid`);
+    if (!pidAlive(pid)) throw new TransportError(`sandbox ${this.id}'s init process is gone; cannot ${what}`, { details: { id: this.id } });
+    return pid;
+  }
+
+  /** Whether the sandbox went away (for streams that end). */
+  gone(): boolean {
+    return this.#state() === "destroyed";
+  }
+
+  info(): Promise<SandboxInfo> {
+    const m = this.meta;
+    return Promise.resolve({
+      id: m.id,
+      state: this.#state(),
+      engine: "local",
+      image: m.template ?? m.image,
+      name: m.name,
+      workloadId: m.workloadId,
+      tags: { ...m.tags },
+      createdAt: m.createdAt,
+      expiresAt: m.expiresAt,
+      ttlSeconds: m.ttlSeconds,
+      detached: existsSync(`${this.dir}/detached`),
+      limits: { ...m.limits },
+    });
+  }
+
+  /** Spawns argv inside the sandbox; returns the host child and its per-process cgroup. */
+  async exec(argv: string[], env: Record<string, string>, cwd: string, stdin: boolean, what: string): Promise<{ child: ChildProcess; cg: string | null }> {
+    const initPid = this.#assertRunning(what);
+    let cg: string | null = null;
+    const join: string[] = [];
+    if (this.meta.cgroups) {
+      cg = processCgroup(this.meta.cgroups, `p${hostPid()}-${++this.#procSeq}-${Date.now().toString(36)}`);
+      join.push(cg, ...this.meta.cgroups.join.filter((d) => d !== this.meta.cgroups!.v2));
+    }
+    const t = this.#tools;
+    // -w without a directory takes the init's cwd (inside the jail); a path given to --wd would be
+    // resolved on the host before entering, so a cwd is changed into by a shell inside instead.
+    const inner = cwd === "/" ? [] : ["/bin/sh", "-c", 'cd -- "$0" || exit 125; exec "$@"', cwd];
+    const script = `for c in $MVM_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done; p=$MVM_INIT; unset MVM_CG MVM_INIT; ` +
+      `exec ${t.nsenter} -t "$p" -U -m -p -n -i -u -C -r -w -- /usr/bin/setpriv --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@"`;
+    try {
+      const child = await runtime().spawn("/bin/sh", ["-c", script, "mvm-exec", ...inner, ...argv], {
+        clearEnv: true,
+        env: { ...env, MVM_CG: join.join(" "), MVM_INIT: String(initPid) },
+        stdin: stdin ? "piped" : "null",
+        stdout: "piped",
+        stderr: "piped",
+      });
+      return { child, cg };
+    } catch (e) {
+      if (cg) removeCgroup(cg);
+      throw e;
+    }
+  }
+
+  #killTree(cg: string | null, child: ChildProcess, signal: string) {
+    if (cg) signalCgroup(cg, signal, (pid, sig) => process.kill(pid, sig as NodeJS.Signals));
+    else child.kill(signal);
+  }
+
+  async start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
+    const cwd = opts.cwd === undefined ? "/" : absolute(opts.cwd);
+    if (opts.cwd !== undefined) await this.#agent("cwdcheck", [cwd], cwd);
+    const env = guestEnv(this.meta, opts.env);
+    const oomBefore = this.meta.cgroups ? oomKills(this.meta.cgroups) : 0;
+    const started = performance.now();
+    const { child, cg } = await this.exec(argv, env, cwd, true, "start a process");
+    appendEvent(this.dir, "process.started", { pid: child.pid, argv0: argv[0], argc: argv.length, cwd });
+    let timedOut = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    if (opts.timeoutSeconds !== undefined) {
+      timer = setTimeout(() => {
+        timedOut = true;
+        this.#killTree(cg, child, "SIGKILL");
+      }, opts.timeoutSeconds * 1000);
+    }
+    const onAbort = () => this.#killTree(cg, child, "SIGKILL");
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (opts.signal?.aborted) onAbort();
+
+    const exited = child.status.then((s) => {
+      // a command's process tree ends with it: kill what it left behind so its streams end
+      if (cg && !cgroupEmpty(cg)) signalCgroup(cg, "SIGKILL", (pid, sig) => process.kill(pid, sig as NodeJS.Signals));
+      return s;
+    });
+    const out = this.#guestStream(child.stdout!, exited);
+    const err = this.#guestStream(child.stderr!, exited);
+    const status: Promise<ProcessStatus> = Promise.all([exited, out.done, err.done]).then(([s]) => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+      const oomKilled = this.meta.cgroups !== null && s.signal === "SIGKILL" && !timedOut && oomKills(this.meta.cgroups) > oomBefore;
+      if (cg) removeCgroup(cg);
+      let exitCode = s.code;
+      let signal = s.signal;
+      // nsenter reports a child killed by a signal as 128+n
+      if (exitCode !== null && exitCode > 128 && exitCode < 160 && (timedOut || oomKilled)) {
+        signal = "SIGKILL";
+        exitCode = null;
+      }
+      const durationMs = Math.round(performance.now() - started);
+      const auditId = appendEvent(this.dir, "process.exited", { pid: child.pid, argv0: argv[0], exitCode, signal, timedOut, oomKilled, durationMs });
+      return { exitCode, signal, timedOut, oomKilled, durationMs, auditId };
+    });
+    status.catch(() => {});
+    return {
+      stdin: child.stdin!,
+      stdout: out.stream,
+      stderr: err.stream,
+      status,
+      kill: (signal = "SIGTERM") => {
+        this.#killTree(cg, child, signal);
+        return Promise.resolve();
+      },
+    };
+  }
+
+  /**
+   * Wraps a child's output: a small queue (backpressure reaches the guest), and
+   * a typed TRANSPORT error instead of a quiet end when the sandbox died under it.
+   */
+  #guestStream(src: ReadableStream<Uint8Array>, exited: Promise<unknown>): { stream: ReadableStream<Uint8Array>; done: Promise<void> } {
+    const reader = src.getReader();
+    let finish!: () => void;
+    const done = new Promise<void>((r) => finish = r);
+    const stream = new ReadableStream<Uint8Array>({
+      pull: async (c) => {
+        try {
+          const { value, done: end } = await reader.read();
+          if (!end) {
+            c.enqueue(value);
+            return;
+          }
+          await exited;
+          if (this.gone()) {
+            c.error(new TransportError(`sandbox ${this.id} was destroyed while this stream was open; output may be incomplete`, { details: { id: this.id } }));
+          } else c.close();
+        } catch (e) {
+          c.error(new TransportError(`reading guest output failed: ${(e as Error).message}`, { cause: e }));
+        }
+        finish();
+      },
+      cancel: async (reason) => {
+        await reader.cancel(reason).catch(() => {});
+        finish();
+      },
+    }, { highWaterMark: 4 });
+    return { stream, done };
+  }
+
+  /** Runs an agent op in the jail; returns stdout (or the child when streaming). */
+  async #agent(op: string, args: string[], path: string, input?: ReadableStream<Uint8Array>): Promise<string> {
+    const { child, cg } = await this.exec(["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args], guestEnv(this.meta, {}), "/", input !== undefined, `files.${op}`);
+    let inputError: unknown;
+    const feeding = input
+      ? input.pipeTo(child.stdin!).catch((e) => {
+        inputError = e;
+        this.#killTree(cg, child, "SIGTERM");
+      })
+      : Promise.resolve();
+    const [stdout, stderr, s] = await Promise.all([collectText(child.stdout!), collectText(child.stderr!), child.status, feeding]);
+    if (cg) removeCgroup(cg);
+    if (inputError !== undefined) {
+      throw inputError instanceof Error ? inputError : new InvalidInputError(`files.${op}: the data stream failed: ${String(inputError)}`);
+    }
+    if (s.code !== 0) {
+      if (this.gone()) throw new NotFoundError(`sandbox ${this.id} was destroyed during files.${op}`, { details: { id: this.id } });
+      throw agentError(stderr, op, path);
+    }
+    return stdout;
+  }
+
+  readonly files: EngineFiles = {
+    readStream: async (path, range) => {
+      const p = absolute(path);
+      const { child, cg } = await this.exec(
+        ["/bin/sh", "-c", AGENT_SH, "mvm-agent", "read", p, String(range.offset ?? 0), range.length === undefined ? "-" : String(range.length)],
+        guestEnv(this.meta, {}),
+        "/",
+        false,
+        "files.read",
+      );
+      const stderrText = collectText(child.stderr!);
+      const reader = child.stdout!.getReader();
+      const fail = async () => {
+        await child.status;
+        if (cg) removeCgroup(cg);
+        if (this.gone()) return new TransportError(`sandbox ${this.id} was destroyed during files.read`);
+        return agentError(await stderrText, "read", p);
+      };
+      const first = await reader.read();
+      if (first.done) {
+        const s = await child.status;
+        if (s.code !== 0) throw await fail();
+        if (cg) removeCgroup(cg);
+        return new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+      }
+      let pending: Uint8Array | undefined = first.value;
+      return new ReadableStream<Uint8Array>({
+        pull: async (c) => {
+          if (pending) {
+            c.enqueue(pending);
+            pending = undefined;
+            return;
+          }
+          const r = await reader.read().catch((e) => ({ done: true as const, value: undefined, error: e }));
+          if (!r.done) return c.enqueue(r.value);
+          const s = await child.status;
+          if (s.code !== 0) return c.error(await fail());
+          if (cg) removeCgroup(cg);
+          c.close();
+        },
+        cancel: async () => {
+          await reader.cancel().catch(() => {});
+          this.#killTree(cg, child, "SIGKILL");
+          await child.status;
+          if (cg) removeCgroup(cg);
+        },
+      }, { highWaterMark: 4 });
+    },
+    write: async (path, data, opts): Promise<WrittenFile> => {
+      const p = absolute(path);
+      const out = await this.#agent("write", [p, opts.mode.toString(8), opts.createParents ? "1" : "0"], p, data);
+      const [info] = parseInfos(out);
+      if (!info) throw new InternalError(`files.write ${JSON.stringify(p)}: no file info came back`);
+      const auditId = appendEvent(this.dir, "files.write", { path: p, size: info.size });
+      return { ...info, auditId };
+    },
+    list: async (path) => parseInfos(await this.#agent("list", [absolute(path)], path)),
+    stat: async (path) => {
+      const [info] = parseInfos(await this.#agent("stat", [absolute(path)], path));
+      if (!info) throw new NotFoundError(`files.stat ${JSON.stringify(path)}: not found`);
+      return info;
+    },
+    mkdir: async (path, opts) => {
+      await this.#agent("mkdir", [absolute(path), opts.mode.toString(8), opts.parents ? "1" : "0"], path);
+      return appendEvent(this.dir, "files.mkdir", { path: absolute(path) });
+    },
+    remove: async (path, opts) => {
+      await this.#agent("remove", [absolute(path), opts.recursive ? "1" : "0"], path);
+      return appendEvent(this.dir, "files.remove", { path: absolute(path), recursive: opts.recursive });
+    },
+    rename: async (from, to) => {
+      await this.#agent("rename", [absolute(from), absolute(to)], from);
+      return appendEvent(this.dir, "files.rename", { from: absolute(from), to: absolute(to) });
+    },
+  };
+
+  logs(opts: { follow: boolean }): ReadableStream<LogEvent> {
+    const file = `${this.dir}/events.jsonl`;
+    let offset = 0;
+    let seq = 0;
+    let carry = "";
+    const readNew = (): LogEvent[] => {
+      let buf: Uint8Array;
+      try {
+        buf = readFileSync(file);
+      } catch {
+        return [];
+      }
+      if (buf.length <= offset) return [];
+      const text = carry + new TextDecoder().decode(buf.subarray(offset));
+      offset = buf.length;
+      const lines = text.split("\n");
+      carry = lines.pop() ?? "";
+      const evs: LogEvent[] = [];
+      for (const l of lines) {
+        if (!l) continue;
+        try {
+          evs.push({ seq: seq++, ...JSON.parse(l) });
+        } catch { /* a torn line is skipped */ }
+      }
+      return evs;
+    };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    return new ReadableStream<LogEvent>({
+      pull: async (c) => {
+        for (;;) {
+          const evs = readNew();
+          if (evs.length) {
+            for (const e of evs) c.enqueue(e);
+            return;
+          }
+          if (!opts.follow || !existsSync(this.dir)) return c.close();
+          await new Promise((r) => timer = setTimeout(r, 200));
+        }
+      },
+      cancel: () => clearTimeout(timer),
+    });
+  }
+
+  async stop(): Promise<string> {
+    const s = this.#state();
+    if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone`);
+    if (s === "stopped") return appendEvent(this.dir, "stop.noop");
+    writeFileSync(`${this.dir}/stopped`, "", { mode: 0o600 });
+    const id = appendEvent(this.dir, "stopped");
+    const init = readPid(`${this.dir}/init.pid`);
+    if (this.meta.cgroups) signalCgroup(this.meta.cgroups.v2, "SIGKILL", (pid, sig) => process.kill(pid, sig as NodeJS.Signals));
+    else if (pidAlive(init)) process.kill(init, "SIGKILL");
+    return id;
+  }
+
+  async destroy(): Promise<string> {
+    const id = appendEvent(this.dir, "destroy.requested");
+    await teardown(this.dir, this.meta);
+    return id;
+  }
+
+  detach(): Promise<string> {
+    this.#assertRunning("detach");
+    writeFileSync(`${this.dir}/detached`, "", { mode: 0o600 });
+    return Promise.resolve(appendEvent(this.dir, "detached", { expiresAt: this.meta.expiresAt }));
+  }
+
+  disconnect(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** Tears a sandbox down through its supervisor, or by hand when the supervisor is gone. */
+async function teardown(dir: string, meta: Meta | null): Promise<void> {
+  const sup = readPid(`${dir}/supervisor.pid`);
+  if (pidAlive(sup)) {
+    try {
+      process.kill(sup, "SIGTERM");
+    } catch { /* exiting */ }
+    const deadline = Date.now() + 10_000;
+    while (existsSync(dir) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    if (!existsSync(dir)) return;
+  }
+  // no supervisor (it was killed): clean up from here
+  const init = readPid(`${dir}/init.pid`);
+  if (meta?.cgroups) signalCgroup(meta.cgroups.v2, "SIGKILL", (pid, sig) => process.kill(pid, sig as NodeJS.Signals));
+  if (pidAlive(init)) {
+    try {
+      process.kill(init, "SIGKILL");
+    } catch { /* gone */ }
+  }
+  if (meta?.cgroups) {
+    for (const c of meta.cgroups.join) {
+      for (let i = 0; i < 100 && !removeCgroup(c); i++) await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Removes sandboxes whose supervisor died without cleaning up (e.g. SIGKILLed). */
+async function reapStale(root: string): Promise<void> {
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(root);
+  } catch {
+    return;
+  }
+  for (const id of entries) {
+    if (!ID_RE.test(id)) continue;
+    const dir = `${root}/${id}`;
+    const sup = readPid(`${dir}/supervisor.pid`);
+    if (sup === 0) {
+      // being created: leave it alone for a while
+      try {
+        if (Date.now() - statSync(dir).mtimeMs < 60_000) continue;
+      } catch {
+        continue;
+      }
+    } else if (pidAlive(sup)) continue;
+    await teardown(dir, readMeta(dir)).catch(() => {});
+  }
+}
+
+function capabilities(): Capabilities {
+  const cg = hostPlatform() === "linux" ? detectCgroups() : null;
+  return {
+    commands: true,
+    files: true,
+    logs: true,
+    detach: true,
+    pause: false,
+    snapshot: false,
+    fork: false,
+    limits: { cpu: cg !== null, memory: cg !== null, pids: cg !== null },
+    network: "none",
+  };
+}
+
+/** The local engine. @example `await localEngine.create(spec)` */
+export const localEngine: Engine = {
+  name: "local",
+  capabilities,
+  async create(spec: SandboxSpec): Promise<EngineSandbox> {
+    const t = preflight();
+    const image = resolveImage(spec);
+    if (spec.network.rules.length > 0) {
+      throw new UnsupportedError(
+        `the local engine has no egress yet: sandboxes get loopback only, so the allowlist (${spec.network.hosts.join(", ")}) cannot be honoured. Use NetworkPolicy.denyByDefault() alone, or the mvmctl engine.`,
+      );
+    }
+    const layout = detectCgroups();
+    const limits = { cpu: spec.cpu, memoryMb: spec.memoryMb, pidsLimit: spec.pidsLimit ?? (layout ? DEFAULT_PIDS : undefined) };
+    if (!layout && (spec.cpu || spec.memoryMb || spec.pidsLimit)) {
+      throw new UnsupportedError("cpu, memoryMb and pidsLimit need writable cgroups (run as root, or with a delegated cgroup); none are available here");
+    }
+    const root = stateRoot();
+    const isRoot = hostUid() === 0;
+    try {
+      mkdirSync(root, { recursive: true, mode: isRoot ? 0o711 : 0o700 });
+    } catch (e) {
+      throw new PermissionDeniedError(`cannot create the state directory ${root}: ${(e as Error).message}; set MVM_STATE_DIR to a writable folder`, { cause: e });
+    }
+    await reapStale(root);
+    const id = randomId();
+    const dir = `${root}/${id}`;
+    const now = new Date();
+    const sandboxUid = isRoot ? 2_000_000_000 + (crypto.getRandomValues(new Uint32Array(1))[0] % 16_000_000) : hostUid();
+    const env: Record<string, string> = { ...spec.env };
+    for (const [k, ref] of Object.entries(spec.secrets)) env[k] = ref.placeholder;
+    let cgroups: SandboxCgroups | null = null;
+    const meta: Meta = {
+      v: 1,
+      id,
+      image,
+      template: spec.template,
+      name: spec.name,
+      workloadId: spec.workloadId,
+      tags: spec.tags,
+      createdAt: now.toISOString(),
+      expiresAt: new Date(now.getTime() + spec.ttlSeconds * 1000).toISOString(),
+      ttlSeconds: spec.ttlSeconds,
+      limits,
+      env,
+      ownerPid: hostPid(),
+      sandboxUid,
+      cgroups: null,
+    };
+    try {
+      mkdirSync(dir, { mode: isRoot ? 0o711 : 0o700 });
+      mkdirSync(`${dir}/root/root`, { recursive: true, mode: 0o700 });
+      mkdirSync(`${dir}/root/app`, { mode: 0o755 });
+      if (isRoot) {
+        for (const p of ["root", "root/root", "root/app"]) chownSync(`${dir}/${p}`, sandboxUid, sandboxUid);
+      }
+      if (layout) cgroups = createSandboxCgroups(layout, id, limits);
+      meta.cgroups = cgroups;
+      writeFileSync(`${dir}/meta.json`, JSON.stringify(meta), { mode: 0o600 });
+      writeFileSync(`${dir}/events.jsonl`, "", { mode: 0o600 });
+      appendEvent(dir, "created", { image, ttlSeconds: spec.ttlSeconds, limits, tags: spec.tags });
+      const bwrap = [
+        ...(isRoot ? [t.setpriv, `--reuid=${sandboxUid}`, `--regid=${sandboxUid}`, "--clear-groups", "--"] : []),
+        t.bwrap,
+        "--unshare-user",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--uid", "0",
+        "--gid", "0",
+        "--hostname", id,
+        "--die-with-parent",
+        "--new-session",
+        "--bind", `${dir}/root`, "/",
+        "--ro-bind", "/usr", "/usr",
+        "--ro-bind", "/etc", "/etc",
+        ...rootBindArgs(),
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--tmpfs", "/tmp",
+        "--info-fd", "3",
+        "--", "/usr/bin/sleep", "infinity",
+      ];
+      const sup = await runtime().spawn(t.setsid, ["/bin/sh", "-c", SUPERVISOR_SH, "mvm-supervisor", dir, String(hostPid()), String(spec.ttlSeconds), ...bwrap], {
+        clearEnv: true,
+        env: { PATH: GUEST_PATH, MVM_CG: cgroups ? cgroups.join.join(" ") : "" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+      });
+      const line = await readReadyLine(sup);
+      sup.unref();
+      if (!line.startsWith("ready ")) {
+        throw new TransportError(`bubblewrap failed to start the sandbox: ${line.replace(/^error /, "").trim() || "no reason given"}`, {
+          details: { id },
+        });
+      }
+      return new LocalSandbox(id, dir, meta, t);
+    } catch (e) {
+      await teardown(dir, meta).catch(() => {});
+      if (cgroups) for (const c of cgroups.join) removeCgroup(c);
+      throw e;
+    }
+  },
+  connect(id: string): Promise<EngineSandbox> {
+    if (!ID_RE.test(id)) return Promise.reject(new NotFoundError(`no sandbox ${JSON.stringify(id)}: ids look like sbx-xxxxxxxxxxxx`));
+    const t = preflight();
+    const dir = `${stateRoot()}/${id}`;
+    const meta = readMeta(dir);
+    if (!meta || !pidAlive(readPid(`${dir}/supervisor.pid`)) || existsSync(`${dir}/destroying`)) {
+      return Promise.reject(new NotFoundError(`no live sandbox ${id} (destroyed, expired, or never created here)`, { details: { id } }));
+    }
+    return Promise.resolve(new LocalSandbox(id, dir, meta, t));
+  },
+  async list(filter): Promise<SandboxInfo[]> {
+    const root = stateRoot();
+    await reapStale(root);
+    const out: SandboxInfo[] = [];
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(root);
+    } catch {
+      return out;
+    }
+    for (const id of entries.sort()) {
+      if (!ID_RE.test(id)) continue;
+      const sb = await localEngine.connect(id).catch(() => null);
+      if (!sb) continue;
+      const info = await sb.info();
+      if (filter.tags && Object.entries(filter.tags).some(([k, v]) => info.tags[k] !== v)) continue;
+      out.push(info);
+    }
+    return out;
+  },
+};
+
+async function readReadyLine(child: ChildProcess): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, rej) =>
+    timer = setTimeout(() => {
+      child.kill("SIGTERM");
+      rej(new TimeoutError(`the sandbox did not start within ${READY_TIMEOUT_MS / 1000} s`));
+    }, READY_TIMEOUT_MS)
+  );
+  try {
+    const text = await Promise.race([collectText(child.stdout!), timeout]);
+    return text.split("\n").find((l) => l.startsWith("ready ") || l.startsWith("error ")) ?? text.trim();
+  } finally {
+    clearTimeout(timer);
+  }
+}

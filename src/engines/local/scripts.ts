@@ -1,0 +1,150 @@
+/**
+ * The two POSIX shell programs of the local engine.
+ *
+ * - The supervisor runs on the host, one per sandbox, in its own session. It
+ *   starts bubblewrap, reports the sandbox's init pid, then holds the lease:
+ *   it tears the sandbox down when the TTL runs out, when the owning process
+ *   dies (unless detached), or when asked (SIGTERM). It costs a shell and a
+ *   `sleep`, not a JavaScript runtime.
+ * - The agent runs inside the jail, one per file operation, with the same
+ *   namespaces, root and credentials as user code, so a path can only reach
+ *   the sandbox's own view. It reports failures as `mvm-error CODE message`
+ *   on stderr.
+ *
+ * @example
+ * ```ts
+ * import { SUPERVISOR_SH } from "./scripts.ts";
+ * // spawn("setsid", ["sh", "-c", SUPERVISOR_SH, "mvm-supervisor", dir, ownerPid, ttl, ...bwrapArgv])
+ * ```
+ * @module
+ */
+
+/** Host-side supervisor. Args: state dir, owner pid, TTL seconds, then the bubblewrap argv. Env: MVM_CG (cgroup dirs to join). */
+export const SUPERVISOR_SH: string = String.raw`
+set -u
+d=$1; owner=$2; ttl=$3; shift 3
+bw=""; sl=""; ttlpid=""
+now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
+ev() { printf '{"id":"sup-%s-%s","time":"%s","type":"%s","source":"supervisor"%s}\n' "$$" "$(date +%s%N)" "$(now)" "$1" "%{2:-}" >> "$d/events.jsonl" 2>/dev/null; }
+alive() { [ -r "/proc/$1/stat" ] || return 1; read -r s < "/proc/$1/stat" 2>/dev/null || return 1; case "$s" in *") Z "*|*") X "*) return 1;; esac; return 0; }
+cleanup() {
+  trap '' TERM INT HUP
+  : > "$d/destroying" 2>/dev/null
+  ev destroyed ",\"reason\":\"$1\""
+  [ -n "$sl" ] && kill "$sl" 2>/dev/null
+  [ -n "$ttlpid" ] && kill "$ttlpid" 2>/dev/null
+  if [ -n "$bw" ]; then kill -KILL "$bw" 2>/dev/null; wait "$bw" 2>/dev/null; fi
+  for c in %{MVM_CG:-}; do
+    [ -d "$c" ] || continue
+    for sub in "$c"/*/; do [ -d "$sub" ] && { [ -w "$sub/cgroup.kill" ] && echo 1 > "$sub/cgroup.kill"; rmdir "$sub" 2>/dev/null; }; done
+    i=0; while ! rmdir "$c" 2>/dev/null && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.05; done
+  done
+  rm -rf "$d"
+  exit 0
+}
+trap 'cleanup destroy' TERM INT HUP
+mkfifo -m 600 "$d/info.fifo" || { echo "error cannot create $d/info.fifo"; exit 1; }
+MVM_SELF_CG="%{MVM_CG:-}" sh -c 'for c in $MVM_SELF_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done; exec "$@"' sh "$@" 3>"$d/info.fifo" </dev/null >/dev/null 2>"$d/bwrap.err" &
+bw=$!
+info=$(cat "$d/info.fifo")
+rm -f "$d/info.fifo"
+case "$info" in
+  *'"child-pid"'*) ;;
+  *) wait "$bw" 2>/dev/null; err=$(head -c 2000 "$d/bwrap.err" 2>/dev/null | tr '\n' ' '); echo "error $err"; cleanup failed;;
+esac
+pid=%{info#*'"child-pid"'}; pid=%{pid#*:}; pid=%{pid%%,*}; pid=$(echo $pid)
+echo "$pid" > "$d/init.pid"
+echo "$$" > "$d/supervisor.pid"
+echo "ready $pid $$"
+exec </dev/null >/dev/null 2>&1
+sleep "$ttl" & ttlpid=$!
+ev started ",\"initPid\":$pid,\"ttlSeconds\":$ttl"
+reason=""
+while :; do
+  if [ ! -e "$d/detached" ] && ! alive "$owner"; then reason=owner-exited; break; fi
+  alive "$ttlpid" || { reason=ttl-expired; break; }
+  if ! alive "$bw" && [ ! -e "$d/stopped" ]; then reason=init-exited; break; fi
+  sleep 0.5 & sl=$!; wait "$sl"; sl=""
+done
+cleanup "$reason"
+`.replaceAll("%{", "${");
+
+/**
+ * In-jail agent for file operations. Usage: `sh -c AGENT_SH mvm-agent OP ARGS…`.
+ * Ops: read PATH OFFSET LENGTH | write PATH MODE PARENTS | list PATH | stat PATH |
+ * mkdir PATH MODE PARENTS | remove PATH RECURSIVE | rename FROM TO | cwdcheck PATH.
+ */
+export const AGENT_SH: string = String.raw`
+export LC_ALL=C
+fail() { printf 'mvm-error %s %s\n' "$1" "$2" >&2; exit 3; }
+why() {
+  case "$1" in
+    *"No such file or directory"*) echo NOT_FOUND;;
+    *"Not a directory"*) echo NOT_A_DIRECTORY;;
+    *"Is a directory"*|*"cannot overwrite directory"*) echo IS_A_DIRECTORY;;
+    *"Permission denied"*|*"Read-only file system"*|*"Operation not permitted"*) echo PERMISSION_DENIED;;
+    *"No space left"*|*"Disk quota"*) echo NO_SPACE;;
+    *"File exists"*|*"Directory not empty"*) echo CONFLICT;;
+    *"File name too long"*|*"Too many levels of symbolic links"*) echo INVALID_INPUT;;
+    *) echo INTERNAL;;
+  esac
+}
+run() { out=$("$@" 2>&1) || fail "$(why "$out")" "$out"; }
+missing() {
+  q=$1
+  while [ "$q" != / ] && [ -n "$q" ]; do
+    q=$(dirname -- "$q")
+    if [ -e "$q" ] && [ ! -d "$q" ]; then fail NOT_A_DIRECTORY "$1: Not a directory ($q is not a directory)"; fi
+  done
+  fail NOT_FOUND "$1: No such file or directory"
+}
+info() { find "$1" -maxdepth 0 -printf '%y\t%s\t%m\t%T@\t%p\0' 2>/dev/null; }
+op=$1; shift
+case "$op" in
+  read)
+    p=$1
+    if [ -d "$p" ]; then fail IS_A_DIRECTORY "$p is a directory"; fi
+    if [ ! -e "$p" ] && [ ! -L "$p" ]; then missing "$p"; fi
+    if [ ! -f "$p" ]; then fail INVALID_INPUT "$p is not a regular file (fifo, socket or device)"; fi
+    [ -r "$p" ] || fail PERMISSION_DENIED "$p: Permission denied"
+    if [ "$3" = "-" ]; then exec dd if="$p" bs=65536 iflag=skip_bytes,nonblock skip="$2" status=none
+    else exec dd if="$p" bs=65536 iflag=skip_bytes,count_bytes,nonblock skip="$2" count="$3" status=none; fi;;
+  write)
+    p=$1; dir=$(dirname -- "$p")
+    if [ -d "$p" ] && [ ! -L "$p" ]; then fail IS_A_DIRECTORY "$p is a directory"; fi
+    if [ "$3" = 1 ] && [ ! -d "$dir" ]; then run mkdir -p -- "$dir"; fi
+    [ -e "$dir" ] || missing "$dir"
+    [ -d "$dir" ] || fail NOT_A_DIRECTORY "$dir: Not a directory"
+    tmp=$(mktemp -- "$dir/.mvm-write.XXXXXXXX" 2>&1) || fail "$(why "$tmp")" "$tmp"
+    trap 'rm -f -- "$tmp"' EXIT
+    trap 'rm -f -- "$tmp"; exit 143' TERM INT PIPE
+    out=$(cat > "$tmp" 2>&1) || fail "$(why "$out")" "$out"
+    run chmod "$2" -- "$tmp"
+    run mv -f -T -- "$tmp" "$p"
+    trap - EXIT TERM INT PIPE
+    info "$p";;
+  list)
+    p=$1
+    [ -e "$p" ] || missing "$p"
+    [ -d "$p" ] || fail NOT_A_DIRECTORY "$p: Not a directory"
+    [ -r "$p" ] && [ -x "$p" ] || fail PERMISSION_DENIED "$p: Permission denied"
+    exec find -H "$p" -mindepth 1 -maxdepth 1 -printf '%y\t%s\t%m\t%T@\t%p\0';;
+  stat)
+    [ -e "$1" ] || [ -L "$1" ] || missing "$1"
+    info "$1";;
+  mkdir)
+    if [ "$3" = 1 ]; then run mkdir -p -m "$2" -- "$1"; [ -d "$1" ] || fail NOT_A_DIRECTORY "$1: Not a directory"
+    else run mkdir -m "$2" -- "$1"; fi;;
+  remove)
+    [ -e "$1" ] || [ -L "$1" ] || missing "$1"
+    if [ -d "$1" ] && [ ! -L "$1" ]; then
+      if [ "$2" = 1 ]; then run rm -rf --one-file-system -- "$1"; else run rmdir -- "$1"; fi
+    else run rm -f -- "$1"; fi;;
+  rename)
+    [ -e "$1" ] || [ -L "$1" ] || missing "$1"
+    run mv -f -T -- "$1" "$2";;
+  cwdcheck)
+    [ -d "$1" ] || { [ -e "$1" ] && fail NOT_A_DIRECTORY "$1: Not a directory"; missing "$1"; };;
+  *) fail INTERNAL "unknown op $op";;
+esac
+`.replaceAll("%{", "${");

@@ -1,0 +1,29 @@
+/**
+ * The engine registry: maps an engine name to its implementation, loaded on
+ * first use.
+ *
+ * @example
+ * ```ts
+ * import { getEngine } from "./mod.ts";
+ * const e = await getEngine("local");
+ * e.capabilities();
+ * ```
+ * @module
+ */
+import { UnsupportedError } from "../errors.ts";
+import type { EngineName } from "../types.ts";
+import type { Engine } from "./contract.ts";
+
+/** The engine of that name. @example `await getEngine("record")` */
+export async function getEngine(name: EngineName): Promise<Engine> {
+  switch (name) {
+    case "record":
+      return (await import("./record/engine.ts")).recordEngine;
+    case "local":
+      return (await import("./local/engine.ts")).localEngine;
+    case "mvmctl":
+      throw new UnsupportedError(
+        "the mvmctl engine (Firecracker/Vz microVMs) is not built yet; use the local engine (the default) or record mode",
+      );
+  }
+}

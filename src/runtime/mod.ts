@@ -1,0 +1,82 @@
+/**
+ * Picks the runtime shim for the runtime this code runs on, plus the few
+ * host helpers the engines need (env, pid, uid, exit hooks).
+ *
+ * @example
+ * ```ts
+ * import { runtime } from "./src/runtime/mod.ts";
+ * const child = await runtime().spawn("uname", ["-s"]);
+ * console.log(await new Response(child.stdout).text());
+ * ```
+ * @module
+ */
+import process from "node:process";
+import { PermissionDeniedError } from "../errors.ts";
+import type { Runtime } from "./types.ts";
+import { denoRuntime } from "./deno.ts";
+import { bunRuntime } from "./bun.ts";
+import { nodeRuntime } from "./node.ts";
+
+export type { ChildProcess, ExitStatus, Runtime, SpawnOptions, Stdio } from "./types.ts";
+
+/** The shim of the runtime we are on. @example `runtime().name // "deno" | "bun" | "node"` */
+export function runtime(): Runtime {
+  const g = globalThis as Record<string, unknown>;
+  if (g.Deno !== undefined && (g.Deno as { Command?: unknown }).Command) return denoRuntime;
+  if (g.Bun !== undefined) return bunRuntime;
+  return nodeRuntime;
+}
+
+/** Maps a Deno permission refusal to a typed error that names the flag; other errors pass through. */
+export function permissionError(e: unknown, flag: string, what: string): unknown {
+  const name = (e as { name?: string })?.name;
+  if (name === "NotCapable" || name === "PermissionDenied" && runtime().name === "deno") {
+    return new PermissionDeniedError(`Deno refused ${what}: grant it with ${flag}`, { cause: e, details: { flag } });
+  }
+  return e;
+}
+
+/** Reads an environment variable; under Deno without --allow-env, says which flag is missing. @example `getEnv("HOME")` */
+export function getEnv(name: string): string | undefined {
+  try {
+    return process.env[name];
+  } catch (e) {
+    throw permissionError(e, `--allow-env=${name}`, `reading the environment variable ${name}`);
+  }
+}
+
+/** The effective uid of this process (0 when root), or -1 where there is none. @example `hostUid()` */
+export function hostUid(): number {
+  return typeof process.getuid === "function" ? process.getuid() : -1;
+}
+
+/** The id of this process. @example `hostPid()` */
+export function hostPid(): number {
+  return process.pid;
+}
+
+/** The operating system: `"linux"`, `"darwin"`, … @example `hostPlatform()` */
+export function hostPlatform(): string {
+  return process.platform;
+}
+
+const exitHooks: Array<() => void> = [];
+let exitInstalled = false;
+/**
+ * Runs `fn` synchronously when this process exits normally (not on SIGKILL).
+ * @example `onExit(() => writeFileSync(path, json))`
+ */
+export function onExit(fn: () => void): void {
+  exitHooks.push(fn);
+  if (exitInstalled) return;
+  exitInstalled = true;
+  process.on("exit", () => {
+    for (const h of exitHooks.splice(0)) {
+      try {
+        h();
+      } catch (e) {
+        console.error("mvm sdk: exit hook failed:", e);
+      }
+    }
+  });
+}

@@ -1,0 +1,73 @@
+/**
+ * The runtime shim's one interface: spawn a process with Web Streams for
+ * stdin, stdout and stderr; kill it; read its exit status. One file per
+ * runtime implements it (`deno.ts`, `bun.ts`, `node.ts`); nothing else in the
+ * SDK knows which runtime it is on.
+ *
+ * @example
+ * ```ts
+ * import { runtime } from "./mod.ts";
+ * const child = await runtime().spawn("echo", ["hi"], { stdout: "piped" });
+ * console.log(await new Response(child.stdout).text(), await child.status);
+ * ```
+ * @module
+ */
+
+/** How one standard stream of the child is wired. */
+export type Stdio = "piped" | "null" | "inherit";
+
+/** Options for {@linkcode Runtime.spawn}. */
+export interface SpawnOptions {
+  /** Working directory of the child. */
+  cwd?: string;
+  /** Extra environment (merged into the parent's unless `clearEnv`). */
+  env?: Record<string, string>;
+  /** Start from an empty environment: the child sees only `env`. */
+  clearEnv?: boolean;
+  /** Default `"null"`. */
+  stdin?: Stdio;
+  /** Default `"piped"`. */
+  stdout?: Stdio;
+  /** Default `"piped"`. */
+  stderr?: Stdio;
+  /** Aborting sends SIGKILL to the child. */
+  signal?: AbortSignal;
+}
+
+/** How a child ended: `code` when it exited, `signal` (e.g. `"SIGKILL"`) when a signal ended it. */
+export interface ExitStatus {
+  code: number | null;
+  signal: string | null;
+}
+
+/** A spawned child process. */
+export interface ChildProcess {
+  readonly pid: number;
+  /** Present when spawned with `stdin: "piped"`. */
+  readonly stdin: WritableStream<Uint8Array> | null;
+  /** Present when spawned with `stdout: "piped"`. */
+  readonly stdout: ReadableStream<Uint8Array> | null;
+  /** Present when spawned with `stderr: "piped"`. */
+  readonly stderr: ReadableStream<Uint8Array> | null;
+  /** Resolves once the child exited. */
+  readonly status: Promise<ExitStatus>;
+  /** Sends a signal (default SIGTERM); a no-op once the child exited. */
+  kill(signal?: string): void;
+  /** Lets this process exit while the child still runs. */
+  unref(): void;
+}
+
+/** What one runtime provides. */
+export interface Runtime {
+  readonly name: "deno" | "bun" | "node";
+  /** Starts `cmd` with `args`. Rejects with NotFoundError for a missing binary, PermissionDeniedError when the runtime forbids it. */
+  spawn(cmd: string, args: readonly string[], options?: SpawnOptions): Promise<ChildProcess>;
+}
+
+/** Normalises an exit: a signal wins over the shell-style 128+n code. */
+export function exitStatus(code: number | null, signal: string | number | null): ExitStatus {
+  if (signal !== null && signal !== undefined && signal !== "") {
+    return { code: null, signal: typeof signal === "number" ? `SIG${signal}` : signal };
+  }
+  return { code, signal: null };
+}

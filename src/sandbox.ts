@@ -1,0 +1,346 @@
+/**
+ * `Sandbox`, its `commands` and `files`, and process handles: the public
+ * surface. Everything here is engine-neutral; engines do the work.
+ *
+ * @example
+ * ```ts
+ * import { Sandbox } from "./mod.ts";
+ * await using sb = await Sandbox.create();
+ * const r = await sb.commands.run(["echo", "hi"]);
+ * console.log(r.stdout, r.auditId);
+ * ```
+ * @module
+ */
+import { CommandExitError, ConflictError, invalid, NotFoundError } from "./errors.ts";
+import type { Engine, EngineProcess, EngineSandbox, WrittenFile } from "./engines/contract.ts";
+import { getEngine } from "./engines/mod.ts";
+import { normalizeCreate, resolveEngine } from "./spec.ts";
+import { collectBytes, collectText, toStream } from "./streams.ts";
+import type {
+  CommandOptions,
+  CommandResult,
+  CreateOptions,
+  EngineName,
+  FileInfo,
+  LogEvent,
+  ProcessStatus,
+  SandboxInfo,
+  SandboxState,
+} from "./types.ts";
+import { checkArgv, checkEnv, checkPath, checkPositive } from "./validate.ts";
+
+/**
+ * A running guest process. Its output streams have backpressure: a slow
+ * reader slows the process. `status` resolves only after every byte was
+ * delivered to `stdout` and `stderr`.
+ *
+ * @example
+ * ```ts
+ * await using p = await sb.commands.start(["cat"]);
+ * const w = p.stdin.getWriter(); await w.write(new TextEncoder().encode("hi")); await w.close();
+ * console.log(await new Response(p.stdout).text(), await p.status);
+ * ```
+ */
+export class SandboxProcess implements AsyncDisposable {
+  readonly #p: EngineProcess;
+  constructor(p: EngineProcess) {
+    this.#p = p;
+  }
+  /** Standard output. */
+  get stdout(): ReadableStream<Uint8Array> {
+    return this.#p.stdout;
+  }
+  /** Standard error. */
+  get stderr(): ReadableStream<Uint8Array> {
+    return this.#p.stderr;
+  }
+  /** Standard input; close it to send EOF. */
+  get stdin(): WritableStream<Uint8Array> {
+    return this.#p.stdin;
+  }
+  /** How the process ended. */
+  get status(): Promise<ProcessStatus> {
+    return this.#p.status;
+  }
+  /** Signals the whole process tree (default SIGTERM). @example `await p.kill("SIGKILL")` */
+  kill(signal = "SIGTERM"): Promise<void> {
+    return this.#p.kill(signal);
+  }
+  /** Reads stdout and stderr to their ends and waits for the exit. @example `const r = await p.output()` */
+  async output(): Promise<CommandResult> {
+    const [stdout, stderr, status] = await Promise.all([collectText(this.stdout), collectText(this.stderr), this.status]);
+    return { ...status, stdout, stderr };
+  }
+  /** Kills the process tree if it still runs. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#p.kill("SIGKILL").catch(() => {});
+    await Promise.allSettled([this.#p.stdout.cancel(), this.#p.stderr.cancel()]);
+    await this.#p.status.catch(() => {});
+  }
+}
+
+/**
+ * Runs processes in the sandbox.
+ *
+ * @example
+ * ```ts
+ * const r = await sb.commands.run(["python3", "-c", "print(2+2)"], { timeoutSeconds: 30 });
+ * r.stdout; // "4\n"
+ * ```
+ */
+export class Commands {
+  readonly #sb: Sandbox;
+  constructor(sb: Sandbox) {
+    this.#sb = sb;
+  }
+  /** Starts a process and returns its handle with streams. @example `const p = await sb.commands.start(["sleep", "10"])` */
+  async start(argv: string[], options: CommandOptions = {}): Promise<SandboxProcess> {
+    const args = checkArgv(argv);
+    const env = checkEnv(options.env, "env");
+    const timeoutSeconds = checkPositive(options.timeoutSeconds, "timeoutSeconds");
+    if (options.cwd !== undefined) checkPath(options.cwd, "cwd");
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalid("signal", "must be an AbortSignal");
+    const stdinData = options.stdin === undefined ? undefined : toStream(options.stdin, "stdin");
+    const p = await this.#sb._engine().start(args, { cwd: options.cwd, env, timeoutSeconds, signal: options.signal });
+    if (stdinData) stdinData.pipeTo(p.stdin).catch(() => {});
+    return new SandboxProcess(p);
+  }
+  /**
+   * Runs a process to its end and captures its output. With `check: true`, a
+   * non-zero exit throws {@linkcode CommandExitError}.
+   *
+   * @example `const { stdout, exitCode } = await sb.commands.run(["ls", "/"])`
+   */
+  async run(argv: string[], options: CommandOptions = {}): Promise<CommandResult> {
+    const p = await this.start(argv, options);
+    if (options.stdin === undefined) p.stdin.close().catch(() => {});
+    const r = await p.output();
+    if (options.check && (r.exitCode !== 0 || r.signal !== null)) {
+      const how = r.timedOut ? "timed out" : r.signal ? `was killed by ${r.signal}` : `exited with code ${r.exitCode}`;
+      throw new CommandExitError(`command ${JSON.stringify(argv[0])} ${how}${r.oomKilled ? " (out of memory)" : ""}`, r);
+    }
+    return r;
+  }
+}
+
+/** Options of `files.write`. */
+export interface WriteOptions {
+  /** File mode, default 0o644. */
+  mode?: number;
+  /** Create missing parent directories (default true). */
+  createParents?: boolean;
+}
+
+/**
+ * Files inside the sandbox. Every operation runs inside the sandbox's own
+ * view, so no path can reach the host. Relative paths resolve against the
+ * sandbox's working directory (`/`).
+ *
+ * @example
+ * ```ts
+ * await sb.files.write("/app/main.py", "print('hi')");
+ * await sb.files.readText("/app/main.py"); // "print('hi')"
+ * ```
+ */
+export class Files {
+  readonly #sb: Sandbox;
+  constructor(sb: Sandbox) {
+    this.#sb = sb;
+  }
+  /** Reads a whole file. @example `const bytes = await sb.files.read("/etc/hostname")` */
+  async read(path: string): Promise<Uint8Array> {
+    return await collectBytes(await this.readStream(path));
+  }
+  /** Reads a whole file as UTF-8. @example `await sb.files.readText("/app/out.txt")` */
+  async readText(path: string): Promise<string> {
+    return new TextDecoder().decode(await this.read(path));
+  }
+  /** Streams a file, optionally a byte range. @example `const s = await sb.files.readStream("/big", { offset: 0, length: 1024 })` */
+  readStream(path: string, range: { offset?: number; length?: number } = {}): Promise<ReadableStream<Uint8Array>> {
+    checkPath(path);
+    if (range.offset !== undefined && (!Number.isSafeInteger(range.offset) || range.offset < 0)) throw invalid("offset", "must be a whole number ≥ 0");
+    if (range.length !== undefined && (!Number.isSafeInteger(range.length) || range.length < 0)) throw invalid("length", "must be a whole number ≥ 0");
+    return this.#sb._engine().files.readStream(path, range);
+  }
+  /**
+   * Writes a file atomically (a reader sees the old or the new file, never half
+   * of one). `data` may be a stream of any size.
+   *
+   * @example `await sb.files.write("/app/data.bin", stream, { mode: 0o600 })`
+   */
+  write(path: string, data: string | Uint8Array | ReadableStream<Uint8Array>, options: WriteOptions = {}): Promise<WrittenFile> {
+    checkPath(path);
+    const mode = options.mode ?? 0o644;
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw invalid("mode", "must be a file mode between 0 and 0o7777");
+    return this.#sb._engine().files.write(path, toStream(data), { mode, createParents: options.createParents ?? true });
+  }
+  /** Lists a directory. @example `const entries = await sb.files.list("/app")` */
+  list(path: string): Promise<FileInfo[]> {
+    return this.#sb._engine().files.list(checkPath(path));
+  }
+  /** Metadata of a path (symlinks are not followed). @example `(await sb.files.stat("/app")).type // "dir"` */
+  stat(path: string): Promise<FileInfo> {
+    return this.#sb._engine().files.stat(checkPath(path));
+  }
+  /** Whether a path exists. @example `await sb.files.exists("/app/main.py")` */
+  async exists(path: string): Promise<boolean> {
+    try {
+      await this.stat(path);
+      return true;
+    } catch (e) {
+      if (e instanceof NotFoundError) return false;
+      throw e;
+    }
+  }
+  /** Creates a directory; returns the audit id. @example `await sb.files.mkdir("/app/a/b", { parents: true })` */
+  mkdir(path: string, options: { parents?: boolean; mode?: number } = {}): Promise<string> {
+    const mode = options.mode ?? 0o755;
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw invalid("mode", "must be a mode between 0 and 0o7777");
+    return this.#sb._engine().files.mkdir(checkPath(path), { parents: options.parents ?? false, mode });
+  }
+  /** Removes a file or (with `recursive`) a tree; returns the audit id. @example `await sb.files.remove("/app", { recursive: true })` */
+  remove(path: string, options: { recursive?: boolean } = {}): Promise<string> {
+    return this.#sb._engine().files.remove(checkPath(path), { recursive: options.recursive ?? false });
+  }
+  /** Renames a path; returns the audit id. @example `await sb.files.rename("/a", "/b")` */
+  rename(from: string, to: string): Promise<string> {
+    return this.#sb._engine().files.rename(checkPath(from, "from"), checkPath(to, "to"));
+  }
+}
+
+/**
+ * An isolated sandbox. Create one with {@linkcode Sandbox.create}; `await using`
+ * destroys it (processes, mounts, cgroups, state) unless it was detached.
+ *
+ * @example
+ * ```ts
+ * await using sb = await Sandbox.create("python-3.12", { workloadId: "agent-tool" });
+ * await sb.files.write("/app/main.py", "print('hello from mvm')");
+ * const r = await sb.commands.run(["python3", "/app/main.py"], { timeoutSeconds: 30 });
+ * ```
+ */
+export class Sandbox implements AsyncDisposable {
+  /** Runs processes. */
+  readonly commands: Commands;
+  /** Exchanges files. */
+  readonly files: Files;
+  readonly #inner: EngineSandbox;
+  readonly #engine: EngineName;
+  #state: SandboxState = "running";
+  #detached: boolean;
+  #released = false;
+
+  private constructor(inner: EngineSandbox, engine: EngineName, detached: boolean) {
+    this.#inner = inner;
+    this.#engine = engine;
+    this.#detached = detached;
+    this.commands = new Commands(this);
+    this.files = new Files(this);
+  }
+
+  /**
+   * Creates a sandbox: `create()`, `create("python-3.12", opts)` or `create(opts)`.
+   * With `MVM_SDK_MODE=record` it records instead of executing.
+   *
+   * @example `await using sb = await Sandbox.create({ memoryMb: 512, ttl: "10m" })`
+   */
+  static async create(templateOrOptions?: string | CreateOptions, options?: CreateOptions): Promise<Sandbox> {
+    const { spec, engine } = normalizeCreate(templateOrOptions, options);
+    const name = resolveEngine(engine);
+    const e: Engine = await getEngine(name);
+    return new Sandbox(await e.create(spec), name, false);
+  }
+
+  /**
+   * Connects to a sandbox by id (e.g. one detached by another process).
+   * Disposing a connected sandbox only disconnects it.
+   *
+   * @example `const sb = await Sandbox.connect(id)`
+   */
+  static async connect(id: string, options: { engine?: EngineName } = {}): Promise<Sandbox> {
+    if (typeof id !== "string" || id === "") throw invalid("id", "must be a sandbox id string");
+    const name = resolveEngine(options.engine);
+    const e = await getEngine(name);
+    return new Sandbox(await e.connect(id), name, true);
+  }
+
+  /** Lists live sandboxes, optionally those carrying all the given tags. @example `await Sandbox.list({ tags: { team: "x" } })` */
+  static async list(options: { tags?: Record<string, string>; engine?: EngineName } = {}): Promise<SandboxInfo[]> {
+    const e = await getEngine(resolveEngine(options.engine));
+    return await e.list({ tags: options.tags });
+  }
+
+  /** The sandbox id. */
+  get id(): string {
+    return this.#inner.id;
+  }
+  /** The last known state; {@linkcode info} asks the engine. */
+  get state(): SandboxState {
+    return this.#state;
+  }
+  /** The engine running this sandbox. */
+  get engine(): EngineName {
+    return this.#engine;
+  }
+  /** Whether disposing this object leaves the sandbox running. */
+  get detached(): boolean {
+    return this.#detached;
+  }
+
+  /** Fresh metadata and state from the engine. @example `(await sb.info()).expiresAt` */
+  async info(): Promise<SandboxInfo> {
+    const i = await this.#inner.info();
+    this.#state = i.state;
+    return i;
+  }
+
+  /** Guest and supervisor events, JSON-serialisable; `follow` keeps the stream open. @example `for await (const ev of sb.logs()) console.log(ev.type)` */
+  logs(options: { follow?: boolean } = {}): ReadableStream<LogEvent> {
+    return this.#inner.logs({ follow: options.follow ?? false });
+  }
+
+  /** Stops every process; files stay until `destroy`. Returns the audit id. @example `await sb.stop()` */
+  async stop(): Promise<string> {
+    const id = await this.#inner.stop();
+    this.#state = "stopped";
+    return id;
+  }
+
+  /** Deletes the sandbox and all its state. Idempotent. Returns the audit id. @example `await sb.destroy()` */
+  async destroy(): Promise<string> {
+    if (this.#state === "destroyed") return "";
+    const id = await this.#inner.destroy();
+    this.#state = "destroyed";
+    return id;
+  }
+
+  /** Keeps the sandbox alive after this process exits, until its TTL; returns its id for {@linkcode Sandbox.connect}. @example `const id = await sb.detach()` */
+  async detach(): Promise<string> {
+    await this.#inner.detach();
+    this.#detached = true;
+    return this.id;
+  }
+
+  /** Lets go of this handle without changing the sandbox (detached or connected only). @example `await sb.disconnect()` */
+  async disconnect(): Promise<void> {
+    if (!this.#detached) throw new ConflictError("disconnect is for detached or connected sandboxes; call detach() first or destroy()");
+    this.#released = true;
+    await this.#inner.disconnect();
+  }
+
+  /** @internal The engine sandbox, for Commands and Files. */
+  _engine(): EngineSandbox {
+    if (this.#state === "destroyed") throw new NotFoundError(`sandbox ${this.id} was destroyed`, { details: { id: this.id } });
+    if (this.#released) throw new ConflictError(`sandbox ${this.id} was disconnected from this handle; Sandbox.connect(id) again`);
+    return this.#inner;
+  }
+
+  /** Destroys a sandbox this process owns; a detached or connected one is only disconnected. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (this.#detached) {
+      if (!this.#released) await this.disconnect();
+      return;
+    }
+    await this.destroy();
+  }
+}

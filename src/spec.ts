@@ -1,0 +1,142 @@
+/**
+ * Normalises `Sandbox.create` arguments into one validated {@linkcode SandboxSpec}
+ * that every engine receives, and resolves which engine runs it.
+ *
+ * @example
+ * ```ts
+ * import { normalizeCreate } from "./spec.ts";
+ * const spec = normalizeCreate("python-3.12", { workloadId: "agent-tool" });
+ * spec.ttlSeconds; // 1800
+ * ```
+ * @module
+ */
+import { invalid, UnsupportedError } from "./errors.ts";
+import { NetworkPolicy, SecretRef } from "./policy.ts";
+import { getEnv } from "./runtime/mod.ts";
+import { parseTtl } from "./ttl.ts";
+import type { CreateOptions, EngineName } from "./types.ts";
+import { checkEnv, checkPositive, checkStringMap } from "./validate.ts";
+
+/** A validated, engine-neutral description of a sandbox to create. */
+export interface SandboxSpec {
+  /** Upstream template name, when one was given. */
+  template?: string;
+  /** Image reference, when given as `image` (default `"host"`). */
+  image: string;
+  workloadId: string;
+  name?: string;
+  env: Record<string, string>;
+  secrets: Record<string, SecretRef>;
+  include: string[];
+  tags: Record<string, string>;
+  ttlSeconds: number;
+  cpu?: number;
+  memoryMb?: number;
+  rootfsSizeMb?: number;
+  pidsLimit?: number;
+  network: NetworkPolicy;
+  /** True when the caller passed `network` explicitly. */
+  networkGiven: boolean;
+}
+
+const KNOWN_KEYS = new Set([
+  "image", "template", "workloadId", "engine", "network", "secrets", "env", "include", "cpu", "memoryMb",
+  "rootfsSizeMb", "pidsLimit", "ttl", "ttlSeconds", "tags", "name",
+]);
+
+/** Validates create arguments (`create()`, `create("python-3.12", opts)` or `create(opts)`). @example `normalizeCreate({ ttl: "5m" })` */
+export function normalizeCreate(a?: string | CreateOptions, b?: CreateOptions): { spec: SandboxSpec; engine?: EngineName } {
+  let opts: CreateOptions;
+  let template: string | undefined;
+  if (typeof a === "string") {
+    template = a;
+    opts = b ?? {};
+  } else {
+    if (a !== undefined && (a === null || typeof a !== "object")) throw invalid("options", "must be an object");
+    opts = a ?? {};
+  }
+  for (const k of Object.keys(opts)) if (!KNOWN_KEYS.has(k)) throw invalid(k, "is not a known create option");
+  if (opts.template !== undefined) {
+    if (template !== undefined && template !== opts.template) throw invalid("template", "given twice with different values");
+    template = opts.template;
+  }
+  if (template !== undefined && (typeof template !== "string" || template.trim() === "")) {
+    throw invalid("template", "must be a non-empty template name such as \"python-3.12\"");
+  }
+  if (opts.image !== undefined && (typeof opts.image !== "string" || opts.image.trim() === "")) {
+    throw invalid("image", "must be a non-empty image reference such as \"host\"");
+  }
+  if (template !== undefined && opts.image !== undefined) throw invalid("image", "give either a template or an image, not both");
+  if (opts.workloadId !== undefined && (typeof opts.workloadId !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(opts.workloadId))) {
+    throw invalid("workloadId", "must be 1-64 characters of letters, digits, '.', '_' or '-'");
+  }
+  if (opts.ttl !== undefined && opts.ttlSeconds !== undefined) throw invalid("ttlSeconds", "give either ttl or ttlSeconds, not both");
+  const ttlSeconds = opts.ttlSeconds !== undefined ? parseTtl(opts.ttlSeconds, "ttlSeconds") : parseTtl(opts.ttl, "ttl");
+  if (opts.network !== undefined && !(opts.network instanceof NetworkPolicy)) {
+    throw invalid("network", "must be a NetworkPolicy, e.g. NetworkPolicy.denyByDefault().allowHttps(host)");
+  }
+  const network = opts.network ?? NetworkPolicy.denyByDefault();
+  const env = checkEnv(opts.env, "env");
+  const secrets: Record<string, SecretRef> = {};
+  if (opts.secrets !== undefined) {
+    if (opts.secrets === null || typeof opts.secrets !== "object") throw invalid("secrets", "must be an object of NAME: SecretRef.from(name)");
+    for (const [k, v] of Object.entries(opts.secrets)) {
+      checkEnv({ [k]: "" }, "secrets");
+      if (!(v instanceof SecretRef)) throw invalid(`secrets.${k}`, "must be a SecretRef (SecretRef.from(name)); raw secret values are refused");
+      if (k in env) throw invalid(`secrets.${k}`, "is also set in env");
+      if (v.hosts.length === 0 && network.hosts.length === 0) {
+        throw invalid(`secrets.${k}`, "is bound to no host (E_SECRET_WITHOUT_BINDING): pass SecretRef.from(name, { hosts }) or allow a host in the network policy");
+      }
+      secrets[k] = v;
+    }
+  }
+  const include = opts.include ?? [];
+  if (!Array.isArray(include) || include.some((p) => typeof p !== "string" || p === "")) {
+    throw invalid("include", "must be an array of non-empty path strings");
+  }
+  if (opts.name !== undefined && (typeof opts.name !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(opts.name))) {
+    throw invalid("name", "must be 1-64 characters of letters, digits, '.', '_' or '-'");
+  }
+  if (opts.engine !== undefined && !["local", "mvmctl", "record"].includes(opts.engine)) {
+    throw invalid("engine", `must be "local", "mvmctl" or "record", got ${JSON.stringify(opts.engine)}`);
+  }
+  const spec: SandboxSpec = {
+    template,
+    image: opts.image ?? "host",
+    workloadId: opts.workloadId ?? opts.name ?? "sandbox",
+    name: opts.name,
+    env,
+    secrets,
+    include: [...include],
+    tags: checkStringMap(opts.tags, "tags"),
+    ttlSeconds,
+    cpu: checkPositive(opts.cpu, "cpu"),
+    memoryMb: checkPositive(opts.memoryMb, "memoryMb", true),
+    rootfsSizeMb: checkPositive(opts.rootfsSizeMb, "rootfsSizeMb", true),
+    pidsLimit: checkPositive(opts.pidsLimit, "pidsLimit", true),
+    network,
+    networkGiven: opts.network !== undefined,
+  };
+  return { spec, engine: opts.engine };
+}
+
+/**
+ * Which engine runs: `MVM_SDK_MODE=record` (or `MVM_SDK_OUT_PATH` with no
+ * mode) always wins, so a build that compiles a script never executes it;
+ * then the `engine` option; then `local`.
+ *
+ * @example `resolveEngine("mvmctl") // "record" when MVM_SDK_MODE=record`
+ */
+export function resolveEngine(requested?: EngineName): EngineName {
+  const mode = getEnv("MVM_SDK_MODE");
+  const out = getEnv("MVM_SDK_OUT_PATH");
+  if (mode === "record") return "record";
+  if (mode === "plan") {
+    throw new UnsupportedError("MVM_SDK_MODE=plan is refused: plan belongs to the mvmctl CLI (mvmctl run --mode plan); use record or live");
+  }
+  if (mode !== undefined && mode !== "" && mode !== "live") {
+    throw invalid("MVM_SDK_MODE", `must be "record" or "live", got ${JSON.stringify(mode)}`);
+  }
+  if ((mode === undefined || mode === "") && out) return "record";
+  return requested ?? "local";
+}

@@ -1,0 +1,30 @@
+/**
+ * TTL parsing with upstream's rules: `"30m"`, `"1h"`, `"3600s"`, `"3600"` or
+ * an integer of seconds. The default is 1800 s.
+ *
+ * @example
+ * ```ts
+ * import { parseTtl } from "./ttl.ts";
+ * parseTtl("30m"); // 1800
+ * ```
+ * @module
+ */
+import { invalid } from "./errors.ts";
+
+/** Upstream's default TTL in seconds. */
+export const DEFAULT_TTL_SECONDS = 1800;
+
+/** Parses a TTL to whole seconds (> 0), or throws INVALID_INPUT naming `field`. @example `parseTtl("1h") // 3600` */
+export function parseTtl(value: unknown, field = "ttl"): number {
+  if (value === undefined) return DEFAULT_TTL_SECONDS;
+  if (typeof value === "number") {
+    if (!Number.isSafeInteger(value) || value <= 0) throw invalid(field, `must be a positive whole number of seconds, got ${value}`);
+    return value;
+  }
+  if (typeof value !== "string") throw invalid(field, "must be a number of seconds or a string like \"30m\", \"1h\", \"3600s\"");
+  const m = /^\s*(\d+)\s*([smhd]?)\s*$/.exec(value);
+  if (!m) throw invalid(field, `cannot parse ${JSON.stringify(value)}: use "30m", "1h", "3600s", "3600" or a number of seconds`);
+  const n = Number(m[1]) * ({ "": 1, s: 1, m: 60, h: 3600, d: 86400 } as Record<string, number>)[m[2]];
+  if (!Number.isSafeInteger(n) || n <= 0) throw invalid(field, `must be more than 0 seconds, got ${JSON.stringify(value)}`);
+  return n;
+}
