@@ -11,12 +11,14 @@
  * ```
  * @module
  */
-import { CommandExitError, ConflictError, invalid, NotFoundError } from "./errors.ts";
+import { CommandExitError, ConflictError, invalid, NotFoundError, UnsupportedError } from "./errors.ts";
 import type { Engine, EngineProcess, EngineSandbox, WrittenFile } from "./engines/contract.ts";
 import { getEngine } from "./engines/mod.ts";
+import { withHostPermissions } from "./runtime/mod.ts";
 import { normalizeCreate, resolveEngine } from "./spec.ts";
 import { collectBytes, collectText, toStream } from "./streams.ts";
 import type {
+  Capabilities,
   CommandOptions,
   CommandResult,
   CreateOptions,
@@ -112,6 +114,11 @@ export class Commands {
    * @example `const { stdout, exitCode } = await sb.commands.run(["ls", "/"])`
    */
   async run(argv: string[], options: CommandOptions = {}): Promise<CommandResult> {
+    if (!this.#sb._capabilities().commands) {
+      throw new UnsupportedError(
+        `commands.run needs the command's output, which the ${this.#sb.engine} engine cannot give${this.#sb.engine === "record" ? " (record mode never executes; use commands.start to record, or run in live mode)" : ""}`,
+      );
+    }
     const p = await this.start(argv, options);
     if (options.stdin === undefined) p.stdin.close().catch(() => {});
     const r = await p.output();
@@ -156,11 +163,11 @@ export class Files {
     return new TextDecoder().decode(await this.read(path));
   }
   /** Streams a file, optionally a byte range. @example `const s = await sb.files.readStream("/big", { offset: 0, length: 1024 })` */
-  readStream(path: string, range: { offset?: number; length?: number } = {}): Promise<ReadableStream<Uint8Array>> {
+  async readStream(path: string, range: { offset?: number; length?: number } = {}): Promise<ReadableStream<Uint8Array>> {
     checkPath(path);
     if (range.offset !== undefined && (!Number.isSafeInteger(range.offset) || range.offset < 0)) throw invalid("offset", "must be a whole number ≥ 0");
     if (range.length !== undefined && (!Number.isSafeInteger(range.length) || range.length < 0)) throw invalid("length", "must be a whole number ≥ 0");
-    return this.#sb._engine().files.readStream(path, range);
+    return await this.#sb._engine().files.readStream(path, range);
   }
   /**
    * Writes a file atomically (a reader sees the old or the new file, never half
@@ -168,19 +175,19 @@ export class Files {
    *
    * @example `await sb.files.write("/app/data.bin", stream, { mode: 0o600 })`
    */
-  write(path: string, data: string | Uint8Array | ReadableStream<Uint8Array>, options: WriteOptions = {}): Promise<WrittenFile> {
+  async write(path: string, data: string | Uint8Array | ReadableStream<Uint8Array>, options: WriteOptions = {}): Promise<WrittenFile> {
     checkPath(path);
     const mode = options.mode ?? 0o644;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw invalid("mode", "must be a file mode between 0 and 0o7777");
-    return this.#sb._engine().files.write(path, toStream(data), { mode, createParents: options.createParents ?? true });
+    return await this.#sb._engine().files.write(path, toStream(data), { mode, createParents: options.createParents ?? true });
   }
   /** Lists a directory. @example `const entries = await sb.files.list("/app")` */
-  list(path: string): Promise<FileInfo[]> {
-    return this.#sb._engine().files.list(checkPath(path));
+  async list(path: string): Promise<FileInfo[]> {
+    return await this.#sb._engine().files.list(checkPath(path));
   }
   /** Metadata of a path (symlinks are not followed). @example `(await sb.files.stat("/app")).type // "dir"` */
-  stat(path: string): Promise<FileInfo> {
-    return this.#sb._engine().files.stat(checkPath(path));
+  async stat(path: string): Promise<FileInfo> {
+    return await this.#sb._engine().files.stat(checkPath(path));
   }
   /** Whether a path exists. @example `await sb.files.exists("/app/main.py")` */
   async exists(path: string): Promise<boolean> {
@@ -193,18 +200,18 @@ export class Files {
     }
   }
   /** Creates a directory; returns the audit id. @example `await sb.files.mkdir("/app/a/b", { parents: true })` */
-  mkdir(path: string, options: { parents?: boolean; mode?: number } = {}): Promise<string> {
+  async mkdir(path: string, options: { parents?: boolean; mode?: number } = {}): Promise<string> {
     const mode = options.mode ?? 0o755;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw invalid("mode", "must be a mode between 0 and 0o7777");
-    return this.#sb._engine().files.mkdir(checkPath(path), { parents: options.parents ?? false, mode });
+    return await this.#sb._engine().files.mkdir(checkPath(path), { parents: options.parents ?? false, mode });
   }
   /** Removes a file or (with `recursive`) a tree; returns the audit id. @example `await sb.files.remove("/app", { recursive: true })` */
-  remove(path: string, options: { recursive?: boolean } = {}): Promise<string> {
-    return this.#sb._engine().files.remove(checkPath(path), { recursive: options.recursive ?? false });
+  async remove(path: string, options: { recursive?: boolean } = {}): Promise<string> {
+    return await this.#sb._engine().files.remove(checkPath(path), { recursive: options.recursive ?? false });
   }
   /** Renames a path; returns the audit id. @example `await sb.files.rename("/a", "/b")` */
-  rename(from: string, to: string): Promise<string> {
-    return this.#sb._engine().files.rename(checkPath(from, "from"), checkPath(to, "to"));
+  async rename(from: string, to: string): Promise<string> {
+    return await this.#sb._engine().files.rename(checkPath(from, "from"), checkPath(to, "to"));
   }
 }
 
@@ -226,13 +233,15 @@ export class Sandbox implements AsyncDisposable {
   readonly files: Files;
   readonly #inner: EngineSandbox;
   readonly #engine: EngineName;
+  readonly #caps: Capabilities;
   #state: SandboxState = "running";
   #detached: boolean;
   #released = false;
 
-  private constructor(inner: EngineSandbox, engine: EngineName, detached: boolean) {
+  private constructor(inner: EngineSandbox, engine: Engine, detached: boolean) {
     this.#inner = inner;
-    this.#engine = engine;
+    this.#engine = engine.name;
+    this.#caps = engine.capabilities();
     this.#detached = detached;
     this.commands = new Commands(this);
     this.files = new Files(this);
@@ -248,7 +257,7 @@ export class Sandbox implements AsyncDisposable {
     const { spec, engine } = normalizeCreate(templateOrOptions, options);
     const name = resolveEngine(engine);
     const e: Engine = await getEngine(name);
-    return new Sandbox(await e.create(spec), name, false);
+    return new Sandbox(await withHostPermissions(() => e.create(spec)), e, false);
   }
 
   /**
@@ -261,13 +270,13 @@ export class Sandbox implements AsyncDisposable {
     if (typeof id !== "string" || id === "") throw invalid("id", "must be a sandbox id string");
     const name = resolveEngine(options.engine);
     const e = await getEngine(name);
-    return new Sandbox(await e.connect(id), name, true);
+    return new Sandbox(await withHostPermissions(() => e.connect(id)), e, true);
   }
 
   /** Lists live sandboxes, optionally those carrying all the given tags. @example `await Sandbox.list({ tags: { team: "x" } })` */
   static async list(options: { tags?: Record<string, string>; engine?: EngineName } = {}): Promise<SandboxInfo[]> {
     const e = await getEngine(resolveEngine(options.engine));
-    return await e.list({ tags: options.tags });
+    return await withHostPermissions(() => e.list({ tags: options.tags }));
   }
 
   /** The sandbox id. */
@@ -326,6 +335,16 @@ export class Sandbox implements AsyncDisposable {
     if (!this.#detached) throw new ConflictError("disconnect is for detached or connected sandboxes; call detach() first or destroy()");
     this.#released = true;
     await this.#inner.disconnect();
+  }
+
+  /** What this sandbox's engine can do. @example `sb.capabilities().snapshot` */
+  capabilities(): Capabilities {
+    return structuredClone(this.#caps);
+  }
+
+  /** @internal */
+  _capabilities(): Capabilities {
+    return this.#caps;
   }
 
   /** @internal The engine sandbox, for Commands and Files. */

@@ -30,10 +30,32 @@ export function runtime(): Runtime {
 /** Maps a Deno permission refusal to a typed error that names the flag; other errors pass through. */
 export function permissionError(e: unknown, flag: string, what: string): unknown {
   const name = (e as { name?: string })?.name;
-  if (name === "NotCapable" || name === "PermissionDenied" && runtime().name === "deno") {
+  if (name === "NotCapable" || (name === "PermissionDenied" && runtime().name === "deno")) {
     return new PermissionDeniedError(`Deno refused ${what}: grant it with ${flag}`, { cause: e, details: { flag } });
   }
   return e;
+}
+
+/**
+ * Runs `fn` and turns a Deno permission refusal anywhere inside it into a
+ * {@linkcode PermissionDeniedError} that says which flags the SDK needs.
+ *
+ * @example `await withHostPermissions(() => engine.create(spec))`
+ */
+export async function withHostPermissions<T>(fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    const name = (e as { name?: string })?.name;
+    if (name === "NotCapable" || (name === "PermissionDenied" && runtime().name === "deno")) {
+      const flag = /--allow-[a-z]+/.exec(String((e as Error).message))?.[0] ?? "--allow-run --allow-read --allow-write --allow-env";
+      throw new PermissionDeniedError(
+        `Deno refused a host operation the sandbox needs (${(e as Error).message}). Grant ${flag}; the SDK needs --allow-run --allow-read --allow-write --allow-env.`,
+        { cause: e, details: { flag } },
+      );
+    }
+    throw e;
+  }
 }
 
 /** Reads an environment variable; under Deno without --allow-env, says which flag is missing. @example `getEnv("HOME")` */
@@ -45,9 +67,34 @@ export function getEnv(name: string): string | undefined {
   }
 }
 
-/** The effective uid of this process (0 when root), or -1 where there is none. @example `hostUid()` */
-export function hostUid(): number {
-  return typeof process.getuid === "function" ? process.getuid() : -1;
+/**
+ * The effective uid of this process (0 when root). Under Deno without
+ * `--allow-sys` it asks `id -u` instead (one spawn, cached).
+ *
+ * @example `await hostUid()`
+ */
+export function hostUid(): Promise<number> {
+  return uidCache ??= (async () => {
+    try {
+      if (typeof process.getuid === "function") return process.getuid();
+    } catch { /* Deno without --allow-sys */ }
+    const c = await runtime().spawn("id", ["-u"], { stderr: "null" });
+    const text = await new Response(c.stdout).text();
+    await c.status;
+    return Number(text.trim());
+  })();
+}
+let uidCache: Promise<number> | undefined;
+
+/** Whether a process exists (signal 0; a zombie counts as alive). @example `pidExists(1234)` */
+export function pidExists(pid: number): boolean {
+  if (!(pid > 0)) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 /** The id of this process. @example `hostPid()` */

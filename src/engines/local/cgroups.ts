@@ -1,17 +1,78 @@
 /**
- * Cgroups for the local engine: limits (memory, cpu, pids) and a per-process
- * group that can be killed as a whole. Cgroup v2 where the controllers are
+ * Cgroups for the local engine: limits (memory, cpu, pids) and per-process
+ * groups that can be killed as a whole. Cgroup v2 where the controllers are
  * there; v1 controllers where they are not (hybrid hosts); the v2 hierarchy
- * (pure or the hybrid's `unified`) for whole-tree kills.
+ * (pure, or the hybrid's `unified`) for whole-tree kills.
+ *
+ * All of it is done by small shell programs, not from JavaScript: Deno only
+ * lets `/proc` and `/sys` be touched with `--allow-all`, and a script run with
+ * explicit permissions (`--allow-run --allow-read --allow-write --allow-env`)
+ * must work the same.
  *
  * @example
  * ```ts
  * import { detectCgroups } from "./cgroups.ts";
- * const layout = detectCgroups(); // { kind: "hybrid", … } | { kind: "v2", … } | null
+ * const layout = await detectCgroups(); // "hybrid /sys/fs/cgroup/unified …" or null
  * ```
  * @module
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
+import { runtime } from "../../runtime/mod.ts";
+import { collectText } from "../../streams.ts";
+
+/** Host-side cgroup helper. Usage: `sh -c CGROUP_SH mvm-cg OP ARGS…`. */
+export const CGROUP_SH: string = String.raw`
+op=$1; shift
+procs() { while read -r p; do printf '%s ' "$p"; done < "$1/cgroup.procs" 2>/dev/null; }
+killall() {
+  if [ "$2" = KILL ] && [ -e "$1/cgroup.kill" ]; then echo 1 > "$1/cgroup.kill" 2>/dev/null && return 0; fi
+  for p in $(procs "$1"); do kill -s "$2" "$p" 2>/dev/null; done
+}
+empty() { read -r x < "$1/cgroup.procs" 2>/dev/null && return 1; return 0; }
+oom() {
+  [ -n "$1" ] && [ "$1" != - ] || { echo 0; return; }
+  f="$1/memory.oom_control"; [ -e "$f" ] || f="$1/memory.events"
+  while read -r k v; do [ "$k" = oom_kill ] && { echo "$v"; return; }; done < "$f" 2>/dev/null
+  echo 0
+}
+case "$op" in
+  detect)
+    v2=; mem=; cpu=; pids=
+    while read -r dev mnt typ opts rest; do
+      case "$typ" in
+        cgroup2) [ -z "$v2" ] && v2=$mnt;;
+        cgroup)
+          case ",$opts," in *,memory,*) mem=$mnt;; esac
+          case ",$opts," in *,cpu,*) cpu=$mnt;; esac
+          case ",$opts," in *,pids,*) pids=$mnt;; esac;;
+      esac
+    done < /proc/self/mounts
+    [ -n "$v2" ] || { echo none; exit 0; }
+    kind=hybrid
+    read -r ctl < "$v2/cgroup.controllers" 2>/dev/null
+    case " $ctl " in *" memory "*) kind=v2;; esac
+    mkdir -p "$v2/mvm" 2>/dev/null && [ -w "$v2/mvm/cgroup.procs" ] || { echo none; exit 0; }
+    if [ "$kind" = v2 ]; then
+      echo "+memory +pids +cpu" > "$v2/cgroup.subtree_control" 2>/dev/null
+      echo "+memory +pids +cpu" > "$v2/mvm/cgroup.subtree_control" 2>/dev/null
+      mem=; cpu=; pids=
+    fi
+    echo "$kind $v2 %{mem:--} %{cpu:--} %{pids:--}";;
+  signal) killall "$1" "$2";;
+  reap)
+    killall "$1" KILL
+    i=0; while ! empty "$1" && [ $i -lt 200 ]; do i=$((i+1)); sleep 0.005; done
+    rmdir "$1" 2>/dev/null
+    echo "oom $(oom "$2")";;
+  remove)
+    for c in "$@"; do
+      [ -d "$c" ] || continue
+      for sub in "$c"/*/; do [ -d "$sub" ] && { killall "$sub" KILL; rmdir "$sub" 2>/dev/null; }; done
+      killall "$c" KILL
+      i=0; while ! rmdir "$c" 2>/dev/null && [ -d "$c" ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.02; done
+    done;;
+esac
+`.replaceAll("%{", "${");
 
 /** Where the cgroup hierarchies are. */
 export interface CgroupLayout {
@@ -22,150 +83,73 @@ export interface CgroupLayout {
   v1: { memory?: string; cpu?: string; pids?: string };
 }
 
-let cached: CgroupLayout | null | undefined;
-
-/** Finds a usable, writable cgroup layout, or null (no root, no delegation). @example `detectCgroups()?.kind` */
-export function detectCgroups(): CgroupLayout | null {
-  if (cached !== undefined) return cached;
-  cached = null;
-  try {
-    const mounts = readFileSync("/proc/self/mounts", "utf8").split("\n").map((l) => l.split(" "));
-    const v2 = mounts.find((m) => m[2] === "cgroup2")?.[1];
-    const v1 = (ctrl: string) => mounts.find((m) => m[2] === "cgroup" && m[3]?.split(",").includes(ctrl))?.[1];
-    if (!v2) return null;
-    const ctrls = existsSync(`${v2}/cgroup.controllers`) ? readFileSync(`${v2}/cgroup.controllers`, "utf8") : "";
-    const layout: CgroupLayout = ctrls.includes("memory")
-      ? { kind: "v2", v2, v1: {} }
-      : { kind: "hybrid", v2, v1: { memory: v1("memory"), cpu: v1("cpu"), pids: v1("pids") } };
-    mkdirSync(`${v2}/mvm`, { recursive: true });
-    if (layout.kind === "v2") {
-      try {
-        writeFileSync(`${v2}/cgroup.subtree_control`, "+memory +pids +cpu");
-        writeFileSync(`${v2}/mvm/cgroup.subtree_control`, "+memory +pids +cpu");
-      } catch { /* controllers may be enabled already or unavailable */ }
-    }
-    cached = layout;
-  } catch {
-    cached = null;
-  }
-  return cached;
-}
-
-/** A sandbox's cgroups. */
+/** A sandbox's cgroups, as its supervisor made them. */
 export interface SandboxCgroups {
-  /** Directories a process of the sandbox joins (their `cgroup.procs`). */
-  join: string[];
-  /** The v2 directory under which per-process groups are made. */
+  /** The sandbox's v2 group; per-process groups are made under it. */
   v2: string;
-  /** The memory controller's directory, for OOM counts. */
+  /** The memory controller's group (for OOM counts), if any. */
   memory?: string;
-  kind: "v2" | "hybrid";
+  /** Every group a process of the sandbox joins (v1 controllers). */
+  join: string[];
 }
 
-/** Creates the cgroups of sandbox `id` with its limits. @example `createSandboxCgroups(layout, id, { memoryMb: 256 })` */
-export function createSandboxCgroups(
-  layout: CgroupLayout,
-  id: string,
-  limits: { cpu?: number; memoryMb?: number; pidsLimit?: number },
-): SandboxCgroups {
-  const v2 = `${layout.v2}/mvm/${id}`;
-  mkdirSync(v2, { recursive: true });
-  const join = [v2];
-  let memory: string | undefined;
-  if (layout.kind === "v2") {
-    if (limits.memoryMb) {
-      writeFileSync(`${v2}/memory.max`, String(limits.memoryMb * 1024 * 1024));
-      if (existsSync(`${v2}/memory.swap.max`)) writeFileSync(`${v2}/memory.swap.max`, "0");
-    }
-    if (limits.cpu) writeFileSync(`${v2}/cpu.max`, `${Math.round(limits.cpu * 100000)} 100000`);
-    if (limits.pidsLimit) writeFileSync(`${v2}/pids.max`, String(limits.pidsLimit));
-    memory = v2;
-  } else {
-    const make = (root: string | undefined) => {
-      if (!root) return undefined;
-      const dir = `${root}/mvm/${id}`;
-      mkdirSync(dir, { recursive: true });
-      join.push(dir);
-      return dir;
-    };
-    const mem = make(layout.v1.memory);
-    if (mem && limits.memoryMb) {
-      const bytes = String(limits.memoryMb * 1024 * 1024);
-      writeFileSync(`${mem}/memory.limit_in_bytes`, bytes);
-      if (existsSync(`${mem}/memory.memsw.limit_in_bytes`)) writeFileSync(`${mem}/memory.memsw.limit_in_bytes`, bytes);
-    }
-    memory = mem;
-    const cpu = make(layout.v1.cpu);
-    if (cpu && limits.cpu) {
-      writeFileSync(`${cpu}/cpu.cfs_period_us`, "100000");
-      writeFileSync(`${cpu}/cpu.cfs_quota_us`, String(Math.round(limits.cpu * 100000)));
-    }
-    const pids = make(layout.v1.pids);
-    if (pids && limits.pidsLimit) writeFileSync(`${pids}/pids.max`, String(limits.pidsLimit));
-  }
-  return { join, v2, memory, kind: layout.kind };
+/** Runs the helper and returns its stdout. */
+export async function cgroupOp(op: string, ...args: string[]): Promise<string> {
+  const c = await runtime().spawn("/bin/sh", ["-c", CGROUP_SH, "mvm-cg", op, ...args], { clearEnv: true, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, stderr: "null" });
+  const out = await collectText(c.stdout!);
+  await c.status;
+  return out.trim();
 }
 
-/** How many OOM kills the sandbox's memory cgroup has seen. @example `oomKills(cg)` */
-export function oomKills(cg: SandboxCgroups): number {
-  if (!cg.memory) return 0;
+let cached: Promise<CgroupLayout | null> | undefined;
+
+/** Finds a usable, writable cgroup layout, or null (not root and no delegation). @example `await detectCgroups()` */
+export function detectCgroups(): Promise<CgroupLayout | null> {
+  return cached ??= cgroupOp("detect").then((line): CgroupLayout | null => {
+    const [kind, v2, mem, cpu, pids] = line.split(" ");
+    if (kind !== "v2" && kind !== "hybrid") return null;
+    const v = (s: string | undefined) => (s && s !== "-" ? s : undefined);
+    return { kind: kind as CgroupLayout["kind"], v2, v1: { memory: v(mem), cpu: v(cpu), pids: v(pids) } };
+  }).catch(() => null);
+}
+
+/** The environment the supervisor needs to make a sandbox's groups with its limits. */
+export function supervisorCgroupEnv(layout: CgroupLayout, id: string, limits: { cpu?: number; memoryMb?: number; pidsLimit?: number }): Record<string, string> {
+  return {
+    MVM_CG_KIND: layout.kind,
+    MVM_CG_V2: `${layout.v2}/mvm/${id}`,
+    MVM_CG_MEM: layout.v1.memory ? `${layout.v1.memory}/mvm/${id}` : "",
+    MVM_CG_CPU: layout.v1.cpu ? `${layout.v1.cpu}/mvm/${id}` : "",
+    MVM_CG_PIDS: layout.v1.pids ? `${layout.v1.pids}/mvm/${id}` : "",
+    MVM_LIM_MEM: limits.memoryMb ? String(limits.memoryMb * 1024 * 1024) : "",
+    MVM_LIM_CPU: limits.cpu ? String(Math.round(limits.cpu * 100000)) : "",
+    MVM_LIM_PIDS: limits.pidsLimit ? String(limits.pidsLimit) : "",
+  };
+}
+
+/** Reads the groups the supervisor wrote to `<dir>/cgroups`, or null. @example `readSandboxCgroups(dir)` */
+export function readSandboxCgroups(dir: string): SandboxCgroups | null {
   try {
-    const file = cg.kind === "v2" ? `${cg.memory}/memory.events` : `${cg.memory}/memory.oom_control`;
-    const m = /oom_kill (\d+)/.exec(readFileSync(file, "utf8"));
-    return m ? Number(m[1]) : 0;
+    const [v2, mem, ...join] = readFileSync(`${dir}/cgroups`, "utf8").trim().split("\n");
+    if (!v2) return null;
+    return { v2, memory: mem && mem !== "-" ? mem : undefined, join: join.filter(Boolean) };
   } catch {
-    return 0;
+    return null;
   }
 }
 
-/** Makes a per-process v2 group under the sandbox's; returns its path. @example `processCgroup(cg, "p1")` */
-export function processCgroup(cg: SandboxCgroups, name: string): string {
-  const dir = `${cg.v2}/${name}`;
-  mkdirSync(dir);
-  return dir;
+/** Signals every process of a group (SIGKILL uses `cgroup.kill`, which also catches forks). @example `await signalCgroup(dir, "SIGKILL")` */
+export async function signalCgroup(dir: string, signal: string): Promise<void> {
+  await cgroupOp("signal", dir, signal.replace(/^SIG/, ""));
 }
 
-/** Signals every process in a v2 group (SIGKILL uses `cgroup.kill`, which also catches forks). @example `signalCgroup(dir, "SIGKILL")` */
-export function signalCgroup(dir: string, signal: string, kill: (pid: number, sig: string) => void): void {
-  if (signal === "SIGKILL" && existsSync(`${dir}/cgroup.kill`)) {
-    try {
-      writeFileSync(`${dir}/cgroup.kill`, "1");
-      return;
-    } catch { /* fall through */ }
-  }
-  for (const line of safeRead(`${dir}/cgroup.procs`).split("\n")) {
-    const pid = Number(line);
-    if (pid > 0) {
-      try {
-        kill(pid, signal);
-      } catch { /* gone */ }
-    }
-  }
+/** Kills what is left in a per-process group, removes it, and returns the sandbox's OOM-kill count. @example `await reapCgroup(dir, mem)` */
+export async function reapCgroup(dir: string, memory: string | undefined): Promise<number> {
+  const out = await cgroupOp("reap", dir, memory ?? "-");
+  return Number(/oom (\d+)/.exec(out)?.[1] ?? 0);
 }
 
-/** Whether any process is left in the group. @example `cgroupEmpty(dir)` */
-export function cgroupEmpty(dir: string): boolean {
-  return safeRead(`${dir}/cgroup.procs`).trim() === "";
-}
-
-/** Removes a (now empty) group; true when it is gone. @example `removeCgroup(dir)` */
-export function removeCgroup(dir: string): boolean {
-  try {
-    for (const e of readdirSync(dir)) {
-      const sub = `${dir}/${e}`;
-      if (statSync(sub).isDirectory()) removeCgroup(sub);
-    }
-    rmdirSync(dir);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "ENOENT";
-  }
-}
-
-function safeRead(p: string): string {
-  try {
-    return readFileSync(p, "utf8");
-  } catch {
-    return "";
-  }
+/** Kills everything in the groups and removes them. @example `await removeCgroups([v2, mem])` */
+export async function removeCgroups(dirs: string[]): Promise<void> {
+  if (dirs.length) await cgroupOp("remove", ...dirs);
 }

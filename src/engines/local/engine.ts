@@ -30,23 +30,25 @@ import {
   TransportError,
   UnsupportedError,
 } from "../../errors.ts";
-import { type ChildProcess, getEnv, hostPid, hostPlatform, hostUid, runtime } from "../../runtime/mod.ts";
+import { type ChildProcess, getEnv, hostPid, hostPlatform, hostUid, pidExists, runtime } from "../../runtime/mod.ts";
 import type { SandboxSpec } from "../../spec.ts";
 import { collectText } from "../../streams.ts";
 import type { Capabilities, FileInfo, LogEvent, ProcessStatus, SandboxInfo } from "../../types.ts";
 import type { Engine, EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions, WrittenFile } from "../contract.ts";
 import {
-  cgroupEmpty,
-  createSandboxCgroups,
+  type CgroupLayout,
   detectCgroups,
-  oomKills,
-  processCgroup,
-  removeCgroup,
+  readSandboxCgroups,
+  reapCgroup,
+  removeCgroups,
   type SandboxCgroups,
   signalCgroup,
+  supervisorCgroupEnv,
 } from "./cgroups.ts";
 import { AGENT_SH, SUPERVISOR_SH } from "./scripts.ts";
-import { appendEvent, type Meta, pidAlive, readMeta, readPid, stateRoot } from "./state.ts";
+import { appendEvent, type Meta, readMeta, readPid, stateRoot } from "./state.ts";
+
+const pidAlive = pidExists;
 
 const ID_RE = /^sbx-[a-z0-9]{12}$/;
 const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -66,11 +68,20 @@ interface Tools {
   nsenter: string;
   setsid: string;
   setpriv: string;
+  uid: number;
+  root: string;
+  layout: CgroupLayout | null;
 }
-let tools: Tools | undefined;
+let tools: Promise<Tools> | undefined;
 
-function preflight(): Tools {
-  if (tools) return tools;
+function preflight(): Promise<Tools> {
+  return tools ??= preflightOnce().catch((e) => {
+    tools = undefined;
+    throw e;
+  });
+}
+
+async function preflightOnce(): Promise<Tools> {
   if (hostPlatform() !== "linux") {
     throw new UnsupportedError(
       `the local engine needs Linux (namespaces and bubblewrap); this is ${hostPlatform()}. Use the mvmctl engine (Vz microVMs on macOS) instead.`,
@@ -92,8 +103,9 @@ function preflight(): Tools {
     }
     return p;
   };
-  tools = { bwrap, nsenter: need("nsenter"), setsid: need("setsid"), setpriv: need("setpriv") };
-  return tools;
+  const t = { bwrap, nsenter: need("nsenter"), setsid: need("setsid"), setpriv: need("setpriv") };
+  const uid = await hostUid();
+  return { ...t, uid, root: stateRoot(uid), layout: await detectCgroups() };
 }
 
 /** Maps an upstream template onto the host image, or explains what exists. */
@@ -206,13 +218,14 @@ class LocalSandbox implements EngineSandbox {
   readonly id: string;
   readonly dir: string;
   readonly meta: Meta;
+  readonly cgroups: SandboxCgroups | null;
   readonly #tools: Tools;
-  #procSeq = 0;
 
   constructor(id: string, dir: string, meta: Meta, t: Tools) {
     this.id = id;
     this.dir = dir;
     this.meta = meta;
+    this.cgroups = readSandboxCgroups(dir);
     this.#tools = t;
   }
 
@@ -254,46 +267,45 @@ class LocalSandbox implements EngineSandbox {
     });
   }
 
-  /** Spawns argv inside the sandbox; returns the host child and its per-process cgroup. */
+  /**
+   * Spawns argv inside the sandbox: a host shell puts itself in a fresh
+   * per-process cgroup (and the sandbox's v1 groups), then execs nsenter into
+   * the sandbox's namespaces and root, then setpriv drops every capability.
+   */
   async exec(argv: string[], env: Record<string, string>, cwd: string, stdin: boolean, what: string): Promise<{ child: ChildProcess; cg: string | null }> {
     const initPid = this.#assertRunning(what);
-    let cg: string | null = null;
-    const join: string[] = [];
-    if (this.meta.cgroups) {
-      cg = processCgroup(this.meta.cgroups, `p${hostPid()}-${++this.#procSeq}-${Date.now().toString(36)}`);
-      join.push(cg, ...this.meta.cgroups.join.filter((d) => d !== this.meta.cgroups!.v2));
-    }
     const t = this.#tools;
     // -w without a directory takes the init's cwd (inside the jail); a path given to --wd would be
     // resolved on the host before entering, so a cwd is changed into by a shell inside instead.
     const inner = cwd === "/" ? [] : ["/bin/sh", "-c", 'cd -- "$0" || exit 125; exec "$@"', cwd];
-    const script = `for c in $MVM_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done; p=$MVM_INIT; unset MVM_CG MVM_INIT; ` +
+    const script = `if [ -n "$MVM_V2" ]; then mkdir "$MVM_V2/p$$" && echo $$ > "$MVM_V2/p$$/cgroup.procs" || exit 125; fi; ` +
+      `for c in $MVM_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done; p=$MVM_INIT; unset MVM_CG MVM_INIT MVM_V2; ` +
       `exec ${t.nsenter} -t "$p" -U -m -p -n -i -u -C -r -w -- /usr/bin/setpriv --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@"`;
-    try {
-      const child = await runtime().spawn("/bin/sh", ["-c", script, "mvm-exec", ...inner, ...argv], {
-        clearEnv: true,
-        env: { ...env, MVM_CG: join.join(" "), MVM_INIT: String(initPid) },
-        stdin: stdin ? "piped" : "null",
-        stdout: "piped",
-        stderr: "piped",
-      });
-      return { child, cg };
-    } catch (e) {
-      if (cg) removeCgroup(cg);
-      throw e;
-    }
+    const child = await runtime().spawn("/bin/sh", ["-c", script, "mvm-exec", ...inner, ...argv], {
+      clearEnv: true,
+      env: { ...env, MVM_V2: this.cgroups?.v2 ?? "", MVM_CG: this.cgroups?.join.join(" ") ?? "", MVM_INIT: String(initPid) },
+      stdin: stdin ? "piped" : "null",
+      stdout: "piped",
+      stderr: "piped",
+    });
+    return { child, cg: this.cgroups ? `${this.cgroups.v2}/p${child.pid}` : null };
   }
 
-  #killTree(cg: string | null, child: ChildProcess, signal: string) {
-    if (cg) signalCgroup(cg, signal, (pid, sig) => process.kill(pid, sig as NodeJS.Signals));
+  async #killTree(cg: string | null, child: ChildProcess, signal: string): Promise<void> {
+    if (cg) await signalCgroup(cg, signal).catch(() => {});
     else child.kill(signal);
+  }
+
+  /** After a process exits: kill what it left behind, remove its group; returns the sandbox's OOM-kill count. */
+  async #reap(cg: string | null): Promise<number> {
+    if (!cg) return 0;
+    return await reapCgroup(cg, this.cgroups?.memory).catch(() => 0);
   }
 
   async start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
     const cwd = opts.cwd === undefined ? "/" : absolute(opts.cwd);
     if (opts.cwd !== undefined) await this.#agent("cwdcheck", [cwd], cwd);
     const env = guestEnv(this.meta, opts.env);
-    const oomBefore = this.meta.cgroups ? oomKills(this.meta.cgroups) : 0;
     const started = performance.now();
     const { child, cg } = await this.exec(argv, env, cwd, true, "start a process");
     appendEvent(this.dir, "process.started", { pid: child.pid, argv0: argv[0], argc: argv.length, cwd });
@@ -309,25 +321,22 @@ class LocalSandbox implements EngineSandbox {
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     if (opts.signal?.aborted) onAbort();
 
-    const exited = child.status.then((s) => {
-      // a command's process tree ends with it: kill what it left behind so its streams end
-      if (cg && !cgroupEmpty(cg)) signalCgroup(cg, "SIGKILL", (pid, sig) => process.kill(pid, sig as NodeJS.Signals));
-      return s;
-    });
+    // a command's process tree ends with it: what it left behind is killed so its streams end
+    const exited = child.status.then(async (s) => ({ s, oom: await this.#reap(cg) }));
     const out = this.#guestStream(child.stdout!, exited);
     const err = this.#guestStream(child.stderr!, exited);
-    const status: Promise<ProcessStatus> = Promise.all([exited, out.done, err.done]).then(([s]) => {
+    const status: Promise<ProcessStatus> = Promise.all([exited, out.done, err.done]).then(([{ s, oom }]) => {
       clearTimeout(timer);
       opts.signal?.removeEventListener("abort", onAbort);
-      const oomKilled = this.meta.cgroups !== null && s.signal === "SIGKILL" && !timedOut && oomKills(this.meta.cgroups) > oomBefore;
-      if (cg) removeCgroup(cg);
       let exitCode = s.code;
       let signal = s.signal;
-      // nsenter reports a child killed by a signal as 128+n
-      if (exitCode !== null && exitCode > 128 && exitCode < 160 && (timedOut || oomKilled)) {
+      // nsenter reports a child killed by a signal by dying of it; a shell in between reports 128+n
+      if (signal === null && exitCode === 137 && (timedOut || oom > this.#oomSeen())) {
         signal = "SIGKILL";
         exitCode = null;
       }
+      const oomKilled = signal === "SIGKILL" && !timedOut && oom > this.#oomSeen();
+      if (oomKilled) this.#setOomSeen(oom);
       const durationMs = Math.round(performance.now() - started);
       const auditId = appendEvent(this.dir, "process.exited", { pid: child.pid, argv0: argv[0], exitCode, signal, timedOut, oomKilled, durationMs });
       return { exitCode, signal, timedOut, oomKilled, durationMs, auditId };
@@ -338,11 +347,17 @@ class LocalSandbox implements EngineSandbox {
       stdout: out.stream,
       stderr: err.stream,
       status,
-      kill: (signal = "SIGTERM") => {
-        this.#killTree(cg, child, signal);
-        return Promise.resolve();
-      },
+      kill: (signal = "SIGTERM") => this.#killTree(cg, child, signal),
     };
+  }
+
+  #oomSeen(): number {
+    return readPid(`${this.dir}/oom.seen`);
+  }
+  #setOomSeen(n: number) {
+    try {
+      writeFileSync(`${this.dir}/oom.seen`, String(n), { mode: 0o600 });
+    } catch { /* sandbox gone */ }
   }
 
   /**
@@ -378,18 +393,18 @@ class LocalSandbox implements EngineSandbox {
     return { stream, done };
   }
 
-  /** Runs an agent op in the jail; returns stdout (or the child when streaming). */
+  /** Runs an agent op in the jail and returns its stdout; `input` feeds its stdin. */
   async #agent(op: string, args: string[], path: string, input?: ReadableStream<Uint8Array>): Promise<string> {
     const { child, cg } = await this.exec(["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args], guestEnv(this.meta, {}), "/", input !== undefined, `files.${op}`);
     let inputError: unknown;
     const feeding = input
-      ? input.pipeTo(child.stdin!).catch((e) => {
+      ? input.pipeTo(child.stdin!).catch(async (e) => {
         inputError = e;
-        this.#killTree(cg, child, "SIGTERM");
+        await this.#killTree(cg, child, "SIGTERM");
       })
       : Promise.resolve();
     const [stdout, stderr, s] = await Promise.all([collectText(child.stdout!), collectText(child.stderr!), child.status, feeding]);
-    if (cg) removeCgroup(cg);
+    await this.#reap(cg);
     if (inputError !== undefined) {
       throw inputError instanceof Error ? inputError : new InvalidInputError(`files.${op}: the data stream failed: ${String(inputError)}`);
     }
@@ -412,17 +427,17 @@ class LocalSandbox implements EngineSandbox {
       );
       const stderrText = collectText(child.stderr!);
       const reader = child.stdout!.getReader();
-      const fail = async () => {
-        await child.status;
-        if (cg) removeCgroup(cg);
-        if (this.gone()) return new TransportError(`sandbox ${this.id} was destroyed during files.read`);
+      const finish = async (): Promise<SandboxError | null> => {
+        const s = await child.status;
+        await this.#reap(cg);
+        if (s.code === 0) return null;
+        if (this.gone()) return new TransportError(`sandbox ${this.id} was destroyed during files.read`, { details: { id: this.id } });
         return agentError(await stderrText, "read", p);
       };
       const first = await reader.read();
       if (first.done) {
-        const s = await child.status;
-        if (s.code !== 0) throw await fail();
-        if (cg) removeCgroup(cg);
+        const e = await finish();
+        if (e) throw e;
         return new ReadableStream<Uint8Array>({ start: (c) => c.close() });
       }
       let pending: Uint8Array | undefined = first.value;
@@ -433,18 +448,17 @@ class LocalSandbox implements EngineSandbox {
             pending = undefined;
             return;
           }
-          const r = await reader.read().catch((e) => ({ done: true as const, value: undefined, error: e }));
+          const r = await reader.read().catch(() => ({ done: true as const, value: undefined }));
           if (!r.done) return c.enqueue(r.value);
-          const s = await child.status;
-          if (s.code !== 0) return c.error(await fail());
-          if (cg) removeCgroup(cg);
-          c.close();
+          const e = await finish();
+          if (e) c.error(e);
+          else c.close();
         },
         cancel: async () => {
           await reader.cancel().catch(() => {});
-          this.#killTree(cg, child, "SIGKILL");
+          await this.#killTree(cg, child, "SIGKILL");
           await child.status;
-          if (cg) removeCgroup(cg);
+          await this.#reap(cg);
         },
       }, { highWaterMark: 4 });
     },
@@ -521,19 +535,17 @@ class LocalSandbox implements EngineSandbox {
 
   async stop(): Promise<string> {
     const s = this.#state();
-    if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone`);
+    if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone`, { details: { id: this.id } });
     if (s === "stopped") return appendEvent(this.dir, "stop.noop");
     writeFileSync(`${this.dir}/stopped`, "", { mode: 0o600 });
     const id = appendEvent(this.dir, "stopped");
-    const init = readPid(`${this.dir}/init.pid`);
-    if (this.meta.cgroups) signalCgroup(this.meta.cgroups.v2, "SIGKILL", (pid, sig) => process.kill(pid, sig as NodeJS.Signals));
-    else if (pidAlive(init)) process.kill(init, "SIGKILL");
+    await killInit(this.dir, this.cgroups);
     return id;
   }
 
   async destroy(): Promise<string> {
     const id = appendEvent(this.dir, "destroy.requested");
-    await teardown(this.dir, this.meta);
+    await teardown(this.dir);
     return id;
   }
 
@@ -548,30 +560,32 @@ class LocalSandbox implements EngineSandbox {
   }
 }
 
+/** Kills every process of the sandbox (its pid namespace dies with its init). */
+async function killInit(dir: string, cgroups: SandboxCgroups | null): Promise<void> {
+  if (cgroups) await signalCgroup(cgroups.v2, "SIGKILL").catch(() => {});
+  const init = readPid(`${dir}/init.pid`);
+  if (pidAlive(init)) {
+    try {
+      process.kill(init, "SIGKILL");
+    } catch { /* gone */ }
+  }
+}
+
 /** Tears a sandbox down through its supervisor, or by hand when the supervisor is gone. */
-async function teardown(dir: string, meta: Meta | null): Promise<void> {
+async function teardown(dir: string): Promise<void> {
   const sup = readPid(`${dir}/supervisor.pid`);
   if (pidAlive(sup)) {
     try {
       process.kill(sup, "SIGTERM");
     } catch { /* exiting */ }
     const deadline = Date.now() + 10_000;
-    while (existsSync(dir) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while (existsSync(dir) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     if (!existsSync(dir)) return;
   }
-  // no supervisor (it was killed): clean up from here
-  const init = readPid(`${dir}/init.pid`);
-  if (meta?.cgroups) signalCgroup(meta.cgroups.v2, "SIGKILL", (pid, sig) => process.kill(pid, sig as NodeJS.Signals));
-  if (pidAlive(init)) {
-    try {
-      process.kill(init, "SIGKILL");
-    } catch { /* gone */ }
-  }
-  if (meta?.cgroups) {
-    for (const c of meta.cgroups.join) {
-      for (let i = 0; i < 100 && !removeCgroup(c); i++) await new Promise((r) => setTimeout(r, 20));
-    }
-  }
+  // no supervisor (it was killed, or creation failed half-way): clean up from here
+  const cgroups = readSandboxCgroups(dir);
+  await killInit(dir, cgroups);
+  if (cgroups) await removeCgroups([cgroups.v2, ...cgroups.join]).catch(() => {});
   rmSync(dir, { recursive: true, force: true });
 }
 
@@ -595,12 +609,11 @@ async function reapStale(root: string): Promise<void> {
         continue;
       }
     } else if (pidAlive(sup)) continue;
-    await teardown(dir, readMeta(dir)).catch(() => {});
+    await teardown(dir).catch(() => {});
   }
 }
 
 function capabilities(): Capabilities {
-  const cg = hostPlatform() === "linux" ? detectCgroups() : null;
   return {
     commands: true,
     files: true,
@@ -609,7 +622,7 @@ function capabilities(): Capabilities {
     pause: false,
     snapshot: false,
     fork: false,
-    limits: { cpu: cg !== null, memory: cg !== null, pids: cg !== null },
+    limits: { cpu: true, memory: true, pids: true },
     network: "none",
   };
 }
@@ -619,20 +632,20 @@ export const localEngine: Engine = {
   name: "local",
   capabilities,
   async create(spec: SandboxSpec): Promise<EngineSandbox> {
-    const t = preflight();
+    const t = await preflight();
     const image = resolveImage(spec);
     if (spec.network.rules.length > 0) {
       throw new UnsupportedError(
         `the local engine has no egress yet: sandboxes get loopback only, so the allowlist (${spec.network.hosts.join(", ")}) cannot be honoured. Use NetworkPolicy.denyByDefault() alone, or the mvmctl engine.`,
       );
     }
-    const layout = detectCgroups();
+    const layout = t.layout;
     const limits = { cpu: spec.cpu, memoryMb: spec.memoryMb, pidsLimit: spec.pidsLimit ?? (layout ? DEFAULT_PIDS : undefined) };
     if (!layout && (spec.cpu || spec.memoryMb || spec.pidsLimit)) {
       throw new UnsupportedError("cpu, memoryMb and pidsLimit need writable cgroups (run as root, or with a delegated cgroup); none are available here");
     }
-    const root = stateRoot();
-    const isRoot = hostUid() === 0;
+    const root = t.root;
+    const isRoot = t.uid === 0;
     try {
       mkdirSync(root, { recursive: true, mode: isRoot ? 0o711 : 0o700 });
     } catch (e) {
@@ -642,10 +655,9 @@ export const localEngine: Engine = {
     const id = randomId();
     const dir = `${root}/${id}`;
     const now = new Date();
-    const sandboxUid = isRoot ? 2_000_000_000 + (crypto.getRandomValues(new Uint32Array(1))[0] % 16_000_000) : hostUid();
+    const sandboxUid = isRoot ? 2_000_000_000 + (crypto.getRandomValues(new Uint32Array(1))[0] % 16_000_000) : t.uid;
     const env: Record<string, string> = { ...spec.env };
     for (const [k, ref] of Object.entries(spec.secrets)) env[k] = ref.placeholder;
-    let cgroups: SandboxCgroups | null = null;
     const meta: Meta = {
       v: 1,
       id,
@@ -661,7 +673,6 @@ export const localEngine: Engine = {
       env,
       ownerPid: hostPid(),
       sandboxUid,
-      cgroups: null,
     };
     try {
       mkdirSync(dir, { mode: isRoot ? 0o711 : 0o700 });
@@ -670,8 +681,6 @@ export const localEngine: Engine = {
       if (isRoot) {
         for (const p of ["root", "root/root", "root/app"]) chownSync(`${dir}/${p}`, sandboxUid, sandboxUid);
       }
-      if (layout) cgroups = createSandboxCgroups(layout, id, limits);
-      meta.cgroups = cgroups;
       writeFileSync(`${dir}/meta.json`, JSON.stringify(meta), { mode: 0o600 });
       writeFileSync(`${dir}/events.jsonl`, "", { mode: 0o600 });
       appendEvent(dir, "created", { image, ttlSeconds: spec.ttlSeconds, limits, tags: spec.tags });
@@ -701,7 +710,7 @@ export const localEngine: Engine = {
       ];
       const sup = await runtime().spawn(t.setsid, ["/bin/sh", "-c", SUPERVISOR_SH, "mvm-supervisor", dir, String(hostPid()), String(spec.ttlSeconds), ...bwrap], {
         clearEnv: true,
-        env: { PATH: GUEST_PATH, MVM_CG: cgroups ? cgroups.join.join(" ") : "" },
+        env: { PATH: GUEST_PATH, ...(layout ? supervisorCgroupEnv(layout, id, limits) : {}) },
         stdin: "null",
         stdout: "piped",
         stderr: "null",
@@ -715,28 +724,27 @@ export const localEngine: Engine = {
       }
       return new LocalSandbox(id, dir, meta, t);
     } catch (e) {
-      await teardown(dir, meta).catch(() => {});
-      if (cgroups) for (const c of cgroups.join) removeCgroup(c);
+      await teardown(dir).catch(() => {});
       throw e;
     }
   },
-  connect(id: string): Promise<EngineSandbox> {
-    if (!ID_RE.test(id)) return Promise.reject(new NotFoundError(`no sandbox ${JSON.stringify(id)}: ids look like sbx-xxxxxxxxxxxx`));
-    const t = preflight();
-    const dir = `${stateRoot()}/${id}`;
+  async connect(id: string): Promise<EngineSandbox> {
+    if (!ID_RE.test(id)) throw new NotFoundError(`no sandbox ${JSON.stringify(id)}: ids look like sbx-xxxxxxxxxxxx`, { details: { id } });
+    const t = await preflight();
+    const dir = `${t.root}/${id}`;
     const meta = readMeta(dir);
     if (!meta || !pidAlive(readPid(`${dir}/supervisor.pid`)) || existsSync(`${dir}/destroying`)) {
-      return Promise.reject(new NotFoundError(`no live sandbox ${id} (destroyed, expired, or never created here)`, { details: { id } }));
+      throw new NotFoundError(`no live sandbox ${id} (destroyed, expired, or never created here)`, { details: { id } });
     }
-    return Promise.resolve(new LocalSandbox(id, dir, meta, t));
+    return new LocalSandbox(id, dir, meta, t);
   },
   async list(filter): Promise<SandboxInfo[]> {
-    const root = stateRoot();
-    await reapStale(root);
+    const t = await preflight();
+    await reapStale(t.root);
     const out: SandboxInfo[] = [];
     let entries: string[] = [];
     try {
-      entries = readdirSync(root);
+      entries = readdirSync(t.root);
     } catch {
       return out;
     }

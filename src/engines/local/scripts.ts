@@ -19,11 +19,15 @@
  * @module
  */
 
-/** Host-side supervisor. Args: state dir, owner pid, TTL seconds, then the bubblewrap argv. Env: MVM_CG (cgroup dirs to join). */
+/**
+ * Host-side supervisor. Args: state dir, owner pid, TTL seconds, then the bubblewrap argv.
+ * Env (optional): MVM_CG_KIND, MVM_CG_V2, MVM_CG_MEM/CPU/PIDS (groups to make), MVM_LIM_MEM/CPU/PIDS
+ * (limits). It writes `<dir>/cgroups` (v2 group, memory group, v1 groups to join) for the SDK.
+ */
 export const SUPERVISOR_SH: string = String.raw`
 set -u
 d=$1; owner=$2; ttl=$3; shift 3
-bw=""; sl=""; ttlpid=""
+bw=""; sl=""; ttlpid=""; all=""
 now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
 ev() { printf '{"id":"sup-%s-%s","time":"%s","type":"%s","source":"supervisor"%s}\n' "$$" "$(date +%s%N)" "$(now)" "$1" "%{2:-}" >> "$d/events.jsonl" 2>/dev/null; }
 alive() { [ -r "/proc/$1/stat" ] || return 1; read -r s < "/proc/$1/stat" 2>/dev/null || return 1; case "$s" in *") Z "*|*") X "*) return 1;; esac; return 0; }
@@ -34,7 +38,7 @@ cleanup() {
   [ -n "$sl" ] && kill "$sl" 2>/dev/null
   [ -n "$ttlpid" ] && kill "$ttlpid" 2>/dev/null
   if [ -n "$bw" ]; then kill -KILL "$bw" 2>/dev/null; wait "$bw" 2>/dev/null; fi
-  for c in %{MVM_CG:-}; do
+  for c in $all; do
     [ -d "$c" ] || continue
     for sub in "$c"/*/; do [ -d "$sub" ] && { [ -w "$sub/cgroup.kill" ] && echo 1 > "$sub/cgroup.kill"; rmdir "$sub" 2>/dev/null; }; done
     i=0; while ! rmdir "$c" 2>/dev/null && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.05; done
@@ -43,8 +47,37 @@ cleanup() {
   exit 0
 }
 trap 'cleanup destroy' TERM INT HUP
-mkfifo -m 600 "$d/info.fifo" || { echo "error cannot create $d/info.fifo"; exit 1; }
-MVM_SELF_CG="%{MVM_CG:-}" sh -c 'for c in $MVM_SELF_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done; exec "$@"' sh "$@" 3>"$d/info.fifo" </dev/null >/dev/null 2>"$d/bwrap.err" &
+w() { echo "$2" > "$1" 2>/dev/null || { echo "error cannot write $2 to $1"; cleanup failed; }; }
+mk() { mkdir -p "$1" 2>/dev/null || { echo "error cannot create the cgroup $1"; cleanup failed; }; all="$all $1"; }
+all=""; join=""; memcg=-
+if [ -n "%{MVM_CG_V2:-}" ]; then
+  mk "$MVM_CG_V2"
+  if [ "$MVM_CG_KIND" = v2 ]; then
+    memcg=$MVM_CG_V2
+    [ -n "$MVM_LIM_MEM" ] && { w "$MVM_CG_V2/memory.max" "$MVM_LIM_MEM"; [ -e "$MVM_CG_V2/memory.swap.max" ] && w "$MVM_CG_V2/memory.swap.max" 0; }
+    [ -n "$MVM_LIM_CPU" ] && w "$MVM_CG_V2/cpu.max" "$MVM_LIM_CPU 100000"
+    [ -n "$MVM_LIM_PIDS" ] && w "$MVM_CG_V2/pids.max" "$MVM_LIM_PIDS"
+  else
+    if [ -n "$MVM_CG_MEM" ]; then
+      mk "$MVM_CG_MEM"; join="$join $MVM_CG_MEM"; memcg=$MVM_CG_MEM
+      if [ -n "$MVM_LIM_MEM" ]; then
+        w "$MVM_CG_MEM/memory.limit_in_bytes" "$MVM_LIM_MEM"
+        [ -e "$MVM_CG_MEM/memory.memsw.limit_in_bytes" ] && w "$MVM_CG_MEM/memory.memsw.limit_in_bytes" "$MVM_LIM_MEM"
+      fi
+    fi
+    if [ -n "$MVM_CG_CPU" ]; then
+      mk "$MVM_CG_CPU"; join="$join $MVM_CG_CPU"
+      [ -n "$MVM_LIM_CPU" ] && { w "$MVM_CG_CPU/cpu.cfs_period_us" 100000; w "$MVM_CG_CPU/cpu.cfs_quota_us" "$MVM_LIM_CPU"; }
+    fi
+    if [ -n "$MVM_CG_PIDS" ]; then
+      mk "$MVM_CG_PIDS"; join="$join $MVM_CG_PIDS"
+      [ -n "$MVM_LIM_PIDS" ] && w "$MVM_CG_PIDS/pids.max" "$MVM_LIM_PIDS"
+    fi
+  fi
+  { echo "$MVM_CG_V2"; echo "$memcg"; for c in $join; do echo "$c"; done; } > "$d/cgroups"
+fi
+mkfifo -m 600 "$d/info.fifo" || { echo "error cannot create $d/info.fifo"; cleanup failed; }
+MVM_SELF_CG="%{MVM_CG_V2:-} $join" sh -c 'for c in $MVM_SELF_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done; exec "$@"' sh "$@" 3>"$d/info.fifo" </dev/null >/dev/null 2>"$d/bwrap.err" &
 bw=$!
 info=$(cat "$d/info.fifo")
 rm -f "$d/info.fifo"

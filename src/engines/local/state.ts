@@ -12,14 +12,13 @@
  * @module
  */
 import { appendFileSync, existsSync, readFileSync } from "node:fs";
-import { getEnv, hostUid } from "../../runtime/mod.ts";
-import type { SandboxCgroups } from "./cgroups.ts";
+import { getEnv } from "../../runtime/mod.ts";
 
-/** Where sandbox folders live. @example `stateRoot()` */
-export function stateRoot(): string {
+/** Where sandbox folders live. @example `stateRoot(0)` */
+export function stateRoot(uid: number): string {
   const explicit = getEnv("MVM_STATE_DIR");
   if (explicit) return `${explicit.replace(/\/+$/, "")}/sandboxes`;
-  if (hostUid() === 0) return "/var/lib/mvm/sandboxes";
+  if (uid === 0) return "/var/lib/mvm/sandboxes";
   const xdg = getEnv("XDG_STATE_HOME") || `${getEnv("HOME") ?? "/tmp"}/.local/state`;
   return `${xdg}/mvm/sandboxes`;
 }
@@ -41,7 +40,6 @@ export interface Meta {
   env: Record<string, string>;
   ownerPid: number;
   sandboxUid: number;
-  cgroups: SandboxCgroups | null;
 }
 
 /** Reads a sandbox's metadata, or null when the folder is gone. @example `readMeta(dir)` */
@@ -59,18 +57,6 @@ export function readPid(file: string): number {
     return Number(readFileSync(file, "utf8").trim()) || 0;
   } catch {
     return 0;
-  }
-}
-
-/** Whether a process is alive (not a zombie). @example `pidAlive(1234)` */
-export function pidAlive(pid: number): boolean {
-  if (!(pid > 0)) return false;
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state !== "Z" && state !== "X";
-  } catch {
-    return false;
   }
 }
 

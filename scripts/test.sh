@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs the one test suite under Deno and under Bun; ends with "N passed, N failed".
+# Usage: bash scripts/test.sh [test files…]   (default: every tests/*.test.ts)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=./node_modules/.bin
+[ -x "$BIN/deno" ] && [ -x "$BIN/bun" ] || { echo "deno/bun missing: run 'npm ci' first" >&2; exit 2; }
+files=("$@"); [ ${#files[@]} -gt 0 ] || files=(tests/*.test.ts)
+export NO_COLOR=1; unset FORCE_COLOR
+total_pass=0; total_fail=0; status=0
+
+echo "== deno $($BIN/deno --version | head -1)"
+$BIN/deno test -A --no-check "${files[@]}" 2>&1 | tee /tmp/mvm-test-deno.log
+rc=${PIPESTATUS[0]}
+line=$(grep -E '^(ok|FAILED) \|' /tmp/mvm-test-deno.log | tail -1)
+p=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line"); f=$(sed -nE 's/.*\| ([0-9]+) failed.*/\1/p' <<<"$line")
+p=${p:-0}; f=${f:-0}; [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+echo "deno: $p passed, $f failed"
+total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
+
+echo "== bun $($BIN/bun --version)"
+$BIN/bun test --timeout 120000 "${files[@]/#/./}" 2>&1 | tee /tmp/mvm-test-bun.log
+rc=${PIPESTATUS[0]}
+p=$(sed -nE 's/^ *([0-9]+) pass$/\1/p' /tmp/mvm-test-bun.log | tail -1); f=$(sed -nE 's/^ *([0-9]+) fail$/\1/p' /tmp/mvm-test-bun.log | tail -1)
+p=${p:-0}; f=${f:-0}; [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+echo "bun: $p passed, $f failed"
+total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
+
+echo "$total_pass passed, $total_fail failed"
+[ "$total_fail" -eq 0 ] && [ "$total_pass" -gt 0 ]

@@ -1,0 +1,66 @@
+/**
+ * Shared test helpers: which runtime runs the suite, how to run a script in a
+ * child process of the same runtime, hashing and memory probes.
+ *
+ * @example
+ * ```ts
+ * import { runtimeCommand } from "./helpers.ts";
+ * const [cmd, ...args] = runtimeCommand("tests/fixtures/scripts/hello.ts");
+ * ```
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import process from "node:process";
+
+/** The argv that runs `file` under the runtime running the tests. */
+export function runtimeCommand(file: string): string[] {
+  const g = globalThis as Record<string, unknown>;
+  if (g.Deno) return [process.execPath, "run", "-A", "--no-check", file];
+  return [process.execPath, file];
+}
+
+/** The name of the runtime running the tests. */
+export const RUNTIME: "deno" | "bun" = (globalThis as Record<string, unknown>).Deno ? "deno" : "bun";
+
+/** sha256 of a whole stream, read with an optional pause every `pauseEvery` chunks. */
+export async function sha256Stream(stream: ReadableStream<Uint8Array>, pauseEvery = 0): Promise<{ hex: string; bytes: number }> {
+  const h = createHash("sha256");
+  let bytes = 0;
+  let n = 0;
+  for await (const chunk of stream) {
+    h.update(chunk);
+    bytes += chunk.length;
+    if (pauseEvery && ++n % pauseEvery === 0) await new Promise((r) => setTimeout(r, 1));
+  }
+  return { hex: h.digest("hex"), bytes };
+}
+
+/** Resident memory of this process in bytes. */
+export function rss(): number {
+  return process.memoryUsage().rss;
+}
+
+/** Waits until `fn` is true or `ms` pass; returns the last value. */
+export async function waitFor(fn: () => boolean, ms: number, step = 50): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (fn()) return true;
+    await new Promise((r) => setTimeout(r, step));
+  }
+  return fn();
+}
+
+/** The pids whose command line contains `needle` (from /proc). */
+export function pidsMatching(needle: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8").replaceAll("\0", " ");
+      if (cmd.includes(needle)) out.push(Number(d));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
