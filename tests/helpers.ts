@@ -51,14 +51,14 @@ export async function waitFor(fn: () => boolean, ms: number, step = 50): Promise
   return fn();
 }
 
-/** The pids whose command line contains `needle` (from /proc). */
+/** The pids whose command line starts with `needle` (from /proc). */
 export function pidsMatching(needle: string): number[] {
   const out: number[] = [];
   for (const d of readdirSync("/proc")) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const cmd = readFileSync(`/proc/${d}/cmdline`, "utf8").replaceAll("\0", " ");
-      if (cmd.includes(needle)) out.push(Number(d));
+      if (cmd.startsWith(needle)) out.push(Number(d));
     } catch { /* gone */ }
   }
   return out;

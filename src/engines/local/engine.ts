@@ -87,10 +87,11 @@ async function preflightOnce(): Promise<Tools> {
       `the local engine needs Linux (namespaces and bubblewrap); this is ${hostPlatform()}. Use the mvmctl engine (Vz microVMs on macOS) instead.`,
     );
   }
-  const bwrap = which("bwrap");
+  const wanted = getEnv("MVM_BWRAP");
+  const bwrap = wanted ? (existsSync(wanted) ? wanted : null) : which("bwrap");
   if (!bwrap) {
     throw new NotFoundError(
-      "bubblewrap (bwrap) is not installed: install the package 'bubblewrap' (apt-get install bubblewrap / dnf install bubblewrap / pacman -S bubblewrap)",
+      `bubblewrap (bwrap) is not installed${wanted ? ` at MVM_BWRAP=${wanted}` : ""}: install the package 'bubblewrap' (apt-get install bubblewrap / dnf install bubblewrap / pacman -S bubblewrap)`,
       { details: { binary: "bwrap", package: "bubblewrap" } },
     );
   }
@@ -706,7 +707,7 @@ export const localEngine: Engine = {
         "--dev", "/dev",
         "--tmpfs", "/tmp",
         "--info-fd", "3",
-        "--", "/usr/bin/sleep", "infinity",
+        "--", "/bin/sh", "-c", "echo ready >&4 && exec /usr/bin/sleep infinity 4>&- 2>/dev/null",
       ];
       const sup = await runtime().spawn(t.setsid, ["/bin/sh", "-c", SUPERVISOR_SH, "mvm-supervisor", dir, String(hostPid()), String(spec.ttlSeconds), ...bwrap], {
         clearEnv: true,

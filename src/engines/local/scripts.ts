@@ -76,14 +76,23 @@ if [ -n "%{MVM_CG_V2:-}" ]; then
   fi
   { echo "$MVM_CG_V2"; echo "$memcg"; for c in $join; do echo "$c"; done; } > "$d/cgroups"
 fi
-mkfifo -m 600 "$d/info.fifo" || { echo "error cannot create $d/info.fifo"; cleanup failed; }
-MVM_SELF_CG="%{MVM_CG_V2:-} $join" sh -c 'for c in $MVM_SELF_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done; exec "$@"' sh "$@" 3>"$d/info.fifo" </dev/null >/dev/null 2>"$d/bwrap.err" &
+mkfifo -m 600 "$d/info.fifo" "$d/ready.fifo" || { echo "error cannot create fifos in $d"; cleanup failed; }
+exec 5<>"$d/ready.fifo"
+# bwrap reports its init's pid on fd 3; the sandbox's first command says "ready" on fd 4 once every
+# mount is in place; if bwrap ends first, the launcher says "exit N" on the same fifo.
+(
+  MVM_SELF_CG="%{MVM_CG_V2:-} $join" MVM_D="$d" sh -c 'for c in $MVM_SELF_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done
+    exec 3>"$MVM_D/info.fifo" 4>"$MVM_D/ready.fifo" 5>&- </dev/null >/dev/null 2>"$MVM_D/bwrap.err"; unset MVM_SELF_CG MVM_D; exec "$@"' sh "$@"
+  echo "exit $?" >&5
+) </dev/null >/dev/null 2>&1 &
 bw=$!
 info=$(cat "$d/info.fifo")
-rm -f "$d/info.fifo"
-case "$info" in
-  *'"child-pid"'*) ;;
-  *) wait "$bw" 2>/dev/null; err=$(head -c 2000 "$d/bwrap.err" 2>/dev/null | tr '\n' ' '); echo "error $err"; cleanup failed;;
+read -r ready <&5
+exec 5<&-
+rm -f "$d/info.fifo" "$d/ready.fifo"
+case "$info:$ready" in
+  *'"child-pid"'*:ready) ;;
+  *) wait "$bw" 2>/dev/null; bw=""; err=$(head -c 2000 "$d/bwrap.err" 2>/dev/null | tr '\n' ' '); echo "error $err"; cleanup failed;;
 esac
 pid=%{info#*'"child-pid"'}; pid=%{pid#*:}; pid=%{pid%%,*}; pid=$(echo $pid)
 echo "$pid" > "$d/init.pid"
