@@ -64,3 +64,14 @@ export function pidsMatching(needle: string): number[] {
   return out;
 }
 
+
+/** Whether a process is alive; a zombie (dead, waiting for the host's init to reap it) is not. */
+export function processAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}

@@ -18,7 +18,7 @@ import {
 } from "../mod.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
-import { pidsMatching, rss, RUNTIME, runtimeCommand, sha256Stream, waitFor } from "./helpers.ts";
+import { pidsMatching, processAlive, rss, RUNTIME, runtimeCommand, sha256Stream, waitFor } from "./helpers.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
 const STATE = "/var/lib/mvm/sandboxes";
@@ -306,7 +306,7 @@ test("local lifecycle: a SIGKILLed owner takes its sandbox with it within 5 s", 
   const sup = Number(readFileSync(`${dir}/supervisor.pid`, "utf8"));
   c.kill("SIGKILL");
   await c.status;
-  const gone = () => !existsSync(dir) && !existsSync(`/proc/${init}`) && !existsSync(`/proc/${sup}`) && cg.every((d) => !existsSync(d));
+  const gone = () => !existsSync(dir) && !processAlive(init) && !processAlive(sup) && cg.every((d) => !existsSync(d));
   assert.ok(await waitFor(gone, 5000), "something of the sandbox outlived its owner");
 });
 

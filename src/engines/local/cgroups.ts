@@ -59,11 +59,15 @@ case "$op" in
     fi
     echo "$kind $v2 %{mem:--} %{cpu:--} %{pids:--}";;
   signal) killall "$1" "$2";;
+  make) mkdir "$@" 2>/dev/null; for c in "$@"; do [ -d "$c" ] && echo "$c"; done;;
   reap)
-    killall "$1" KILL
-    i=0; while ! empty "$1" && [ $i -lt 200 ]; do i=$((i+1)); sleep 0.005; done
-    rmdir "$1" 2>/dev/null
-    echo "oom $(oom "$2")";;
+    mem=$1; shift
+    for c in "$@"; do killall "$c" KILL; done
+    for c in "$@"; do
+      i=0; while ! empty "$c" && [ $i -lt 200 ]; do i=$((i+1)); sleep 0.005; done
+    done
+    rmdir "$@" 2>/dev/null
+    echo "oom $(oom "$mem")";;
   remove)
     for c in "$@"; do
       [ -d "$c" ] || continue
@@ -143,10 +147,15 @@ export async function signalCgroup(dir: string, signal: string): Promise<void> {
   await cgroupOp("signal", dir, signal.replace(/^SIG/, ""));
 }
 
-/** Kills what is left in a per-process group, removes it, and returns the sandbox's OOM-kill count. @example `await reapCgroup(dir, mem)` */
-export async function reapCgroup(dir: string, memory: string | undefined): Promise<number> {
-  const out = await cgroupOp("reap", dir, memory ?? "-");
+/** Kills what is left in per-process groups, removes them, and returns the sandbox's OOM-kill count. @example `await reapCgroups([dir], mem)` */
+export async function reapCgroups(dirs: string[], memory: string | undefined): Promise<number> {
+  const out = await cgroupOp("reap", memory ?? "-", ...dirs);
   return Number(/oom (\d+)/.exec(out)?.[1] ?? 0);
+}
+
+/** Makes per-process groups in one go; returns those that now exist. @example `await makeCgroups([a, b])` */
+export async function makeCgroups(dirs: string[]): Promise<string[]> {
+  return (await cgroupOp("make", ...dirs)).split("\n").filter(Boolean);
 }
 
 /** Kills everything in the groups and removes them. @example `await removeCgroups([v2, mem])` */

@@ -38,8 +38,9 @@ import type { Engine, EngineFiles, EngineProcess, EngineSandbox, EngineStartOpti
 import {
   type CgroupLayout,
   detectCgroups,
+  makeCgroups,
   readSandboxCgroups,
-  reapCgroup,
+  reapCgroups,
   removeCgroups,
   type SandboxCgroups,
   signalCgroup,
@@ -279,17 +280,36 @@ class LocalSandbox implements EngineSandbox {
     // -w without a directory takes the init's cwd (inside the jail); a path given to --wd would be
     // resolved on the host before entering, so a cwd is changed into by a shell inside instead.
     const inner = cwd === "/" ? [] : ["/bin/sh", "-c", 'cd -- "$0" || exit 125; exec "$@"', cwd];
-    const script = `if [ -n "$MVM_V2" ]; then mkdir "$MVM_V2/p$$" && echo $$ > "$MVM_V2/p$$/cgroup.procs" || exit 125; fi; ` +
-      `for c in $MVM_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done; p=$MVM_INIT; unset MVM_CG MVM_INIT MVM_V2; ` +
+    const cg = this.cgroups ? await this.#takeCgroup() : null;
+    const script = `for c in $MVM_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done; p=$MVM_INIT; unset MVM_CG MVM_INIT; ` +
       `exec ${t.nsenter} -t "$p" -U -m -p -n -i -u -C -r -w -- /usr/bin/setpriv --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@"`;
-    const child = await runtime().spawn("/bin/sh", ["-c", script, "mvm-exec", ...inner, ...argv], {
-      clearEnv: true,
-      env: { ...env, MVM_V2: this.cgroups?.v2 ?? "", MVM_CG: this.cgroups?.join.join(" ") ?? "", MVM_INIT: String(initPid) },
-      stdin: stdin ? "piped" : "null",
-      stdout: "piped",
-      stderr: "piped",
-    });
-    return { child, cg: this.cgroups ? `${this.cgroups.v2}/p${child.pid}` : null };
+    try {
+      const child = await runtime().spawn("/bin/sh", ["-c", script, "mvm-exec", ...inner, ...argv], {
+        clearEnv: true,
+        env: { ...env, MVM_CG: cg ? [cg, ...this.cgroups!.join].join(" ") : "", MVM_INIT: String(initPid) },
+        stdin: stdin ? "piped" : "null",
+        stdout: "piped",
+        stderr: "piped",
+      });
+      return { child, cg };
+    } catch (e) {
+      if (cg) this.#reap(cg);
+      throw e;
+    }
+  }
+
+  #pool: string[] = [];
+  #refill: Promise<void> | null = null;
+  /** A fresh per-process cgroup; they are made eight at a time, ahead of need, to keep mkdir off the command's path. */
+  async #takeCgroup(): Promise<string> {
+    const refill = () =>
+      this.#refill ??= makeCgroups(Array.from({ length: 8 }, () => `${this.cgroups!.v2}/p${crypto.randomUUID().slice(0, 13)}`))
+        .then((dirs) => void this.#pool.push(...dirs))
+        .finally(() => this.#refill = null);
+    while (this.#pool.length === 0) await refill();
+    const dir = this.#pool.shift()!;
+    if (this.#pool.length < 3) refill().catch(() => {});
+    return dir;
   }
 
   async #killTree(cg: string | null, child: ChildProcess, signal: string): Promise<void> {
@@ -297,10 +317,20 @@ class LocalSandbox implements EngineSandbox {
     else child.kill(signal);
   }
 
-  /** After a process exits: kill what it left behind, remove its group; returns the sandbox's OOM-kill count. */
-  async #reap(cg: string | null): Promise<number> {
-    if (!cg) return 0;
-    return await reapCgroup(cg, this.cgroups?.memory).catch(() => 0);
+  #toReap: string[] = [];
+  #reaping: Promise<number> | null = null;
+  /**
+   * After a process exits: kill what it left behind and remove its group,
+   * batched with other exits; resolves to the sandbox's OOM-kill count.
+   */
+  #reap(cg: string | null): Promise<number> {
+    if (!cg) return Promise.resolve(0);
+    this.#toReap.push(cg);
+    return this.#reaping ??= new Promise<void>((r) => setTimeout(r, 0)).then(() => {
+      const dirs = this.#toReap.splice(0);
+      this.#reaping = null;
+      return reapCgroups(dirs, this.cgroups?.memory).catch(() => 0);
+    });
   }
 
   async start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
@@ -322,22 +352,32 @@ class LocalSandbox implements EngineSandbox {
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     if (opts.signal?.aborted) onAbort();
 
-    // a command's process tree ends with it: what it left behind is killed so its streams end
-    const exited = child.status.then(async (s) => ({ s, oom: await this.#reap(cg) }));
+    // A command's process tree ends with it. Its group is reaped off the critical path, unless the
+    // streams are still held open by something it left behind, or the OOM count is needed.
+    let reaped: Promise<number> | undefined;
+    const reap = () => reaped ??= this.#reap(cg);
+    let streamsDone = false;
+    const exited = child.status.then((s) => {
+      setTimeout(() => streamsDone || reap(), 25);
+      return s;
+    });
     const out = this.#guestStream(child.stdout!, exited);
     const err = this.#guestStream(child.stderr!, exited);
-    const status: Promise<ProcessStatus> = Promise.all([exited, out.done, err.done]).then(([{ s, oom }]) => {
+    const status: Promise<ProcessStatus> = Promise.all([exited, out.done, err.done]).then(async ([s]) => {
+      streamsDone = true;
       clearTimeout(timer);
       opts.signal?.removeEventListener("abort", onAbort);
+      const killed = s.signal === "SIGKILL" || s.code === 137;
+      const oom = killed ? await reap() : (reap(), 0);
       let exitCode = s.code;
       let signal = s.signal;
+      const oomKilled = killed && !timedOut && oom > this.#oomSeen();
+      if (oomKilled) this.#setOomSeen(oom);
       // nsenter reports a child killed by a signal by dying of it; a shell in between reports 128+n
-      if (signal === null && exitCode === 137 && (timedOut || oom > this.#oomSeen())) {
+      if (signal === null && exitCode === 137 && (timedOut || oomKilled)) {
         signal = "SIGKILL";
         exitCode = null;
       }
-      const oomKilled = signal === "SIGKILL" && !timedOut && oom > this.#oomSeen();
-      if (oomKilled) this.#setOomSeen(oom);
       const durationMs = Math.round(performance.now() - started);
       const auditId = appendEvent(this.dir, "process.exited", { pid: child.pid, argv0: argv[0], exitCode, signal, timedOut, oomKilled, durationMs });
       return { exitCode, signal, timedOut, oomKilled, durationMs, auditId };
@@ -396,7 +436,8 @@ class LocalSandbox implements EngineSandbox {
 
   /** Runs an agent op in the jail and returns its stdout; `input` feeds its stdin. */
   async #agent(op: string, args: string[], path: string, input?: ReadableStream<Uint8Array>): Promise<string> {
-    const { child, cg } = await this.exec(["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args], guestEnv(this.meta, {}), "/", input !== undefined, `files.${op}`);
+    const env = { ...guestEnv(this.meta, {}), MVM_NONCE: crypto.randomUUID().slice(0, 8) };
+    const { child, cg } = await this.exec(["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args], env, "/", input !== undefined, `files.${op}`);
     let inputError: unknown;
     const feeding = input
       ? input.pipeTo(child.stdin!).catch(async (e) => {

@@ -27,7 +27,7 @@
 export const SUPERVISOR_SH: string = String.raw`
 set -u
 d=$1; owner=$2; ttl=$3; shift 3
-bw=""; sl=""; ttlpid=""; all=""
+bw=""; sl=""; ttlpid=""; all=""; pid=""
 now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
 ev() { printf '{"id":"sup-%s-%s","time":"%s","type":"%s","source":"supervisor"%s}\n' "$$" "$(date +%s%N)" "$(now)" "$1" "%{2:-}" >> "$d/events.jsonl" 2>/dev/null; }
 alive() { [ -r "/proc/$1/stat" ] || return 1; read -r s < "/proc/$1/stat" 2>/dev/null || return 1; case "$s" in *") Z "*|*") X "*) return 1;; esac; return 0; }
@@ -37,6 +37,10 @@ cleanup() {
   ev destroyed ",\"reason\":\"$1\""
   [ -n "$sl" ] && kill "$sl" 2>/dev/null
   [ -n "$ttlpid" ] && kill "$ttlpid" 2>/dev/null
+  # the whole sandbox group at once (cgroup.kill catches forks), then its pid 1 (the kernel then kills
+  # everything in its pid namespace), then the launcher
+  [ -n "%{MVM_CG_V2:-}" ] && [ -e "$MVM_CG_V2/cgroup.kill" ] && echo 1 > "$MVM_CG_V2/cgroup.kill" 2>/dev/null
+  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
   if [ -n "$bw" ]; then kill -KILL "$bw" 2>/dev/null; wait "$bw" 2>/dev/null; fi
   for c in $all; do
     [ -d "$c" ] || continue
@@ -152,16 +156,21 @@ case "$op" in
     if [ "$3" = "-" ]; then exec dd if="$p" bs=65536 iflag=skip_bytes,nonblock skip="$2" status=none
     else exec dd if="$p" bs=65536 iflag=skip_bytes,count_bytes,nonblock skip="$2" count="$3" status=none; fi;;
   write)
-    p=$1; dir=$(dirname -- "$p")
+    p=$1; dir=%{p%/*}; [ -n "$dir" ] || dir=/
     if [ -d "$p" ] && [ ! -L "$p" ]; then fail IS_A_DIRECTORY "$p is a directory"; fi
     if [ "$3" = 1 ] && [ ! -d "$dir" ]; then run mkdir -p -- "$dir"; fi
     [ -e "$dir" ] || missing "$dir"
     [ -d "$dir" ] || fail NOT_A_DIRECTORY "$dir: Not a directory"
-    tmp=$(mktemp -- "$dir/.mvm-write.XXXXXXXX" 2>&1) || fail "$(why "$tmp")" "$tmp"
+    tmp="$dir/.mvm-write.$$.%{MVM_NONCE:-0}"
     trap 'rm -f -- "$tmp"' EXIT
     trap 'rm -f -- "$tmp"; exit 143' TERM INT PIPE
-    out=$(cat > "$tmp" 2>&1) || fail "$(why "$out")" "$out"
-    run chmod "$2" -- "$tmp"
+    # a fresh name, created exclusively (noclobber), with the mode's permission bits from the start
+    umask 077
+    out=$( (set -C; : > "$tmp") 2>&1) || fail "$(why "$out")" "$out"
+    exec 6>>"$tmp" || fail INTERNAL "cannot open $tmp"
+    out=$(cat >&6 2>&1) || fail "$(why "$out")" "$out"
+    exec 6>&-
+    [ "$2" = 600 ] || run chmod "$2" -- "$tmp"
     run mv -f -T -- "$tmp" "$p"
     trap - EXIT TERM INT PIPE
     info "$p";;

@@ -1,0 +1,132 @@
+/**
+ * Benchmarks of the local engine, each beside a baseline measured in the same
+ * run: raw spawn of /bin/true (the runtime's own cost), raw `bwrap … true`
+ * (isolation's floor) and `cat` of the same file on the host (I/O's floor).
+ * Prints a Markdown table; figures in the README come from this.
+ *
+ * Run: deno run -A bench/local.bench.ts   |   bun bench/local.bench.ts
+ * Options (env): BENCH_QUICK=1 for fewer samples and no 1 GB file.
+ *
+ * @example
+ * ```sh
+ * deno task bench
+ * ```
+ * @module
+ */
+import { readFileSync, rmSync } from "node:fs";
+import process from "node:process";
+import { Sandbox } from "../mod.ts";
+import { runtime } from "../src/runtime/mod.ts";
+
+const quick = process.env.BENCH_QUICK === "1";
+const rt = runtime();
+const rows: string[][] = [];
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length - 1) * p))];
+const ms = (x: number) => `${x.toFixed(1)} ms`;
+
+async function spawnTrue(cmd: string, args: string[]): Promise<number> {
+  const t = performance.now();
+  const c = await rt.spawn(cmd, args, { stdout: "null", stderr: "null" });
+  const s = await c.status;
+  if (s.code !== 0) throw new Error(`${cmd} failed: ${JSON.stringify(s)}`);
+  return performance.now() - t;
+}
+async function sample(n: number, fn: () => Promise<number>): Promise<number[]> {
+  await fn();
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(await fn());
+  return out;
+}
+
+const BWRAP = ["--unshare-all", "--unshare-user", "--die-with-parent", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/bin/true"];
+const rawSpawn = await sample(quick ? 20 : 50, () => spawnTrue("/bin/true", []));
+const rawBwrap = await sample(quick ? 10 : 30, () => spawnTrue("bwrap", BWRAP));
+
+const createFirst = await sample(quick ? 8 : 20, async () => {
+  const t = performance.now();
+  const sb = await Sandbox.create();
+  await sb.commands.run(["true"]);
+  const d = performance.now() - t;
+  await sb.destroy();
+  return d;
+});
+
+const rt1 = await (async () => {
+  await using sb = await Sandbox.create();
+  return await sample(quick ? 20 : 50, async () => {
+    const t = performance.now();
+    await sb.commands.run(["true"]);
+    return performance.now() - t;
+  });
+})();
+
+rows.push(["create → first command", `p50 ${ms(pct(createFirst, 0.5))}, p95 ${ms(pct(createFirst, 0.95))}`, `raw bwrap true p50 ${ms(pct(rawBwrap, 0.5))}`, `${(pct(createFirst, 0.5) / pct(rawBwrap, 0.5)).toFixed(1)}×`]);
+rows.push(["command round trip", `p50 ${ms(pct(rt1, 0.5))}`, `raw spawn true p50 ${ms(pct(rawSpawn, 0.5))}`, `+${ms(pct(rt1, 0.5) - pct(rawSpawn, 0.5))}`]);
+
+// memory: drop of MemAvailable with 20 idle sandboxes, divided by 20
+const memAvail = () => Number(/MemAvailable:\s+(\d+)/.exec(readFileSync("/proc/meminfo", "utf8"))![1]) * 1024;
+{
+  const settle = () => new Promise((r) => setTimeout(r, 500));
+  await settle();
+  const before = memAvail();
+  const sbs = await Promise.all(Array.from({ length: 20 }, () => Sandbox.create()));
+  await Promise.all(sbs.map((sb) => sb.commands.run(["true"])));
+  await settle();
+  const after = memAvail();
+  await Promise.all(sbs.map((sb) => sb.destroy()));
+  rows.push(["host memory per idle sandbox", `${((before - after) / 20 / 1048576).toFixed(1)} MB`, "MemAvailable drop / 20", "target < 60 MB"]);
+}
+
+// file throughput: files.write / files.readStream vs `cat` on the host, same bytes
+async function drain(s: ReadableStream<Uint8Array>): Promise<number> {
+  let n = 0;
+  for await (const c of s) n += c.length;
+  return n;
+}
+function gen(size: number): ReadableStream<Uint8Array> {
+  const chunk = new Uint8Array(1 << 20).map((_, i) => i & 0xff);
+  let left = size;
+  return new ReadableStream({
+    pull(c) {
+      if (left <= 0) return c.close();
+      const n = Math.min(left, chunk.length);
+      c.enqueue(n === chunk.length ? chunk : chunk.subarray(0, n));
+      left -= n;
+    },
+  }, { highWaterMark: 0 });
+}
+const mbps = (bytes: number, t: number) => bytes / 1048576 / (t / 1000);
+{
+  await using sb = await Sandbox.create();
+  const sizes = quick ? [1 << 20, 100 << 20] : [1 << 20, 100 << 20, 1 << 30];
+  const host = `/tmp/mvm-bench-${process.pid}`;
+  try {
+    for (const size of sizes) {
+      const label = size >= 1 << 30 ? "1 GB" : size >= 100 << 20 ? "100 MB" : "1 MB";
+      let t = performance.now();
+      const c = await rt.spawn("sh", ["-c", `cat > ${host}`], { stdin: "piped", stdout: "null", stderr: "null" });
+      await gen(size).pipeTo(c.stdin!);
+      await c.status;
+      const hostW = performance.now() - t;
+      t = performance.now();
+      await sb.files.write("/tmp/bench.bin", gen(size));
+      const ourW = performance.now() - t;
+      t = performance.now();
+      const r = await rt.spawn("cat", [host], { stderr: "null" });
+      await drain(r.stdout!);
+      const hostR = performance.now() - t;
+      t = performance.now();
+      const n = await drain(await sb.files.readStream("/tmp/bench.bin"));
+      const ourR = performance.now() - t;
+      if (n !== size) throw new Error(`read ${n} of ${size}`);
+      rows.push([`files.write ${label}`, `${mbps(size, ourW).toFixed(0)} MB/s`, `host cat > file ${mbps(size, hostW).toFixed(0)} MB/s`, `${(hostW / ourW).toFixed(2)}×`]);
+      rows.push([`files.readStream ${label}`, `${mbps(size, ourR).toFixed(0)} MB/s`, `host cat file ${mbps(size, hostR).toFixed(0)} MB/s`, `${(hostR / ourR).toFixed(2)}×`]);
+    }
+  } finally {
+    rmSync(host, { force: true });
+  }
+}
+
+console.log(`\nlocal engine on ${rt.name}, ${new Date().toISOString().slice(0, 10)}\n`);
+console.log("| measure | figure | baseline (same run) | ratio |\n|---|---|---|---|");
+for (const r of rows) console.log(`| ${r.join(" | ")} |`);
