@@ -209,6 +209,20 @@ export class Files {
   async remove(path: string, options: { recursive?: boolean } = {}): Promise<string> {
     return await this.#sb._engine().files.remove(checkPath(path), { recursive: options.recursive ?? false });
   }
+  /**
+   * Unpacks a tar stream into `dir` (made if missing) inside the sandbox: a
+   * whole project in one stream. Extraction runs in the jail, so entries such
+   * as `../x` or absolute links can only land in the sandbox's own view.
+   *
+   * @example `await sb.files.writeTar("/app", (await Deno.open("proj.tar")).readable)`
+   */
+  async writeTar(dir: string, tar: ReadableStream<Uint8Array>): Promise<string> {
+    return await this.#sb._engine().files.writeTar(checkPath(dir, "dir"), toStream(tar, "tar"));
+  }
+  /** Packs `dir` into a tar stream (paths relative to it). @example `await (await sb.files.readTar("/app")).pipeTo(file.writable)` */
+  async readTar(dir: string): Promise<ReadableStream<Uint8Array>> {
+    return await this.#sb._engine().files.readTar(checkPath(dir, "dir"));
+  }
   /** Renames a path; returns the audit id. @example `await sb.files.rename("/a", "/b")` */
   async rename(from: string, to: string): Promise<string> {
     return await this.#sb._engine().files.rename(checkPath(from, "from"), checkPath(to, "to"));

@@ -34,6 +34,7 @@ export interface SandboxSpec {
   memoryMb?: number;
   rootfsSizeMb?: number;
   pidsLimit?: number;
+  tmpSizeMb?: number;
   network: NetworkPolicy;
   /** True when the caller passed `network` explicitly. */
   networkGiven: boolean;
@@ -41,7 +42,7 @@ export interface SandboxSpec {
 
 const KNOWN_KEYS = new Set([
   "image", "template", "workloadId", "engine", "network", "secrets", "env", "include", "cpu", "memoryMb",
-  "rootfsSizeMb", "pidsLimit", "ttl", "ttlSeconds", "tags", "name",
+  "rootfsSizeMb", "pidsLimit", "tmpSizeMb", "ttl", "ttlSeconds", "tags", "name",
 ]);
 
 /** Validates create arguments (`create()`, `create("python-3.12", opts)` or `create(opts)`). @example `normalizeCreate({ ttl: "5m" })` */
@@ -114,6 +115,7 @@ export function normalizeCreate(a?: string | CreateOptions, b?: CreateOptions): 
     memoryMb: checkPositive(opts.memoryMb, "memoryMb", true),
     rootfsSizeMb: checkPositive(opts.rootfsSizeMb, "rootfsSizeMb", true),
     pidsLimit: checkPositive(opts.pidsLimit, "pidsLimit", true),
+    tmpSizeMb: checkPositive(opts.tmpSizeMb, "tmpSizeMb", true),
     network,
     networkGiven: opts.network !== undefined,
   };

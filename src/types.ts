@@ -43,6 +43,8 @@ export interface CreateOptions {
   rootfsSizeMb?: number;
   /** Most processes the sandbox may hold at once. Default 512 on the local engine. */
   pidsLimit?: number;
+  /** Size of the sandbox's `/tmp` (a tmpfs, in memory) in MiB. Default 512 on the local engine. */
+  tmpSizeMb?: number;
   /** Lease: `"30m"`, `"1h"`, `"3600s"` or seconds. Default 30 min. */
   ttl?: string | number;
   /** Upstream's spelling of `ttl`. */

@@ -45,6 +45,10 @@ export interface EngineFiles {
   mkdir(path: string, opts: { parents: boolean; mode: number }): Promise<string>;
   remove(path: string, opts: { recursive: boolean }): Promise<string>;
   rename(from: string, to: string): Promise<string>;
+  /** Unpacks a tar stream into a directory (made if missing); returns the audit id. */
+  writeTar(dir: string, tar: ReadableStream<Uint8Array>): Promise<string>;
+  /** Packs a directory into a tar stream. */
+  readTar(dir: string): Promise<ReadableStream<Uint8Array>>;
 }
 
 /** One sandbox as an engine holds it. Lifecycle verbs return the audit id of what they recorded. */

@@ -54,6 +54,13 @@ const pidAlive = pidExists;
 const ID_RE = /^sbx-[a-z0-9]{12}$/;
 const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const DEFAULT_PIDS = 1024;
+const DEFAULT_TMP_MB = 512;
+/**
+ * How much output each stream holds for a reader who is not reading yet: a process that
+ * prints up to this much and exits has a `status` without anyone reading; past it, the
+ * process waits for the reader (backpressure), and memory stays bounded.
+ */
+const OUTPUT_BUFFER = new ByteLengthQueuingStrategy({ highWaterMark: 1 << 20 });
 const READY_TIMEOUT_MS = 15_000;
 
 function which(bin: string): string | null {
@@ -184,9 +191,23 @@ const ERROR_CLASSES: Record<string, new (m: string, o?: { details?: Record<strin
   INTERNAL: InternalError,
 };
 
+/** The category of an error message from a tool the agent ran (coreutils, dd, tar). */
+function classify(message: string): string {
+  const table: Array<[RegExp, string]> = [
+    [/No such file or directory/, "NOT_FOUND"],
+    [/Not a directory/, "NOT_A_DIRECTORY"],
+    [/Is a directory|cannot overwrite directory/, "IS_A_DIRECTORY"],
+    [/Permission denied|Read-only file system|Operation not permitted/, "PERMISSION_DENIED"],
+    [/No space left|Disk quota/, "NO_SPACE"],
+    [/File exists|Directory not empty/, "CONFLICT"],
+    [/File name too long|Too many levels of symbolic links/, "INVALID_INPUT"],
+  ];
+  return table.find(([re]) => re.test(message))?.[1] ?? "INTERNAL";
+}
+
 function agentError(stderr: string, op: string, path: string): SandboxError {
   const m = /mvm-error (\S+) ([\s\S]*)/.exec(stderr);
-  const code = m?.[1] ?? "INTERNAL";
+  const code = m && m[1] !== "?" ? m[1] : classify(stderr);
   const detail = (m?.[2] ?? stderr).trim().slice(0, 500);
   const Cls = ERROR_CLASSES[code] ?? InternalError;
   return new Cls(`files.${op} ${JSON.stringify(path)}: ${detail || "failed"}`, { details: { path, op } });
@@ -430,8 +451,41 @@ class LocalSandbox implements EngineSandbox {
         await reader.cancel(reason).catch(() => {});
         finish();
       },
-    }, { highWaterMark: 4 });
+    }, OUTPUT_BUFFER);
     return { stream, done };
+  }
+
+  /**
+   * Copies `input` into the agent's stdin with backpressure. When the source
+   * fails, the agent is signalled while its stdin is still open, so it can never
+   * mistake the end of a broken stream for the end of the data and commit half a
+   * file; the source's error is returned. When the agent stops reading (it failed,
+   * e.g. no space), the source is cancelled and the agent's own error speaks.
+   */
+  async #feed(input: ReadableStream<Uint8Array>, child: ChildProcess, cg: string | null): Promise<unknown> {
+    const reader = input.getReader();
+    const writer = child.stdin!.getWriter();
+    for (;;) {
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await reader.read();
+      } catch (e) {
+        await this.#killTree(cg, child, "SIGTERM");
+        await writer.abort(e).catch(() => {});
+        return e ?? new Error("the data stream failed");
+      }
+      if (r.done) {
+        await writer.close().catch(() => {});
+        return undefined;
+      }
+      try {
+        await writer.write(r.value);
+      } catch {
+        await reader.cancel().catch(() => {});
+        await writer.abort().catch(() => {});
+        return undefined;
+      }
+    }
   }
 
   /** Runs an agent op in the jail and returns its stdout; `input` feeds its stdin. */
@@ -439,16 +493,11 @@ class LocalSandbox implements EngineSandbox {
     const env = { ...guestEnv(this.meta, {}), MVM_NONCE: crypto.randomUUID().slice(0, 8) };
     const { child, cg } = await this.exec(["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args], env, "/", input !== undefined, `files.${op}`);
     let inputError: unknown;
-    const feeding = input
-      ? input.pipeTo(child.stdin!).catch(async (e) => {
-        inputError = e;
-        await this.#killTree(cg, child, "SIGTERM");
-      })
-      : Promise.resolve();
+    const feeding = input ? this.#feed(input, child, cg).then((e) => void (inputError = e)) : Promise.resolve();
     const [stdout, stderr, s] = await Promise.all([collectText(child.stdout!), collectText(child.stderr!), child.status, feeding]);
-    await this.#reap(cg);
+    this.#reap(cg);
     if (inputError !== undefined) {
-      throw inputError instanceof Error ? inputError : new InvalidInputError(`files.${op}: the data stream failed: ${String(inputError)}`);
+      throw inputError instanceof Error ? inputError : new InvalidInputError(`files.${op}: the data stream failed: ${String(inputError)}`, { details: { path } });
     }
     if (s.code !== 0) {
       if (this.gone()) throw new NotFoundError(`sandbox ${this.id} was destroyed during files.${op}`, { details: { id: this.id } });
@@ -457,52 +506,58 @@ class LocalSandbox implements EngineSandbox {
     return stdout;
   }
 
-  readonly files: EngineFiles = {
-    readStream: async (path, range) => {
-      const p = absolute(path);
-      const { child, cg } = await this.exec(
-        ["/bin/sh", "-c", AGENT_SH, "mvm-agent", "read", p, String(range.offset ?? 0), range.length === undefined ? "-" : String(range.length)],
-        guestEnv(this.meta, {}),
-        "/",
-        false,
-        "files.read",
-      );
-      const stderrText = collectText(child.stderr!);
-      const reader = child.stdout!.getReader();
-      const finish = async (): Promise<SandboxError | null> => {
-        const s = await child.status;
-        await this.#reap(cg);
-        if (s.code === 0) return null;
-        if (this.gone()) return new TransportError(`sandbox ${this.id} was destroyed during files.read`, { details: { id: this.id } });
-        return agentError(await stderrText, "read", p);
-      };
-      const first = await reader.read();
-      if (first.done) {
+  /**
+   * Streams an agent op's stdout. The first chunk (or the end) is awaited
+   * before returning, so a bad path rejects with its typed error instead of
+   * handing back a stream that fails on first read.
+   */
+  async #streamOut(op: string, args: string[], path: string): Promise<ReadableStream<Uint8Array>> {
+    const { child, cg } = await this.exec(["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args], guestEnv(this.meta, {}), "/", false, `files.${op}`);
+    const stderrText = collectText(child.stderr!);
+    const reader = child.stdout!.getReader();
+    const finish = async (): Promise<SandboxError | null> => {
+      const s = await child.status;
+      this.#reap(cg);
+      if (s.code === 0) return null;
+      if (this.gone()) return new TransportError(`sandbox ${this.id} was destroyed during files.${op}`, { details: { id: this.id } });
+      return agentError(await stderrText, op, path);
+    };
+    const first = await reader.read();
+    if (first.done) {
+      const e = await finish();
+      if (e) throw e;
+      return new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+    }
+    let pending: Uint8Array | undefined = first.value;
+    return new ReadableStream<Uint8Array>({
+      pull: async (c) => {
+        if (pending) {
+          c.enqueue(pending);
+          pending = undefined;
+          return;
+        }
+        const r = await reader.read().catch(() => ({ done: true as const, value: undefined }));
+        if (!r.done) return c.enqueue(r.value);
         const e = await finish();
-        if (e) throw e;
-        return new ReadableStream<Uint8Array>({ start: (c) => c.close() });
-      }
-      let pending: Uint8Array | undefined = first.value;
-      return new ReadableStream<Uint8Array>({
-        pull: async (c) => {
-          if (pending) {
-            c.enqueue(pending);
-            pending = undefined;
-            return;
-          }
-          const r = await reader.read().catch(() => ({ done: true as const, value: undefined }));
-          if (!r.done) return c.enqueue(r.value);
-          const e = await finish();
-          if (e) c.error(e);
-          else c.close();
-        },
-        cancel: async () => {
-          await reader.cancel().catch(() => {});
-          await this.#killTree(cg, child, "SIGKILL");
-          await child.status;
-          await this.#reap(cg);
-        },
-      }, { highWaterMark: 4 });
+        if (e) c.error(e);
+        else c.close();
+      },
+      cancel: async () => {
+        await reader.cancel().catch(() => {});
+        await this.#killTree(cg, child, "SIGKILL");
+        await child.status;
+        this.#reap(cg);
+      },
+    }, OUTPUT_BUFFER);
+  }
+
+  readonly files: EngineFiles = {
+    readStream: (path, range) =>
+      this.#streamOut("read", [absolute(path), String(range.offset ?? 0), range.length === undefined ? "-" : String(range.length)], absolute(path)),
+    readTar: (dir) => this.#streamOut("tarout", [absolute(dir)], absolute(dir)),
+    writeTar: async (dir, tar) => {
+      await this.#agent("tarin", [absolute(dir)], dir, tar);
+      return appendEvent(this.dir, "files.writeTar", { path: absolute(dir) });
     },
     write: async (path, data, opts): Promise<WrittenFile> => {
       const p = absolute(path);
@@ -698,6 +753,7 @@ export const localEngine: Engine = {
     const dir = `${root}/${id}`;
     const now = new Date();
     const sandboxUid = isRoot ? 2_000_000_000 + (crypto.getRandomValues(new Uint32Array(1))[0] % 16_000_000) : t.uid;
+    const tmpBytes = (spec.tmpSizeMb ?? DEFAULT_TMP_MB) * 1024 * 1024;
     const env: Record<string, string> = { ...spec.env };
     for (const [k, ref] of Object.entries(spec.secrets)) env[k] = ref.placeholder;
     const meta: Meta = {
@@ -746,7 +802,7 @@ export const localEngine: Engine = {
         ...rootBindArgs(),
         "--proc", "/proc",
         "--dev", "/dev",
-        "--tmpfs", "/tmp",
+        "--size", String(tmpBytes), "--tmpfs", "/tmp",
         "--info-fd", "3",
         "--", "/bin/sh", "-c", "echo ready >&4 && exec /usr/bin/sleep infinity 4>&- 2>/dev/null",
       ];

@@ -118,24 +118,13 @@ cleanup "$reason"
 /**
  * In-jail agent for file operations. Usage: `sh -c AGENT_SH mvm-agent OP ARGS…`.
  * Ops: read PATH OFFSET LENGTH | write PATH MODE PARENTS | list PATH | stat PATH |
- * mkdir PATH MODE PARENTS | remove PATH RECURSIVE | rename FROM TO | cwdcheck PATH.
+ * mkdir PATH MODE PARENTS | remove PATH RECURSIVE | rename FROM TO | tarin DIR | tarout DIR | cwdcheck PATH.
  */
 export const AGENT_SH: string = String.raw`
 export LC_ALL=C
 fail() { printf 'mvm-error %s %s\n' "$1" "$2" >&2; exit 3; }
-why() {
-  case "$1" in
-    *"No such file or directory"*) echo NOT_FOUND;;
-    *"Not a directory"*) echo NOT_A_DIRECTORY;;
-    *"Is a directory"*|*"cannot overwrite directory"*) echo IS_A_DIRECTORY;;
-    *"Permission denied"*|*"Read-only file system"*|*"Operation not permitted"*) echo PERMISSION_DENIED;;
-    *"No space left"*|*"Disk quota"*) echo NO_SPACE;;
-    *"File exists"*|*"Directory not empty"*) echo CONFLICT;;
-    *"File name too long"*|*"Too many levels of symbolic links"*) echo INVALID_INPUT;;
-    *) echo INTERNAL;;
-  esac
-}
-run() { out=$("$@" 2>&1) || fail "$(why "$out")" "$out"; }
+# a tool's own failure: the SDK classifies its message (code "?")
+run() { out=$("$@" 2>&1) || fail "?" "$out"; }
 missing() {
   q=$1
   while [ "$q" != / ] && [ -n "$q" ]; do
@@ -150,7 +139,7 @@ case "$op" in
   read)
     p=$1
     if [ -d "$p" ]; then fail IS_A_DIRECTORY "$p is a directory"; fi
-    if [ ! -e "$p" ] && [ ! -L "$p" ]; then missing "$p"; fi
+    if [ ! -e "$p" ]; then missing "$p"; fi
     if [ ! -f "$p" ]; then fail INVALID_INPUT "$p is not a regular file (fifo, socket or device)"; fi
     [ -r "$p" ] || fail PERMISSION_DENIED "$p: Permission denied"
     if [ "$3" = "-" ]; then exec dd if="$p" bs=65536 iflag=skip_bytes,nonblock skip="$2" status=none
@@ -158,6 +147,7 @@ case "$op" in
   write)
     p=$1; dir=%{p%/*}; [ -n "$dir" ] || dir=/
     if [ -d "$p" ] && [ ! -L "$p" ]; then fail IS_A_DIRECTORY "$p is a directory"; fi
+    if [ -e "$dir" ] && [ ! -d "$dir" ]; then fail NOT_A_DIRECTORY "$dir: Not a directory"; fi
     if [ "$3" = 1 ] && [ ! -d "$dir" ]; then run mkdir -p -- "$dir"; fi
     [ -e "$dir" ] || missing "$dir"
     [ -d "$dir" ] || fail NOT_A_DIRECTORY "$dir: Not a directory"
@@ -165,12 +155,13 @@ case "$op" in
     trap 'rm -f -- "$tmp"' EXIT
     trap 'rm -f -- "$tmp"; exit 143' TERM INT PIPE
     # a fresh name, created exclusively (noclobber), with the mode's permission bits from the start
-    umask 077
-    out=$( (set -C; : > "$tmp") 2>&1) || fail "$(why "$out")" "$out"
+    # when a umask can give them (no chmod then), else private until chmod
+    if [ $(( 0$2 & ~0666 )) -eq 0 ] && [ $(( 0$2 & 0200 )) -ne 0 ]; then umask "$(printf %03o $(( 0666 & ~0$2 )))"; needmod=0; else umask 077; needmod=1; fi
+    out=$( (set -C; : > "$tmp") 2>&1) || fail "?" "$out"
     exec 6>>"$tmp" || fail INTERNAL "cannot open $tmp"
-    out=$(cat >&6 2>&1) || fail "$(why "$out")" "$out"
+    out=$(cat 2>&1 >&6) || fail "?" "$out"
     exec 6>&-
-    [ "$2" = 600 ] || run chmod "$2" -- "$tmp"
+    [ $needmod = 0 ] || run chmod "$2" -- "$tmp"
     run mv -f -T -- "$tmp" "$p"
     trap - EXIT TERM INT PIPE
     info "$p";;
@@ -194,6 +185,13 @@ case "$op" in
   rename)
     [ -e "$1" ] || [ -L "$1" ] || missing "$1"
     run mv -f -T -- "$1" "$2";;
+  tarin)
+    if [ ! -d "$1" ]; then [ -e "$1" ] && fail NOT_A_DIRECTORY "$1: Not a directory"; run mkdir -p -- "$1"; fi
+    out=$(tar -x -f - -C "$1" --no-same-owner --no-overwrite-dir 2>&1) || fail "?" "tar: $out";;
+  tarout)
+    [ -e "$1" ] || missing "$1"
+    [ -d "$1" ] || fail NOT_A_DIRECTORY "$1: Not a directory"
+    exec tar -c -f - -C "$1" .;;
   cwdcheck)
     [ -d "$1" ] || { [ -e "$1" ] && fail NOT_A_DIRECTORY "$1: Not a directory"; missing "$1"; };;
   *) fail INTERNAL "unknown op $op";;

@@ -136,6 +136,8 @@ class RecordSandbox implements EngineSandbox {
     mkdir: () => Promise.reject(unsupported("files.mkdir")),
     remove: () => Promise.reject(unsupported("files.remove")),
     rename: () => Promise.reject(unsupported("files.rename")),
+    writeTar: () => Promise.reject(unsupported("files.writeTar")),
+    readTar: () => Promise.reject(unsupported("files.readTar")),
   };
   logs(): ReadableStream<LogEvent> {
     return erroringStream(unsupported("logs"));
