@@ -284,7 +284,9 @@ export class Sandbox implements AsyncDisposable {
     if (typeof id !== "string" || id === "") throw invalid("id", "must be a sandbox id string");
     const name = resolveEngine(options.engine);
     const e = await getEngine(name);
-    return new Sandbox(await withHostPermissions(() => e.connect(id)), e, true);
+    const sb = new Sandbox(await withHostPermissions(() => e.connect(id)), e, true);
+    await sb.info();
+    return sb;
   }
 
   /** Lists live sandboxes, optionally those carrying all the given tags. @example `await Sandbox.list({ tags: { team: "x" } })` */

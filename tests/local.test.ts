@@ -11,10 +11,14 @@ import {
   CommandExitError,
   ConflictError,
   InvalidInputError,
+  type LogEvent,
+  NetworkPolicy,
   NotFoundError,
   PermissionDeniedError,
   Sandbox,
+  SecretRef,
   TransportError,
+  UnsupportedError,
 } from "../mod.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
@@ -348,4 +352,31 @@ test("local errors: unknown templates list what is available; unknown ids are NO
   });
   await assert.rejects(Sandbox.connect("sbx-000000000000"), NotFoundError);
   await assert.rejects(Sandbox.connect("../../etc"), NotFoundError);
+});
+
+test("local logs: follow streams events as they happen and ends when the sandbox goes", async () => {
+  const sb = await Sandbox.create();
+  const seen: LogEvent[] = [];
+  const reading = (async () => {
+    for await (const ev of sb.logs({ follow: true })) seen.push(ev);
+  })();
+  try {
+    const r = await sb.commands.run(["true"]);
+    assert.ok(await waitFor(() => seen.some((e) => e.id === r.auditId), 3000), "the exit event did not arrive");
+  } finally {
+    await sb.destroy();
+  }
+  const t0 = Date.now();
+  await reading;
+  assert.ok(Date.now() - t0 < 2000);
+  const types = seen.map((e) => e.type);
+  for (const t of ["created", "started", "process.started", "process.exited", "destroy.requested"]) assert.ok(types.includes(t), t);
+  assert.deepEqual(JSON.parse(JSON.stringify(seen)), seen);
+  assert.deepEqual(seen.map((e) => e.seq), seen.map((_, i) => i));
+});
+
+test("local policy: secrets reach the guest only as placeholders; allowlists are refused until egress exists", async () => {
+  await using sb = await Sandbox.create({ secrets: { API_KEY: SecretRef.from("openai-api-key", { hosts: ["api.openai.com"] }) } });
+  assert.equal((await sb.commands.run(["sh", "-c", "echo $API_KEY"])).stdout, "mvm-secret:openai-api-key\n");
+  await assert.rejects(Sandbox.create({ network: NetworkPolicy.denyByDefault().allowHttps("api.openai.com") }), UnsupportedError);
 });

@@ -118,8 +118,14 @@ export function detectCgroups(): Promise<CgroupLayout | null> {
 }
 
 /** The environment the supervisor needs to make a sandbox's groups with its limits. */
-export function supervisorCgroupEnv(layout: CgroupLayout, id: string, limits: { cpu?: number; memoryMb?: number; pidsLimit?: number }): Record<string, string> {
+export function supervisorCgroupEnv(
+  layout: CgroupLayout,
+  id: string,
+  limits: { cpu?: number; memoryMb?: number; pidsLimit?: number },
+  pool: string[],
+): Record<string, string> {
   return {
+    MVM_CG_POOL: pool.join(" "),
     MVM_CG_KIND: layout.kind,
     MVM_CG_V2: `${layout.v2}/mvm/${id}`,
     MVM_CG_MEM: layout.v1.memory ? `${layout.v1.memory}/mvm/${id}` : "",

@@ -14,7 +14,22 @@
  * ```
  * @module
  */
-import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  chownSync,
+  closeSync,
+  existsSync,
+  fstatSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  readSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import process from "node:process";
 import {
   ConflictError,
@@ -170,11 +185,23 @@ function rootBindArgs(): string[] {
   return args;
 }
 
+function newCgroupName(): string {
+  return `p${crypto.randomUUID().slice(0, 13)}`;
+}
+
 function randomId(): string {
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
   const bytes = crypto.getRandomValues(new Uint8Array(12));
   return "sbx-" + Array.from(bytes, (b) => alphabet[b % 36]).join("");
 }
+
+function cgroupEnv(dirs: string[]): Record<string, string> {
+  if (dirs.length > 4) throw new InternalError(`a process can join at most 4 cgroups, got ${dirs.length}`);
+  return Object.fromEntries([1, 2, 3, 4].map((i) => [`MVM_CG${i}`, dirs[i - 1] ?? ""]));
+}
+
+/** The agent's environment: fixed, so nothing the sandbox's env says steers its tools. */
+const AGENT_ENV = { PATH: GUEST_PATH, LC_ALL: "C", HOME: "/root" };
 
 function guestEnv(meta: Meta, extra: Record<string, string>): Record<string, string> {
   return { PATH: GUEST_PATH, HOME: "/root", LANG: "C.UTF-8", TERM: "dumb", ...meta.env, ...extra };
@@ -302,12 +329,15 @@ class LocalSandbox implements EngineSandbox {
     // resolved on the host before entering, so a cwd is changed into by a shell inside instead.
     const inner = cwd === "/" ? [] : ["/bin/sh", "-c", 'cd -- "$0" || exit 125; exec "$@"', cwd];
     const cg = this.cgroups ? await this.#takeCgroup() : null;
-    const script = `for c in $MVM_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done; p=$MVM_INIT; unset MVM_CG MVM_INIT; ` +
+    // The guest's environment passes through this host shell untouched; the shell splits no words
+    // (a guest IFS cannot steer it) and unsets its own variables before entering.
+    const script = `for c in "$MVM_CG1" "$MVM_CG2" "$MVM_CG3" "$MVM_CG4"; do [ -z "$c" ] || echo $$ > "$c/cgroup.procs" || exit 125; done; ` +
+      `p=$MVM_INIT; unset MVM_CG1 MVM_CG2 MVM_CG3 MVM_CG4 MVM_INIT; ` +
       `exec ${t.nsenter} -t "$p" -U -m -p -n -i -u -C -r -w -- /usr/bin/setpriv --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@"`;
     try {
       const child = await runtime().spawn("/bin/sh", ["-c", script, "mvm-exec", ...inner, ...argv], {
         clearEnv: true,
-        env: { ...env, MVM_CG: cg ? [cg, ...this.cgroups!.join].join(" ") : "", MVM_INIT: String(initPid) },
+        env: { ...env, ...cgroupEnv(cg ? [cg, ...this.cgroups!.join] : []), MVM_INIT: String(initPid) },
         stdin: stdin ? "piped" : "null",
         stdout: "piped",
         stderr: "piped",
@@ -321,10 +351,14 @@ class LocalSandbox implements EngineSandbox {
 
   #pool: string[] = [];
   #refill: Promise<void> | null = null;
+  /** Takes the per-process groups the supervisor made at create. */
+  adoptCgroups(names: string[]): void {
+    if (this.cgroups) this.#pool.push(...names.map((n) => `${this.cgroups!.v2}/${n}`));
+  }
   /** A fresh per-process cgroup; they are made eight at a time, ahead of need, to keep mkdir off the command's path. */
   async #takeCgroup(): Promise<string> {
     const refill = () =>
-      this.#refill ??= makeCgroups(Array.from({ length: 8 }, () => `${this.cgroups!.v2}/p${crypto.randomUUID().slice(0, 13)}`))
+      this.#refill ??= makeCgroups(Array.from({ length: 8 }, () => `${this.cgroups!.v2}/${newCgroupName()}`))
         .then((dirs) => void this.#pool.push(...dirs))
         .finally(() => this.#refill = null);
     while (this.#pool.length === 0) await refill();
@@ -490,7 +524,7 @@ class LocalSandbox implements EngineSandbox {
 
   /** Runs an agent op in the jail and returns its stdout; `input` feeds its stdin. */
   async #agent(op: string, args: string[], path: string, input?: ReadableStream<Uint8Array>): Promise<string> {
-    const env = { ...guestEnv(this.meta, {}), MVM_NONCE: crypto.randomUUID().slice(0, 8) };
+    const env = { ...AGENT_ENV, MVM_NONCE: crypto.randomUUID().slice(0, 8) };
     const { child, cg } = await this.exec(["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args], env, "/", input !== undefined, `files.${op}`);
     let inputError: unknown;
     const feeding = input ? this.#feed(input, child, cg).then((e) => void (inputError = e)) : Promise.resolve();
@@ -512,7 +546,7 @@ class LocalSandbox implements EngineSandbox {
    * handing back a stream that fails on first read.
    */
   async #streamOut(op: string, args: string[], path: string): Promise<ReadableStream<Uint8Array>> {
-    const { child, cg } = await this.exec(["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args], guestEnv(this.meta, {}), "/", false, `files.${op}`);
+    const { child, cg } = await this.exec(["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args], AGENT_ENV, "/", false, `files.${op}`);
     const stderrText = collectText(child.stderr!);
     const reader = child.stdout!.getReader();
     const finish = async (): Promise<SandboxError | null> => {
@@ -588,21 +622,20 @@ class LocalSandbox implements EngineSandbox {
   };
 
   logs(opts: { follow: boolean }): ReadableStream<LogEvent> {
-    const file = `${this.dir}/events.jsonl`;
+    // An open descriptor keeps the log readable after the supervisor deletes the folder, so the
+    // last events (destroy, TTL expiry) still reach a follower before its stream ends.
+    let fd: number | undefined;
     let offset = 0;
     let seq = 0;
     let carry = "";
     const readNew = (): LogEvent[] => {
-      let buf: Uint8Array;
-      try {
-        buf = readFileSync(file);
-      } catch {
-        return [];
-      }
-      if (buf.length <= offset) return [];
-      const text = carry + new TextDecoder().decode(buf.subarray(offset));
-      offset = buf.length;
-      const lines = text.split("\n");
+      if (fd === undefined) return [];
+      const size = fstatSync(fd).size;
+      if (size <= offset) return [];
+      const buf = new Uint8Array(size - offset);
+      const n = readSync(fd, buf, 0, buf.length, offset);
+      offset += n;
+      const lines = (carry + new TextDecoder().decode(buf.subarray(0, n))).split("\n");
       carry = lines.pop() ?? "";
       const evs: LogEvent[] = [];
       for (const l of lines) {
@@ -613,20 +646,38 @@ class LocalSandbox implements EngineSandbox {
       }
       return evs;
     };
+    const close = () => {
+      if (fd !== undefined) closeSync(fd);
+      fd = undefined;
+    };
     let timer: ReturnType<typeof setTimeout> | undefined;
     return new ReadableStream<LogEvent>({
+      start: (c) => {
+        try {
+          fd = openSync(`${this.dir}/events.jsonl`, "r");
+        } catch {
+          c.error(new NotFoundError(`sandbox ${this.id} is gone; its log went with it`, { details: { id: this.id } }));
+        }
+      },
       pull: async (c) => {
         for (;;) {
+          const gone = !existsSync(this.dir);
           const evs = readNew();
           if (evs.length) {
             for (const e of evs) c.enqueue(e);
             return;
           }
-          if (!opts.follow || !existsSync(this.dir)) return c.close();
-          await new Promise((r) => timer = setTimeout(r, 200));
+          if (!opts.follow || gone) {
+            close();
+            return c.close();
+          }
+          await new Promise((r) => timer = setTimeout(r, 100));
         }
       },
-      cancel: () => clearTimeout(timer),
+      cancel: () => {
+        clearTimeout(timer);
+        close();
+      },
     });
   }
 
@@ -754,6 +805,7 @@ export const localEngine: Engine = {
     const now = new Date();
     const sandboxUid = isRoot ? 2_000_000_000 + (crypto.getRandomValues(new Uint32Array(1))[0] % 16_000_000) : t.uid;
     const tmpBytes = (spec.tmpSizeMb ?? DEFAULT_TMP_MB) * 1024 * 1024;
+    const pool = Array.from({ length: 8 }, newCgroupName);
     const env: Record<string, string> = { ...spec.env };
     for (const [k, ref] of Object.entries(spec.secrets)) env[k] = ref.placeholder;
     const meta: Meta = {
@@ -808,7 +860,7 @@ export const localEngine: Engine = {
       ];
       const sup = await runtime().spawn(t.setsid, ["/bin/sh", "-c", SUPERVISOR_SH, "mvm-supervisor", dir, String(hostPid()), String(spec.ttlSeconds), ...bwrap], {
         clearEnv: true,
-        env: { PATH: GUEST_PATH, ...(layout ? supervisorCgroupEnv(layout, id, limits) : {}) },
+        env: { PATH: GUEST_PATH, ...(layout ? supervisorCgroupEnv(layout, id, limits, pool) : {}) },
         stdin: "null",
         stdout: "piped",
         stderr: "null",
@@ -820,7 +872,9 @@ export const localEngine: Engine = {
           details: { id },
         });
       }
-      return new LocalSandbox(id, dir, meta, t);
+      const sb = new LocalSandbox(id, dir, meta, t);
+      sb.adoptCgroups(pool);
+      return sb;
     } catch (e) {
       await teardown(dir).catch(() => {});
       throw e;

@@ -22,7 +22,7 @@
 /**
  * Host-side supervisor. Args: state dir, owner pid, TTL seconds, then the bubblewrap argv.
  * Env (optional): MVM_CG_KIND, MVM_CG_V2, MVM_CG_MEM/CPU/PIDS (groups to make), MVM_LIM_MEM/CPU/PIDS
- * (limits). It writes `<dir>/cgroups` (v2 group, memory group, v1 groups to join) for the SDK.
+ * (limits), MVM_CG_POOL (names of per-process groups to make under the v2 group, for the SDK). It writes `<dir>/cgroups` (v2 group, memory group, v1 groups to join) for the SDK.
  */
 export const SUPERVISOR_SH: string = String.raw`
 set -u
@@ -52,31 +52,29 @@ cleanup() {
 }
 trap 'cleanup destroy' TERM INT HUP
 w() { echo "$2" > "$1" 2>/dev/null || { echo "error cannot write $2 to $1"; cleanup failed; }; }
-mk() { mkdir -p "$1" 2>/dev/null || { echo "error cannot create the cgroup $1"; cleanup failed; }; all="$all $1"; }
 all=""; join=""; memcg=-
 if [ -n "%{MVM_CG_V2:-}" ]; then
-  mk "$MVM_CG_V2"
   if [ "$MVM_CG_KIND" = v2 ]; then
     memcg=$MVM_CG_V2
+  else
+    for c in "$MVM_CG_MEM" "$MVM_CG_CPU" "$MVM_CG_PIDS"; do [ -n "$c" ] && join="$join $c"; done
+    [ -n "$MVM_CG_MEM" ] && memcg=$MVM_CG_MEM
+  fi
+  all="$MVM_CG_V2$join"
+  # one mkdir for the sandbox's groups and the first per-process groups the SDK will use
+  pool=""; for q in %{MVM_CG_POOL:-}; do pool="$pool $MVM_CG_V2/$q"; done
+  mkdir -p $all $pool 2>/dev/null || { echo "error cannot create the cgroups $all"; cleanup failed; }
+  if [ "$MVM_CG_KIND" = v2 ]; then
     [ -n "$MVM_LIM_MEM" ] && { w "$MVM_CG_V2/memory.max" "$MVM_LIM_MEM"; [ -e "$MVM_CG_V2/memory.swap.max" ] && w "$MVM_CG_V2/memory.swap.max" 0; }
     [ -n "$MVM_LIM_CPU" ] && w "$MVM_CG_V2/cpu.max" "$MVM_LIM_CPU 100000"
     [ -n "$MVM_LIM_PIDS" ] && w "$MVM_CG_V2/pids.max" "$MVM_LIM_PIDS"
   else
-    if [ -n "$MVM_CG_MEM" ]; then
-      mk "$MVM_CG_MEM"; join="$join $MVM_CG_MEM"; memcg=$MVM_CG_MEM
-      if [ -n "$MVM_LIM_MEM" ]; then
-        w "$MVM_CG_MEM/memory.limit_in_bytes" "$MVM_LIM_MEM"
-        [ -e "$MVM_CG_MEM/memory.memsw.limit_in_bytes" ] && w "$MVM_CG_MEM/memory.memsw.limit_in_bytes" "$MVM_LIM_MEM"
-      fi
+    if [ -n "$MVM_CG_MEM" ] && [ -n "$MVM_LIM_MEM" ]; then
+      w "$MVM_CG_MEM/memory.limit_in_bytes" "$MVM_LIM_MEM"
+      [ -e "$MVM_CG_MEM/memory.memsw.limit_in_bytes" ] && w "$MVM_CG_MEM/memory.memsw.limit_in_bytes" "$MVM_LIM_MEM"
     fi
-    if [ -n "$MVM_CG_CPU" ]; then
-      mk "$MVM_CG_CPU"; join="$join $MVM_CG_CPU"
-      [ -n "$MVM_LIM_CPU" ] && { w "$MVM_CG_CPU/cpu.cfs_period_us" 100000; w "$MVM_CG_CPU/cpu.cfs_quota_us" "$MVM_LIM_CPU"; }
-    fi
-    if [ -n "$MVM_CG_PIDS" ]; then
-      mk "$MVM_CG_PIDS"; join="$join $MVM_CG_PIDS"
-      [ -n "$MVM_LIM_PIDS" ] && w "$MVM_CG_PIDS/pids.max" "$MVM_LIM_PIDS"
-    fi
+    [ -n "$MVM_CG_CPU" ] && [ -n "$MVM_LIM_CPU" ] && { w "$MVM_CG_CPU/cpu.cfs_period_us" 100000; w "$MVM_CG_CPU/cpu.cfs_quota_us" "$MVM_LIM_CPU"; }
+    [ -n "$MVM_CG_PIDS" ] && [ -n "$MVM_LIM_PIDS" ] && w "$MVM_CG_PIDS/pids.max" "$MVM_LIM_PIDS"
   fi
   { echo "$MVM_CG_V2"; echo "$memcg"; for c in $join; do echo "$c"; done; } > "$d/cgroups"
 fi
@@ -90,7 +88,7 @@ exec 5<>"$d/ready.fifo"
   echo "exit $?" >&5
 ) </dev/null >/dev/null 2>&1 &
 bw=$!
-info=$(cat "$d/info.fifo")
+info=""; while IFS= read -r line; do info="$info$line"; done < "$d/info.fifo"
 read -r ready <&5
 exec 5<&-
 rm -f "$d/info.fifo" "$d/ready.fifo"
