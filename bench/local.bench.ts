@@ -38,7 +38,30 @@ async function sample(n: number, fn: () => Promise<number>): Promise<number[]> {
   return out;
 }
 
-const BWRAP = ["--unshare-all", "--unshare-user", "--die-with-parent", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "/bin/true"];
+const BWRAP = [
+  "--unshare-all",
+  "--unshare-user",
+  "--die-with-parent",
+  "--ro-bind",
+  "/usr",
+  "/usr",
+  "--symlink",
+  "usr/bin",
+  "/bin",
+  "--symlink",
+  "usr/lib",
+  "/lib",
+  "--symlink",
+  "usr/lib64",
+  "/lib64",
+  "--proc",
+  "/proc",
+  "--dev",
+  "/dev",
+  "--tmpfs",
+  "/tmp",
+  "/bin/true",
+];
 const rawSpawn = await sample(quick ? 20 : 50, () => spawnTrue("/bin/true", []));
 const rawBwrap = await sample(quick ? 10 : 30, () => spawnTrue("bwrap", BWRAP));
 
@@ -60,8 +83,18 @@ const rt1 = await (async () => {
   });
 })();
 
-rows.push(["create → first command", `p50 ${ms(pct(createFirst, 0.5))}, p95 ${ms(pct(createFirst, 0.95))}`, `raw bwrap true p50 ${ms(pct(rawBwrap, 0.5))}`, `${(pct(createFirst, 0.5) / pct(rawBwrap, 0.5)).toFixed(1)}×`]);
-rows.push(["command round trip", `p50 ${ms(pct(rt1, 0.5))}`, `raw spawn true p50 ${ms(pct(rawSpawn, 0.5))}`, `+${ms(pct(rt1, 0.5) - pct(rawSpawn, 0.5))}`]);
+rows.push([
+  "create → first command",
+  `p50 ${ms(pct(createFirst, 0.5))}, p95 ${ms(pct(createFirst, 0.95))}`,
+  `raw bwrap true p50 ${ms(pct(rawBwrap, 0.5))}`,
+  `${(pct(createFirst, 0.5) / pct(rawBwrap, 0.5)).toFixed(1)}×`,
+]);
+rows.push([
+  "command round trip",
+  `p50 ${ms(pct(rt1, 0.5))}`,
+  `raw spawn true p50 ${ms(pct(rawSpawn, 0.5))}`,
+  `+${ms(pct(rt1, 0.5) - pct(rawSpawn, 0.5))}`,
+]);
 
 // memory: drop of MemAvailable with 20 idle sandboxes, divided by 20
 const memAvail = () => Number(/MemAvailable:\s+(\d+)/.exec(readFileSync("/proc/meminfo", "utf8"))![1]) * 1024;
@@ -88,7 +121,12 @@ const memAvail = () => Number(/MemAvailable:\s+(\d+)/.exec(readFileSync("/proc/m
     } catch { /* gone */ }
   }
   await Promise.all(sbs.map((sb) => sb.destroy()));
-  rows.push(["host memory per idle sandbox", `${((before - after) / 20 / 1048576).toFixed(1)} MB (MemAvailable drop / 20)`, `PSS of its host processes: ${(pss / 20 / 1048576).toFixed(2)} MB`, "target < 60 MB"]);
+  rows.push([
+    "host memory per idle sandbox",
+    `${((before - after) / 20 / 1048576).toFixed(1)} MB (MemAvailable drop / 20)`,
+    `PSS of its host processes: ${(pss / 20 / 1048576).toFixed(2)} MB`,
+    "target < 60 MB",
+  ]);
 }
 
 // file throughput: files.write / files.readStream vs `cat` on the host, same bytes
@@ -137,8 +175,18 @@ const mbps = (bytes: number, t: number) => bytes / 1048576 / (t / 1000);
       const n = await drain(await sb.files.readStream("/app/bench.bin"));
       const ourR = performance.now() - t;
       if (n !== size) throw new Error(`read ${n} of ${size}`);
-      rows.push([`files.write ${label}`, `${mbps(size, ourW).toFixed(0)} MB/s`, `host cat > file ${mbps(size, hostW).toFixed(0)} MB/s`, `${(hostW / ourW).toFixed(2)}×`]);
-      rows.push([`files.readStream ${label}`, `${mbps(size, ourR).toFixed(0)} MB/s`, `host cat file ${mbps(size, hostR).toFixed(0)} MB/s`, `${(hostR / ourR).toFixed(2)}×`]);
+      rows.push([
+        `files.write ${label}`,
+        `${mbps(size, ourW).toFixed(0)} MB/s`,
+        `host cat > file ${mbps(size, hostW).toFixed(0)} MB/s`,
+        `${(hostW / ourW).toFixed(2)}×`,
+      ]);
+      rows.push([
+        `files.readStream ${label}`,
+        `${mbps(size, ourR).toFixed(0)} MB/s`,
+        `host cat file ${mbps(size, hostR).toFixed(0)} MB/s`,
+        `${(hostR / ourR).toFixed(2)}×`,
+      ]);
     }
   } finally {
     rmSync(host, { force: true });

@@ -24,7 +24,9 @@ const IPV4_RE = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/;
 /** Validates a host name for an allowlist: no wildcards, no schemes, no ports. */
 export function checkHost(field: string, host: unknown): string {
   if (typeof host !== "string" || host.length === 0) throw invalid(field, "must be a non-empty host name string");
-  if (host.includes("*")) throw invalid(field, `wildcard hosts are refused (E_NETWORK_WILDCARD): ${JSON.stringify(host)}; name each host exactly`);
+  if (host.includes("*")) {
+    throw invalid(field, `wildcard hosts are refused (E_NETWORK_WILDCARD): ${JSON.stringify(host)}; name each host exactly`);
+  }
   const h = host.toLowerCase();
   const v4 = IPV4_RE.exec(h);
   if (v4) {

@@ -116,7 +116,9 @@ export class Commands {
   async run(argv: string[], options: CommandOptions = {}): Promise<CommandResult> {
     if (!this.#sb._capabilities().commands) {
       throw new UnsupportedError(
-        `commands.run needs the command's output, which the ${this.#sb.engine} engine cannot give${this.#sb.engine === "record" ? " (record mode never executes; use commands.start to record, or run in live mode)" : ""}`,
+        `commands.run needs the command's output, which the ${this.#sb.engine} engine cannot give${
+          this.#sb.engine === "record" ? " (record mode never executes; use commands.start to record, or run in live mode)" : ""
+        }`,
       );
     }
     const p = await this.start(argv, options);
@@ -165,8 +167,12 @@ export class Files {
   /** Streams a file, optionally a byte range. @example `const s = await sb.files.readStream("/big", { offset: 0, length: 1024 })` */
   async readStream(path: string, range: { offset?: number; length?: number } = {}): Promise<ReadableStream<Uint8Array>> {
     checkPath(path);
-    if (range.offset !== undefined && (!Number.isSafeInteger(range.offset) || range.offset < 0)) throw invalid("offset", "must be a whole number ≥ 0");
-    if (range.length !== undefined && (!Number.isSafeInteger(range.length) || range.length < 0)) throw invalid("length", "must be a whole number ≥ 0");
+    if (range.offset !== undefined && (!Number.isSafeInteger(range.offset) || range.offset < 0)) {
+      throw invalid("offset", "must be a whole number ≥ 0");
+    }
+    if (range.length !== undefined && (!Number.isSafeInteger(range.length) || range.length < 0)) {
+      throw invalid("length", "must be a whole number ≥ 0");
+    }
     return await this.#sb._engine().files.readStream(path, range);
   }
   /**

@@ -41,8 +41,23 @@ export interface SandboxSpec {
 }
 
 const KNOWN_KEYS = new Set([
-  "image", "template", "workloadId", "engine", "network", "secrets", "env", "include", "cpu", "memoryMb",
-  "rootfsSizeMb", "pidsLimit", "tmpSizeMb", "ttl", "ttlSeconds", "tags", "name",
+  "image",
+  "template",
+  "workloadId",
+  "engine",
+  "network",
+  "secrets",
+  "env",
+  "include",
+  "cpu",
+  "memoryMb",
+  "rootfsSizeMb",
+  "pidsLimit",
+  "tmpSizeMb",
+  "ttl",
+  "ttlSeconds",
+  "tags",
+  "name",
 ]);
 
 /** Validates create arguments (`create()`, `create("python-3.12", opts)` or `create(opts)`). @example `normalizeCreate({ ttl: "5m" })` */
@@ -62,13 +77,15 @@ export function normalizeCreate(a?: string | CreateOptions, b?: CreateOptions): 
     template = opts.template;
   }
   if (template !== undefined && (typeof template !== "string" || template.trim() === "")) {
-    throw invalid("template", "must be a non-empty template name such as \"python-3.12\"");
+    throw invalid("template", 'must be a non-empty template name such as "python-3.12"');
   }
   if (opts.image !== undefined && (typeof opts.image !== "string" || opts.image.trim() === "")) {
-    throw invalid("image", "must be a non-empty image reference such as \"host\"");
+    throw invalid("image", 'must be a non-empty image reference such as "host"');
   }
   if (template !== undefined && opts.image !== undefined) throw invalid("image", "give either a template or an image, not both");
-  if (opts.workloadId !== undefined && (typeof opts.workloadId !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(opts.workloadId))) {
+  if (
+    opts.workloadId !== undefined && (typeof opts.workloadId !== "string" || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(opts.workloadId))
+  ) {
     throw invalid("workloadId", "must be 1-64 characters of letters, digits, '.', '_' or '-'");
   }
   if (opts.ttl !== undefined && opts.ttlSeconds !== undefined) throw invalid("ttlSeconds", "give either ttl or ttlSeconds, not both");
@@ -80,13 +97,20 @@ export function normalizeCreate(a?: string | CreateOptions, b?: CreateOptions): 
   const env = checkEnv(opts.env, "env");
   const secrets: Record<string, SecretRef> = {};
   if (opts.secrets !== undefined) {
-    if (opts.secrets === null || typeof opts.secrets !== "object") throw invalid("secrets", "must be an object of NAME: SecretRef.from(name)");
+    if (opts.secrets === null || typeof opts.secrets !== "object") {
+      throw invalid("secrets", "must be an object of NAME: SecretRef.from(name)");
+    }
     for (const [k, v] of Object.entries(opts.secrets)) {
       checkEnv({ [k]: "" }, "secrets");
-      if (!(v instanceof SecretRef)) throw invalid(`secrets.${k}`, "must be a SecretRef (SecretRef.from(name)); raw secret values are refused");
+      if (!(v instanceof SecretRef)) {
+        throw invalid(`secrets.${k}`, "must be a SecretRef (SecretRef.from(name)); raw secret values are refused");
+      }
       if (k in env) throw invalid(`secrets.${k}`, "is also set in env");
       if (v.hosts.length === 0 && network.hosts.length === 0) {
-        throw invalid(`secrets.${k}`, "is bound to no host (E_SECRET_WITHOUT_BINDING): pass SecretRef.from(name, { hosts }) or allow a host in the network policy");
+        throw invalid(
+          `secrets.${k}`,
+          "is bound to no host (E_SECRET_WITHOUT_BINDING): pass SecretRef.from(name, { hosts }) or allow a host in the network policy",
+        );
       }
       secrets[k] = v;
     }

@@ -13,7 +13,7 @@ import { invalid } from "./errors.ts";
 
 /** Checks a command line: a non-empty array of strings without NUL bytes. @example `checkArgv(["ls"])` */
 export function checkArgv(argv: unknown, field = "argv"): string[] {
-  if (!Array.isArray(argv)) throw invalid(field, "must be an array of strings, e.g. [\"python3\", \"main.py\"]");
+  if (!Array.isArray(argv)) throw invalid(field, 'must be an array of strings, e.g. ["python3", "main.py"]');
   if (argv.length === 0) throw invalid(field, "must not be empty: name the program to run");
   argv.forEach((a, i) => {
     if (typeof a !== "string") throw invalid(`${field}[${i}]`, `must be a string, got ${typeof a}`);
@@ -23,7 +23,22 @@ export function checkArgv(argv: unknown, field = "argv"): string[] {
   return [...argv];
 }
 
-const DENIED_ENV = [/^LD_/, /^DYLD_/, /^NODE_OPTIONS$/, /^NODE_PATH$/, /^PYTHONSTARTUP$/, /^PYTHONPATH$/, /^PERL5OPT$/, /^PERL5LIB$/, /^RUBYOPT$/, /^BASH_ENV$/, /^ENV$/, /^JAVA_TOOL_OPTIONS$/, /^_JAVA_OPTIONS$/, /^GCONV_PATH$/];
+const DENIED_ENV = [
+  /^LD_/,
+  /^DYLD_/,
+  /^NODE_OPTIONS$/,
+  /^NODE_PATH$/,
+  /^PYTHONSTARTUP$/,
+  /^PYTHONPATH$/,
+  /^PERL5OPT$/,
+  /^PERL5LIB$/,
+  /^RUBYOPT$/,
+  /^BASH_ENV$/,
+  /^ENV$/,
+  /^JAVA_TOOL_OPTIONS$/,
+  /^_JAVA_OPTIONS$/,
+  /^GCONV_PATH$/,
+];
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 /** Checks an env map: names are identifiers, values strings, loader hooks refused. @example `checkEnv({ A: "1" })` */
@@ -34,7 +49,10 @@ export function checkEnv(env: unknown, field = "env"): Record<string, string> {
   for (const [k, v] of Object.entries(env as Record<string, unknown>)) {
     if (!ENV_NAME_RE.test(k)) throw invalid(`${field}.${k}`, "is not a valid environment variable name");
     if (DENIED_ENV.some((re) => re.test(k))) {
-      throw invalid(`${field}.${k}`, "is a loader/interpreter hook and is refused for guest processes (upstream's env deny-list: LD_*, NODE_OPTIONS, …)");
+      throw invalid(
+        `${field}.${k}`,
+        "is a loader/interpreter hook and is refused for guest processes (upstream's env deny-list: LD_*, NODE_OPTIONS, …)",
+      );
     }
     if (typeof v !== "string") throw invalid(`${field}.${k}`, `must be a string, got ${typeof v}`);
     if (v.includes("\0")) throw invalid(`${field}.${k}`, "must not contain NUL bytes");

@@ -60,13 +60,17 @@ test("files: hostile paths never reach the host", async () => {
   try {
     await using sb = await Sandbox.create();
     const [rootCanary, tmpCanary] = canaries;
-    await sb.commands.run(["sh", "-c", [
-      `ln -s / /app/rootlink`,
-      `ln -s ${rootCanary} /app/hostlink`,
-      `ln -s /app/chain2 /app/chain1; ln -s /app/chain3 /app/chain2; ln -s ${rootCanary} /app/chain3`,
-      `mkfifo /app/fifo`,
-      `ln -s /app/chain1 /app/loop2; ln -s /app/loop2 /app/loop1`,
-    ].join("; ")], { check: true });
+    await sb.commands.run([
+      "sh",
+      "-c",
+      [
+        `ln -s / /app/rootlink`,
+        `ln -s ${rootCanary} /app/hostlink`,
+        `ln -s /app/chain2 /app/chain1; ln -s /app/chain3 /app/chain2; ln -s ${rootCanary} /app/chain3`,
+        `mkfifo /app/fifo`,
+        `ln -s /app/chain1 /app/loop2; ln -s /app/loop2 /app/loop1`,
+      ].join("; "),
+    ], { check: true });
     const reads = [
       `../../../../..${rootCanary}`,
       `/app/../../../..${rootCanary}`,
@@ -101,7 +105,11 @@ test("files: hostile paths never reach the host", async () => {
     await assert.rejects(sb.files.read("/" + "a".repeat(5000)), InvalidInputError);
     await assert.rejects(sb.files.write("/app/" + "b".repeat(300), "x"), InvalidInputError);
     // a link swapped back and forth while reads run never yields the host file
-    const swapper = await sb.commands.start(["sh", "-c", `i=0; while [ $i -lt 400 ]; do ln -sfn ${rootCanary} /app/swap; echo guest > /app/swap.f; mv -f /app/swap.f /app/swap; i=$((i+1)); done`]);
+    const swapper = await sb.commands.start([
+      "sh",
+      "-c",
+      `i=0; while [ $i -lt 400 ]; do ln -sfn ${rootCanary} /app/swap; echo guest > /app/swap.f; mv -f /app/swap.f /app/swap; i=$((i+1)); done`,
+    ]);
     for (let i = 0; i < 30; i++) {
       try {
         const t = await sb.files.readText("/app/swap");
@@ -137,7 +145,15 @@ test("files: a 2 GiB file streams in and out intact with bounded memory", async 
     },
   }, { highWaterMark: 0 });
   // warm-up so the runtime's young generation has its working size before measuring
-  await sb.files.write("/app/warm", new ReadableStream({ start(c) { for (let i = 0; i < 64; i++) c.enqueue(new Uint8Array(CH)); c.close(); } }));
+  await sb.files.write(
+    "/app/warm",
+    new ReadableStream({
+      start(c) {
+        for (let i = 0; i < 64; i++) c.enqueue(new Uint8Array(CH));
+        c.close();
+      },
+    }),
+  );
   await sha256Stream(await sb.files.readStream("/app/warm"), 32);
   const before = rss();
   let peak = before;
@@ -234,5 +250,16 @@ test("files: a directory tree moves in and out as one tar stream", async () => {
   assert.equal((await b.files.stat("/srv/copy/empty")).type, "dir");
   assert.equal((await b.commands.run(["/srv/copy/bin/run"])).stdout, "run\n");
   await assert.rejects(a.files.readTar("/app/nope"), NotFoundError);
-  await assert.rejects(b.files.writeTar("/srv/t", new ReadableStream({ start(c) { c.enqueue(new Uint8Array(1024).fill(7)); c.close(); } })), Error);
+  await assert.rejects(
+    b.files.writeTar(
+      "/srv/t",
+      new ReadableStream({
+        start(c) {
+          c.enqueue(new Uint8Array(1024).fill(7));
+          c.close();
+        },
+      }),
+    ),
+    Error,
+  );
 });

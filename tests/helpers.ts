@@ -64,7 +64,6 @@ export function pidsMatching(needle: string): number[] {
   return out;
 }
 
-
 /** Whether a process is alive; a zombie (dead, waiting for the host's init to reap it) is not. */
 export function processAlive(pid: number): boolean {
   try {

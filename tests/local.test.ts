@@ -126,7 +126,10 @@ test("local commands: exit codes, stderr, env, cwd, stdin, check", async () => {
   assert.equal(r.stderr, "err\n");
   const c = await sb.commands.run(["tr", "a-z", "A-Z"], { stdin: "shout\n" });
   assert.equal(c.stdout, "SHOUT\n");
-  await assert.rejects(sb.commands.run(["false"], { check: true }), (e: unknown) => e instanceof CommandExitError && e.result.exitCode === 1);
+  await assert.rejects(
+    sb.commands.run(["false"], { check: true }),
+    (e: unknown) => e instanceof CommandExitError && e.result.exitCode === 1,
+  );
   await assert.rejects(sb.commands.run(["true"], { env: { LD_PRELOAD: "/x.so" } }), InvalidInputError);
   await assert.rejects(sb.commands.run(["true"], { cwd: "/nope" }), NotFoundError);
   const missing = await sb.commands.run(["mvm-no-such-program"]);
@@ -338,7 +341,9 @@ test("local errors: a missing bubblewrap names the package to install", async ()
 });
 
 test("local errors: a missing Deno permission names the flag", { skip: RUNTIME !== "deno" }, async () => {
-  const c = await runtime().spawn(process.execPath, ["run", "--no-check", "--allow-read", "--allow-env", `${FIX}scripts/no-bwrap.ts`], { stderr: "null" });
+  const c = await runtime().spawn(process.execPath, ["run", "--no-check", "--allow-read", "--allow-env", `${FIX}scripts/no-bwrap.ts`], {
+    stderr: "null",
+  });
   const out = JSON.parse(await collectText(c.stdout!));
   assert.equal(out.code, "PERMISSION_DENIED");
   assert.match(out.message, /--allow-run/);

@@ -104,7 +104,11 @@ test("record: calls that need a real result throw UNSUPPORTED and record nothing
     await p.kill();
     const rec = currentRecording()!;
     assert.deepEqual(rec.ops, [
-      { kind: "command_start", argv: ["python", "-u", "srv.py"], env: { A: { kind: "literal", value: "1" }, B: { kind: "literal", value: "2" } } },
+      {
+        kind: "command_start",
+        argv: ["python", "-u", "srv.py"],
+        env: { A: { kind: "literal", value: "1" }, B: { kind: "literal", value: "2" } },
+      },
       { kind: "kill" },
     ]);
   });
@@ -138,7 +142,7 @@ test("record: secrets lower to secret_ref, with their own hosts or the allowlist
       mode: "bridge",
       egress: { allowlist: [{ host: "api.openai.com", port: 443 }, { host: "db.example.com", port: 5432 }] },
     });
-    assert.ok(!JSON.stringify(currentRecording()).includes("value\":\"sk-"));
+    assert.ok(!JSON.stringify(currentRecording()).includes('value":"sk-'));
   });
 });
 

@@ -50,7 +50,9 @@ export async function withHostPermissions<T>(fn: () => Promise<T>): Promise<T> {
     if (name === "NotCapable" || (name === "PermissionDenied" && runtime().name === "deno")) {
       const flag = /--allow-[a-z]+/.exec(String((e as Error).message))?.[0] ?? "--allow-run --allow-read --allow-write --allow-env";
       throw new PermissionDeniedError(
-        `Deno refused a host operation the sandbox needs (${(e as Error).message}). Grant ${flag}; the SDK needs --allow-run --allow-read --allow-write --allow-env.`,
+        `Deno refused a host operation the sandbox needs (${
+          (e as Error).message
+        }). Grant ${flag}; the SDK needs --allow-run --allow-read --allow-write --allow-env.`,
         { cause: e, details: { flag } },
       );
     }

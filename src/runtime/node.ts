@@ -45,9 +45,7 @@ export const nodeRuntime: Runtime = {
         } else reject(e);
       });
       c.once("spawn", () => {
-        const status = new Promise<ReturnType<typeof exitStatus>>((res) =>
-          c.once("close", (code, sig) => res(exitStatus(code, sig)))
-        );
+        const status = new Promise<ReturnType<typeof exitStatus>>((res) => c.once("close", (code, sig) => res(exitStatus(code, sig))));
         resolve({
           pid: c.pid!,
           stdin: c.stdin ? Writable.toWeb(c.stdin) as WritableStream<Uint8Array> : null,

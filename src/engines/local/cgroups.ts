@@ -99,7 +99,11 @@ export interface SandboxCgroups {
 
 /** Runs the helper and returns its stdout. */
 export async function cgroupOp(op: string, ...args: string[]): Promise<string> {
-  const c = await runtime().spawn("/bin/sh", ["-c", CGROUP_SH, "mvm-cg", op, ...args], { clearEnv: true, env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" }, stderr: "null" });
+  const c = await runtime().spawn("/bin/sh", ["-c", CGROUP_SH, "mvm-cg", op, ...args], {
+    clearEnv: true,
+    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+    stderr: "null",
+  });
   const out = await collectText(c.stdout!);
   await c.status;
   return out.trim();

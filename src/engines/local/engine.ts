@@ -114,7 +114,9 @@ async function preflightOnce(): Promise<Tools> {
   const bwrap = wanted ? (existsSync(wanted) ? wanted : null) : which("bwrap");
   if (!bwrap) {
     throw new NotFoundError(
-      `bubblewrap (bwrap) is not installed${wanted ? ` at MVM_BWRAP=${wanted}` : ""}: install the package 'bubblewrap' (apt-get install bubblewrap / dnf install bubblewrap / pacman -S bubblewrap)`,
+      `bubblewrap (bwrap) is not installed${
+        wanted ? ` at MVM_BWRAP=${wanted}` : ""
+      }: install the package 'bubblewrap' (apt-get install bubblewrap / dnf install bubblewrap / pacman -S bubblewrap)`,
       { details: { binary: "bwrap", package: "bubblewrap" } },
     );
   }
@@ -136,7 +138,9 @@ async function preflightOnce(): Promise<Tools> {
 function resolveImage(spec: SandboxSpec): string {
   if (spec.template === undefined) {
     if (spec.image !== "host") {
-      throw new UnsupportedError(`the local engine runs the "host" image only (got ${JSON.stringify(spec.image)}); use the mvmctl engine for OCI or nix images`);
+      throw new UnsupportedError(
+        `the local engine runs the "host" image only (got ${JSON.stringify(spec.image)}); use the mvmctl engine for OCI or nix images`,
+      );
     }
     return "host";
   }
@@ -144,7 +148,9 @@ function resolveImage(spec: SandboxSpec): string {
   const available = availableTemplates();
   if (available.includes(t)) return t;
   throw new NotFoundError(
-    `template ${JSON.stringify(t)} is not available on this host's image; available: ${available.join(", ")} (or omit it for the "host" image)`,
+    `template ${JSON.stringify(t)} is not available on this host's image; available: ${
+      available.join(", ")
+    } (or omit it for the "host" image)`,
     { details: { template: t, available } },
   );
 }
@@ -287,8 +293,14 @@ class LocalSandbox implements EngineSandbox {
 
   #assertRunning(what: string): number {
     const s = this.#state();
-    if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone (destroyed or its TTL ran out); cannot ${what}`, { details: { id: this.id } });
-    if (s === "stopped") throw new ConflictError(`sandbox ${this.id} is stopped; cannot ${what} (destroy it, or create a new one)`, { details: { id: this.id, state: s } });
+    if (s === "destroyed") {
+      throw new NotFoundError(`sandbox ${this.id} is gone (destroyed or its TTL ran out); cannot ${what}`, { details: { id: this.id } });
+    }
+    if (s === "stopped") {
+      throw new ConflictError(`sandbox ${this.id} is stopped; cannot ${what} (destroy it, or create a new one)`, {
+        details: { id: this.id, state: s },
+      });
+    }
     const pid = readPid(`${this.dir}/init.pid`);
     if (!pidAlive(pid)) throw new TransportError(`sandbox ${this.id}'s init process is gone; cannot ${what}`, { details: { id: this.id } });
     return pid;
@@ -322,7 +334,13 @@ class LocalSandbox implements EngineSandbox {
    * per-process cgroup (and the sandbox's v1 groups), then execs nsenter into
    * the sandbox's namespaces and root, then setpriv drops every capability.
    */
-  async exec(argv: string[], env: Record<string, string>, cwd: string, stdin: boolean, what: string): Promise<{ child: ChildProcess; cg: string | null }> {
+  async exec(
+    argv: string[],
+    env: Record<string, string>,
+    cwd: string,
+    stdin: boolean,
+    what: string,
+  ): Promise<{ child: ChildProcess; cg: string | null }> {
     const initPid = this.#assertRunning(what);
     const t = this.#tools;
     // -w without a directory takes the init's cwd (inside the jail); a path given to --wd would be
@@ -331,7 +349,8 @@ class LocalSandbox implements EngineSandbox {
     const cg = this.cgroups ? await this.#takeCgroup() : null;
     // The guest's environment passes through this host shell untouched; the shell splits no words
     // (a guest IFS cannot steer it) and unsets its own variables before entering.
-    const script = `for c in "$MVM_CG1" "$MVM_CG2" "$MVM_CG3" "$MVM_CG4"; do [ -z "$c" ] || echo $$ > "$c/cgroup.procs" || exit 125; done; ` +
+    const script =
+      `for c in "$MVM_CG1" "$MVM_CG2" "$MVM_CG3" "$MVM_CG4"; do [ -z "$c" ] || echo $$ > "$c/cgroup.procs" || exit 125; done; ` +
       `p=$MVM_INIT; unset MVM_CG1 MVM_CG2 MVM_CG3 MVM_CG4 MVM_INIT; ` +
       `exec ${t.nsenter} -t "$p" -U -m -p -n -i -u -C -r -w -- /usr/bin/setpriv --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@"`;
     try {
@@ -434,7 +453,15 @@ class LocalSandbox implements EngineSandbox {
         exitCode = null;
       }
       const durationMs = Math.round(performance.now() - started);
-      const auditId = appendEvent(this.dir, "process.exited", { pid: child.pid, argv0: argv[0], exitCode, signal, timedOut, oomKilled, durationMs });
+      const auditId = appendEvent(this.dir, "process.exited", {
+        pid: child.pid,
+        argv0: argv[0],
+        exitCode,
+        signal,
+        timedOut,
+        oomKilled,
+        durationMs,
+      });
       return { exitCode, signal, timedOut, oomKilled, durationMs, auditId };
     });
     status.catch(() => {});
@@ -474,7 +501,11 @@ class LocalSandbox implements EngineSandbox {
           }
           await exited;
           if (this.gone()) {
-            c.error(new TransportError(`sandbox ${this.id} was destroyed while this stream was open; output may be incomplete`, { details: { id: this.id } }));
+            c.error(
+              new TransportError(`sandbox ${this.id} was destroyed while this stream was open; output may be incomplete`, {
+                details: { id: this.id },
+              }),
+            );
           } else c.close();
         } catch (e) {
           c.error(new TransportError(`reading guest output failed: ${(e as Error).message}`, { cause: e }));
@@ -525,13 +556,21 @@ class LocalSandbox implements EngineSandbox {
   /** Runs an agent op in the jail and returns its stdout; `input` feeds its stdin. */
   async #agent(op: string, args: string[], path: string, input?: ReadableStream<Uint8Array>): Promise<string> {
     const env = { ...AGENT_ENV, MVM_NONCE: crypto.randomUUID().slice(0, 8) };
-    const { child, cg } = await this.exec(["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args], env, "/", input !== undefined, `files.${op}`);
+    const { child, cg } = await this.exec(
+      ["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args],
+      env,
+      "/",
+      input !== undefined,
+      `files.${op}`,
+    );
     let inputError: unknown;
     const feeding = input ? this.#feed(input, child, cg).then((e) => void (inputError = e)) : Promise.resolve();
     const [stdout, stderr, s] = await Promise.all([collectText(child.stdout!), collectText(child.stderr!), child.status, feeding]);
     this.#reap(cg);
     if (inputError !== undefined) {
-      throw inputError instanceof Error ? inputError : new InvalidInputError(`files.${op}: the data stream failed: ${String(inputError)}`, { details: { path } });
+      throw inputError instanceof Error
+        ? inputError
+        : new InvalidInputError(`files.${op}: the data stream failed: ${String(inputError)}`, { details: { path } });
     }
     if (s.code !== 0) {
       if (this.gone()) throw new NotFoundError(`sandbox ${this.id} was destroyed during files.${op}`, { details: { id: this.id } });
@@ -587,7 +626,11 @@ class LocalSandbox implements EngineSandbox {
 
   readonly files: EngineFiles = {
     readStream: (path, range) =>
-      this.#streamOut("read", [absolute(path), String(range.offset ?? 0), range.length === undefined ? "-" : String(range.length)], absolute(path)),
+      this.#streamOut(
+        "read",
+        [absolute(path), String(range.offset ?? 0), range.length === undefined ? "-" : String(range.length)],
+        absolute(path),
+      ),
     readTar: (dir) => this.#streamOut("tarout", [absolute(dir)], absolute(dir)),
     writeTar: async (dir, tar) => {
       await this.#agent("tarin", [absolute(dir)], dir, tar);
@@ -784,20 +827,27 @@ export const localEngine: Engine = {
     const image = resolveImage(spec);
     if (spec.network.rules.length > 0) {
       throw new UnsupportedError(
-        `the local engine has no egress yet: sandboxes get loopback only, so the allowlist (${spec.network.hosts.join(", ")}) cannot be honoured. Use NetworkPolicy.denyByDefault() alone, or the mvmctl engine.`,
+        `the local engine has no egress yet: sandboxes get loopback only, so the allowlist (${
+          spec.network.hosts.join(", ")
+        }) cannot be honoured. Use NetworkPolicy.denyByDefault() alone, or the mvmctl engine.`,
       );
     }
     const layout = t.layout;
     const limits = { cpu: spec.cpu, memoryMb: spec.memoryMb, pidsLimit: spec.pidsLimit ?? (layout ? DEFAULT_PIDS : undefined) };
     if (!layout && (spec.cpu || spec.memoryMb || spec.pidsLimit)) {
-      throw new UnsupportedError("cpu, memoryMb and pidsLimit need writable cgroups (run as root, or with a delegated cgroup); none are available here");
+      throw new UnsupportedError(
+        "cpu, memoryMb and pidsLimit need writable cgroups (run as root, or with a delegated cgroup); none are available here",
+      );
     }
     const root = t.root;
     const isRoot = t.uid === 0;
     try {
       mkdirSync(root, { recursive: true, mode: isRoot ? 0o711 : 0o700 });
     } catch (e) {
-      throw new PermissionDeniedError(`cannot create the state directory ${root}: ${(e as Error).message}; set MVM_STATE_DIR to a writable folder`, { cause: e });
+      throw new PermissionDeniedError(
+        `cannot create the state directory ${root}: ${(e as Error).message}; set MVM_STATE_DIR to a writable folder`,
+        { cause: e },
+      );
     }
     await reapStale(root);
     const id = randomId();
@@ -843,22 +893,49 @@ export const localEngine: Engine = {
         "--unshare-ipc",
         "--unshare-uts",
         "--unshare-cgroup-try",
-        "--uid", "0",
-        "--gid", "0",
-        "--hostname", id,
+        "--uid",
+        "0",
+        "--gid",
+        "0",
+        "--hostname",
+        id,
         "--die-with-parent",
         "--new-session",
-        "--bind", `${dir}/root`, "/",
-        "--ro-bind", "/usr", "/usr",
-        "--ro-bind", "/etc", "/etc",
+        "--bind",
+        `${dir}/root`,
+        "/",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--ro-bind",
+        "/etc",
+        "/etc",
         ...rootBindArgs(),
-        "--proc", "/proc",
-        "--dev", "/dev",
-        "--size", String(tmpBytes), "--tmpfs", "/tmp",
-        "--info-fd", "3",
-        "--", "/bin/sh", "-c", "echo ready >&4 && exec /usr/bin/sleep infinity 4>&- 2>/dev/null",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        String(tmpBytes),
+        "--tmpfs",
+        "/tmp",
+        "--info-fd",
+        "3",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo ready >&4 && exec /usr/bin/sleep infinity 4>&- 2>/dev/null",
       ];
-      const sup = await runtime().spawn(t.setsid, ["/bin/sh", "-c", SUPERVISOR_SH, "mvm-supervisor", dir, String(hostPid()), String(spec.ttlSeconds), ...bwrap], {
+      const sup = await runtime().spawn(t.setsid, [
+        "/bin/sh",
+        "-c",
+        SUPERVISOR_SH,
+        "mvm-supervisor",
+        dir,
+        String(hostPid()),
+        String(spec.ttlSeconds),
+        ...bwrap,
+      ], {
         clearEnv: true,
         env: { PATH: GUEST_PATH, ...(layout ? supervisorCgroupEnv(layout, id, limits, pool) : {}) },
         stdin: "null",

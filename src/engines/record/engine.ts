@@ -35,7 +35,9 @@ export function resetRecording(): void {
 }
 
 const unsupported = (what: string) =>
-  new UnsupportedError(`${what} cannot be recorded: record mode never executes anything. Run in live mode (unset MVM_SDK_MODE and MVM_SDK_OUT_PATH) to get results.`);
+  new UnsupportedError(
+    `${what} cannot be recorded: record mode never executes anything. Run in live mode (unset MVM_SDK_MODE and MVM_SDK_OUT_PATH) to get results.`,
+  );
 
 function lowerCreate(spec: SandboxSpec): RecordedCreate {
   const env: Record<string, EnvValue> = {};
@@ -45,11 +47,18 @@ function lowerCreate(spec: SandboxSpec): RecordedCreate {
     env[k] = s
       ? {
         kind: "secret_ref",
-        ref: { name: s.name, mount: { kind: "env", var: k }, allowed_hosts: s.hosts.length ? [...s.hosts] : spec.network.hosts, auth_type: s.type },
+        ref: {
+          name: s.name,
+          mount: { kind: "env", var: k },
+          allowed_hosts: s.hosts.length ? [...s.hosts] : spec.network.hosts,
+          auth_type: s.type,
+        },
       }
       : { kind: "literal", value: spec.env[k] };
   }
-  const create: RecordedCreate = spec.template !== undefined ? { template: spec.template } as RecordedCreate : { image: spec.image } as RecordedCreate;
+  const create: RecordedCreate = spec.template !== undefined
+    ? { template: spec.template } as RecordedCreate
+    : { image: spec.image } as RecordedCreate;
   create.env = env;
   create.include = [...spec.include];
   create.tags = { ...spec.tags };
@@ -94,7 +103,9 @@ class RecordSandbox implements EngineSandbox {
   start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
     if (opts.timeoutSeconds !== undefined || opts.cwd !== undefined) {
       return Promise.reject(
-        new UnsupportedError("record mode cannot record cwd or timeoutSeconds on commands.start (upstream's command_start has argv and env only)"),
+        new UnsupportedError(
+          "record mode cannot record cwd or timeoutSeconds on commands.start (upstream's command_start has argv and env only)",
+        ),
       );
     }
     const env: Record<string, EnvValue> = {};

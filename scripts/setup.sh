@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the SDK and its tests need on a fresh Debian/Ubuntu machine:
+# bubblewrap and util-linux from apt (only what is missing), Deno and Bun from
+# npm (pinned in package-lock.json). Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+need=()
+for b in bwrap:bubblewrap nsenter:util-linux setpriv:util-linux setsid:util-linux /usr/bin/python3:python3 sha256sum:coreutils tar:tar; do
+  command -v "${b%%:*}" >/dev/null 2>&1 || need+=("${b##*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "missing: ${need[*]} — install them with: sudo apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# the packages ship their binaries; their postinstall steps are not needed
+if [ ! -x node_modules/.bin/deno ] || [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
