@@ -261,7 +261,7 @@ export class Sandbox implements AsyncDisposable {
   private constructor(inner: EngineSandbox, engine: Engine, detached: boolean) {
     this.#inner = inner;
     this.#engine = engine.name;
-    this.#caps = engine.capabilities();
+    this.#caps = inner.capabilities?.() ?? engine.capabilities();
     this.#detached = detached;
     this.commands = new Commands(this);
     this.files = new Files(this);

@@ -5,7 +5,8 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
-import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import process from "node:process";
 import {
   CommandExitError,
@@ -384,4 +385,49 @@ test("local policy: secrets reach the guest only as placeholders; allowlists are
   await using sb = await Sandbox.create({ secrets: { API_KEY: SecretRef.from("openai-api-key", { hosts: ["api.openai.com"] }) } });
   assert.equal((await sb.commands.run(["sh", "-c", "echo $API_KEY"])).stdout, "mvm-secret:openai-api-key\n");
   await assert.rejects(Sandbox.create({ network: NetworkPolicy.denyByDefault().allowHttps("api.openai.com") }), UnsupportedError);
+});
+
+test("local rootless: an unprivileged user gets a sandbox whose timeouts still reach the whole tree", async (t) => {
+  const home = mkdtempSync(`${tmpdir()}/mvm-rootless-`);
+  try {
+    chmodSync(home, 0o777);
+    // the SDK's sources, copied where the unprivileged user can read them wherever this checkout is
+    const repo = new URL("../", import.meta.url).pathname;
+    cpSync(`${repo}mod.ts`, `${home}/repo/mod.ts`);
+    cpSync(`${repo}src`, `${home}/repo/src`, { recursive: true });
+    cpSync(`${FIX}scripts/rootless.ts`, `${home}/repo/tests/fixtures/scripts/rootless.ts`);
+    const [cmd, ...args] = runtimeCommand(`${home}/repo/tests/fixtures/scripts/rootless.ts`);
+    const probe = await runtime().spawn("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--", cmd, "--version"], {
+      stdout: "null",
+      stderr: "null",
+    });
+    if ((await probe.status).code !== 0) {
+      t.skip(`${cmd} is not executable by an unprivileged user here`);
+      return;
+    }
+    const c = await runtime().spawn("setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", "--", cmd, ...args], {
+      clearEnv: true,
+      env: {
+        PATH: process.env.PATH ?? "/usr/bin:/bin",
+        HOME: home,
+        MVM_STATE_DIR: `${home}/state`,
+        DENO_DIR: `${home}/deno`,
+        TMPDIR: home,
+      },
+    });
+    const [stdout, stderr, status] = await Promise.all([collectText(c.stdout!), collectText(c.stderr!), c.status]);
+    assert.equal(status.code, 0, stderr);
+    const out = JSON.parse(stdout);
+    assert.deepEqual(out.limits, { cpu: false, memory: false, pids: false });
+    assert.equal(out.timedOut, true);
+    assert.ok(out.timeoutMs < 5000);
+    assert.equal(out.left, "0", "a process outlived the timeout");
+    assert.equal(out.background, "started\n");
+    assert.equal(out.read, "hi");
+    assert.equal(out.uid, "0");
+    assert.equal(out.limitRefused, true);
+    assert.deepEqual(readdirSync(`${home}/state/sandboxes`), [], "a sandbox folder was left behind");
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
 });

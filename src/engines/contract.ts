@@ -54,6 +54,8 @@ export interface EngineFiles {
 /** One sandbox as an engine holds it. Lifecycle verbs return the audit id of what they recorded. */
 export interface EngineSandbox {
   readonly id: string;
+  /** What this sandbox can do, when it differs from the engine's general answer (e.g. no cgroups here). */
+  capabilities?(): Capabilities;
   info(): Promise<SandboxInfo>;
   start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess>;
   readonly files: EngineFiles;

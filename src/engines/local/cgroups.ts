@@ -59,6 +59,16 @@ case "$op" in
     fi
     echo "$kind $v2 %{mem:--} %{cpu:--} %{pids:--}";;
   signal) killall "$1" "$2";;
+  session)
+    # no cgroups: signal the session of the process whose parent is $1 (nsenter's child, a session leader)
+    parent=$1; sig=$2
+    for s in /proc/[0-9]*/stat; do
+      read -r line < "$s" 2>/dev/null || continue
+      set -- %{line##*) }
+      [ "$2" = "$parent" ] || continue
+      p=%{s#/proc/}; p=%{p%/stat}
+      kill -s "$sig" -- "-$p" 2>/dev/null || kill -s "$sig" "$p" 2>/dev/null
+    done;;
   make) mkdir "$@" 2>/dev/null; for c in "$@"; do [ -d "$c" ] && echo "$c"; done;;
   reap)
     mem=$1; shift
@@ -155,6 +165,16 @@ export function readSandboxCgroups(dir: string): SandboxCgroups | null {
 /** Signals every process of a group (SIGKILL uses `cgroup.kill`, which also catches forks). @example `await signalCgroup(dir, "SIGKILL")` */
 export async function signalCgroup(dir: string, signal: string): Promise<void> {
   await cgroupOp("signal", dir, signal.replace(/^SIG/, ""));
+}
+
+/**
+ * Without cgroups: signals the session led by the child of `parent` (the guest
+ * command under nsenter). Best effort: a process that starts its own session escapes.
+ *
+ * @example `await signalSession(nsenterPid, "SIGKILL")`
+ */
+export async function signalSession(parent: number, signal: string): Promise<void> {
+  await cgroupOp("session", String(parent), signal.replace(/^SIG/, ""));
 }
 
 /** Kills what is left in per-process groups, removes them, and returns the sandbox's OOM-kill count. @example `await reapCgroups([dir], mem)` */

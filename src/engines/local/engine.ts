@@ -59,6 +59,7 @@ import {
   removeCgroups,
   type SandboxCgroups,
   signalCgroup,
+  signalSession,
   supervisorCgroupEnv,
 } from "./cgroups.ts";
 import { AGENT_SH, SUPERVISOR_SH } from "./scripts.ts";
@@ -285,6 +286,12 @@ class LocalSandbox implements EngineSandbox {
     this.#tools = t;
   }
 
+  capabilities(): Capabilities {
+    const c = capabilities();
+    const limits = this.cgroups !== null;
+    return { ...c, limits: { cpu: limits, memory: limits, pids: limits } };
+  }
+
   #state(): SandboxInfo["state"] {
     if (!existsSync(this.dir) || existsSync(`${this.dir}/destroying`)) return "destroyed";
     if (existsSync(`${this.dir}/stopped`)) return "stopped";
@@ -343,16 +350,24 @@ class LocalSandbox implements EngineSandbox {
   ): Promise<{ child: ChildProcess; cg: string | null }> {
     const initPid = this.#assertRunning(what);
     const t = this.#tools;
+    // Root becomes uid 0 of the sandbox's user namespace (its own host uid); anyone else keeps their
+    // credentials, which that namespace maps to 0 (setgroups is denied there for them).
     // -w without a directory takes the init's cwd (inside the jail); a path given to --wd would be
     // resolved on the host before entering, so a cwd is changed into by a shell inside instead.
-    const inner = cwd === "/" ? [] : ["/bin/sh", "-c", 'cd -- "$0" || exit 125; exec "$@"', cwd];
+    // Without cgroups, the command leads its own session so that a kill can reach its tree.
+    const inner = [
+      ...(this.cgroups ? [] : ["/usr/bin/setsid", "--"]),
+      ...(cwd === "/" ? [] : ["/bin/sh", "-c", 'cd -- "$0" || exit 125; exec "$@"', cwd]),
+    ];
     const cg = this.cgroups ? await this.#takeCgroup() : null;
     // The guest's environment passes through this host shell untouched; the shell splits no words
     // (a guest IFS cannot steer it) and unsets its own variables before entering.
     const script =
       `for c in "$MVM_CG1" "$MVM_CG2" "$MVM_CG3" "$MVM_CG4"; do [ -z "$c" ] || echo $$ > "$c/cgroup.procs" || exit 125; done; ` +
       `p=$MVM_INIT; unset MVM_CG1 MVM_CG2 MVM_CG3 MVM_CG4 MVM_INIT; ` +
-      `exec ${t.nsenter} -t "$p" -U -m -p -n -i -u -C -r -w -- /usr/bin/setpriv --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@"`;
+      `exec ${t.nsenter} -t "$p" -U -m -p -n -i -u -C -r -w ${
+        t.uid === 0 ? "" : "--preserve-credentials "
+      }-- /usr/bin/setpriv --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@"`;
     try {
       const child = await runtime().spawn("/bin/sh", ["-c", script, "mvm-exec", ...inner, ...argv], {
         clearEnv: true,
@@ -388,7 +403,7 @@ class LocalSandbox implements EngineSandbox {
 
   async #killTree(cg: string | null, child: ChildProcess, signal: string): Promise<void> {
     if (cg) await signalCgroup(cg, signal).catch(() => {});
-    else child.kill(signal);
+    else await signalSession(child.pid, signal).catch(() => {});
   }
 
   #toReap: string[] = [];
@@ -428,8 +443,9 @@ class LocalSandbox implements EngineSandbox {
 
     // A command's process tree ends with it. Its group is reaped off the critical path, unless the
     // streams are still held open by something it left behind, or the OOM count is needed.
+    // Without cgroups nothing can find what it left behind, so its streams are let go instead.
     let reaped: Promise<number> | undefined;
-    const reap = () => reaped ??= this.#reap(cg);
+    const reap = () => reaped ??= cg ? this.#reap(cg) : Promise.all([out.release(), err.release()]).then(() => 0);
     let streamsDone = false;
     const exited = child.status.then((s) => {
       setTimeout(() => streamsDone || reap(), 25);
@@ -487,7 +503,10 @@ class LocalSandbox implements EngineSandbox {
    * Wraps a child's output: a small queue (backpressure reaches the guest), and
    * a typed TRANSPORT error instead of a quiet end when the sandbox died under it.
    */
-  #guestStream(src: ReadableStream<Uint8Array>, exited: Promise<unknown>): { stream: ReadableStream<Uint8Array>; done: Promise<void> } {
+  #guestStream(
+    src: ReadableStream<Uint8Array>,
+    exited: Promise<unknown>,
+  ): { stream: ReadableStream<Uint8Array>; done: Promise<void>; release: () => Promise<void> } {
     const reader = src.getReader();
     let finish!: () => void;
     const done = new Promise<void>((r) => finish = r);
@@ -517,7 +536,9 @@ class LocalSandbox implements EngineSandbox {
         finish();
       },
     }, OUTPUT_BUFFER);
-    return { stream, done };
+    // ends the stream at what was read so far, even if something still holds the pipe open
+    const release = () => reader.cancel().catch(() => {});
+    return { stream, done, release };
   }
 
   /**
@@ -762,6 +783,27 @@ async function killInit(dir: string, cgroups: SandboxCgroups | null): Promise<vo
   }
 }
 
+/**
+ * As root, each sandbox runs as its own unprivileged uid, which bubblewrap uses to reach the sandbox's
+ * folder: every folder above it must be searchable by others.
+ */
+function assertSearchable(root: string): void {
+  let p = root;
+  while (p !== "/" && p !== "") {
+    const mode = statSync(p).mode;
+    if ((mode & 0o001) === 0) {
+      throw new PermissionDeniedError(
+        `the state directory ${root} cannot be reached by sandbox users: ${p} is not searchable by others (mode ${
+          (mode & 0o777).toString(8)
+        }). ` +
+          `Run chmod o+x on it, or point MVM_STATE_DIR elsewhere (default /var/lib/mvm).`,
+        { details: { path: p } },
+      );
+    }
+    p = p.slice(0, p.lastIndexOf("/")) || "/";
+  }
+}
+
 /** Tears a sandbox down through its supervisor, or by hand when the supervisor is gone. */
 async function teardown(dir: string): Promise<void> {
   const sup = readPid(`${dir}/supervisor.pid`);
@@ -849,6 +891,7 @@ export const localEngine: Engine = {
         { cause: e },
       );
     }
+    if (isRoot) assertSearchable(root);
     await reapStale(root);
     const id = randomId();
     const dir = `${root}/${id}`;
