@@ -30,6 +30,7 @@ interface BunSubprocess {
   signalCode: string | null;
   kill(signal?: string | number): void;
   unref(): void;
+  ref(): void;
 }
 interface BunGlobal {
   spawn(cmd: string[], opts: Record<string, unknown>): BunSubprocess;
@@ -101,6 +102,7 @@ export const bunRuntime: Runtime = {
       status,
       kill,
       unref: () => p.unref(),
+      ref: () => p.ref(),
     });
   },
 };

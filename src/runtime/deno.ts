@@ -48,6 +48,7 @@ export const denoRuntime: Runtime = {
       status,
       kill,
       unref: () => child.unref(),
+      ref: () => child.ref(),
     });
   },
 };

@@ -54,6 +54,7 @@ export const nodeRuntime: Runtime = {
           status,
           kill,
           unref: () => c.unref(),
+          ref: () => c.ref(),
         });
       });
     });

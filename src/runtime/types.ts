@@ -55,6 +55,8 @@ export interface ChildProcess {
   kill(signal?: string): void;
   /** Lets this process exit while the child still runs. */
   unref(): void;
+  /** Undoes {@linkcode unref}: the child keeps this process alive again. */
+  ref(): void;
 }
 
 /** What one runtime provides. */

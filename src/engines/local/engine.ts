@@ -62,7 +62,7 @@ import {
   signalSession,
   supervisorCgroupEnv,
 } from "./cgroups.ts";
-import { AGENT_SH, SUPERVISOR_SH } from "./scripts.ts";
+import { RUNNER_SH, shellWord, SUPERVISOR_SH } from "./scripts.ts";
 import { appendEvent, type Meta, readMeta, readPid, stateRoot } from "./state.ts";
 
 const pidAlive = pidExists;
@@ -207,8 +207,33 @@ function cgroupEnv(dirs: string[]): Record<string, string> {
   return Object.fromEntries([1, 2, 3, 4].map((i) => [`MVM_CG${i}`, dirs[i - 1] ?? ""]));
 }
 
-/** The agent's environment: fixed, so nothing the sandbox's env says steers its tools. */
-const AGENT_ENV = { PATH: GUEST_PATH, LC_ALL: "C", HOME: "/root" };
+/** What a runner is asked to do: a guest command, or one agent file operation. */
+type Job =
+  | { kind: "command"; argv: string[]; env: Record<string, string>; cwd: string }
+  | { kind: "agent"; op: string; args: string[] };
+
+/** A runner: spawned, entered, waiting for its job line. */
+interface Runner {
+  child: ChildProcess;
+  cg: string | null;
+  dead: boolean;
+}
+
+/**
+ * The job line a runner evals. Every word is single-quoted, so nothing in it is
+ * expanded; the agent resets PATH and IFS itself, so the sandbox's env cannot
+ * steer its tools.
+ */
+function jobLine(job: Job): string {
+  if (job.kind === "agent") {
+    return `MVM_NONCE=${crypto.randomUUID().slice(0, 8)}; mvm_agent ${[job.op, ...job.args].map(shellWord).join(" ")}`;
+  }
+  const parts: string[] = [];
+  if (job.cwd !== "/") parts.push(`cd -- ${shellWord(job.cwd)} || exit 125`);
+  for (const [k, v] of Object.entries(job.env)) parts.push(`export ${k}=${shellWord(v)}`);
+  parts.push(`exec ${job.argv.map(shellWord).join(" ")}`);
+  return parts.join("; ");
+}
 
 function guestEnv(meta: Meta, extra: Record<string, string>): Record<string, string> {
   return { PATH: GUEST_PATH, HOME: "/root", LANG: "C.UTF-8", TERM: "dumb", ...meta.env, ...extra };
@@ -337,46 +362,84 @@ class LocalSandbox implements EngineSandbox {
   }
 
   /**
-   * Spawns argv inside the sandbox: a host shell puts itself in a fresh
-   * per-process cgroup (and the sandbox's v1 groups), then execs nsenter into
-   * the sandbox's namespaces and root, then setpriv drops every capability.
+   * Starts a job inside the sandbox on a runner: a host shell puts itself in a
+   * fresh per-process cgroup (and the sandbox's v1 groups), execs nsenter into
+   * the sandbox's namespaces and root, setpriv drops every capability, and a
+   * shell there waits for the job line. One runner is kept spawned ahead of
+   * need, so a job usually costs one line written and one exec.
    */
-  async exec(
-    argv: string[],
-    env: Record<string, string>,
-    cwd: string,
-    stdin: boolean,
-    what: string,
-  ): Promise<{ child: ChildProcess; cg: string | null }> {
+  async exec(job: Job, stdin: boolean, what: string): Promise<{ child: ChildProcess; cg: string | null }> {
+    this.#assertRunning(what);
+    let r = this.#spares.pop();
+    while (r?.dead) {
+      this.#reap(r.cg);
+      r = this.#spares.pop();
+    }
+    r ??= await this.#spawnRunner(what);
+    this.warm();
+    r.child.ref();
+    const writer = r.child.stdin!.getWriter();
+    try {
+      await writer.write(new TextEncoder().encode(jobLine(job) + "\n"));
+      if (!stdin) await writer.close();
+    } catch (e) {
+      r.child.kill("SIGKILL");
+      this.#reap(r.cg);
+      this.#assertRunning(what);
+      throw new TransportError(`could not start ${what} in sandbox ${this.id}: ${(e as Error).message}`, {
+        cause: e,
+        details: { id: this.id },
+      });
+    } finally {
+      writer.releaseLock();
+    }
+    return { child: r.child, cg: r.cg };
+  }
+
+  #spares: Runner[] = [];
+  #spawning: Promise<void> | null = null;
+  /** Keeps one runner spawned ahead of need (in the background; it never keeps this process alive). */
+  warm(): void {
+    if (this.#spares.length > 0 || this.#spawning) return;
+    this.#spawning = this.#spawnRunner("warm a runner")
+      .then((r) => void this.#spares.push(r))
+      .catch(() => {})
+      .finally(() => this.#spawning = null);
+  }
+
+  async #spawnRunner(what: string): Promise<Runner> {
     const initPid = this.#assertRunning(what);
     const t = this.#tools;
-    // Root becomes uid 0 of the sandbox's user namespace (its own host uid); anyone else keeps their
-    // credentials, which that namespace maps to 0 (setgroups is denied there for them).
-    // -w without a directory takes the init's cwd (inside the jail); a path given to --wd would be
-    // resolved on the host before entering, so a cwd is changed into by a shell inside instead.
-    // Without cgroups, the command leads its own session so that a kill can reach its tree.
-    const inner = [
-      ...(this.cgroups ? [] : ["/usr/bin/setsid", "--"]),
-      ...(cwd === "/" ? [] : ["/bin/sh", "-c", 'cd -- "$0" || exit 125; exec "$@"', cwd]),
-    ];
     const cg = this.cgroups ? await this.#takeCgroup() : null;
-    // The guest's environment passes through this host shell untouched; the shell splits no words
-    // (a guest IFS cannot steer it) and unsets its own variables before entering.
+    // Root becomes uid 0 of the sandbox's user namespace (its own host uid); anyone else keeps their
+    // credentials, which that namespace maps to 0 (setgroups is denied there for them). -w without a
+    // directory takes the init's cwd, inside the jail. Without cgroups the runner leads its own session,
+    // so that a kill can reach the job's tree. The host shell splits no words (a guest IFS cannot
+    // steer it) and unsets its own variables before entering.
     const script =
       `for c in "$MVM_CG1" "$MVM_CG2" "$MVM_CG3" "$MVM_CG4"; do [ -z "$c" ] || echo $$ > "$c/cgroup.procs" || exit 125; done; ` +
-      `p=$MVM_INIT; unset MVM_CG1 MVM_CG2 MVM_CG3 MVM_CG4 MVM_INIT; ` +
-      `exec ${t.nsenter} -t "$p" -U -m -p -n -i -u -C -r -w ${
-        t.uid === 0 ? "" : "--preserve-credentials "
-      }-- /usr/bin/setpriv --no-new-privs --bounding-set=-all --inh-caps=-all -- "$@"`;
+      `p=$MVM_INIT; r=$MVM_RUNNER; unset MVM_CG1 MVM_CG2 MVM_CG3 MVM_CG4 MVM_INIT MVM_RUNNER; ` +
+      `exec ${t.nsenter} -t "$p" -U -m -p -n -i -u -C -r -w ${t.uid === 0 ? "" : "--preserve-credentials "}` +
+      `-- /usr/bin/setpriv --no-new-privs --bounding-set=-all --inh-caps=-all -- ${
+        this.cgroups ? "" : "/usr/bin/setsid -- "
+      }/bin/sh -c "$r" mvm-runner`;
     try {
-      const child = await runtime().spawn("/bin/sh", ["-c", script, "mvm-exec", ...inner, ...argv], {
+      const child = await runtime().spawn("/bin/sh", ["-c", script, "mvm-exec"], {
         clearEnv: true,
-        env: { ...env, ...cgroupEnv(cg ? [cg, ...this.cgroups!.join] : []), MVM_INIT: String(initPid) },
-        stdin: stdin ? "piped" : "null",
+        env: {
+          ...guestEnv(this.meta, {}),
+          ...cgroupEnv(cg ? [cg, ...this.cgroups!.join] : []),
+          MVM_INIT: String(initPid),
+          MVM_RUNNER: RUNNER_SH,
+        },
+        stdin: "piped",
         stdout: "piped",
         stderr: "piped",
       });
-      return { child, cg };
+      child.unref();
+      const r: Runner = { child, cg, dead: false };
+      child.status.then(() => r.dead = true, () => r.dead = true);
+      return r;
     } catch (e) {
       if (cg) this.#reap(cg);
       throw e;
@@ -425,9 +488,8 @@ class LocalSandbox implements EngineSandbox {
   async start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
     const cwd = opts.cwd === undefined ? "/" : absolute(opts.cwd);
     if (opts.cwd !== undefined) await this.#agent("cwdcheck", [cwd], cwd);
-    const env = guestEnv(this.meta, opts.env);
     const started = performance.now();
-    const { child, cg } = await this.exec(argv, env, cwd, true, "start a process");
+    const { child, cg } = await this.exec({ kind: "command", argv, env: opts.env, cwd }, true, "start a process");
     appendEvent(this.dir, "process.started", { pid: child.pid, argv0: argv[0], argc: argv.length, cwd });
     let timedOut = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -576,14 +638,7 @@ class LocalSandbox implements EngineSandbox {
 
   /** Runs an agent op in the jail and returns its stdout; `input` feeds its stdin. */
   async #agent(op: string, args: string[], path: string, input?: ReadableStream<Uint8Array>): Promise<string> {
-    const env = { ...AGENT_ENV, MVM_NONCE: crypto.randomUUID().slice(0, 8) };
-    const { child, cg } = await this.exec(
-      ["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args],
-      env,
-      "/",
-      input !== undefined,
-      `files.${op}`,
-    );
+    const { child, cg } = await this.exec({ kind: "agent", op, args }, input !== undefined, `files.${op}`);
     let inputError: unknown;
     const feeding = input ? this.#feed(input, child, cg).then((e) => void (inputError = e)) : Promise.resolve();
     const [stdout, stderr, s] = await Promise.all([collectText(child.stdout!), collectText(child.stderr!), child.status, feeding]);
@@ -606,7 +661,7 @@ class LocalSandbox implements EngineSandbox {
    * handing back a stream that fails on first read.
    */
   async #streamOut(op: string, args: string[], path: string): Promise<ReadableStream<Uint8Array>> {
-    const { child, cg } = await this.exec(["/bin/sh", "-c", AGENT_SH, "mvm-agent", op, ...args], AGENT_ENV, "/", false, `files.${op}`);
+    const { child, cg } = await this.exec({ kind: "agent", op, args }, false, `files.${op}`);
     const stderrText = collectText(child.stderr!);
     const reader = child.stdout!.getReader();
     const finish = async (): Promise<SandboxError | null> => {
@@ -774,13 +829,16 @@ class LocalSandbox implements EngineSandbox {
 
 /** Kills every process of the sandbox (its pid namespace dies with its init). */
 async function killInit(dir: string, cgroups: SandboxCgroups | null): Promise<void> {
-  if (cgroups) await signalCgroup(cgroups.v2, "SIGKILL").catch(() => {});
+  // pid 1 first: the host-side nsenters are still there to reap their children, so the pid
+  // namespace can finish dying; then whatever is left in the sandbox's groups
   const init = readPid(`${dir}/init.pid`);
   if (pidAlive(init)) {
     try {
       process.kill(init, "SIGKILL");
     } catch { /* gone */ }
+    for (let i = 0; i < 100 && pidAlive(init); i++) await new Promise((r) => setTimeout(r, 10));
   }
+  if (cgroups) await signalCgroup(cgroups.v2, "SIGKILL").catch(() => {});
 }
 
 /**
@@ -994,6 +1052,7 @@ export const localEngine: Engine = {
       }
       const sb = new LocalSandbox(id, dir, meta, t);
       sb.adoptCgroups(pool);
+      sb.warm();
       return sb;
     } catch (e) {
       await teardown(dir).catch(() => {});

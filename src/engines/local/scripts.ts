@@ -37,10 +37,13 @@ cleanup() {
   ev destroyed ",\"reason\":\"$1\""
   [ -n "$sl" ] && kill "$sl" 2>/dev/null
   [ -n "$ttlpid" ] && kill "$ttlpid" 2>/dev/null
-  # the whole sandbox group at once (cgroup.kill catches forks), then its pid 1 (the kernel then kills
-  # everything in its pid namespace), then the launcher
+  # the sandbox's pid 1 first (the kernel then kills everything in its pid namespace, while the
+  # host-side nsenters are still there to reap their children), then whatever is left in its groups
+  # (cgroup.kill catches forks), then the launcher
+  if [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; then
+    i=0; while alive "$pid" && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done
+  fi
   [ -n "%{MVM_CG_V2:-}" ] && [ -e "$MVM_CG_V2/cgroup.kill" ] && echo 1 > "$MVM_CG_V2/cgroup.kill" 2>/dev/null
-  [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
   if [ -n "$bw" ]; then kill -KILL "$bw" 2>/dev/null; wait "$bw" 2>/dev/null; fi
   for c in $all; do
     [ -d "$c" ] || continue
@@ -119,7 +122,8 @@ cleanup "$reason"
  * mkdir PATH MODE PARENTS | remove PATH RECURSIVE | rename FROM TO | tarin DIR | tarout DIR | cwdcheck PATH.
  */
 export const AGENT_SH: string = String.raw`
-export LC_ALL=C
+export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+unset IFS
 fail() { printf 'mvm-error %s %s\n' "$1" "$2" >&2; exit 3; }
 # a tool's own failure: the SDK classifies its message (code "?")
 run() { out=$("$@" 2>&1) || fail "?" "$out"; }
@@ -195,3 +199,27 @@ case "$op" in
   *) fail INTERNAL "unknown op $op";;
 esac
 `.replaceAll("%{", "${");
+
+/**
+ * The runner: a shell inside the sandbox (already in its namespaces and root,
+ * capabilities dropped) that waits for one line on stdin — the job — and runs
+ * it; the rest of stdin belongs to the job. Spawned ahead of need, so a
+ * command's critical path is one line written and one `exec`. The job line is
+ * built by the SDK from single-quoted words (newlines as "$mvm_nl"): either
+ * `[cd …;] [export …;] exec ARGV…` or `MVM_NONCE=…; mvm_agent OP ARGS…`.
+ * At end of stdin (the SDK went away) it exits without running anything.
+ */
+export const RUNNER_SH: string = `mvm_nl='
+'
+mvm_agent() {
+${AGENT_SH}
+}
+IFS= read -r mvm_job || exit 0
+eval "$mvm_job"
+exit
+`;
+
+/** Quotes one word for the runner's job line (which must stay one line). @example `shellWord("it's") // "'it'\\''s'"` */
+export function shellWord(s: string): string {
+  return s.split("\n").map((part) => `'${part.replaceAll("'", `'\\''`)}'`).join('"$mvm_nl"');
+}
