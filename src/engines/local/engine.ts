@@ -370,11 +370,16 @@ class LocalSandbox implements EngineSandbox {
    */
   async exec(job: Job, stdin: boolean, what: string): Promise<{ child: ChildProcess; cg: string | null }> {
     this.#assertRunning(what);
-    let r = this.#spares.pop();
-    while (r?.dead) {
-      this.#reap(r.cg);
-      r = this.#spares.pop();
-    }
+    const take = () => {
+      let r = this.#spares.pop();
+      while (r?.dead) {
+        this.#reap(r.cg);
+        r = this.#spares.pop();
+      }
+      return r;
+    };
+    // a runner already on its way is sooner than a new one, and two spawns at once only slow each other
+    let r = take() ?? (this.#spawning ? (await this.#spawning, take()) : undefined);
     r ??= await this.#spawnRunner(what);
     this.warm();
     r.child.ref();
