@@ -431,3 +431,24 @@ test("local rootless: an unprivileged user gets a sandbox whose timeouts still r
     rmSync(home, { recursive: true, force: true });
   }
 });
+
+test("local lifecycle: a killed supervisor takes its sandbox with it; the next list removes its folder", async () => {
+  const sb = await Sandbox.create();
+  try {
+    await sb.detach();
+    const dir = `${STATE}/${sb.id}`;
+    const sup = Number(readFileSync(`${dir}/supervisor.pid`, "utf8"));
+    const init = Number(readFileSync(`${dir}/init.pid`, "utf8"));
+    process.kill(sup, "SIGKILL");
+    assert.ok(await waitFor(() => !processAlive(init), 5000), "the sandbox outlived its supervisor");
+    let listed = true;
+    for (let i = 0; i < 20 && (listed || existsSync(dir)); i++) {
+      listed = (await Sandbox.list()).some((s) => s.id === sb.id);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(listed, false);
+    assert.equal(existsSync(dir), false);
+  } finally {
+    await (await Sandbox.connect(sb.id).catch(() => sb)).destroy().catch(() => {});
+  }
+});

@@ -85,11 +85,12 @@ mkfifo -m 600 "$d/info.fifo" "$d/ready.fifo" || { echo "error cannot create fifo
 exec 5<>"$d/ready.fifo"
 # bwrap reports its init's pid on fd 3; the sandbox's first command says "ready" on fd 4 once every
 # mount is in place; if bwrap ends first, the launcher says "exit N" on the same fifo.
-(
-  MVM_SELF_CG="%{MVM_CG_V2:-} $join" MVM_D="$d" sh -c 'for c in $MVM_SELF_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done
-    exec 3>"$MVM_D/info.fifo" 4>"$MVM_D/ready.fifo" 5>&- </dev/null >/dev/null 2>"$MVM_D/bwrap.err"; unset MVM_SELF_CG MVM_D; exec "$@"' sh "$@"
-  echo "exit $?" >&5
-) </dev/null >/dev/null 2>&1 &
+# The launcher dies with this supervisor (parent-death signal), and bwrap with the launcher, so a
+# killed supervisor takes its sandbox with it (the next create or list removes its folder).
+MVM_SELF_CG="%{MVM_CG_V2:-} $join" MVM_D="$d" MVM_INNER='for c in $MVM_SELF_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done
+  exec 3>"$MVM_D/info.fifo" 4>"$MVM_D/ready.fifo" 5>&- </dev/null >/dev/null 2>"$MVM_D/bwrap.err"
+  unset MVM_SELF_CG MVM_D MVM_INNER; exec "$@"' \
+  setpriv --pdeathsig KILL -- sh -c 'sh -c "$MVM_INNER" sh "$@"; echo "exit $?" >&5' mvm-launcher "$@" </dev/null >/dev/null 2>&1 &
 bw=$!
 info=""; while IFS= read -r line; do info="$info$line"; done < "$d/info.fifo"
 read -r ready <&5
