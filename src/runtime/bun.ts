@@ -13,7 +13,7 @@
  */
 import process from "node:process";
 import { NotFoundError } from "../errors.ts";
-import { type ChildProcess, exitStatus, type Runtime, type SpawnOptions } from "./types.ts";
+import { type ChildProcess, exitStatus, nodeStdio as mapStdio, type Runtime, type SpawnOptions } from "./types.ts";
 
 interface BunFileSink {
   write(chunk: Uint8Array): number;
@@ -36,11 +36,6 @@ interface BunGlobal {
   spawn(cmd: string[], opts: Record<string, unknown>): BunSubprocess;
   which(cmd: string, opts?: { PATH?: string }): string | null;
 }
-
-const mapStdio = (s: string | undefined, d: string) => {
-  const v = s ?? d;
-  return v === "piped" ? "pipe" : v === "null" ? "ignore" : "inherit";
-};
 
 /** The Bun implementation of {@linkcode Runtime}. @example `await bunRuntime.spawn("true", [])` */
 export const bunRuntime: Runtime = {

@@ -14,12 +14,7 @@ import { spawn } from "node:child_process";
 import process from "node:process";
 import { Readable, Writable } from "node:stream";
 import { NotFoundError } from "../errors.ts";
-import { type ChildProcess, exitStatus, type Runtime, type SpawnOptions } from "./types.ts";
-
-const mapStdio = (s: string | undefined, d: string) => {
-  const v = s ?? d;
-  return v === "piped" ? "pipe" : v === "null" ? "ignore" : "inherit";
-};
+import { type ChildProcess, exitStatus, nodeStdio as mapStdio, type Runtime, type SpawnOptions } from "./types.ts";
 
 /** The Node implementation of {@linkcode Runtime}. @example `await nodeRuntime.spawn("true", [])` */
 export const nodeRuntime: Runtime = {

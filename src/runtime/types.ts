@@ -73,3 +73,9 @@ export function exitStatus(code: number | null, signal: string | number | null):
   }
   return { code, signal: null };
 }
+
+/** A {@linkcode Stdio} in the spelling of `node:child_process` and `Bun.spawn` (`"pipe"`, `"ignore"`, `"inherit"`). @example `nodeStdio(undefined, "piped") // "pipe"` */
+export function nodeStdio(s: Stdio | undefined, fallback: Stdio): "pipe" | "ignore" | "inherit" {
+  const v = s ?? fallback;
+  return v === "piped" ? "pipe" : v === "null" ? "ignore" : "inherit";
+}
