@@ -10,7 +10,7 @@ export NO_COLOR=1; unset FORCE_COLOR
 total_pass=0; total_fail=0; status=0
 
 echo "== deno $($BIN/deno --version | head -1)"
-$BIN/deno test -A --no-check "${files[@]}" 2>&1 | tee /tmp/mvm-test-deno.log
+$BIN/deno test -A --no-check --v8-flags=--expose-gc "${files[@]}" 2>&1 | tee /tmp/mvm-test-deno.log
 rc=${PIPESTATUS[0]}
 line=$(grep -E '^(ok|FAILED) \|' /tmp/mvm-test-deno.log | tail -1)
 p=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line"); f=$(sed -nE 's/.*\| ([0-9]+) failed.*/\1/p' <<<"$line")

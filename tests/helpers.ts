@@ -41,6 +41,18 @@ export function rss(): number {
   return process.memoryUsage().rss;
 }
 
+/**
+ * Resident memory after a full garbage collection, where the runtime offers one
+ * (Bun.gc; Deno's gc() with --v8-flags=--expose-gc): what is still held, not
+ * garbage the collector has not got to yet on a busy machine.
+ */
+export function liveRss(): number {
+  const g = globalThis as { Bun?: { gc(force: boolean): void }; gc?: () => void };
+  if (g.Bun) g.Bun.gc(true);
+  else g.gc?.();
+  return rss();
+}
+
 /** Waits until `fn` is true or `ms` pass; returns the last value. */
 export async function waitFor(fn: () => boolean, ms: number, step = 50): Promise<boolean> {
   const end = Date.now() + ms;
