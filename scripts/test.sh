@@ -8,6 +8,9 @@ BIN=./node_modules/.bin
 files=("$@"); [ ${#files[@]} -gt 0 ] || files=(tests/*.test.ts)
 export NO_COLOR=1; unset FORCE_COLOR
 total_pass=0; total_fail=0; status=0
+state=${MVM_STATE_DIR:-/var/lib/mvm}/sandboxes
+[ "$(id -u)" = 0 ] || state=${MVM_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/mvm}/sandboxes
+before=$(ls "$state" 2>/dev/null | sort)
 
 echo "== deno $($BIN/deno --version | head -1)"
 $BIN/deno test -A --no-check --v8-flags=--expose-gc "${files[@]}" 2>&1 | tee /tmp/mvm-test-deno.log
@@ -25,6 +28,18 @@ p=$(sed -nE 's/^ *([0-9]+) pass$/\1/p' /tmp/mvm-test-bun.log | tail -1); f=$(sed
 p=${p:-0}; f=${f:-0}; [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
 echo "bun: $p passed, $f failed"
 total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
+
+# nothing may outlive the suites: a sandbox folder they made that is still there after a grace period is a leak
+leaked=""
+for _ in $(seq 1 20); do
+  leaked=$(comm -13 <(echo "$before") <(ls "$state" 2>/dev/null | sort) | tr '\n' ' ')
+  [ -z "${leaked// /}" ] && break
+  sleep 0.5
+done
+if [ -n "${leaked// /}" ]; then
+  echo "leak: sandbox folders left behind in $state: $leaked"
+  total_fail=$((total_fail+1))
+fi
 
 echo "$total_pass passed, $total_fail failed"
 [ "$total_fail" -eq 0 ] && [ "$total_pass" -gt 0 ]
