@@ -29,6 +29,20 @@ p=${p:-0}; f=${f:-0}; [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
 echo "bun: $p passed, $f failed"
 total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
 
+# Node runs the runtime shim's tests (node:child_process), bundled to JavaScript by bun build: Node 20
+# cannot load TypeScript, and the sandbox suites need a runtime that can (they spawn .ts scripts).
+if command -v node >/dev/null 2>&1 && [ $# -eq 0 ]; then
+  echo "== node $(node --version) (tests/shim.test.ts)"
+  rm -rf .node-test && $BIN/bun build tests/shim.test.ts --target=node --outfile=.node-test/shim.test.mjs >/dev/null
+  node --test .node-test/shim.test.mjs 2>&1 | tee /tmp/mvm-test-node.log | grep -E '^(not )?ok |^# (pass|fail)'
+  rc=${PIPESTATUS[0]}
+  p=$(sed -nE 's/^# pass ([0-9]+)$/\1/p' /tmp/mvm-test-node.log); f=$(sed -nE 's/^# fail ([0-9]+)$/\1/p' /tmp/mvm-test-node.log)
+  p=${p:-0}; f=${f:-0}; [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  echo "node: $p passed, $f failed"
+  total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
+  rm -rf .node-test
+fi
+
 # nothing may outlive the suites: a sandbox folder they made that is still there after a grace period is a leak
 leaked=""
 for _ in $(seq 1 20); do

@@ -21,7 +21,11 @@ export function runtimeCommand(file: string): string[] {
 }
 
 /** The name of the runtime running the tests. */
-export const RUNTIME: "deno" | "bun" = (globalThis as Record<string, unknown>).Deno ? "deno" : "bun";
+export const RUNTIME: "deno" | "bun" | "node" = (globalThis as Record<string, unknown>).Deno
+  ? "deno"
+  : (globalThis as Record<string, unknown>).Bun
+  ? "bun"
+  : "node";
 
 /** sha256 of a whole stream, read with an optional pause every `pauseEvery` chunks. */
 export async function sha256Stream(stream: ReadableStream<Uint8Array>, pauseEvery = 0): Promise<{ hex: string; bytes: number }> {
