@@ -65,8 +65,6 @@ import {
 import { RUNNER_SH, shellWord, SUPERVISOR_SH } from "./scripts.ts";
 import { appendEvent, type Meta, readMeta, readPid, stateRoot } from "./state.ts";
 
-const pidAlive = pidExists;
-
 const ID_RE = /^sbx-[a-z0-9]{12}$/;
 const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const DEFAULT_PIDS = 1024;
@@ -334,7 +332,9 @@ class LocalSandbox implements EngineSandbox {
       });
     }
     const pid = readPid(`${this.dir}/init.pid`);
-    if (!pidAlive(pid)) throw new TransportError(`sandbox ${this.id}'s init process is gone; cannot ${what}`, { details: { id: this.id } });
+    if (!pidExists(pid)) {
+      throw new TransportError(`sandbox ${this.id}'s init process is gone; cannot ${what}`, { details: { id: this.id } });
+    }
     return pid;
   }
 
@@ -837,11 +837,11 @@ async function killInit(dir: string, cgroups: SandboxCgroups | null): Promise<vo
   // pid 1 first: the host-side nsenters are still there to reap their children, so the pid
   // namespace can finish dying; then whatever is left in the sandbox's groups
   const init = readPid(`${dir}/init.pid`);
-  if (pidAlive(init)) {
+  if (pidExists(init)) {
     try {
       process.kill(init, "SIGKILL");
     } catch { /* gone */ }
-    for (let i = 0; i < 100 && pidAlive(init); i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 100 && pidExists(init); i++) await new Promise((r) => setTimeout(r, 10));
   }
   if (cgroups) await signalCgroup(cgroups.v2, "SIGKILL").catch(() => {});
 }
@@ -870,7 +870,7 @@ function assertSearchable(root: string): void {
 /** Tears a sandbox down through its supervisor, or by hand when the supervisor is gone. */
 async function teardown(dir: string): Promise<void> {
   const sup = readPid(`${dir}/supervisor.pid`);
-  if (pidAlive(sup)) {
+  if (pidExists(sup)) {
     try {
       process.kill(sup, "SIGTERM");
     } catch { /* exiting */ }
@@ -904,7 +904,7 @@ async function reapStale(root: string): Promise<void> {
       } catch {
         continue;
       }
-    } else if (pidAlive(sup)) continue;
+    } else if (pidExists(sup)) continue;
     await teardown(dir).catch(() => {});
   }
 }
@@ -1069,7 +1069,7 @@ export const localEngine: Engine = {
     const t = await preflight();
     const dir = `${t.root}/${id}`;
     const meta = readMeta(dir);
-    if (!meta || !pidAlive(readPid(`${dir}/supervisor.pid`)) || existsSync(`${dir}/destroying`)) {
+    if (!meta || !pidExists(readPid(`${dir}/supervisor.pid`)) || existsSync(`${dir}/destroying`)) {
       throw new NotFoundError(`no live sandbox ${id} (destroyed, expired, or never created here)`, { details: { id } });
     }
     return new LocalSandbox(id, dir, meta, t);
