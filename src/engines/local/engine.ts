@@ -208,7 +208,7 @@ function cgroupEnv(dirs: string[]): Record<string, string> {
 /** What a runner is asked to do: a guest command, or one agent file operation. */
 type Job =
   | { kind: "command"; argv: string[]; env: Record<string, string>; cwd: string }
-  | { kind: "agent"; op: string; args: string[] };
+  | { kind: "agent"; op: string; args: string[]; nonce?: string };
 
 /** A runner: spawned, entered, waiting for its job line. */
 interface Runner {
@@ -224,7 +224,8 @@ interface Runner {
  */
 function jobLine(job: Job): string {
   if (job.kind === "agent") {
-    return `MVM_NONCE=${crypto.randomUUID().slice(0, 8)}; mvm_agent ${[job.op, ...job.args].map(shellWord).join(" ")}`;
+    const nonce = job.nonce ?? crypto.randomUUID().slice(0, 8);
+    return `MVM_NONCE=${shellWord(nonce)}; mvm_agent ${[job.op, ...job.args].map(shellWord).join(" ")}`;
   }
   const parts: string[] = [];
   if (job.cwd !== "/") parts.push(`cd -- ${shellWord(job.cwd)} || exit 125`);
@@ -610,7 +611,7 @@ class LocalSandbox implements EngineSandbox {
 
   /**
    * Copies `input` into the agent's stdin with backpressure. When the source
-   * fails, the agent is signalled while its stdin is still open, so it can never
+   * fails, the agent is killed while its stdin is still open, so it can never
    * mistake the end of a broken stream for the end of the data and commit half a
    * file; the source's error is returned. When the agent stops reading (it failed,
    * e.g. no space), the source is cancelled and the agent's own error speaks.
@@ -623,7 +624,10 @@ class LocalSandbox implements EngineSandbox {
       try {
         r = await reader.read();
       } catch (e) {
-        await this.#killTree(cg, child, "SIGTERM");
+        // SIGKILL through cgroup.kill reaches every process of the job at once, forks included, so
+        // nothing is left that could see the end of stdin and commit; the caller removes the temp file
+        await this.#killTree(cg, child, "SIGKILL");
+        child.kill("SIGKILL");
         await writer.abort(e).catch(() => {});
         return e ?? new Error("the data stream failed");
       }
@@ -643,11 +647,17 @@ class LocalSandbox implements EngineSandbox {
 
   /** Runs an agent op in the jail and returns its stdout; `input` feeds its stdin. */
   async #agent(op: string, args: string[], path: string, input?: ReadableStream<Uint8Array>): Promise<string> {
-    const { child, cg } = await this.exec({ kind: "agent", op, args }, input !== undefined, `files.${op}`);
+    const nonce = crypto.randomUUID().slice(0, 8);
+    const { child, cg } = await this.exec({ kind: "agent", op, args, nonce }, input !== undefined, `files.${op}`);
     let inputError: unknown;
     const feeding = input ? this.#feed(input, child, cg).then((e) => void (inputError = e)) : Promise.resolve();
     const [stdout, stderr, s] = await Promise.all([collectText(child.stdout!), collectText(child.stderr!), child.status, feeding]);
     this.#reap(cg);
+    if (inputError !== undefined && op === "write") {
+      // the killed agent could not remove its temporary file: its name carries this write's nonce
+      const dir = args[0].slice(0, args[0].lastIndexOf("/")) || "/";
+      await this.#agent("cleanup", [dir, nonce], path).catch(() => {});
+    }
     if (inputError !== undefined) {
       throw inputError instanceof Error
         ? inputError

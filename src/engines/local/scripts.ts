@@ -120,7 +120,8 @@ cleanup "$reason"
 /**
  * In-jail agent for file operations. Usage: `sh -c AGENT_SH mvm-agent OP ARGS…`.
  * Ops: read PATH OFFSET LENGTH | write PATH MODE PARENTS | list PATH | stat PATH |
- * mkdir PATH MODE PARENTS | remove PATH RECURSIVE | rename FROM TO | tarin DIR | tarout DIR | cwdcheck PATH.
+ * mkdir PATH MODE PARENTS | remove PATH RECURSIVE | rename FROM TO | tarin DIR | tarout DIR | cleanup DIR NONCE |
+ * cwdcheck PATH.
  */
 export const AGENT_SH: string = String.raw`
 export LC_ALL=C PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -195,6 +196,10 @@ case "$op" in
     [ -e "$1" ] || missing "$1"
     [ -d "$1" ] || fail NOT_A_DIRECTORY "$1: Not a directory"
     exec tar -c -f - -C "$1" .;;
+  cleanup)
+    # temporary files of a write that was killed: .mvm-write.<pid>.<nonce> in its directory
+    case "$2" in *[!0-9a-f]*|"") fail INVALID_INPUT "bad nonce";; esac
+    rm -f -- "$1"/.mvm-write.*."$2";;
   cwdcheck)
     [ -d "$1" ] || { [ -e "$1" ] && fail NOT_A_DIRECTORY "$1: Not a directory"; missing "$1"; };;
   *) fail INTERNAL "unknown op $op";;
