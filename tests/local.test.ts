@@ -452,3 +452,19 @@ test("local lifecycle: a killed supervisor takes its sandbox with it; the next l
     await (await Sandbox.connect(sb.id).catch(() => sb)).destroy().catch(() => {});
   }
 });
+
+test("local commands: kill(SIGTERM) reaches the guest, whose own handler decides how it ends", async () => {
+  await using sb = await Sandbox.create();
+  const p = await sb.commands.start(["sh", "-c", "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done"]);
+  const reader = p.stdout.getReader();
+  assert.equal(new TextDecoder().decode((await reader.read()).value), "ready\n");
+  reader.releaseLock();
+  await p.kill("SIGTERM");
+  const r = await p.output();
+  assert.equal(r.stdout, "got-term\n");
+  assert.equal(r.exitCode, 7);
+  assert.equal(r.signal, null);
+  const q = await sb.commands.start(["sleep", "100"]);
+  await q.kill("SIGTERM");
+  assert.deepEqual([(await q.status).exitCode, (await q.status).signal], [null, "SIGTERM"]);
+});

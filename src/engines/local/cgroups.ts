@@ -24,9 +24,20 @@ import { collectText } from "../../streams.ts";
 export const CGROUP_SH: string = String.raw`
 op=$1; shift
 procs() { while read -r p; do printf '%s ' "$p"; done < "$1/cgroup.procs" 2>/dev/null; }
+frozen() { while read -r k v; do [ "$k" = frozen ] && [ "$v" = 1 ] && return 0; done < "$1/cgroup.events" 2>/dev/null; return 1; }
 killall() {
   if [ "$2" = KILL ] && [ -e "$1/cgroup.kill" ]; then echo 1 > "$1/cgroup.kill" 2>/dev/null && return 0; fi
-  for p in $(procs "$1"); do kill -s "$2" "$p" 2>/dev/null; done
+  # other signals: freeze the group so nothing forks past the listing, signal each, thaw
+  fz=0
+  if [ -e "$1/cgroup.freeze" ] && echo 1 > "$1/cgroup.freeze" 2>/dev/null; then
+    fz=1; i=0; while ! frozen "$1" && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.002; done
+  fi
+  # the spared process is signalled too when it is alone: the job has not forked yet, and its death
+  # is then the job's
+  list=$(procs "$1"); spare=%{3:-}; [ "$list" = "$spare " ] && spare=""
+  for p in $list; do [ "$p" = "$spare" ] || kill -s "$2" "$p" 2>/dev/null; done
+  [ $fz = 1 ] && echo 0 > "$1/cgroup.freeze" 2>/dev/null
+  return 0
 }
 empty() { read -r x < "$1/cgroup.procs" 2>/dev/null && return 1; return 0; }
 oom() {
@@ -58,7 +69,7 @@ case "$op" in
       mem=; cpu=; pids=
     fi
     echo "$kind $v2 %{mem:--} %{cpu:--} %{pids:--}";;
-  signal) killall "$1" "$2";;
+  signal) killall "$1" "$2" "%{3:-}";;
   session)
     # no cgroups: signal the session of the process whose parent is $1 (nsenter's child, a session leader)
     parent=$1; sig=$2
@@ -162,9 +173,15 @@ export function readSandboxCgroups(dir: string): SandboxCgroups | null {
   }
 }
 
-/** Signals every process of a group (SIGKILL uses `cgroup.kill`, which also catches forks). @example `await signalCgroup(dir, "SIGKILL")` */
-export async function signalCgroup(dir: string, signal: string): Promise<void> {
-  await cgroupOp("signal", dir, signal.replace(/^SIG/, ""));
+/**
+ * Signals every process of a group: SIGKILL through `cgroup.kill` (forks included); other signals
+ * with the group frozen meanwhile, so nothing forks past the listing. `except` is spared (the
+ * host-side nsenter, whose death would hide how the guest ended).
+ *
+ * @example `await signalCgroup(dir, "SIGTERM", nsenterPid)`
+ */
+export async function signalCgroup(dir: string, signal: string, except?: number): Promise<void> {
+  await cgroupOp("signal", dir, signal.replace(/^SIG/, ""), except ? String(except) : "");
 }
 
 /**

@@ -471,7 +471,7 @@ class LocalSandbox implements EngineSandbox {
   }
 
   async #killTree(cg: string | null, child: ChildProcess, signal: string): Promise<void> {
-    if (cg) await signalCgroup(cg, signal).catch(() => {});
+    if (cg) await signalCgroup(cg, signal, child.pid).catch(() => {});
     else await signalSession(child.pid, signal).catch(() => {});
   }
 
