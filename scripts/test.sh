@@ -10,7 +10,9 @@ export NO_COLOR=1; unset FORCE_COLOR
 total_pass=0; total_fail=0; status=0
 state=${MVM_STATE_DIR:-/var/lib/mvm}/sandboxes
 [ "$(id -u)" = 0 ] || state=${MVM_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/mvm}/sandboxes
+cgroups() { ls -d /sys/fs/cgroup/mvm/sbx-* /sys/fs/cgroup/*/mvm/sbx-* 2>/dev/null | sort; }
 before=$(ls "$state" 2>/dev/null | sort)
+cg_before=$(cgroups)
 
 echo "== deno $($BIN/deno --version | head -1)"
 $BIN/deno test -A --no-check --v8-flags=--expose-gc "${files[@]}" 2>&1 | tee /tmp/mvm-test-deno.log
@@ -43,15 +45,15 @@ if command -v node >/dev/null 2>&1 && [ $# -eq 0 ]; then
   rm -rf .node-test
 fi
 
-# nothing may outlive the suites: a sandbox folder they made that is still there after a grace period is a leak
+# nothing may outlive the suites: a sandbox folder or cgroup they made that is still there after a grace period is a leak
 leaked=""
 for _ in $(seq 1 20); do
-  leaked=$(comm -13 <(echo "$before") <(ls "$state" 2>/dev/null | sort) | tr '\n' ' ')
+  leaked=$( (comm -13 <(echo "$before") <(ls "$state" 2>/dev/null | sort); comm -13 <(echo "$cg_before") <(cgroups)) | tr '\n' ' ')
   [ -z "${leaked// /}" ] && break
   sleep 0.5
 done
 if [ -n "${leaked// /}" ]; then
-  echo "leak: sandbox folders left behind in $state: $leaked"
+  echo "leak: sandbox folders (in $state) or cgroups left behind: $leaked"
   total_fail=$((total_fail+1))
 fi
 

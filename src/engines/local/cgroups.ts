@@ -46,6 +46,14 @@ oom() {
   while read -r k v; do [ "$k" = oom_kill ] && { echo "$v"; return; }; done < "$f" 2>/dev/null
   echo 0
 }
+sweep() {
+  i=0
+  while [ -d "$1" ] && [ $i -lt 100 ]; do
+    for sub in "$1"/*/; do [ -d "$sub" ] && { killall "$sub" KILL; rmdir "$sub" 2>/dev/null; }; done
+    killall "$1" KILL
+    rmdir "$1" 2>/dev/null || { i=$((i+1)); sleep 0.02; }
+  done
+}
 case "$op" in
   detect)
     v2=; mem=; cpu=; pids=
@@ -90,11 +98,14 @@ case "$op" in
     rmdir "$@" 2>/dev/null
     echo "oom $(oom "$mem")";;
   remove)
-    for c in "$@"; do
-      [ -d "$c" ] || continue
-      for sub in "$c"/*/; do [ -d "$sub" ] && { killall "$sub" KILL; rmdir "$sub" 2>/dev/null; }; done
-      killall "$c" KILL
-      i=0; while ! rmdir "$c" 2>/dev/null && [ -d "$c" ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.02; done
+    for c in "$@"; do sweep "$c"; done;;
+  gc)
+    # groups of sandboxes whose state folder is gone (left by a teardown that raced a client)
+    state=$1; shift
+    for r in "$@"; do
+      for c in "$r"/mvm/sbx-*; do
+        [ -d "$c" ] && [ ! -d "$state/%{c##*/}" ] && sweep "$c"
+      done
     done;;
 esac
 `.replaceAll("%{", "${");
@@ -203,6 +214,14 @@ export async function reapCgroups(dirs: string[], memory: string | undefined): P
 /** Makes per-process groups in one go; returns those that now exist. @example `await makeCgroups([a, b])` */
 export async function makeCgroups(dirs: string[]): Promise<string[]> {
   return (await cgroupOp("make", ...dirs)).split("\n").filter(Boolean);
+}
+
+/**
+ * Removes the groups of sandboxes whose state folder is gone. @example `await collectOrphanCgroups(layout, stateRoot)`
+ */
+export async function collectOrphanCgroups(layout: CgroupLayout, stateRoot: string): Promise<void> {
+  const roots = [layout.v2, layout.v1.memory, layout.v1.cpu, layout.v1.pids].filter((r): r is string => !!r);
+  await cgroupOp("gc", stateRoot, ...roots);
 }
 
 /** Kills everything in the groups and removes them. @example `await removeCgroups([v2, mem])` */

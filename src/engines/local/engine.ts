@@ -52,6 +52,7 @@ import type { Capabilities, FileInfo, LogEvent, ProcessStatus, SandboxInfo } fro
 import type { Engine, EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions, WrittenFile } from "../contract.ts";
 import {
   type CgroupLayout,
+  collectOrphanCgroups,
   detectCgroups,
   makeCgroups,
   readSandboxCgroups,
@@ -895,8 +896,12 @@ async function teardown(dir: string): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
-/** Removes sandboxes whose supervisor died without cleaning up (e.g. SIGKILLed). */
-async function reapStale(root: string): Promise<void> {
+/**
+ * Removes sandboxes whose supervisor died without cleaning up (e.g. SIGKILLed), and, in the
+ * background, cgroups whose sandbox folder is gone.
+ */
+async function reapStale(root: string, layout: CgroupLayout | null): Promise<void> {
+  if (layout) collectOrphanCgroups(layout, root).catch(() => {});
   let entries: string[] = [];
   try {
     entries = readdirSync(root);
@@ -965,7 +970,7 @@ export const localEngine: Engine = {
       );
     }
     if (isRoot) assertSearchable(root);
-    await reapStale(root);
+    await reapStale(root, t.layout);
     const id = randomId();
     const dir = `${root}/${id}`;
     const now = new Date();
@@ -1086,7 +1091,7 @@ export const localEngine: Engine = {
   },
   async list(filter): Promise<SandboxInfo[]> {
     const t = await preflight();
-    await reapStale(t.root);
+    await reapStale(t.root, t.layout);
     const out: SandboxInfo[] = [];
     let entries: string[] = [];
     try {

@@ -45,10 +45,13 @@ cleanup() {
   fi
   [ -n "%{MVM_CG_V2:-}" ] && [ -e "$MVM_CG_V2/cgroup.kill" ] && echo 1 > "$MVM_CG_V2/cgroup.kill" 2>/dev/null
   if [ -n "$bw" ]; then kill -KILL "$bw" 2>/dev/null; wait "$bw" 2>/dev/null; fi
+  # per-process groups are swept on every try: a client may still be making one (a runner made ahead)
   for c in $all; do
-    [ -d "$c" ] || continue
-    for sub in "$c"/*/; do [ -d "$sub" ] && { [ -w "$sub/cgroup.kill" ] && echo 1 > "$sub/cgroup.kill"; rmdir "$sub" 2>/dev/null; }; done
-    i=0; while ! rmdir "$c" 2>/dev/null && [ $i -lt 50 ]; do i=$((i+1)); sleep 0.05; done
+    i=0
+    while [ -d "$c" ] && [ $i -lt 50 ]; do
+      for sub in "$c"/*/; do [ -d "$sub" ] && { [ -w "$sub/cgroup.kill" ] && echo 1 > "$sub/cgroup.kill"; rmdir "$sub" 2>/dev/null; }; done
+      rmdir "$c" 2>/dev/null || { i=$((i+1)); sleep 0.05; }
+    done
   done
   rm -rf "$d"
   exit 0
