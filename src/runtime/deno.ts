@@ -9,8 +9,8 @@
  * ```
  * @module
  */
-import { NotFoundError, PermissionDeniedError } from "../errors.ts";
-import { type ChildProcess, exitStatus, type Runtime, type SpawnOptions } from "./types.ts";
+import { NotFoundError } from "../errors.ts";
+import { type ChildProcess, exitStatus, permissionRefusal, type Runtime, type SpawnOptions } from "./types.ts";
 
 /** The Deno implementation of {@linkcode Runtime}. @example `await denoRuntime.spawn("true", [])` */
 export const denoRuntime: Runtime = {
@@ -57,11 +57,7 @@ function mapSpawnError(cmd: string, e: unknown): Error {
   if (e instanceof Deno.errors.NotFound) {
     return new NotFoundError(`binary not found: ${cmd} (install it or put it on PATH)`, { cause: e, details: { binary: cmd } });
   }
-  if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
-    return new PermissionDeniedError(
-      `Deno refused to run ${cmd}: grant it with --allow-run (e.g. deno run --allow-run --allow-read --allow-write --allow-env …)`,
-      { cause: e, details: { flag: "--allow-run", binary: cmd } },
-    );
-  }
+  const refused = permissionRefusal(e, "--allow-run", `running ${cmd} (the SDK needs --allow-run --allow-read --allow-write --allow-env)`);
+  if (refused) return refused;
   return e instanceof Error ? e : new Error(String(e));
 }

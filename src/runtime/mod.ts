@@ -12,7 +12,7 @@
  */
 import process from "node:process";
 import { PermissionDeniedError } from "../errors.ts";
-import type { Runtime } from "./types.ts";
+import { permissionRefusal, type Runtime } from "./types.ts";
 import { denoRuntime } from "./deno.ts";
 import { bunRuntime } from "./bun.ts";
 import { nodeRuntime } from "./node.ts";
@@ -27,15 +27,6 @@ export function runtime(): Runtime {
   return nodeRuntime;
 }
 
-/** Maps a Deno permission refusal to a typed error that names the flag; other errors pass through. */
-export function permissionError(e: unknown, flag: string, what: string): unknown {
-  const name = (e as { name?: string })?.name;
-  if (name === "NotCapable" || (name === "PermissionDenied" && runtime().name === "deno")) {
-    return new PermissionDeniedError(`Deno refused ${what}: grant it with ${flag}`, { cause: e, details: { flag } });
-  }
-  return e;
-}
-
 /**
  * Runs `fn` and turns a Deno permission refusal anywhere inside it into a
  * {@linkcode PermissionDeniedError} that says which flags the SDK needs.
@@ -46,17 +37,13 @@ export async function withHostPermissions<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (e) {
-    const name = (e as { name?: string })?.name;
-    if (name === "NotCapable" || (name === "PermissionDenied" && runtime().name === "deno")) {
-      const flag = /--allow-[a-z]+/.exec(String((e as Error).message))?.[0] ?? "--allow-run --allow-read --allow-write --allow-env";
-      throw new PermissionDeniedError(
-        `Deno refused a host operation the sandbox needs (${
-          (e as Error).message
-        }). Grant ${flag}; the SDK needs --allow-run --allow-read --allow-write --allow-env.`,
-        { cause: e, details: { flag } },
-      );
-    }
-    throw e;
+    if (e instanceof PermissionDeniedError) throw e;
+    const flag = /--allow-[a-z]+/.exec(String((e as Error)?.message))?.[0] ?? "--allow-run --allow-read --allow-write --allow-env";
+    throw permissionRefusal(
+      e,
+      flag,
+      `a host operation the sandbox needs (${(e as Error)?.message}); the SDK needs --allow-run --allow-read --allow-write --allow-env`,
+    ) ?? e;
   }
 }
 
@@ -65,7 +52,7 @@ export function getEnv(name: string): string | undefined {
   try {
     return process.env[name];
   } catch (e) {
-    throw permissionError(e, `--allow-env=${name}`, `reading the environment variable ${name}`);
+    throw permissionRefusal(e, `--allow-env=${name}`, `reading the environment variable ${name}`) ?? e;
   }
 }
 

@@ -13,6 +13,8 @@
  * @module
  */
 
+import { PermissionDeniedError } from "../errors.ts";
+
 /** How one standard stream of the child is wired. */
 export type Stdio = "piped" | "null" | "inherit";
 
@@ -78,4 +80,17 @@ export function exitStatus(code: number | null, signal: string | number | null):
 export function nodeStdio(s: Stdio | undefined, fallback: Stdio): "pipe" | "ignore" | "inherit" {
   const v = s ?? fallback;
   return v === "piped" ? "pipe" : v === "null" ? "ignore" : "inherit";
+}
+
+/**
+ * A Deno permission refusal (`NotCapable`) as a typed error that names the flag to grant, or null
+ * when `e` is something else.
+ *
+ * @example `throw permissionRefusal(e, "--allow-run", "running bwrap") ?? e`
+ */
+export function permissionRefusal(e: unknown, flag: string, what: string): PermissionDeniedError | null {
+  const name = (e as { name?: string })?.name;
+  const onDeno = (globalThis as Record<string, unknown>).Deno !== undefined;
+  if (name !== "NotCapable" && !(name === "PermissionDenied" && onDeno)) return null;
+  return new PermissionDeniedError(`Deno refused ${what}: grant it with ${flag}`, { cause: e, details: { flag } });
 }

@@ -20,9 +20,11 @@ import { readFileSync } from "node:fs";
 import { runtime } from "../../runtime/mod.ts";
 import { collectText } from "../../streams.ts";
 
-/** Host-side cgroup helper. Usage: `sh -c CGROUP_SH mvm-cg OP ARGS…`. */
-export const CGROUP_SH: string = String.raw`
-op=$1; shift
+/**
+ * Shell functions for cgroups, shared by the helper below and the supervisor:
+ * `killall DIR SIG [SPARE]`, `sweep DIR` (kill, remove per-process groups, remove DIR), `empty`, `oom`.
+ */
+export const CGROUP_FNS: string = String.raw`
 procs() { while read -r p; do printf '%s ' "$p"; done < "$1/cgroup.procs" 2>/dev/null; }
 frozen() { while read -r k v; do [ "$k" = frozen ] && [ "$v" = 1 ] && return 0; done < "$1/cgroup.events" 2>/dev/null; return 1; }
 killall() {
@@ -54,6 +56,11 @@ sweep() {
     rmdir "$1" 2>/dev/null || { i=$((i+1)); sleep 0.02; }
   done
 }
+`.replaceAll("%{", "${");
+
+/** Host-side cgroup helper. Usage: `sh -c CGROUP_SH mvm-cg OP ARGS…`. */
+export const CGROUP_SH: string = CGROUP_FNS + String.raw`
+op=$1; shift
 case "$op" in
   detect)
     v2=; mem=; cpu=; pids=

@@ -235,8 +235,8 @@ function jobLine(job: Job): string {
   return parts.join("; ");
 }
 
-function guestEnv(meta: Meta, extra: Record<string, string>): Record<string, string> {
-  return { PATH: GUEST_PATH, HOME: "/root", LANG: "C.UTF-8", TERM: "dumb", ...meta.env, ...extra };
+function guestEnv(meta: Meta): Record<string, string> {
+  return { PATH: GUEST_PATH, HOME: "/root", LANG: "C.UTF-8", TERM: "dumb", ...meta.env };
 }
 
 const ERROR_CLASSES: Record<string, new (m: string, o?: { details?: Record<string, unknown> }) => SandboxError> = {
@@ -434,7 +434,7 @@ class LocalSandbox implements EngineSandbox {
       const child = await runtime().spawn("/bin/sh", ["-c", script, "mvm-exec"], {
         clearEnv: true,
         env: {
-          ...guestEnv(this.meta, {}),
+          ...guestEnv(this.meta),
           ...cgroupEnv(cg ? [cg, ...this.cgroups!.join] : []),
           MVM_INIT: String(initPid),
           MVM_RUNNER: RUNNER_SH,

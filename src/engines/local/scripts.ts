@@ -18,13 +18,14 @@
  * ```
  * @module
  */
+import { CGROUP_FNS } from "./cgroups.ts";
 
 /**
  * Host-side supervisor. Args: state dir, owner pid, TTL seconds, then the bubblewrap argv.
  * Env (optional): MVM_CG_KIND, MVM_CG_V2, MVM_CG_MEM/CPU/PIDS (groups to make), MVM_LIM_MEM/CPU/PIDS
  * (limits), MVM_CG_POOL (names of per-process groups to make under the v2 group, for the SDK). It writes `<dir>/cgroups` (v2 group, memory group, v1 groups to join) for the SDK.
  */
-export const SUPERVISOR_SH: string = String.raw`
+export const SUPERVISOR_SH: string = CGROUP_FNS + String.raw`
 set -u
 d=$1; owner=$2; ttl=$3; shift 3
 bw=""; sl=""; ttlpid=""; all=""; pid=""
@@ -43,16 +44,10 @@ cleanup() {
   if [ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null; then
     i=0; while alive "$pid" && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done
   fi
-  [ -n "%{MVM_CG_V2:-}" ] && [ -e "$MVM_CG_V2/cgroup.kill" ] && echo 1 > "$MVM_CG_V2/cgroup.kill" 2>/dev/null
+  [ -n "%{MVM_CG_V2:-}" ] && killall "$MVM_CG_V2" KILL
   if [ -n "$bw" ]; then kill -KILL "$bw" 2>/dev/null; wait "$bw" 2>/dev/null; fi
-  # per-process groups are swept on every try: a client may still be making one (a runner made ahead)
-  for c in $all; do
-    i=0
-    while [ -d "$c" ] && [ $i -lt 50 ]; do
-      for sub in "$c"/*/; do [ -d "$sub" ] && { [ -w "$sub/cgroup.kill" ] && echo 1 > "$sub/cgroup.kill"; rmdir "$sub" 2>/dev/null; }; done
-      rmdir "$c" 2>/dev/null || { i=$((i+1)); sleep 0.05; }
-    done
-  done
+  # sweep retries until each group is gone: a client may still be making a per-process group
+  for c in $all; do sweep "$c"; done
   rm -rf "$d"
   exit 0
 }
