@@ -896,12 +896,17 @@ async function teardown(dir: string): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
+let lastCgroupGc = 0;
+
 /**
  * Removes sandboxes whose supervisor died without cleaning up (e.g. SIGKILLed), and, in the
- * background, cgroups whose sandbox folder is gone.
+ * background and at most every 30 s, cgroups whose sandbox folder is gone.
  */
 async function reapStale(root: string, layout: CgroupLayout | null): Promise<void> {
-  if (layout) collectOrphanCgroups(layout, root).catch(() => {});
+  if (layout && Date.now() - lastCgroupGc > 30_000) {
+    lastCgroupGc = Date.now();
+    collectOrphanCgroups(layout, root).catch(() => {});
+  }
   let entries: string[] = [];
   try {
     entries = readdirSync(root);
