@@ -114,7 +114,7 @@ export class Commands {
    * @example `const { stdout, exitCode } = await sb.commands.run(["ls", "/"])`
    */
   async run(argv: string[], options: CommandOptions = {}): Promise<CommandResult> {
-    if (!this.#sb._capabilities().commands) {
+    if (!this.#sb.capabilities().commands) {
       throw new UnsupportedError(
         `commands.run needs the command's output, which the ${this.#sb.engine} engine cannot give${
           this.#sb.engine === "record" ? " (record mode never executes; use commands.start to record, or run in live mode)" : ""
@@ -362,11 +362,6 @@ export class Sandbox implements AsyncDisposable {
   /** What this sandbox's engine can do. @example `sb.capabilities().snapshot` */
   capabilities(): Capabilities {
     return structuredClone(this.#caps);
-  }
-
-  /** @internal */
-  _capabilities(): Capabilities {
-    return this.#caps;
   }
 
   /** @internal The engine sandbox, for Commands and Files. */
