@@ -31,12 +31,13 @@ p=${p:-0}; f=${f:-0}; [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
 echo "bun: $p passed, $f failed"
 total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
 
-# Node runs the runtime shim's tests (node:child_process), bundled to JavaScript by bun build: Node 20
-# cannot load TypeScript, and the sandbox suites need a runtime that can (they spawn .ts scripts).
+# Node runs the runtime shim's tests (node:child_process and its pure helpers), bundled to JavaScript by
+# bun build: Node 20 cannot load TypeScript, and the sandbox suites need a runtime that can (they spawn .ts scripts).
 if command -v node >/dev/null 2>&1 && [ $# -eq 0 ]; then
-  echo "== node $(node --version) (tests/shim.test.ts)"
-  rm -rf .node-test && $BIN/bun build tests/shim.test.ts --target=node --outfile=.node-test/shim.test.mjs >/dev/null
-  node --test .node-test/shim.test.mjs 2>&1 | tee /tmp/mvm-test-node.log | grep -E '^(not )?ok |^# (pass|fail)'
+  echo "== node $(node --version) (tests/shim.test.ts tests/runtime.test.ts)"
+  rm -rf .node-test
+  for t in shim runtime; do $BIN/bun build "tests/$t.test.ts" --target=node --outfile=".node-test/$t.test.mjs" >/dev/null; done
+  node --test .node-test/*.test.mjs 2>&1 | tee /tmp/mvm-test-node.log | grep -E '^(not )?ok |^# (pass|fail)'
   rc=${PIPESTATUS[0]}
   p=$(sed -nE 's/^# pass ([0-9]+)$/\1/p' /tmp/mvm-test-node.log); f=$(sed -nE 's/^# fail ([0-9]+)$/\1/p' /tmp/mvm-test-node.log)
   p=${p:-0}; f=${f:-0}; [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1

@@ -42,6 +42,11 @@ test("shim: AbortSignal kills the child", async () => {
   assert.equal((await c.status).signal, "SIGKILL");
 });
 
+test("shim: an AbortSignal aborted before the spawn kills the child at once", async () => {
+  const c = await runtime().spawn("sleep", ["30"], { stdout: "null", stderr: "null", signal: AbortSignal.abort() });
+  assert.equal((await c.status).signal, "SIGKILL");
+});
+
 test("shim: clearEnv gives the child only what was passed", async () => {
   const c = await runtime().spawn("/usr/bin/env", [], { clearEnv: true, env: { ONLY: "1" } });
   assert.equal((await collectText(c.stdout!)).trim(), "ONLY=1");

@@ -3,17 +3,18 @@
  * file turns it into a `WritableStream` with backpressure (each chunk is
  * flushed before the next is accepted).
  *
- * @example
+ * @example Spawning directly on Bun (the SDK goes through `runtime()`)
  * ```ts
+ * import assert from "node:assert/strict";
  * import { bunRuntime } from "./bun.ts";
  * const c = await bunRuntime.spawn("true", []);
- * await c.status; // { code: 0, signal: null }
+ * assert.deepEqual(await c.status, { code: 0, signal: null });
  * ```
  * @module
  */
 import process from "node:process";
-import { NotFoundError } from "../errors.ts";
-import { type ChildProcess, exitStatus, nodeStdio as mapStdio, type Runtime, type SpawnOptions } from "./types.ts";
+import { binaryNotFound, defineRuntime, exitStatus, nodeStdio as mapStdio } from "./spawn.ts";
+import type { ChildProcess, Runtime, SpawnOptions } from "./types.ts";
 
 interface BunFileSink {
   write(chunk: Uint8Array): number;
@@ -38,66 +39,57 @@ interface BunGlobal {
 }
 
 /** The Bun implementation of {@linkcode Runtime}. @example `await bunRuntime.spawn("true", [])` */
-export const bunRuntime: Runtime = {
-  name: "bun",
-  spawn(cmd: string, args: readonly string[], o: SpawnOptions = {}): Promise<ChildProcess> {
-    const Bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
-    const env: Record<string, string> = o.clearEnv ? { ...o.env } : { ...process.env as Record<string, string>, ...o.env };
-    let p: BunSubprocess;
-    try {
-      p = Bun.spawn([cmd, ...args], {
-        cwd: o.cwd,
-        env,
-        stdin: mapStdio(o.stdin, "null"),
-        stdout: mapStdio(o.stdout, "piped"),
-        stderr: mapStdio(o.stderr, "piped"),
-      });
-    } catch (e) {
-      const msg = String((e as Error)?.message ?? e);
-      if (/ENOENT|not found/i.test(msg)) {
-        return Promise.reject(
-          new NotFoundError(`binary not found: ${cmd} (install it or put it on PATH)`, { cause: e, details: { binary: cmd } }),
-        );
-      }
-      return Promise.reject(e);
-    }
-    const kill = (signal = "SIGTERM") => {
-      try {
-        if (p.exitCode === null && p.signalCode === null) p.kill(signal);
-      } catch { /* already exited */ }
-    };
-    if (o.signal) {
-      if (o.signal.aborted) kill("SIGKILL");
-      else o.signal.addEventListener("abort", () => kill("SIGKILL"), { once: true });
-    }
-    let stdin: WritableStream<Uint8Array> | null = null;
-    if (o.stdin === "piped" && p.stdin) {
-      const sink = p.stdin;
-      stdin = new WritableStream<Uint8Array>({
-        async write(chunk) {
-          sink.write(chunk);
-          await sink.flush();
-        },
-        async close() {
-          await sink.end();
-        },
-        async abort() {
-          try {
-            await sink.end();
-          } catch { /* closed */ }
-        },
-      });
-    }
-    const status = p.exited.then(() => exitStatus(p.exitCode, p.signalCode));
-    return Promise.resolve({
-      pid: p.pid,
-      stdin,
-      stdout: p.stdout ?? null,
-      stderr: p.stderr ?? null,
-      status,
-      kill,
-      unref: () => p.unref(),
-      ref: () => p.ref(),
+export const bunRuntime: Runtime = defineRuntime("bun", (cmd: string, args: readonly string[], o: SpawnOptions): Promise<ChildProcess> => {
+  const Bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
+  const env: Record<string, string> = o.clearEnv ? { ...o.env } : { ...process.env as Record<string, string>, ...o.env };
+  let p: BunSubprocess;
+  try {
+    p = Bun.spawn([cmd, ...args], {
+      cwd: o.cwd,
+      env,
+      stdin: mapStdio(o.stdin, "null"),
+      stdout: mapStdio(o.stdout, "piped"),
+      stderr: mapStdio(o.stderr, "piped"),
     });
-  },
-};
+  } catch (e) {
+    const msg = String((e as Error)?.message ?? e);
+    if (/ENOENT|not found/i.test(msg)) {
+      return Promise.reject(binaryNotFound(cmd, e));
+    }
+    return Promise.reject(e);
+  }
+  const kill = (signal = "SIGTERM") => {
+    try {
+      if (p.exitCode === null && p.signalCode === null) p.kill(signal);
+    } catch { /* already exited */ }
+  };
+  let stdin: WritableStream<Uint8Array> | null = null;
+  if (o.stdin === "piped" && p.stdin) {
+    const sink = p.stdin;
+    stdin = new WritableStream<Uint8Array>({
+      async write(chunk) {
+        sink.write(chunk);
+        await sink.flush();
+      },
+      async close() {
+        await sink.end();
+      },
+      async abort() {
+        try {
+          await sink.end();
+        } catch { /* closed */ }
+      },
+    });
+  }
+  const status = p.exited.then(() => exitStatus(p.exitCode, p.signalCode));
+  return Promise.resolve({
+    pid: p.pid,
+    stdin,
+    stdout: p.stdout ?? null,
+    stderr: p.stderr ?? null,
+    status,
+    kill,
+    unref: () => p.unref(),
+    ref: () => p.ref(),
+  });
+});

@@ -1,21 +1,23 @@
 /**
  * The runtime shim on Deno: `Deno.Command`.
  *
- * @example
+ * @example Spawning directly on Deno (the SDK goes through `runtime()`)
  * ```ts
+ * import assert from "node:assert/strict";
  * import { denoRuntime } from "./deno.ts";
  * const c = await denoRuntime.spawn("true", []);
- * await c.status; // { code: 0, signal: null }
+ * assert.deepEqual(await c.status, { code: 0, signal: null });
  * ```
  * @module
  */
-import { NotFoundError } from "../errors.ts";
-import { type ChildProcess, exitStatus, permissionRefusal, type Runtime, type SpawnOptions } from "./types.ts";
+import { DENO_FLAGS, permissionRefusal } from "./permissions.ts";
+import { binaryNotFound, defineRuntime, exitStatus } from "./spawn.ts";
+import type { ChildProcess, Runtime, SpawnOptions } from "./types.ts";
 
 /** The Deno implementation of {@linkcode Runtime}. @example `await denoRuntime.spawn("true", [])` */
-export const denoRuntime: Runtime = {
-  name: "deno",
-  spawn(cmd: string, args: readonly string[], o: SpawnOptions = {}): Promise<ChildProcess> {
+export const denoRuntime: Runtime = defineRuntime(
+  "deno",
+  (cmd: string, args: readonly string[], o: SpawnOptions): Promise<ChildProcess> => {
     let child: Deno.ChildProcess;
     try {
       child = new Deno.Command(cmd, {
@@ -35,10 +37,6 @@ export const denoRuntime: Runtime = {
         child.kill(signal as Deno.Signal);
       } catch { /* already exited */ }
     };
-    if (o.signal) {
-      if (o.signal.aborted) kill("SIGKILL");
-      else o.signal.addEventListener("abort", () => kill("SIGKILL"), { once: true });
-    }
     const status = child.status.then((s) => exitStatus(s.signal ? null : s.code, s.signal));
     return Promise.resolve({
       pid: child.pid,
@@ -51,13 +49,11 @@ export const denoRuntime: Runtime = {
       ref: () => child.ref(),
     });
   },
-};
+);
 
 function mapSpawnError(cmd: string, e: unknown): Error {
-  if (e instanceof Deno.errors.NotFound) {
-    return new NotFoundError(`binary not found: ${cmd} (install it or put it on PATH)`, { cause: e, details: { binary: cmd } });
-  }
-  const refused = permissionRefusal(e, "--allow-run", `running ${cmd} (the SDK needs --allow-run --allow-read --allow-write --allow-env)`);
+  if (e instanceof Deno.errors.NotFound) return binaryNotFound(cmd, e);
+  const refused = permissionRefusal(e, "--allow-run", `running ${cmd} (the SDK needs ${DENO_FLAGS})`);
   if (refused) return refused;
   return e instanceof Error ? e : new Error(String(e));
 }

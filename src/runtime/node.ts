@@ -2,24 +2,25 @@
  * The runtime shim on Node.js: `node:child_process` with streams converted to
  * Web Streams.
  *
- * @example
+ * @example Spawning directly on Node (the SDK goes through `runtime()`)
  * ```ts
+ * import assert from "node:assert/strict";
  * import { nodeRuntime } from "./node.ts";
  * const c = await nodeRuntime.spawn("true", []);
- * await c.status; // { code: 0, signal: null }
+ * assert.deepEqual(await c.status, { code: 0, signal: null });
  * ```
  * @module
  */
 import { spawn } from "node:child_process";
 import process from "node:process";
 import { Readable, Writable } from "node:stream";
-import { NotFoundError } from "../errors.ts";
-import { type ChildProcess, exitStatus, nodeStdio as mapStdio, type Runtime, type SpawnOptions } from "./types.ts";
+import { binaryNotFound, defineRuntime, exitStatus, nodeStdio as mapStdio } from "./spawn.ts";
+import type { ChildProcess, Runtime, SpawnOptions } from "./types.ts";
 
 /** The Node implementation of {@linkcode Runtime}. @example `await nodeRuntime.spawn("true", [])` */
-export const nodeRuntime: Runtime = {
-  name: "node",
-  spawn(cmd: string, args: readonly string[], o: SpawnOptions = {}): Promise<ChildProcess> {
+export const nodeRuntime: Runtime = defineRuntime(
+  "node",
+  (cmd: string, args: readonly string[], o: SpawnOptions): Promise<ChildProcess> => {
     const env = o.clearEnv ? { ...o.env } : { ...process.env, ...o.env };
     const c = spawn(cmd, [...args], {
       cwd: o.cwd,
@@ -29,14 +30,10 @@ export const nodeRuntime: Runtime = {
     const kill = (signal = "SIGTERM") => {
       if (c.exitCode === null && c.signalCode === null) c.kill(signal as NodeJS.Signals);
     };
-    if (o.signal) {
-      if (o.signal.aborted) kill("SIGKILL");
-      else o.signal.addEventListener("abort", () => kill("SIGKILL"), { once: true });
-    }
     return new Promise((resolve, reject) => {
       c.once("error", (e: NodeJS.ErrnoException) => {
         if (e.code === "ENOENT") {
-          reject(new NotFoundError(`binary not found: ${cmd} (install it or put it on PATH)`, { cause: e, details: { binary: cmd } }));
+          reject(binaryNotFound(cmd, e));
         } else reject(e);
       });
       c.once("spawn", () => {
@@ -54,4 +51,4 @@ export const nodeRuntime: Runtime = {
       });
     });
   },
-};
+);

@@ -4,16 +4,19 @@
  * runtime implements it (`deno.ts`, `bun.ts`, `node.ts`); nothing else in the
  * SDK knows which runtime it is on.
  *
- * @example
+ * @example Spawning through the interface
  * ```ts
+ * import assert from "node:assert/strict";
  * import { runtime } from "./mod.ts";
  * const child = await runtime().spawn("echo", ["hi"], { stdout: "piped" });
- * console.log(await new Response(child.stdout).text(), await child.status);
+ * assert.equal(await new Response(child.stdout).text(), "hi\n");
+ * assert.deepEqual(await child.status, { code: 0, signal: null });
  * ```
  * @module
  */
 
-import { PermissionDeniedError } from "../errors.ts";
+/** The runtimes the shim supports. */
+export type RuntimeName = "deno" | "bun" | "node";
 
 /** How one standard stream of the child is wired. */
 export type Stdio = "piped" | "null" | "inherit";
@@ -63,34 +66,7 @@ export interface ChildProcess {
 
 /** What one runtime provides. */
 export interface Runtime {
-  readonly name: "deno" | "bun" | "node";
+  readonly name: RuntimeName;
   /** Starts `cmd` with `args`. Rejects with NotFoundError for a missing binary, PermissionDeniedError when the runtime forbids it. */
   spawn(cmd: string, args: readonly string[], options?: SpawnOptions): Promise<ChildProcess>;
-}
-
-/** Normalises an exit: a signal wins over the shell-style 128+n code. */
-export function exitStatus(code: number | null, signal: string | number | null): ExitStatus {
-  if (signal !== null && signal !== undefined && signal !== "") {
-    return { code: null, signal: typeof signal === "number" ? `SIG${signal}` : signal };
-  }
-  return { code, signal: null };
-}
-
-/** A {@linkcode Stdio} in the spelling of `node:child_process` and `Bun.spawn` (`"pipe"`, `"ignore"`, `"inherit"`). @example `nodeStdio(undefined, "piped") // "pipe"` */
-export function nodeStdio(s: Stdio | undefined, fallback: Stdio): "pipe" | "ignore" | "inherit" {
-  const v = s ?? fallback;
-  return v === "piped" ? "pipe" : v === "null" ? "ignore" : "inherit";
-}
-
-/**
- * A Deno permission refusal (`NotCapable`) as a typed error that names the flag to grant, or null
- * when `e` is something else.
- *
- * @example `throw permissionRefusal(e, "--allow-run", "running bwrap") ?? e`
- */
-export function permissionRefusal(e: unknown, flag: string, what: string): PermissionDeniedError | null {
-  const name = (e as { name?: string })?.name;
-  const onDeno = (globalThis as Record<string, unknown>).Deno !== undefined;
-  if (name !== "NotCapable" && !(name === "PermissionDenied" && onDeno)) return null;
-  return new PermissionDeniedError(`Deno refused ${what}: grant it with ${flag}`, { cause: e, details: { flag } });
 }

@@ -1,0 +1,76 @@
+/**
+ * What the three shims (`deno.ts`, `bun.ts`, `node.ts`) share: the one place
+ * an `AbortSignal` is wired to a child, exit-status normalising, the stdio
+ * spelling of `node:child_process` and Bun, and the missing-binary error.
+ *
+ * @example A shim is a spawn function wrapped once
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { defineRuntime, exitStatus } from "./spawn.ts";
+ * const fake = defineRuntime("node", () =>
+ *   Promise.resolve({
+ *     pid: 1, stdin: null, stdout: null, stderr: null,
+ *     status: Promise.resolve(exitStatus(0, null)),
+ *     kill() {}, unref() {}, ref() {},
+ *   }));
+ * assert.deepEqual(await (await fake.spawn("true", [])).status, { code: 0, signal: null });
+ * ```
+ * @module
+ */
+import { NotFoundError } from "../errors.ts";
+import type { ChildProcess, ExitStatus, Runtime, RuntimeName, SpawnOptions, Stdio } from "./types.ts";
+
+/** A runtime's own spawn: everything of {@linkcode SpawnOptions} but `signal`, which {@linkcode defineRuntime} wires. */
+export type SpawnFn = (cmd: string, args: readonly string[], options: SpawnOptions) => Promise<ChildProcess>;
+
+/**
+ * A {@linkcode Runtime} from a runtime's own spawn, with `options.signal`
+ * wired the same way for every runtime: aborting kills the child with SIGKILL.
+ *
+ * @example `export const denoRuntime = defineRuntime("deno", spawnWithDenoCommand)`
+ */
+export function defineRuntime(name: RuntimeName, spawn: SpawnFn): Runtime {
+  return {
+    name,
+    async spawn(cmd: string, args: readonly string[], options: SpawnOptions = {}): Promise<ChildProcess> {
+      const child = await spawn(cmd, args, options);
+      killOnAbort(options.signal, child);
+      return child;
+    },
+  };
+}
+
+/**
+ * Kills `child` with SIGKILL when `signal` aborts (at once if it already has).
+ * The listener goes when the child exits, so a long-lived signal shared by
+ * many children does not collect them.
+ *
+ * @example `killOnAbort(options.signal, child)`
+ */
+export function killOnAbort(signal: AbortSignal | undefined, child: Pick<ChildProcess, "kill" | "status">): void {
+  if (signal === undefined) return;
+  const kill = () => child.kill("SIGKILL");
+  if (signal.aborted) return kill();
+  signal.addEventListener("abort", kill, { once: true });
+  const forget = () => signal.removeEventListener("abort", kill);
+  child.status.then(forget, forget);
+}
+
+/** Normalises an exit: a signal wins over the shell-style 128+n code. @example `exitStatus(null, "SIGTERM") // { code: null, signal: "SIGTERM" }` */
+export function exitStatus(code: number | null, signal: string | number | null): ExitStatus {
+  if (signal !== null && signal !== undefined && signal !== "") {
+    return { code: null, signal: typeof signal === "number" ? `SIG${signal}` : signal };
+  }
+  return { code, signal: null };
+}
+
+/** A {@linkcode Stdio} in the spelling of `node:child_process` and `Bun.spawn` (`"pipe"`, `"ignore"`, `"inherit"`). @example `nodeStdio(undefined, "piped") // "pipe"` */
+export function nodeStdio(s: Stdio | undefined, fallback: Stdio): "pipe" | "ignore" | "inherit" {
+  const v = s ?? fallback;
+  return v === "piped" ? "pipe" : v === "null" ? "ignore" : "inherit";
+}
+
+/** The error every shim gives for a binary that is not there. @example `throw binaryNotFound("bwrap", e)` */
+export function binaryNotFound(cmd: string, cause: unknown): NotFoundError {
+  return new NotFoundError(`binary not found: ${cmd} (install it or put it on PATH)`, { cause, details: { binary: cmd } });
+}

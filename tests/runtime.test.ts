@@ -1,0 +1,245 @@
+// The runtime shim's pure helpers: detection, exit statuses, stdio spelling, abort wiring,
+// permission refusals and host facts. No sandbox and no root; run by Deno, Bun and Node.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import process from "node:process";
+import { NotFoundError, PermissionDeniedError } from "../mod.ts";
+import {
+  detectRuntime,
+  getEnv,
+  hostPid,
+  hostPlatform,
+  permissionRefusal,
+  pidExists,
+  runtime,
+  withHostPermissions,
+} from "../src/runtime/mod.ts";
+import { runHooks } from "../src/runtime/host.ts";
+import { binaryNotFound, defineRuntime, exitStatus, killOnAbort, nodeStdio } from "../src/runtime/spawn.ts";
+import type { ChildProcess, ExitStatus } from "../src/runtime/types.ts";
+import { RUNTIME } from "./helpers.ts";
+
+/** A child that records the signals sent to it and exits when `exit` is called. */
+function fakeChild(): ChildProcess & { signals: string[]; exit(): Promise<void> } {
+  let exit!: (s: ExitStatus) => void;
+  const status = new Promise<ExitStatus>((res) => exit = res);
+  const signals: string[] = [];
+  return {
+    pid: 4242,
+    stdin: null,
+    stdout: null,
+    stderr: null,
+    status,
+    signals,
+    kill: (signal = "SIGTERM") => void signals.push(signal),
+    unref() {},
+    ref() {},
+    async exit() {
+      exit({ code: 0, signal: null });
+      await status;
+    },
+  };
+}
+
+const notCapable = (message = "Requires run access") => Object.assign(new Error(message), { name: "NotCapable" });
+
+test("detectRuntime: Deno with Deno.Command is deno", () => {
+  assert.equal(detectRuntime({ Deno: { Command: class {} } }), "deno");
+});
+
+test("detectRuntime: a Deno global without Deno.Command is not taken for Deno", () => {
+  assert.equal(detectRuntime({ Deno: {} }), "node");
+});
+
+test("detectRuntime: a Bun global is bun", () => {
+  assert.equal(detectRuntime({ Bun: {} }), "bun");
+});
+
+test("detectRuntime: neither global is node", () => {
+  assert.equal(detectRuntime({}), "node");
+});
+
+test("detectRuntime: the real globals name the runtime running the tests", () => {
+  assert.equal(detectRuntime(), RUNTIME);
+});
+
+test("runtime: every call returns the one shim picked first", () => {
+  assert.equal(runtime(), runtime());
+});
+
+test("exitStatus: an exit code without a signal is kept", () => {
+  assert.deepEqual(exitStatus(7, null), { code: 7, signal: null });
+});
+
+test("exitStatus: a signal wins over the code", () => {
+  assert.deepEqual(exitStatus(137, "SIGKILL"), { code: null, signal: "SIGKILL" });
+});
+
+test("exitStatus: a numeric signal is spelled SIG<n>", () => {
+  assert.deepEqual(exitStatus(null, 9), { code: null, signal: "SIG9" });
+});
+
+test("exitStatus: an empty signal string counts as no signal", () => {
+  assert.deepEqual(exitStatus(0, ""), { code: 0, signal: null });
+});
+
+test("nodeStdio: each Stdio has its node:child_process spelling", () => {
+  assert.deepEqual([nodeStdio("piped", "null"), nodeStdio("null", "piped"), nodeStdio("inherit", "null")], ["pipe", "ignore", "inherit"]);
+});
+
+test("nodeStdio: undefined takes the fallback", () => {
+  assert.equal(nodeStdio(undefined, "piped"), "pipe");
+});
+
+test("killOnAbort: without a signal nothing is killed", () => {
+  const c = fakeChild();
+  killOnAbort(undefined, c);
+  assert.deepEqual(c.signals, []);
+});
+
+test("killOnAbort: an already aborted signal kills at once with SIGKILL", () => {
+  const c = fakeChild();
+  killOnAbort(AbortSignal.abort(), c);
+  assert.deepEqual(c.signals, ["SIGKILL"]);
+});
+
+test("killOnAbort: a later abort kills with SIGKILL, once", () => {
+  const c = fakeChild();
+  const ac = new AbortController();
+  killOnAbort(ac.signal, c);
+  assert.deepEqual(c.signals, []);
+  ac.abort();
+  ac.abort();
+  assert.deepEqual(c.signals, ["SIGKILL"]);
+});
+
+test("killOnAbort: after the child exited an abort sends nothing", async () => {
+  const c = fakeChild();
+  const ac = new AbortController();
+  killOnAbort(ac.signal, c);
+  await c.exit();
+  ac.abort();
+  assert.deepEqual(c.signals, []);
+});
+
+test("defineRuntime: keeps the name and the spawn's child", async () => {
+  const c = fakeChild();
+  const rt = defineRuntime("bun", () => Promise.resolve(c));
+  assert.equal(rt.name, "bun");
+  assert.equal(await rt.spawn("true", []), c);
+});
+
+test("defineRuntime: passes cmd, args and options through to the runtime's spawn", async () => {
+  const seen: unknown[] = [];
+  const rt = defineRuntime("node", (cmd, args, o) => {
+    seen.push(cmd, args, o);
+    return Promise.resolve(fakeChild());
+  });
+  await rt.spawn("ls", ["-l"], { cwd: "/tmp" });
+  assert.deepEqual(seen, ["ls", ["-l"], { cwd: "/tmp" }]);
+});
+
+test("defineRuntime: the options' signal kills the child it spawned", async () => {
+  const c = fakeChild();
+  const ac = new AbortController();
+  await defineRuntime("deno", () => Promise.resolve(c)).spawn("sleep", ["30"], { signal: ac.signal });
+  ac.abort();
+  assert.deepEqual(c.signals, ["SIGKILL"]);
+});
+
+test("binaryNotFound: a NOT_FOUND error naming the binary, with the cause", () => {
+  const cause = new Error("ENOENT");
+  const e = binaryNotFound("bwrap", cause);
+  assert.ok(e instanceof NotFoundError);
+  assert.match(e.message, /bwrap/);
+  assert.deepEqual(e.details, { binary: "bwrap" });
+  assert.equal(e.cause, cause);
+});
+
+test("permissionRefusal: NotCapable becomes PERMISSION_DENIED naming the flag", () => {
+  const e = permissionRefusal(notCapable(), "--allow-run", "running bwrap");
+  assert.ok(e instanceof PermissionDeniedError);
+  assert.equal(e.details.flag, "--allow-run");
+  assert.match(e.message, /running bwrap.*--allow-run/);
+});
+
+test("permissionRefusal: PermissionDenied counts on Deno", () => {
+  const e = Object.assign(new Error("denied"), { name: "PermissionDenied" });
+  assert.ok(permissionRefusal(e, "--allow-read", "reading", true) instanceof PermissionDeniedError);
+});
+
+test("permissionRefusal: PermissionDenied off Deno is not a refusal", () => {
+  const e = Object.assign(new Error("denied"), { name: "PermissionDenied" });
+  assert.equal(permissionRefusal(e, "--allow-read", "reading", false), null);
+});
+
+test("permissionRefusal: any other error is not a refusal", () => {
+  assert.equal(permissionRefusal(new TypeError("x"), "--allow-run", "running"), null);
+});
+
+test("withHostPermissions: returns what the function returns", async () => {
+  assert.equal(await withHostPermissions(() => Promise.resolve(42)), 42);
+});
+
+test("withHostPermissions: an error that is no refusal passes through unchanged", async () => {
+  const e = new TypeError("boom");
+  await assert.rejects(withHostPermissions(() => Promise.reject(e)), (got: unknown) => got === e);
+});
+
+test("withHostPermissions: a refusal names the flag from its message", async () => {
+  await assert.rejects(
+    withHostPermissions(() => Promise.reject(notCapable("Requires write access, run again with the --allow-write flag"))),
+    (e: unknown) => e instanceof PermissionDeniedError && e.details.flag === "--allow-write",
+  );
+});
+
+test("withHostPermissions: a refusal without a flag in its message names every flag the SDK needs", async () => {
+  await assert.rejects(
+    withHostPermissions(() => Promise.reject(notCapable("no access"))),
+    (e: unknown) => e instanceof PermissionDeniedError && e.details.flag === "--allow-run --allow-read --allow-write --allow-env",
+  );
+});
+
+test("withHostPermissions: a PermissionDeniedError is kept as it is", async () => {
+  const e = new PermissionDeniedError("already typed");
+  await assert.rejects(withHostPermissions(() => Promise.reject(e)), (got: unknown) => got === e);
+});
+
+test("getEnv: reads a variable of this process", () => {
+  process.env.MVM_RUNTIME_TEST_VAR = "x1";
+  try {
+    assert.equal(getEnv("MVM_RUNTIME_TEST_VAR"), "x1");
+  } finally {
+    delete process.env.MVM_RUNTIME_TEST_VAR;
+  }
+});
+
+test("getEnv: an unset variable is undefined", () => {
+  assert.equal(getEnv("MVM_RUNTIME_TEST_UNSET_VAR"), undefined);
+});
+
+test("hostPid and hostPlatform: this process's pid and OS", () => {
+  assert.equal(hostPid(), process.pid);
+  assert.equal(hostPlatform(), process.platform);
+});
+
+test("pidExists: this process exists", () => {
+  assert.equal(pidExists(process.pid), true);
+});
+
+test("pidExists: pid 0 and negative pids are never taken for a process", () => {
+  assert.equal(pidExists(0), false);
+  assert.equal(pidExists(-1), false);
+  assert.equal(pidExists(Number.NaN), false);
+});
+
+test("runHooks: runs hooks in order and goes on past one that throws", () => {
+  const ran: string[] = [];
+  const reported: unknown[] = [];
+  const boom = new Error("boom");
+  runHooks([() => ran.push("a"), () => {
+    throw boom;
+  }, () => ran.push("c")], (e) => reported.push(e));
+  assert.deepEqual(ran, ["a", "c"]);
+  assert.deepEqual(reported, [boom]);
+});
