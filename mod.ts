@@ -2,14 +2,17 @@
  * mvm runtime SDK for TypeScript: sandboxes for code nobody has reviewed,
  * Deno- and Bun-first, with Web Streams everywhere and `await using`.
  *
- * @example
+ * @example Run a file in a sandbox
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Sandbox } from "@mvm/sdk";
  *
  * await using sb = await Sandbox.create();
  * await sb.files.write("/app/main.py", "print('hello from mvm')");
  * const r = await sb.commands.run(["python3", "/app/main.py"], { timeoutSeconds: 30 });
- * console.log(r.stdout, r.exitCode, r.auditId);
+ * assert.equal(r.stdout, "hello from mvm\n");
+ * assert.equal(r.exitCode, 0);
+ * assert.match(r.auditId, /^aud_[0-9a-f]{20}$/);
  * ```
  * @module
  */
@@ -53,8 +56,13 @@ export { DEFAULT_TTL_SECONDS, parseTtl } from "./src/ttl.ts";
 export { currentRecording, resetRecording } from "./src/engines/record/engine.ts";
 export {
   type EnvValue,
+  type IrApp,
+  type IrCommand,
   KNOWN_TEMPLATES,
+  type RecordedCreate,
+  type RecordedNetwork,
   type RecordedOp,
+  type RecordedSecretRef,
   type RuntimeRecording,
   toWorkload,
   type Workload,

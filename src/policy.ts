@@ -2,19 +2,36 @@
  * Network policy and secret references: the two policies a sandbox is
  * created with. Both are data: engines enforce them outside the guest.
  *
- * @example
+ * @example An allowlist and a secret for one API
  * ```ts
- * import { NetworkPolicy, SecretRef } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * import { NetworkPolicy, SecretRef } from "@mvm/sdk";
+ *
  * const network = NetworkPolicy.denyByDefault().allowHttps("api.openai.com");
  * const secrets = { OPENAI_API_KEY: SecretRef.from("openai-api-key") };
+ * assert.deepEqual(network.hosts, ["api.openai.com"]);
+ * assert.equal(secrets.OPENAI_API_KEY.placeholder, "mvm-secret:openai-api-key");
  * ```
  * @module
  */
 import { invalid } from "./errors.ts";
 
-/** One allowed egress destination. */
+/**
+ * One allowed egress destination.
+ *
+ * @example The rules of a policy
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type EgressRule, NetworkPolicy } from "@mvm/sdk";
+ *
+ * const rules: readonly EgressRule[] = NetworkPolicy.denyByDefault().allow("DB.internal", 5432).rules;
+ * assert.deepEqual(rules, [{ host: "db.internal", port: 5432 }]);
+ * ```
+ */
 export interface EgressRule {
+  /** The host name (lower case) or IPv4 address. */
   host: string;
+  /** The TCP port, 1-65535. */
   port: number;
 }
 
@@ -38,12 +55,19 @@ export function checkHost(field: string, host: unknown): string {
 }
 
 /**
- * Egress policy of a sandbox: deny everything, then allow exact host:port pairs.
+ * Egress policy of a sandbox: deny everything, then allow exact host:port
+ * pairs. Each `allow` returns a new policy; wildcards are refused. The local
+ * engine has no network at all and refuses a policy that allows hosts with
+ * `UNSUPPORTED` until egress lands.
  *
- * @example
+ * @example Building an allowlist
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { InvalidInputError, NetworkPolicy } from "@mvm/sdk";
+ *
  * const p = NetworkPolicy.denyByDefault().allowHttps("api.openai.com").allow("db.internal", 5432);
- * p.rules; // [{ host: "api.openai.com", port: 443 }, { host: "db.internal", port: 5432 }]
+ * assert.deepEqual(p.rules, [{ host: "api.openai.com", port: 443 }, { host: "db.internal", port: 5432 }]);
+ * assert.throws(() => p.allowHttps("*.example.com"), InvalidInputError);
  * ```
  */
 export class NetworkPolicy {
@@ -80,7 +104,19 @@ export class NetworkPolicy {
   }
 }
 
-/** How a secret is presented to its hosts. */
+/**
+ * How a secret is presented to its hosts: a bearer token, HTTP basic auth,
+ * an HMAC signature or AWS SigV4.
+ *
+ * @example The default is bearer
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type SecretAuthType, SecretRef } from "@mvm/sdk";
+ *
+ * const type: SecretAuthType = SecretRef.from("github-token").type;
+ * assert.equal(type, "bearer");
+ * ```
+ */
 export type SecretAuthType = "bearer" | "basic" | "hmac" | "sigv4";
 const AUTH_TYPES: readonly SecretAuthType[] = ["bearer", "basic", "hmac", "sigv4"];
 const SECRET_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,127}$/;
@@ -89,9 +125,14 @@ const SECRET_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,127}$/;
  * A reference to a secret held outside the sandbox. The guest only ever sees
  * an opaque placeholder; the value is never read by the SDK.
  *
- * @example
+ * @example A secret bound to one host
  * ```ts
+ * import assert from "node:assert/strict";
+ * import { SecretRef } from "@mvm/sdk";
+ *
  * const key = SecretRef.from("openai-api-key", { hosts: ["api.openai.com"], type: "bearer" });
+ * assert.equal(key.placeholder, "mvm-secret:openai-api-key");
+ * assert.equal(String(key), "SecretRef(openai-api-key)");
  * ```
  */
 export class SecretRef {

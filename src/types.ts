@@ -2,22 +2,67 @@
  * The public data types of the SDK: options, results, states, file info and
  * log events. All of them are plain JSON-serialisable data.
  *
- * @example
+ * @example Results are plain data
  * ```ts
- * import type { CommandResult, SandboxState } from "./mod.ts";
- * const ok = (r: CommandResult) => r.exitCode === 0;
+ * import assert from "node:assert/strict";
+ * import { type CommandResult, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const r: CommandResult = await sb.commands.run(["echo", "hi"]);
+ * assert.deepEqual(JSON.parse(JSON.stringify(r)), r);
  * ```
  * @module
  */
 import type { NetworkPolicy, SecretRef } from "./policy.ts";
 
-/** Lifecycle states, always explicit. */
+/**
+ * Lifecycle states, always explicit. The local engine reports `running`,
+ * `stopped` and `destroyed`; the others are for engines that pause, sleep or
+ * restore (microVMs).
+ *
+ * @example A fresh sandbox runs
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Sandbox, type SandboxState } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const state: SandboxState = sb.state;
+ * assert.equal(state, "running");
+ * ```
+ */
 export type SandboxState = "creating" | "running" | "paused" | "sleeping" | "restoring" | "stopped" | "destroyed";
 
-/** Engine names. */
+/**
+ * Engine names: `local` (bubblewrap, the default), `record` (records instead
+ * of executing) and `mvmctl` (microVMs, not built yet).
+ *
+ * @example The engine a sandbox runs on
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type EngineName, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create({ engine: "local" });
+ * const engine: EngineName = sb.engine;
+ * assert.equal(engine, "local");
+ * ```
+ */
 export type EngineName = "local" | "mvmctl" | "record";
 
-/** Options of {@linkcode Sandbox.create}. */
+/**
+ * Options of {@linkcode Sandbox.create}.
+ *
+ * @example Limits, a lease and labels
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CreateOptions, Sandbox } from "@mvm/sdk";
+ *
+ * const options: CreateOptions = { memoryMb: 256, pidsLimit: 256, ttl: "10m", tags: { team: "agents" } };
+ * await using sb = await Sandbox.create(options);
+ * const info = await sb.info();
+ * assert.equal(info.ttlSeconds, 600);
+ * assert.deepEqual(info.tags, { team: "agents" });
+ * ```
+ */
 export interface CreateOptions {
   /** Image: `"host"` (default), or an upstream template name such as `"python-3.12"`. */
   image?: string;
@@ -41,7 +86,7 @@ export interface CreateOptions {
   memoryMb?: number;
   /** Root filesystem size in MiB (record mode / microVM engines). */
   rootfsSizeMb?: number;
-  /** Most processes the sandbox may hold at once. Default 512 on the local engine. */
+  /** Most processes the sandbox may hold at once. Default 1024 on the local engine (when it has cgroups). */
   pidsLimit?: number;
   /** Size of the sandbox's `/tmp` (a tmpfs, in memory) in MiB. Default 512 on the local engine. */
   tmpSizeMb?: number;
@@ -55,7 +100,20 @@ export interface CreateOptions {
   name?: string;
 }
 
-/** Options of `commands.run` and `commands.start`. */
+/**
+ * Options of `commands.run` and `commands.start`.
+ *
+ * @example Working directory, environment and input
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CommandOptions, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const options: CommandOptions = { cwd: "/tmp", env: { GREETING: "hi" }, stdin: "there", timeoutSeconds: 10 };
+ * const r = await sb.commands.run(["sh", "-c", 'echo "$GREETING $(cat) from $(pwd)"'], options);
+ * assert.equal(r.stdout, "hi there from /tmp\n");
+ * ```
+ */
 export interface CommandOptions {
   /** Working directory inside the sandbox (default `/`). */
   cwd?: string;
@@ -71,67 +129,195 @@ export interface CommandOptions {
   check?: boolean;
 }
 
-/** How a process ended. */
+/**
+ * How a process ended.
+ *
+ * @example A process killed by a signal
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type ProcessStatus, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const p = await sb.commands.start(["sleep", "30"]);
+ * await p.kill("SIGKILL");
+ * const status: ProcessStatus = await p.status;
+ * assert.equal(status.exitCode, null);
+ * assert.equal(status.signal, "SIGKILL");
+ * ```
+ */
 export interface ProcessStatus {
+  /** The exit code, or null when a signal ended the process. */
   exitCode: number | null;
+  /** The signal that ended the process (e.g. `"SIGKILL"`), or null when it exited. */
   signal: string | null;
+  /** Whether `timeoutSeconds` ran out and the process tree was killed. */
   timedOut: boolean;
+  /** Whether the process was killed for going over `memoryMb`. */
   oomKilled: boolean;
+  /** Wall-clock time from start to exit, in milliseconds. */
   durationMs: number;
+  /** The id of the log event that recorded the exit (see {@linkcode LogEvent.id}). */
   auditId: string;
 }
 
-/** What `commands.run` returns. */
+/**
+ * What `commands.run` returns: the process's status and its whole output.
+ *
+ * @example Output and exit code
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CommandResult, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const r: CommandResult = await sb.commands.run(["sh", "-c", "echo out; echo err >&2; exit 2"]);
+ * assert.deepEqual([r.stdout, r.stderr, r.exitCode, r.timedOut], ["out\n", "err\n", 2, false]);
+ * assert.match(r.auditId, /^aud_[0-9a-f]{20}$/);
+ * ```
+ */
 export interface CommandResult extends ProcessStatus {
+  /** Everything the process wrote to standard output, as UTF-8 text. */
   stdout: string;
+  /** Everything the process wrote to standard error, as UTF-8 text. */
   stderr: string;
 }
 
-/** What `info()` and `Sandbox.list()` report. */
+/**
+ * What `info()` and `Sandbox.list()` report.
+ *
+ * @example A sandbox's metadata
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Sandbox, type SandboxInfo } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create({ name: "docs", ttl: 120 });
+ * const info: SandboxInfo = await sb.info();
+ * assert.equal(info.id, sb.id);
+ * assert.equal(info.state, "running");
+ * assert.equal(info.name, "docs");
+ * assert.equal(Date.parse(info.expiresAt) - Date.parse(info.createdAt), 120_000);
+ * ```
+ */
 export interface SandboxInfo {
+  /** The sandbox id (`sbx-` and 12 lowercase letters or digits on the local engine). */
   id: string;
+  /** The state the engine sees now. */
   state: SandboxState;
+  /** The engine running it. */
   engine: EngineName;
+  /** The image (or template) it was created from. */
   image: string;
+  /** The human-readable name given at create, if any. */
   name?: string;
+  /** The workload id given at create, if any. */
   workloadId?: string;
+  /** The labels given at create. */
   tags: Record<string, string>;
+  /** When it was created (ISO 8601). */
   createdAt: string;
+  /** When its TTL runs out and it is destroyed (ISO 8601). */
   expiresAt: string;
+  /** Its lease in seconds. */
   ttlSeconds: number;
+  /** Whether it outlives the process that created it (until its TTL). */
   detached: boolean;
+  /** The limits it runs under; a missing one is not limited. */
   limits: { cpu?: number; memoryMb?: number; pidsLimit?: number };
 }
 
-/** A file's metadata. */
+/**
+ * A file's metadata.
+ *
+ * @example Metadata of a written file
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type FileInfo, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * await sb.files.write("/app/run.sh", "echo hi\n", { mode: 0o755 });
+ * const info: FileInfo = await sb.files.stat("/app/run.sh");
+ * assert.deepEqual([info.path, info.name, info.type, info.size, info.mode], ["/app/run.sh", "run.sh", "file", 8, 0o755]);
+ * ```
+ */
 export interface FileInfo {
+  /** The path inside the sandbox. */
   path: string;
+  /** The last component of the path. */
   name: string;
+  /** What it is; a symlink is reported as itself, not followed. */
   type: "file" | "dir" | "symlink" | "other";
+  /** Size in bytes. */
   size: number;
+  /** Permission bits, e.g. `0o644`. */
   mode: number;
+  /** Last modification time (ISO 8601). */
   mtime: string;
 }
 
-/** One structured log event, kept by the host side. */
+/**
+ * One structured log event, kept by the host side.
+ *
+ * @example The events of a sandbox's life
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type LogEvent, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const r = await sb.commands.run(["true"]);
+ * const events: LogEvent[] = await Array.fromAsync(sb.logs());
+ * assert.equal(events[0].seq, 0);
+ * assert.ok(events.some((e) => e.type === "created"));
+ * assert.equal(events.find((e) => e.id === r.auditId)?.type, "process.exited");
+ * ```
+ */
 export interface LogEvent {
-  /** Audit id of this event (`<sandbox>:<seq>`). */
+  /**
+   * Audit id of this event: on the local engine, `aud_` and 20 hex digits for
+   * what the SDK recorded (the `auditId` a call returned), `sup-<pid>-<ns>`
+   * for what the sandbox's supervisor recorded (start, TTL expiry, destroy).
+   */
   id: string;
+  /** Position of this event in this stream, from 0. */
   seq: number;
+  /** When it happened (ISO 8601). */
   time: string;
+  /** What happened: `created`, `process.started`, `process.exited`, `files.write`, `destroyed` … */
   type: string;
+  /** Fields of that type of event (`source`, `path`, `exitCode` …). */
   [key: string]: unknown;
 }
 
-/** What the engines report they can do. */
+/**
+ * What the engines report they can do.
+ *
+ * @example What the local engine offers
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Capabilities, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const caps: Capabilities = sb.capabilities();
+ * assert.equal(caps.commands, true);
+ * assert.equal(caps.snapshot, false);
+ * assert.equal(caps.network, "none");
+ * ```
+ */
 export interface Capabilities {
+  /** Runs commands and returns their output. */
   commands: boolean;
+  /** Reads and writes files. */
   files: boolean;
+  /** Offers `logs()`. */
   logs: boolean;
+  /** Sandboxes can outlive their creator (`detach`, `connect`). */
   detach: boolean;
+  /** Pause and resume. */
   pause: boolean;
+  /** Snapshots. */
   snapshot: boolean;
+  /** Forking a running sandbox. */
   fork: boolean;
+  /** Which resource limits are enforced. */
   limits: { cpu: boolean; memory: boolean; pids: boolean };
+  /** Network: none at all, or an egress allowlist. */
   network: "none" | "allowlist";
 }

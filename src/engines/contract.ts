@@ -33,7 +33,21 @@ export interface EngineProcess {
   kill(signal?: string): Promise<void>;
 }
 
-/** A file result that changed state carries an audit id. */
+/**
+ * What `files.write` returns: the written file's metadata and the audit id of
+ * the event that recorded the write.
+ *
+ * @example A write's result
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Sandbox, type WrittenFile } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const w: WrittenFile = await sb.files.write("/app/data.txt", "12345");
+ * assert.equal(w.size, 5);
+ * assert.match(w.auditId, /^aud_[0-9a-f]{20}$/);
+ * ```
+ */
 export type WrittenFile = FileInfo & { auditId: string };
 
 /** Guest file operations (paths validated already; relative to the sandbox's working directory). */

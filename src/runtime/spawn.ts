@@ -56,7 +56,11 @@ export function killOnAbort(signal: AbortSignal | undefined, child: Pick<ChildPr
   child.status.then(forget, forget);
 }
 
-/** Normalises an exit: a signal wins over the shell-style 128+n code. @example `exitStatus(null, "SIGTERM") // { code: null, signal: "SIGTERM" }` */
+/**
+ * Normalises an exit: a signal wins over the shell-style 128+n code.
+ *
+ * @example `exitStatus(null, "SIGTERM") // { code: null, signal: "SIGTERM" }`
+ */
 export function exitStatus(code: number | null, signal: string | number | null): ExitStatus {
   if (signal !== null && signal !== undefined && signal !== "") {
     return { code: null, signal: typeof signal === "number" ? `SIG${signal}` : signal };
@@ -64,7 +68,12 @@ export function exitStatus(code: number | null, signal: string | number | null):
   return { code, signal: null };
 }
 
-/** A {@linkcode Stdio} in the spelling of `node:child_process` and `Bun.spawn` (`"pipe"`, `"ignore"`, `"inherit"`). @example `nodeStdio(undefined, "piped") // "pipe"` */
+/**
+ * A {@linkcode Stdio} in the spelling of `node:child_process` and `Bun.spawn`
+ * (`"pipe"`, `"ignore"`, `"inherit"`).
+ *
+ * @example `nodeStdio(undefined, "piped") // "pipe"`
+ */
 export function nodeStdio(s: Stdio | undefined, fallback: Stdio): "pipe" | "ignore" | "inherit" {
   const v = s ?? fallback;
   return v === "piped" ? "pipe" : v === "null" ? "ignore" : "inherit";

@@ -24,12 +24,44 @@ import type { EnvValue, RecordedCreate, RuntimeRecording } from "./recording.ts"
 let current: RuntimeRecording | null = null;
 let exitHookInstalled = false;
 
-/** The recording made so far in this process, or null when no sandbox was created in record mode. @example `currentRecording()?.ops.length` */
+/**
+ * The recording made so far in this process (a copy), or null when no sandbox
+ * was created in record mode.
+ *
+ * @example Recording a script without running it
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { currentRecording, resetRecording, Sandbox } from "@mvm/sdk";
+ *
+ * resetRecording();
+ * await using sb = await Sandbox.create({ engine: "record", workloadId: "hello" });
+ * await sb.files.write("/app/main.py", "print('hi')");
+ * const rec = currentRecording();
+ * assert.equal(rec?.workload_id, "hello");
+ * assert.equal(rec?.ops[0].kind, "files_write");
+ * ```
+ */
 export function currentRecording(): RuntimeRecording | null {
   return current === null ? null : structuredClone(current);
 }
 
-/** Forgets the current recording (for tools that record several scripts in one process). @example `resetRecording()` */
+/**
+ * Forgets the current recording, for tools that record several scripts in one
+ * process (record mode records one sandbox per script).
+ *
+ * @example One recording after another
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { currentRecording, resetRecording, Sandbox } from "@mvm/sdk";
+ *
+ * resetRecording();
+ * await (await Sandbox.create({ engine: "record", workloadId: "first" })).destroy();
+ * resetRecording();
+ * assert.equal(currentRecording(), null);
+ * await (await Sandbox.create({ engine: "record", workloadId: "second" })).destroy();
+ * assert.equal(currentRecording()?.workload_id, "second");
+ * ```
+ */
 export function resetRecording(): void {
   current = null;
 }
