@@ -2,12 +2,15 @@
  * `Sandbox`, its `commands` and `files`, and process handles: the public
  * surface. Everything here is engine-neutral; engines do the work.
  *
- * @example
+ * @example A command and a file
  * ```ts
- * import { Sandbox } from "./mod.ts";
+ * import assert from "node:assert/strict";
+ * import { Sandbox } from "@mvm/sdk";
+ *
  * await using sb = await Sandbox.create();
- * const r = await sb.commands.run(["echo", "hi"]);
- * console.log(r.stdout, r.auditId);
+ * await sb.files.write("/app/greeting.txt", "hi");
+ * const r = await sb.commands.run(["cat", "/app/greeting.txt"]);
+ * assert.equal(r.stdout, "hi");
  * ```
  * @module
  */
@@ -36,15 +39,23 @@ import { checkArgv, checkEnv, checkPath, checkPositive } from "./validate.ts";
  * reader slows the process. `status` resolves only after every byte was
  * delivered to `stdout` and `stderr`.
  *
- * @example
+ * @example Streaming through a process
  * ```ts
- * await using p = await sb.commands.start(["cat"]);
- * const w = p.stdin.getWriter(); await w.write(new TextEncoder().encode("hi")); await w.close();
- * console.log(await new Response(p.stdout).text(), await p.status);
+ * import assert from "node:assert/strict";
+ * import { Sandbox, type SandboxProcess } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * await using p: SandboxProcess = await sb.commands.start(["tr", "a-z", "A-Z"]);
+ * const w = p.stdin.getWriter();
+ * await w.write(new TextEncoder().encode("hi"));
+ * await w.close();
+ * assert.equal(await new Response(p.stdout).text(), "HI");
+ * assert.equal((await p.status).exitCode, 0);
  * ```
  */
 export class SandboxProcess implements AsyncDisposable {
   readonly #p: EngineProcess;
+  /** @internal Made by {@linkcode Commands.start}. */
   constructor(p: EngineProcess) {
     this.#p = p;
   }
@@ -82,16 +93,25 @@ export class SandboxProcess implements AsyncDisposable {
 }
 
 /**
- * Runs processes in the sandbox.
+ * Runs processes in the sandbox: `run` to the end with the output as text,
+ * `start` for a handle with streams. Reached as `sb.commands`.
  *
- * @example
+ * @example Running to the end, or streaming
  * ```ts
- * const r = await sb.commands.run(["python3", "-c", "print(2+2)"], { timeoutSeconds: 30 });
- * r.stdout; // "4\n"
+ * import assert from "node:assert/strict";
+ * import { type Commands, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const commands: Commands = sb.commands;
+ * const r = await commands.run(["python3", "-c", "print(2+2)"], { timeoutSeconds: 30 });
+ * assert.equal(r.stdout, "4\n");
+ * const p = await commands.start(["seq", "3"]);
+ * assert.equal((await p.output()).stdout, "1\n2\n3\n");
  * ```
  */
 export class Commands {
   readonly #sb: Sandbox;
+  /** @internal Made by {@linkcode Sandbox}; callers reach it as `sb.commands`. */
   constructor(sb: Sandbox) {
     this.#sb = sb;
   }
@@ -132,7 +152,20 @@ export class Commands {
   }
 }
 
-/** Options of `files.write`. */
+/**
+ * Options of `files.write`.
+ *
+ * @example A private file in a new folder
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Sandbox, type WriteOptions } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const options: WriteOptions = { mode: 0o600, createParents: true };
+ * const w = await sb.files.write("/app/keys/id", "secret-ish", options);
+ * assert.equal(w.mode, 0o600);
+ * ```
+ */
 export interface WriteOptions {
   /** File mode, default 0o644. */
   mode?: number;
@@ -145,14 +178,22 @@ export interface WriteOptions {
  * view, so no path can reach the host. Relative paths resolve against the
  * sandbox's working directory (`/`).
  *
- * @example
+ * @example Writing, reading and listing
  * ```ts
- * await sb.files.write("/app/main.py", "print('hi')");
- * await sb.files.readText("/app/main.py"); // "print('hi')"
+ * import assert from "node:assert/strict";
+ * import { type Files, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const files: Files = sb.files;
+ * await files.write("/app/main.py", "print('hi')");
+ * assert.equal(await files.readText("/app/main.py"), "print('hi')");
+ * assert.deepEqual((await files.list("/app")).map((f) => f.name), ["main.py"]);
+ * assert.equal(await files.exists("/app/missing.py"), false);
  * ```
  */
 export class Files {
   readonly #sb: Sandbox;
+  /** @internal Made by {@linkcode Sandbox}; callers reach it as `sb.files`. */
   constructor(sb: Sandbox) {
     this.#sb = sb;
   }
@@ -239,11 +280,22 @@ export class Files {
  * An isolated sandbox. Create one with {@linkcode Sandbox.create}; `await using`
  * destroys it (processes, mounts, cgroups, state) unless it was detached.
  *
- * @example
+ * @example Create, use, and destroy with `await using`
  * ```ts
- * await using sb = await Sandbox.create("python-3.12", { workloadId: "agent-tool" });
- * await sb.files.write("/app/main.py", "print('hello from mvm')");
- * const r = await sb.commands.run(["python3", "/app/main.py"], { timeoutSeconds: 30 });
+ * import assert from "node:assert/strict";
+ * import { Sandbox } from "@mvm/sdk";
+ *
+ * let id: string;
+ * {
+ *   await using sb = await Sandbox.create({ memoryMb: 512, ttl: "10m", tags: { example: "sandbox" } });
+ *   id = sb.id;
+ *   await sb.files.write("/app/main.py", "print('hello from mvm')");
+ *   const r = await sb.commands.run(["python3", "/app/main.py"], { timeoutSeconds: 30 });
+ *   assert.equal(r.stdout, "hello from mvm\n");
+ *   assert.equal(sb.state, "running");
+ * }
+ * const left = await Sandbox.list({ tags: { example: "sandbox" } });
+ * assert.equal(left.some((s) => s.id === id), false);
  * ```
  */
 export class Sandbox implements AsyncDisposable {

@@ -2,11 +2,15 @@
  * Normalises `Sandbox.create` arguments into one validated {@linkcode SandboxSpec}
  * that every engine receives, and resolves which engine runs it.
  *
- * @example
+ * @example Both call shapes give one spec
  * ```ts
+ * import assert from "node:assert/strict";
  * import { normalizeCreate } from "./spec.ts";
- * const spec = normalizeCreate("python-3.12", { workloadId: "agent-tool" });
- * spec.ttlSeconds; // 1800
+ *
+ * const { spec, engine } = normalizeCreate("python-3.12", { workloadId: "agent-tool" });
+ * assert.deepEqual(normalizeCreate({ template: "python-3.12", workloadId: "agent-tool" }).spec, spec);
+ * assert.equal(spec.ttlSeconds, 1800);
+ * assert.equal(engine, undefined);
  * ```
  * @module
  */

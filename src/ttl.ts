@@ -2,19 +2,47 @@
  * TTL parsing with upstream's rules: `"30m"`, `"1h"`, `"3600s"`, `"3600"` or
  * an integer of seconds. The default is 1800 s.
  *
- * @example
+ * @example A lease in seconds
  * ```ts
- * import { parseTtl } from "./ttl.ts";
- * parseTtl("30m"); // 1800
+ * import assert from "node:assert/strict";
+ * import { parseTtl } from "@mvm/sdk";
+ *
+ * assert.equal(parseTtl("30m"), 1800);
  * ```
  * @module
  */
 import { invalid } from "./errors.ts";
 
-/** Upstream's default TTL in seconds. */
+/**
+ * Upstream's default TTL in seconds (30 minutes): a sandbox created without
+ * `ttl` lives this long unless destroyed first.
+ *
+ * @example The default lease
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { DEFAULT_TTL_SECONDS, parseTtl } from "@mvm/sdk";
+ *
+ * assert.equal(DEFAULT_TTL_SECONDS, 1800);
+ * assert.equal(parseTtl(undefined), DEFAULT_TTL_SECONDS);
+ * ```
+ */
 export const DEFAULT_TTL_SECONDS = 1800;
 
-/** Parses a TTL to whole seconds (> 0), or throws INVALID_INPUT naming `field`. @example `parseTtl("1h") // 3600` */
+/**
+ * Parses a TTL to whole seconds (> 0), or throws INVALID_INPUT naming
+ * `field`. `undefined` is the default, 1800.
+ *
+ * @example Spellings of a lease
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { InvalidInputError, parseTtl } from "@mvm/sdk";
+ *
+ * assert.equal(parseTtl("30m"), 1800);
+ * assert.equal(parseTtl("1h"), 3600);
+ * assert.equal(parseTtl(90), 90);
+ * assert.throws(() => parseTtl("soon"), (e: unknown) => e instanceof InvalidInputError && e.details.field === "ttl");
+ * ```
+ */
 export function parseTtl(value: unknown, field = "ttl"): number {
   if (value === undefined) return DEFAULT_TTL_SECONDS;
   if (typeof value === "number") {
