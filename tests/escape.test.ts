@@ -1466,7 +1466,7 @@ test("escape: a parent's fd 7 on / without close-on-exec reaches no guest proces
   }
 });
 
-test("escape: the host's session keyring is not the guest's: a host key cannot be read, a guest key does not appear on the host", async () => {
+test("escape: the host's session keyring is not the guest's: a host key cannot be read, a guest key does not appear on the host", async (t) => {
   const join = String.raw`
 import ctypes, json, os, sys
 libc = ctypes.CDLL(None, use_errno=True); sc = libc.syscall; sc.restype = ctypes.c_long; L = ctypes.c_long
@@ -1479,6 +1479,10 @@ if sc(L(248), b'user', ('mvm-canary-' + tag).encode(), secret, L(len(secret)), L
 os.execv(sys.argv[2], sys.argv[2:])
 `;
   const out = await runFixture("keyring", { wrap: ["/usr/bin/python3", "-c", join, TAG] });
+  if (out.error?.code === "SETUP") {
+    t.skip(`this host cannot give the client a session keyring with a key (${out.error.message}): nothing to leak`);
+    return;
+  }
   assert.equal(out.error, undefined, JSON.stringify(out.error));
   const g = out.guest;
   assert.ok(g, `no guest probe: ${out.guestErr}`);
