@@ -10,7 +10,7 @@ export NO_COLOR=1; unset FORCE_COLOR
 total_pass=0; total_fail=0; status=0
 state=${MVM_STATE_DIR:-/var/lib/mvm}/sandboxes
 [ "$(id -u)" = 0 ] || state=${MVM_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/mvm}/sandboxes
-cgroups() { ls -d /sys/fs/cgroup/mvm/sbx-* /sys/fs/cgroup/*/mvm/sbx-* 2>/dev/null | sort; }
+cgroups() { ls -d /sys/fs/cgroup/mvm/*/sbx-* /sys/fs/cgroup/*/mvm/*/sbx-* 2>/dev/null | sort; }
 before=$(ls "$state" 2>/dev/null | sort)
 cg_before=$(cgroups)
 

@@ -90,3 +90,18 @@ export function processAlive(pid: number): boolean {
     return false;
   }
 }
+
+/** Where the local engine keeps sandbox folders for this run (honours MVM_STATE_DIR). */
+export const STATE: string = `${(process.env.MVM_STATE_DIR || "/var/lib/mvm").replace(/\/+$/, "")}/sandboxes`;
+
+/** The processes a sandbox's supervisor reported in its `pids` file (pid numbers; 0 when missing). */
+export function sandboxPids(dir: string): { init: number; reaper: number; supervisor: number } {
+  const out = { init: 0, reaper: 0, supervisor: 0 };
+  try {
+    for (const line of readFileSync(`${dir}/pids`, "utf8").split("\n")) {
+      const [k, pid] = line.split(" ");
+      if (k === "init" || k === "reaper" || k === "supervisor") out[k] = Number(pid);
+    }
+  } catch { /* not there */ }
+  return out;
+}

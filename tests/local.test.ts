@@ -23,10 +23,9 @@ import {
 } from "../mod.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
-import { pidsMatching, processAlive, rss, RUNTIME, runtimeCommand, sha256Stream, waitFor } from "./helpers.ts";
+import { pidsMatching, processAlive, rss, RUNTIME, runtimeCommand, sandboxPids, sha256Stream, STATE, waitFor } from "./helpers.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
-const STATE = "/var/lib/mvm/sandboxes";
 const text = (s: string) => new TextEncoder().encode(s);
 
 test("local: the seed's first example runs for real", async () => {
@@ -310,8 +309,7 @@ test("local lifecycle: a SIGKILLed owner takes its sandbox with it within 5 s", 
   assert.match(id, /^sbx-/);
   const dir = `${STATE}/${id}`;
   const cg = readFileSync(`${dir}/cgroups`, "utf8").trim().split("\n").filter((l) => l !== "-");
-  const init = Number(readFileSync(`${dir}/init.pid`, "utf8"));
-  const sup = Number(readFileSync(`${dir}/supervisor.pid`, "utf8"));
+  const { reaper: init, supervisor: sup } = sandboxPids(dir);
   c.kill("SIGKILL");
   await c.status;
   const gone = () => !existsSync(dir) && !processAlive(init) && !processAlive(sup) && cg.every((d) => !existsSync(d));
@@ -350,14 +348,14 @@ test("local errors: a missing Deno permission names the flag", { skip: RUNTIME !
   assert.match(out.message, /--allow-run/);
 });
 
-test("local errors: unknown templates list what is available; unknown ids are NOT_FOUND", async () => {
+test("local errors: unknown templates list what is available; unknown ids are NOT_FOUND, malformed ones INVALID_INPUT", async () => {
   await assert.rejects(Sandbox.create("ruby-9.9"), (e: unknown) => {
     assert.ok(e instanceof NotFoundError);
     assert.ok(Array.isArray(e.details.available) && (e.details.available as string[]).includes("host"));
     return true;
   });
   await assert.rejects(Sandbox.connect("sbx-000000000000"), NotFoundError);
-  await assert.rejects(Sandbox.connect("../../etc"), NotFoundError);
+  await assert.rejects(Sandbox.connect("../../etc"), InvalidInputError);
 });
 
 test("local logs: follow streams events as they happen and ends when the sandbox goes", async () => {
@@ -437,8 +435,7 @@ test("local lifecycle: a killed supervisor takes its sandbox with it; the next l
   try {
     await sb.detach();
     const dir = `${STATE}/${sb.id}`;
-    const sup = Number(readFileSync(`${dir}/supervisor.pid`, "utf8"));
-    const init = Number(readFileSync(`${dir}/init.pid`, "utf8"));
+    const { supervisor: sup, reaper: init } = sandboxPids(dir);
     process.kill(sup, "SIGKILL");
     assert.ok(await waitFor(() => !processAlive(init), 5000), "the sandbox outlived its supervisor");
     let listed = true;

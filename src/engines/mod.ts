@@ -20,7 +20,7 @@ export async function getEngine(name: EngineName): Promise<Engine> {
     case "record":
       return (await import("./record/engine.ts")).recordEngine;
     case "local":
-      return (await import("./local/engine.ts")).localEngine;
+      return (await import("./local/mod.ts")).localEngine;
     case "mvmctl":
       throw new UnsupportedError(
         "the mvmctl engine (Firecracker/Vz microVMs) is not built yet; use the local engine (the default) or record mode",

@@ -1,26 +1,64 @@
 /**
- * The local engine's state on the host: one folder per sandbox under
- * `$MVM_STATE_DIR` (default `/var/lib/mvm` for root, else
- * `$XDG_STATE_HOME/mvm` or `~/.local/state/mvm`), files 0600, and the
- * structured event log (`events.jsonl`) that `logs()` reads.
+ * The local engine's state on the host. One base folder (`$MVM_STATE_DIR`, default `/var/lib/mvm`
+ * for root, else `$XDG_STATE_HOME/mvm` or `~/.local/state/mvm`) holds `sandboxes/<id>/` (one
+ * {@linkcode SandboxDir} per sandbox) and `helpers/` (the execute-only tools, see `helpers.ts`).
+ * The engine trusts only folders it owns that nobody else can write, and writes every file 0600.
  *
- * @example
+ * @example Where state lives
  * ```ts
- * import { stateRoot } from "./state.ts";
- * console.log(stateRoot()); // "/var/lib/mvm/sandboxes" when root
+ * import { stateBase } from "./state.ts";
+ * console.log(stateBase(0)); // "/var/lib/mvm" when root and MVM_STATE_DIR is unset
  * ```
  * @module
  */
-import { appendFileSync, existsSync, readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { appendFileSync, chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { PermissionDeniedError } from "../../errors.ts";
 import { getEnv } from "../../runtime/mod.ts";
 
-/** Where sandbox folders live. @example `stateRoot(0)` */
-export function stateRoot(uid: number): string {
+/** The base folder of all local state. @example `stateBase(0) // "/var/lib/mvm"` */
+export function stateBase(uid: number): string {
   const explicit = getEnv("MVM_STATE_DIR");
-  if (explicit) return `${explicit.replace(/\/+$/, "")}/sandboxes`;
-  if (uid === 0) return "/var/lib/mvm/sandboxes";
+  if (explicit) return explicit.replace(/\/+$/, "") || "/";
+  if (uid === 0) return "/var/lib/mvm";
   const xdg = getEnv("XDG_STATE_HOME") || `${getEnv("HOME") ?? "/tmp"}/.local/state`;
-  return `${xdg}/mvm/sandboxes`;
+  return `${xdg}/mvm`;
+}
+
+/** A short tag naming a state root, so cgroups of different state roots never mix. @example `rootTag("/var/lib/mvm/sandboxes")` */
+export function rootTag(root: string): string {
+  return "r" + createHash("sha256").update(root).digest("hex").slice(0, 10);
+}
+
+/**
+ * Makes (or checks) a folder the engine will trust: owned by `uid`, not a symlink, writable by
+ * nobody else; its mode is set exactly, whatever the umask. Throws PERMISSION_DENIED naming the
+ * path and the fix otherwise.
+ *
+ * @example `trustedDir("/var/lib/mvm", 0, 0o711)`
+ */
+export function trustedDir(path: string, uid: number, mode: number): void {
+  try {
+    mkdirSync(path, { recursive: true, mode });
+  } catch (e) {
+    throw new PermissionDeniedError(
+      `cannot create the state directory ${path}: ${(e as Error).message}; set MVM_STATE_DIR to a writable folder`,
+      {
+        cause: e,
+        details: { path },
+      },
+    );
+  }
+  const st = lstatSync(path);
+  if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0) {
+    throw new PermissionDeniedError(
+      `refusing the state directory ${path}: it must be a directory owned by uid ${uid} and writable by nobody else ` +
+        `(it is ${st.isDirectory() ? "a directory" : "not a directory"} owned by uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}). ` +
+        `Fix its owner and mode (chown ${uid} ${path}; chmod go-w ${path}) or point MVM_STATE_DIR elsewhere.`,
+      { details: { path } },
+    );
+  }
+  if ((st.mode & 0o777) !== mode) chmodSync(path, mode);
 }
 
 /** What the engine stores about a sandbox (never a secret value). */
@@ -42,22 +80,10 @@ export interface Meta {
   sandboxUid: number;
 }
 
-/** Reads a sandbox's metadata, or null when the folder is gone. @example `readMeta(dir)` */
-export function readMeta(dir: string): Meta | null {
-  try {
-    return JSON.parse(readFileSync(`${dir}/meta.json`, "utf8")) as Meta;
-  } catch {
-    return null;
-  }
-}
-
-/** Reads a pid file, or 0. @example `readPid(dir + "/supervisor.pid")` */
-export function readPid(file: string): number {
-  try {
-    return Number(readFileSync(file, "utf8").trim()) || 0;
-  } catch {
-    return 0;
-  }
+/** A process the supervisor reported, with its start time (so a recycled pid is never taken for it). */
+export interface ProcId {
+  pid: number;
+  start: string;
 }
 
 /** A fresh audit id. @example `newAuditId() // "aud_1f3c…"` */
@@ -66,19 +92,96 @@ export function newAuditId(): string {
 }
 
 /**
- * Appends one event to the sandbox's log and returns its id (the audit id of
- * whatever the event records). Lines are small, so O_APPEND keeps concurrent
- * writers from interleaving.
+ * One sandbox's folder and every name in it. Markers: `destroying`, `stopped`, `detached`; the
+ * supervisor writes `cgroups`, `pids` and `bwrap.err`; the SDK writes `meta.json`, `events.jsonl`,
+ * `oom.seen`; `root/` is the sandbox's writable `/`.
  *
- * @example `const auditId = appendEvent(dir, "files.write", { path, size })`
+ * @example
+ * ```ts
+ * import { SandboxDir } from "./state.ts";
+ * const d = new SandboxDir("/var/lib/mvm/sandboxes", "sbx-000000000000");
+ * console.log(d.file("meta.json"));
+ * ```
  */
-export function appendEvent(dir: string, type: string, fields: Record<string, unknown> = {}): string {
-  const id = newAuditId();
-  if (!existsSync(dir)) return id;
-  try {
-    appendFileSync(`${dir}/events.jsonl`, JSON.stringify({ id, time: new Date().toISOString(), type, source: "sdk", ...fields }) + "\n", {
-      mode: 0o600,
-    });
-  } catch { /* the sandbox went away; the id is still unique */ }
-  return id;
+export class SandboxDir {
+  /** The folder's path. */
+  readonly path: string;
+  constructor(root: string, readonly id: string) {
+    this.path = `${root}/${id}`;
+  }
+  /** Path of a file in the folder. */
+  file(name: StateFile | "cgroups" | "pids" | "bwrap.err" | "root" | Marker): string {
+    return `${this.path}/${name}`;
+  }
+  /** Whether the folder is still there. */
+  exists(): boolean {
+    return existsSync(this.path);
+  }
+  /** Whether the folder is one this engine made: owned by `uid`, writable by nobody else. */
+  trusted(uid: number): boolean {
+    try {
+      const st = lstatSync(this.path);
+      return st.isDirectory() && st.uid === uid && (st.mode & 0o022) === 0;
+    } catch {
+      return false;
+    }
+  }
+  has(marker: Marker): boolean {
+    return existsSync(this.file(marker));
+  }
+  mark(marker: Marker): void {
+    writeFileSync(this.file(marker), "", { mode: 0o600 });
+  }
+  /** Writes a state file, 0600 whatever the umask. */
+  write(name: StateFile, data: string): void {
+    writeFileSync(this.file(name), data, { mode: 0o600 });
+  }
+  readMeta(): Meta | null {
+    try {
+      return JSON.parse(readFileSync(this.file("meta.json"), "utf8")) as Meta;
+    } catch {
+      return null;
+    }
+  }
+  /** The processes the supervisor reported (`init`, `reaper`, `supervisor`), or {} before it did. */
+  readPids(): Partial<Record<"init" | "reaper" | "supervisor", ProcId>> {
+    const out: Partial<Record<"init" | "reaper" | "supervisor", ProcId>> = {};
+    try {
+      for (const line of readFileSync(this.file("pids"), "utf8").split("\n")) {
+        const [k, pid, start] = line.split(" ");
+        if ((k === "init" || k === "reaper" || k === "supervisor") && Number(pid) > 0 && start) out[k] = { pid: Number(pid), start };
+      }
+    } catch { /* not written yet, or gone */ }
+    return out;
+  }
+  readNumber(name: "oom.seen"): number {
+    try {
+      return Number(readFileSync(this.file(name), "utf8").trim()) || 0;
+    } catch {
+      return 0;
+    }
+  }
+  /**
+   * Appends one event to the log and returns its id (the audit id of whatever it records). Lines
+   * are small, so O_APPEND keeps concurrent writers from interleaving.
+   */
+  appendEvent(type: string, fields: Record<string, unknown> = {}): string {
+    const id = newAuditId();
+    if (!this.exists()) return id;
+    try {
+      appendFileSync(
+        this.file("events.jsonl"),
+        JSON.stringify({ id, time: new Date().toISOString(), type, source: "sdk", ...fields }) + "\n",
+        {
+          mode: 0o600,
+        },
+      );
+    } catch { /* the sandbox went away; the id is still unique */ }
+    return id;
+  }
 }
+
+/** Files the SDK writes. */
+export type StateFile = "meta.json" | "events.jsonl" | "oom.seen" | "bwrap.args";
+/** Marker files. */
+export type Marker = "destroying" | "stopped" | "detached";

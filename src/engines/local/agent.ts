@@ -1,0 +1,173 @@
+/**
+ * The file agent from the host's side: runs one `sh/agent.sh` operation on a runner, feeds it a
+ * data stream with backpressure, and turns its failure into a typed error. Error classes come from
+ * the agent's own codes, or from the errno text of a tool's message (the part after its last
+ * ": "), never from text a guest-chosen file name could carry.
+ *
+ * @example
+ * ```ts
+ * import { classifyErrno } from "./agent.ts";
+ * console.log(classifyErrno("rm: cannot remove 'No such file or directory/x': Directory not empty")); // "CONFLICT"
+ * ```
+ * @module
+ */
+import {
+  ConflictError,
+  InternalError,
+  InvalidInputError,
+  IsADirectoryError,
+  NoSpaceError,
+  NotADirectoryError,
+  NotFoundError,
+  PermissionDeniedError,
+  type SandboxError,
+} from "../../errors.ts";
+import { readBytes, readText, type SandboxCore } from "./core.ts";
+import { OUTPUT_BUFFER } from "./output.ts";
+import type { Runner } from "./runners.ts";
+
+const ERROR_CLASSES: Record<string, new (m: string, o?: { details?: Record<string, unknown> }) => SandboxError> = {
+  NOT_FOUND: NotFoundError,
+  NOT_A_DIRECTORY: NotADirectoryError,
+  IS_A_DIRECTORY: IsADirectoryError,
+  PERMISSION_DENIED: PermissionDeniedError,
+  NO_SPACE: NoSpaceError,
+  CONFLICT: ConflictError,
+  INVALID_INPUT: InvalidInputError,
+  INTERNAL: InternalError,
+};
+
+const ERRNO_TABLE: Array<[RegExp, string]> = [
+  [/^No such file or directory$/, "NOT_FOUND"],
+  [/^Not a directory$/, "NOT_A_DIRECTORY"],
+  [/^Is a directory$|^cannot overwrite directory/, "IS_A_DIRECTORY"],
+  [/^(Permission denied|Read-only file system|Operation not permitted)$/, "PERMISSION_DENIED"],
+  [/^(No space left on device|Disk quota exceeded)$/, "NO_SPACE"],
+  [/^(File exists|Directory not empty|Device or resource busy)$/, "CONFLICT"],
+  [/^(File name too long|Too many levels of symbolic links|Invalid argument)$/, "INVALID_INPUT"],
+];
+
+/** The category of a tool's message, from its errno text only. @example `classifyErrno("mkdir: x: File exists") // "CONFLICT"` */
+export function classifyErrno(message: string): string {
+  const last = message.trim().split("\n").filter(Boolean).pop() ?? "";
+  const errno = last.slice(last.lastIndexOf(": ") + 2).trim();
+  return ERRNO_TABLE.find(([re]) => re.test(errno))?.[1] ?? "INTERNAL";
+}
+
+/** The typed error of a failed agent operation. @example `agentError("mvm-error NOT_FOUND No such file or directory", "read", "/x")` */
+export function agentError(stderr: string, op: string, path: string): SandboxError {
+  const m = /mvm-error (\S+) ([\s\S]*)/.exec(stderr);
+  const code = m && m[1] !== "?" ? m[1] : classifyErrno(m?.[2] ?? stderr);
+  const detail = (m?.[2] ?? stderr).trim().split("\n").pop()?.slice(0, 300) ?? "";
+  const Cls = ERROR_CLASSES[code] ?? InternalError;
+  return new Cls(`files.${op} ${JSON.stringify(path)}: ${detail || "failed"}`, { details: { path, op } });
+}
+
+/**
+ * Copies `input` into the agent's stdin with backpressure. When the source fails, the agent's tree
+ * is killed while its stdin is still open, so it can never take the end of a broken stream for the
+ * end of the data and commit half a file; the source's error is returned. When the agent stops
+ * reading (it failed, e.g. no space), the source is cancelled and the agent's own error speaks.
+ */
+async function feed(core: SandboxCore, input: ReadableStream<Uint8Array>, r: Runner): Promise<unknown> {
+  const reader = input.getReader();
+  const writer = r.child.stdin!.getWriter();
+  for (;;) {
+    let chunk: ReadableStreamReadResult<Uint8Array>;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      await core.killTree(r, "SIGKILL");
+      r.child.kill("SIGKILL");
+      await writer.abort(e).catch(() => {});
+      return e ?? new Error("the data stream failed");
+    }
+    if (chunk.done) {
+      await writer.close().catch(() => {});
+      return undefined;
+    }
+    try {
+      await writer.write(chunk.value);
+    } catch {
+      await reader.cancel().catch(() => {});
+      await writer.abort().catch(() => {});
+      return undefined;
+    }
+  }
+}
+
+/** Runs an agent op in the sandbox and returns its stdout (bytes: file names need not be UTF-8); `input` feeds its stdin. @example `await agent(core, "stat", ["/app"], "/app")` */
+export async function agent(
+  core: SandboxCore,
+  op: string,
+  args: string[],
+  path: string,
+  input?: ReadableStream<Uint8Array>,
+): Promise<Uint8Array> {
+  const nonce = crypto.randomUUID().slice(0, 8);
+  const r = await core.exec({ kind: "agent", op, args, nonce }, input !== undefined, `files.${op}`);
+  let inputError: unknown;
+  const feeding = input ? feed(core, input, r).then((e) => void (inputError = e)) : Promise.resolve();
+  const [stdout, stderr, s] = await Promise.all([readBytes(r.out), readText(r.child.stderr!.getReader()), r.child.status, feeding]);
+  core.reap(r.cg);
+  if (inputError !== undefined && op === "write") {
+    // the killed agent could not remove its temporary file: its name carries this write's nonce
+    const dir = args[0].slice(0, args[0].lastIndexOf("/")) || "/";
+    await agent(core, "cleanup", [dir, nonce], path).catch(() => {});
+  }
+  if (inputError !== undefined) {
+    throw inputError instanceof Error
+      ? inputError
+      : new InvalidInputError(`files.${op}: the data stream failed: ${String(inputError)}`, { details: { path } });
+  }
+  const dead = core.deathError(`files.${op}`);
+  if (dead) throw dead;
+  if (s.code !== 0) throw agentError(stderr, op, path);
+  return stdout;
+}
+
+/**
+ * Streams an agent op's stdout. The first chunk (or the end) is awaited before returning, so a bad
+ * path rejects with its typed error instead of handing back a stream that fails on first read.
+ *
+ * @example `const tar = await agentStream(core, "tarout", ["/app"], "/app")`
+ */
+export async function agentStream(core: SandboxCore, op: string, args: string[], path: string): Promise<ReadableStream<Uint8Array>> {
+  const r = await core.exec({ kind: "agent", op, args, nonce: "0" }, false, `files.${op}`);
+  const stderrText = readText(r.child.stderr!.getReader());
+  const finish = async (): Promise<SandboxError | Error | null> => {
+    const s = await r.child.status;
+    core.reap(r.cg);
+    const dead = core.deathError(`files.${op}`);
+    if (dead) return dead;
+    if (s.code === 0) return null;
+    return agentError(await stderrText, op, path);
+  };
+  const first = await r.out.read();
+  if (first.done) {
+    const e = await finish();
+    if (e) throw e;
+    return new ReadableStream<Uint8Array>({ start: (c) => c.close() });
+  }
+  let pending: Uint8Array | undefined = first.value;
+  return new ReadableStream<Uint8Array>({
+    pull: async (c) => {
+      if (pending) {
+        c.enqueue(pending);
+        pending = undefined;
+        return;
+      }
+      const chunk = await r.out.read().catch(() => ({ done: true as const, value: undefined }));
+      if (!chunk.done) return c.enqueue(chunk.value);
+      const e = await finish();
+      if (e) c.error(e);
+      else c.close();
+    },
+    cancel: async () => {
+      await r.out.cancel().catch(() => {});
+      await core.killTree(r, "SIGKILL");
+      await r.child.status;
+      core.reap(r.cg);
+    },
+  }, OUTPUT_BUFFER);
+}

@@ -1,0 +1,109 @@
+/**
+ * The bubblewrap command line of a sandbox, as a pure function of what it needs.
+ *
+ * The layout: the sandbox's own folder is `/` (writable); the host's `/usr` and `/etc` are bound
+ * read-only, and so are `/bin`, `/sbin`, `/lib*` — as read-only mount points, not as symlinks the
+ * guest could replace in its writable `/` (everything the SDK executes, and the ELF loader, resolve
+ * there). The SDK's execute-only tools are the read-only `/.mvm`. The init is the execute-only
+ * `sleep`, so the process the SDK enters the sandbox through cannot be traced; user namespaces
+ * cannot be nested when the engine runs as root (`--disable-userns`), so guest code cannot build namespaces of its own for a
+ * traced process to hand over.
+ *
+ * @example
+ * ```ts
+ * import { bwrapArgv } from "./bwrap.ts";
+ * const argv = bwrapArgv({ bwrap: "/usr/bin/bwrap", id: "sbx-000000000000", rootDir: "/s/root", helpers: "/h", tmpBytes: 1 << 29, hostRoot: [] });
+ * console.log(argv.args.includes("--unshare-net"));
+ * ```
+ * @module
+ */
+
+/** One of the host's `/bin`, `/lib*`: a symlink (merged /usr) or a folder. */
+export interface HostRootEntry {
+  name: string;
+  target?: string;
+}
+
+/** What a sandbox's command line is made of. */
+export interface BwrapInput {
+  bwrap: string;
+  id: string;
+  /** The host folder that becomes the sandbox's `/`. */
+  rootDir: string;
+  /** The folder of execute-only tools. */
+  helpers: string;
+  tmpBytes: number;
+  hostRoot: HostRootEntry[];
+  /** As root: run bubblewrap as this unprivileged host uid, through setpriv. */
+  asUid?: { setpriv: string; uid: number };
+}
+
+/**
+ * The command that starts a sandbox: `argv` (setpriv prefix included) reads the rest of its
+ * arguments, `args`, NUL-separated from descriptor 6 (`--args 6`) — only the init's own command follows — so the sandbox's pid 1 shows no
+ * host path in its command line. @example `const { argv, args } = bwrapArgv(input)`
+ */
+export function bwrapArgv(i: BwrapInput): { argv: string[]; args: string[] } {
+  const binds: string[] = [];
+  for (const e of i.hostRoot) {
+    const src = e.target === undefined ? `/${e.name}` : e.target.startsWith("/") ? e.target : `/${e.target}`;
+    binds.push("--ro-bind", src, `/${e.name}`);
+  }
+  const argv = [
+    ...(i.asUid ? [i.asUid.setpriv, `--reuid=${i.asUid.uid}`, `--regid=${i.asUid.uid}`, "--clear-groups", "--"] : []),
+    i.bwrap,
+    "--args",
+    "6",
+    "--",
+    "/.mvm/sh",
+    "-c",
+    "echo ready >&4 && exec /.mvm/sleep infinity 3>&- 4>&- 6<&- 2>/dev/null",
+  ];
+  const args = [
+    "--unshare-user",
+    "--unshare-pid",
+    "--unshare-net",
+    "--unshare-ipc",
+    "--unshare-uts",
+    "--unshare-cgroup-try",
+    // unprivileged callers could not enter the namespaces bwrap made before the nested user
+    // namespace this needs (nsenter: EPERM), so only root sandboxes get it
+    ...(i.asUid ? ["--disable-userns"] : []),
+    "--uid",
+    "0",
+    "--gid",
+    "0",
+    "--hostname",
+    i.id,
+    "--die-with-parent",
+    "--new-session",
+    "--clearenv",
+    "--setenv",
+    "PATH",
+    "/usr/bin:/bin",
+    "--bind",
+    i.rootDir,
+    "/",
+    "--ro-bind",
+    "/usr",
+    "/usr",
+    "--ro-bind",
+    "/etc",
+    "/etc",
+    ...binds,
+    "--ro-bind",
+    i.helpers,
+    "/.mvm",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+    "--size",
+    String(i.tmpBytes),
+    "--tmpfs",
+    "/tmp",
+    "--info-fd",
+    "3",
+  ];
+  return { argv, args };
+}

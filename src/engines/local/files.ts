@@ -1,0 +1,90 @@
+/**
+ * The file API of a local sandbox, over the file agent. Paths are absolute in the sandbox's view
+ * (relative ones resolve against `/`); names that are not UTF-8 round-trip (see `bytes.ts`).
+ *
+ * @example
+ * ```ts
+ * import { parseInfos } from "./files.ts";
+ * const rec = new TextEncoder().encode("f\t3\t644\t1700000000.5\t/app/a.txt\0");
+ * console.log(parseInfos(rec)[0].name); // "a.txt"
+ * ```
+ * @module
+ */
+import { InternalError, NotFoundError } from "../../errors.ts";
+import type { FileInfo } from "../../types.ts";
+import type { EngineFiles, WrittenFile } from "../contract.ts";
+import { agent, agentStream } from "./agent.ts";
+import { decodeName } from "./bytes.ts";
+import type { SandboxCore } from "./core.ts";
+
+/** A path in the sandbox's view. @example `absolute("app") // "/app"` */
+export function absolute(path: string): string {
+  return path.startsWith("/") ? path : `/${path}`;
+}
+
+/** Parses the agent's `find -printf '%y\t%s\t%m\t%T@\t%p\0'` records. @example `parseInfos(bytes)` */
+export function parseInfos(out: Uint8Array): FileInfo[] {
+  const infos: FileInfo[] = [];
+  let start = 0;
+  for (let i = 0; i <= out.length; i++) {
+    if (i < out.length && out[i] !== 0) continue;
+    const rec = out.subarray(start, i);
+    start = i + 1;
+    const tabs: number[] = [];
+    for (let k = 0; k < rec.length && tabs.length < 4; k++) if (rec[k] === 9) tabs.push(k);
+    if (tabs.length < 4) continue;
+    const head = new TextDecoder().decode(rec.subarray(0, tabs[3])).split("\t");
+    const path = decodeName(rec.subarray(tabs[3] + 1));
+    const [t, size, mode, mtime] = head;
+    infos.push({
+      path,
+      name: path === "/" ? "/" : path.replace(/\/+$/, "").split("/").pop() ?? path,
+      type: t === "f" ? "file" : t === "d" ? "dir" : t === "l" ? "symlink" : "other",
+      size: Number(size),
+      mode: parseInt(mode, 8),
+      mtime: new Date(Number(mtime) * 1000).toISOString(),
+    });
+  }
+  return infos;
+}
+
+/** The file API of one sandbox. @example `const files = localFiles(core)` */
+export function localFiles(core: SandboxCore): EngineFiles {
+  const event = (type: string, fields: Record<string, unknown>) => core.dir.appendEvent(type, fields);
+  return {
+    readStream: (path, range) => {
+      const p = absolute(path);
+      return agentStream(core, "read", [p, String(range.offset ?? 0), range.length === undefined ? "-" : String(range.length)], p);
+    },
+    readTar: (dir) => agentStream(core, "tarout", [absolute(dir)], absolute(dir)),
+    writeTar: async (dir, tar) => {
+      await agent(core, "tarin", [absolute(dir)], dir, tar);
+      return event("files.writeTar", { path: absolute(dir) });
+    },
+    write: async (path, data, opts): Promise<WrittenFile> => {
+      const p = absolute(path);
+      const out = await agent(core, "write", [p, opts.mode.toString(8), opts.createParents ? "1" : "0"], p, data);
+      const [info] = parseInfos(out);
+      if (!info) throw new InternalError(`files.write ${JSON.stringify(p)}: no file info came back`);
+      return { ...info, auditId: event("files.write", { path: p, size: info.size }) };
+    },
+    list: async (path) => parseInfos(await agent(core, "list", [absolute(path)], path)),
+    stat: async (path) => {
+      const [info] = parseInfos(await agent(core, "stat", [absolute(path)], path));
+      if (!info) throw new NotFoundError(`files.stat ${JSON.stringify(path)}: not found`, { details: { path } });
+      return info;
+    },
+    mkdir: async (path, opts) => {
+      await agent(core, "mkdir", [absolute(path), opts.mode.toString(8), opts.parents ? "1" : "0"], path);
+      return event("files.mkdir", { path: absolute(path) });
+    },
+    remove: async (path, opts) => {
+      await agent(core, "remove", [absolute(path), opts.recursive ? "1" : "0"], path);
+      return event("files.remove", { path: absolute(path), recursive: opts.recursive });
+    },
+    rename: async (from, to) => {
+      await agent(core, "rename", [absolute(from), absolute(to)], from);
+      return event("files.rename", { from: absolute(from), to: absolute(to) });
+    },
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * The job a runner receives: a line with the job's line count, then that many lines of POSIX shell
+ * built only from single-quoted words (`'…'` keeps every byte but `'`, which is written `'\''`;
+ * newlines stay inside the quotes). There are no in-band escapes: any argv or env string without
+ * NUL arrives byte for byte, and names that are not UTF-8 (see `bytes.ts`) arrive as their bytes.
+ *
+ * @example A command's frame
+ * ```ts
+ * import { jobFrame } from "./job.ts";
+ * const text = new TextDecoder().decode(jobFrame({ kind: "command", argv: ["echo", "a\nb"], env: {}, cwd: "/" }));
+ * console.log(text); // "2\ncd '/' || exit 125\nexec 'echo' 'a\nb'\n"
+ * ```
+ * @module
+ */
+import { encodeName } from "./bytes.ts";
+
+/** What a runner is asked to do: a guest command, or one file-agent operation. */
+export type Job =
+  | { kind: "command"; argv: string[]; env: Record<string, string>; cwd: string }
+  | { kind: "agent"; op: string; args: string[]; nonce: string };
+
+/** One shell word, single-quoted. @example `shellWord("it's") // "'it'\\''s'"` */
+export function shellWord(s: string): string {
+  return `'${s.replaceAll("'", `'\\''`)}'`;
+}
+
+/** The bytes of a job for a runner's stdin. @example `jobFrame({ kind: "agent", op: "stat", args: ["/app"], nonce: "ab12" })` */
+export function jobFrame(job: Job): Uint8Array {
+  let script: string;
+  if (job.kind === "agent") {
+    script = `MVM_NONCE=${shellWord(job.nonce)}; mvm_agent ${[job.op, ...job.args].map(shellWord).join(" ")}`;
+  } else {
+    const parts = [`cd ${shellWord(job.cwd)} || exit 125`];
+    for (const [k, v] of Object.entries(job.env)) {
+      if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new TypeError(`not an environment variable name: ${JSON.stringify(k)}`);
+      parts.push(`export ${k}=${shellWord(v)}`);
+    }
+    parts.push(`exec ${job.argv.map(shellWord).join(" ")}`);
+    script = parts.join("\n");
+  }
+  const lines = script.split("\n").length;
+  return encodeName(`${lines}\n${script}\n`);
+}

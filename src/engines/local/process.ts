@@ -1,0 +1,99 @@
+/**
+ * Guest processes: `commands.start` on a runner. The exit status is what the host saw (nsenter's
+ * wait status relayed to the host, the cgroup's OOM counter), never what a process inside said. A
+ * command's process tree ends with it: whatever it leaves behind is killed when it exits.
+ *
+ * @example
+ * ```ts
+ * import { startProcess } from "./process.ts";
+ * // const p = await startProcess(core, ["echo", "hi"], { env: {} });
+ * console.log(typeof startProcess);
+ * ```
+ * @module
+ */
+import type { ProcessStatus } from "../../types.ts";
+import type { EngineProcess, EngineStartOptions } from "../contract.ts";
+import { agent } from "./agent.ts";
+import type { SandboxCore } from "./core.ts";
+import { absolute } from "./files.ts";
+import { guestOutput } from "./output.ts";
+import { GUEST_PATH } from "./runners.ts";
+
+/** Environment every guest process starts with, before the sandbox's and the command's own. */
+function baseEnv(): Record<string, string> {
+  return { PATH: GUEST_PATH, HOME: "/root", LANG: "C.UTF-8", TERM: "dumb" };
+}
+
+/** Starts a guest process. @example `await startProcess(core, ["ls"], { env: {} })` */
+export async function startProcess(core: SandboxCore, argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
+  const cwd = opts.cwd === undefined ? "/" : absolute(opts.cwd);
+  if (opts.cwd !== undefined) await agent(core, "cwdcheck", [cwd], cwd);
+  const started = performance.now();
+  const env = { ...baseEnv(), ...core.meta.env, ...opts.env };
+  const r = await core.exec({ kind: "command", argv, env, cwd }, true, "start a process");
+  const { child, cg } = r;
+  r.child.ref();
+  core.dir.appendEvent("process.started", { pid: child.pid, argv0: argv[0], argc: argv.length, cwd });
+  let timedOut = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  if (opts.timeoutSeconds !== undefined) {
+    timer = setTimeout(() => {
+      timedOut = true;
+      core.killTree(r, "SIGKILL");
+    }, opts.timeoutSeconds * 1000);
+  }
+  const onAbort = () => core.killTree(r, "SIGKILL");
+  opts.signal?.addEventListener("abort", onAbort, { once: true });
+  if (opts.signal?.aborted) onAbort();
+
+  // A command's process tree ends with it. Its group is reaped off the critical path, unless the
+  // streams are still held open by something it left behind, or the OOM count is needed.
+  // Without cgroups nothing can find what it left behind, so its streams are let go instead.
+  let reaped: Promise<number> | undefined;
+  const reap = () => reaped ??= cg ? core.reap(cg) : Promise.all([out.release(), err.release()]).then(() => 0);
+  let streamsDone = false;
+  const exited = child.status.then((s) => {
+    setTimeout(() => streamsDone || reap(), 25);
+    return s;
+  });
+  const failure = () => core.deathError("read this stream");
+  const out = guestOutput(r.out, exited, failure);
+  const err = guestOutput(child.stderr!.getReader(), exited, failure);
+  const status: Promise<ProcessStatus> = Promise.all([exited, out.done, err.done]).then(async ([s]) => {
+    streamsDone = true;
+    clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", onAbort);
+    const killed = s.signal === "SIGKILL" || s.code === 137;
+    const oom = killed ? await reap() : (reap(), 0);
+    const dead = core.deathError("wait for this process");
+    if (dead) throw dead;
+    let exitCode = s.code;
+    let signal = s.signal;
+    const oomKilled = killed && !timedOut && oom > core.dir.readNumber("oom.seen");
+    if (oomKilled) core.dir.write("oom.seen", String(oom));
+    // nsenter reports a child killed by a signal by dying of it; a shell in between reports 128+n
+    if (signal === null && exitCode === 137 && (timedOut || oomKilled)) {
+      signal = "SIGKILL";
+      exitCode = null;
+    }
+    const durationMs = Math.round(performance.now() - started);
+    const auditId = core.dir.appendEvent("process.exited", {
+      pid: child.pid,
+      argv0: argv[0],
+      exitCode,
+      signal,
+      timedOut,
+      oomKilled,
+      durationMs,
+    });
+    return { exitCode, signal, timedOut, oomKilled, durationMs, auditId };
+  });
+  status.catch(() => {});
+  return {
+    stdin: child.stdin!,
+    stdout: out.stream,
+    stderr: err.stream,
+    status,
+    kill: (signal = "SIGTERM") => core.killTree(r, signal),
+  };
+}

@@ -1,0 +1,169 @@
+/**
+ * Runners: processes already inside a sandbox, waiting for one job. Each is spawned through the
+ * host-side entry (`sh/enter.pl`: fresh session keyring, no inherited descriptors, its own
+ * per-process cgroup), `nsenter` into the sandbox's namespaces and root through its init, `setpriv`
+ * (no capabilities, `no_new_privs`), and the SDK's execute-only shell (`sh/runner.sh`), which
+ * proves it is in the right sandbox and says so with one byte. A client keeps one spawned ahead of
+ * need, so a command usually costs one frame written and one `exec`.
+ *
+ * @example
+ * ```ts
+ * import { RunnerPool } from "./runners.ts";
+ * // const pool = new RunnerPool(ctx); const r = await pool.take("run a command");
+ * console.log(typeof RunnerPool);
+ * ```
+ * @module
+ */
+import { TransportError } from "../../errors.ts";
+import { type ChildProcess, runtime } from "../../runtime/mod.ts";
+import { collectText } from "../../streams.ts";
+import type { Tools } from "./preflight.ts";
+import { ENTER_PL, RUNNER_SH } from "./scripts.gen.ts";
+
+/** The PATH of host-side helpers and of guest processes unless they set their own. */
+export const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** A runner: spawned, inside, waiting for its job. `out` is its stdout past the handshake. */
+export interface Runner {
+  child: ChildProcess;
+  cg: string | null;
+  out: ReadableStreamDefaultReader<Uint8Array>;
+  dead: boolean;
+}
+
+/** What a pool needs from its sandbox. */
+export interface RunnerContext {
+  id: string;
+  tools: Tools;
+  /** The pid the SDK enters through (the init), checked alive; throws when the sandbox is gone. */
+  initPid(what: string): number;
+  /** The cgroups a runner joins (a fresh per-process group first), or null without cgroups. */
+  takeCgroups(): Promise<{ cg: string; join: string[] } | null>;
+  /** Gives back a per-process group that will not be used. */
+  reap(cg: string | null): void;
+}
+
+/** The entry's argv: enter.pl, then nsenter → setpriv → [setsid] → the runner. */
+export function runnerArgv(t: Tools, id: string, initPid: number, session: boolean): string[] {
+  return [
+    "-e",
+    ENTER_PL,
+    String(t.keyctl),
+    t.nsenter,
+    "-t",
+    String(initPid),
+    "-U",
+    "-m",
+    "-p",
+    "-n",
+    "-i",
+    "-u",
+    "-r",
+    "-w",
+    // root becomes uid 0 of the sandbox's user namespace (its own host uid); anyone else keeps their
+    // credentials, which that namespace maps to 0
+    ...(t.uid === 0 ? [] : ["--preserve-credentials"]),
+    "-C",
+    "--",
+    "/usr/bin/setpriv",
+    "--no-new-privs",
+    "--bounding-set=-all",
+    "--inh-caps=-all",
+    "--",
+    // without cgroups the runner leads its own session, so a kill can reach the job's tree
+    ...(session ? ["/.mvm/setsid"] : []),
+    "/.mvm/sh",
+    "-c",
+    RUNNER_SH,
+    "mvm-runner",
+    id,
+  ];
+}
+
+/** One sandbox's runners for one client. */
+export class RunnerPool {
+  #spares: Runner[] = [];
+  #spawning: Promise<void> | null = null;
+  #closed = false;
+  constructor(readonly ctx: RunnerContext) {}
+
+  /** A runner for a job: a spare, the one on its way, or a new one; and the next is warmed. */
+  async take(what: string): Promise<Runner> {
+    const pop = () => {
+      let r = this.#spares.pop();
+      while (r?.dead) {
+        this.#drop(r);
+        r = this.#spares.pop();
+      }
+      return r;
+    };
+    // a runner already on its way is sooner than a new one, and two spawns at once only slow each other
+    let r = pop() ?? (this.#spawning ? (await this.#spawning, pop()) : undefined);
+    r ??= await this.spawn(what);
+    this.warm();
+    return r;
+  }
+
+  /** Keeps one runner spawned ahead of need (in the background; it never keeps this process alive). */
+  warm(): void {
+    if (this.#closed || this.#spares.length > 0 || this.#spawning) return;
+    this.#spawning = this.spawn("warm a runner")
+      .then((r) => {
+        if (this.#closed) this.#drop(r);
+        else this.#spares.push(r);
+      })
+      .catch(() => {})
+      .finally(() => this.#spawning = null);
+  }
+
+  /** Ends the spare runners and closes their pipes (they hold descriptors until then). */
+  close(): void {
+    this.#closed = true;
+    for (const r of this.#spares.splice(0)) this.#drop(r);
+  }
+
+  #drop(r: Runner): void {
+    r.child.kill("SIGKILL");
+    r.child.stdin?.abort().catch(() => {});
+    r.out.cancel().catch(() => {});
+    r.child.stderr?.cancel().catch(() => {});
+    this.ctx.reap(r.cg);
+  }
+
+  /** Spawns a runner and waits for its handshake. */
+  async spawn(what: string): Promise<Runner> {
+    const initPid = this.ctx.initPid(what);
+    const groups = await this.ctx.takeCgroups();
+    const dirs = groups ? [groups.cg, ...groups.join] : [];
+    const env: Record<string, string> = { PATH: GUEST_PATH };
+    dirs.forEach((d, i) => env[`MVM_CG${i + 1}`] = d);
+    let child: ChildProcess;
+    try {
+      child = await runtime().spawn(this.ctx.tools.perl, runnerArgv(this.ctx.tools, this.ctx.id, initPid, groups === null), {
+        clearEnv: true,
+        env,
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      });
+    } catch (e) {
+      this.ctx.reap(groups?.cg ?? null);
+      throw e;
+    }
+    child.unref();
+    const r: Runner = { child, cg: groups?.cg ?? null, out: child.stdout!.getReader(), dead: false };
+    child.status.then(() => r.dead = true, () => r.dead = true);
+    const hello = await r.out.read().catch(() => ({ done: true as const, value: undefined }));
+    if (hello.done || hello.value.length !== 1 || hello.value[0] !== 0x52 /* R */) {
+      const why = (await collectText(child.stderr!).catch(() => "")).trim().slice(0, 500);
+      child.kill("SIGKILL");
+      await child.status.catch(() => {});
+      this.ctx.reap(r.cg);
+      this.ctx.initPid(what); // a sandbox that went away says so
+      throw new TransportError(`could not enter sandbox ${this.ctx.id} to ${what}${why ? `: ${why}` : ""}`, {
+        details: { id: this.ctx.id },
+      });
+    }
+    return r;
+  }
+}

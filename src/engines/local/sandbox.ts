@@ -1,0 +1,233 @@
+/**
+ * One local sandbox as a client holds it: its state, its runners, and the parts (processes, files,
+ * logs) that live in their own files. State comes from the folder's markers and from whether the
+ * supervisor and the init are still the processes they were.
+ *
+ * @example
+ * ```ts
+ * import { LocalSandbox } from "./sandbox.ts";
+ * console.log(typeof LocalSandbox);
+ * ```
+ * @module
+ */
+import { ConflictError, NotFoundError, TransportError } from "../../errors.ts";
+import { pidExists } from "../../runtime/mod.ts";
+import type { Capabilities, LogEvent, SandboxInfo } from "../../types.ts";
+import type { EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions } from "../contract.ts";
+import { makeCgroups, readSandboxCgroups, reapCgroups, type SandboxCgroups, signalCgroup, signalSession } from "./cgroups.ts";
+import type { SandboxCore } from "./core.ts";
+import { localFiles } from "./files.ts";
+import { type Job, jobFrame } from "./job.ts";
+import { logStream } from "./logs.ts";
+import type { Tools } from "./preflight.ts";
+import { startProcess } from "./process.ts";
+import { type Runner, RunnerPool } from "./runners.ts";
+import type { Meta, SandboxDir } from "./state.ts";
+import { killSandbox, teardown } from "./supervisor.ts";
+
+/** A fresh per-process cgroup name. */
+export function newCgroupName(): string {
+  return `p${crypto.randomUUID().slice(0, 13)}`;
+}
+
+/** What the local engine can do. */
+export function localCapabilities(): Capabilities {
+  return {
+    commands: true,
+    files: true,
+    logs: true,
+    detach: true,
+    pause: false,
+    snapshot: false,
+    fork: false,
+    limits: { cpu: true, memory: true, pids: true },
+    network: "none",
+  };
+}
+
+/** A local sandbox. */
+export class LocalSandbox implements EngineSandbox, SandboxCore {
+  readonly id: string;
+  readonly cgroups: SandboxCgroups | null;
+  readonly files: EngineFiles;
+  readonly #pool: RunnerPool;
+  #groups: string[] = [];
+  #refill: Promise<void> | null = null;
+  #toReap: string[] = [];
+  #reaping: Promise<number> | null = null;
+
+  constructor(readonly dir: SandboxDir, readonly meta: Meta, readonly tools: Tools) {
+    this.id = dir.id;
+    this.cgroups = readSandboxCgroups(dir.file("cgroups"), tools.tag, dir.id);
+    this.files = localFiles(this);
+    this.#pool = new RunnerPool({
+      id: this.id,
+      tools,
+      initPid: (what) => this.#assertRunning(what),
+      takeCgroups: async () => this.cgroups ? { cg: await this.#takeCgroup(), join: this.cgroups.join } : null,
+      reap: (cg) => void this.reap(cg),
+    });
+  }
+
+  capabilities(): Capabilities {
+    const limits = this.cgroups !== null;
+    return { ...localCapabilities(), limits: { cpu: limits, memory: limits, pids: limits } };
+  }
+
+  #state(): SandboxInfo["state"] {
+    if (!this.dir.exists() || this.dir.has("destroying")) return "destroyed";
+    if (this.dir.has("stopped")) return "stopped";
+    return "running";
+  }
+
+  /** Throws unless the sandbox runs; returns the pid of its init (the way in). */
+  #assertRunning(what: string): number {
+    const s = this.#state();
+    if (s === "destroyed") {
+      throw new NotFoundError(`sandbox ${this.id} is gone (destroyed or its TTL ran out); cannot ${what}`, { details: { id: this.id } });
+    }
+    if (s === "stopped") {
+      throw new ConflictError(`sandbox ${this.id} is stopped; cannot ${what} (destroy it, or create a new one)`, {
+        details: { id: this.id, state: s },
+      });
+    }
+    const { init, supervisor } = this.dir.readPids();
+    if (!init || !pidExists(init.pid) || !supervisor || !pidExists(supervisor.pid)) {
+      throw new TransportError(`sandbox ${this.id} is not running any more (its init or supervisor died); cannot ${what}`, {
+        details: { id: this.id },
+      });
+    }
+    return init.pid;
+  }
+
+  deathError(what: string): Error | null {
+    try {
+      this.#assertRunning(what);
+      return null;
+    } catch (e) {
+      const why = (e as Error).message.replace(/; cannot .*$/, "");
+      return new TransportError(`${why}: cannot ${what}; output or results may be incomplete`, { details: { id: this.id }, cause: e });
+    }
+  }
+
+  /** Whether the sandbox went away. */
+  gone(): boolean {
+    return this.#state() === "destroyed";
+  }
+
+  info(): Promise<SandboxInfo> {
+    const m = this.meta;
+    let state = this.#state();
+    if (state === "running" && this.deathError("run") !== null) state = "destroyed";
+    return Promise.resolve({
+      id: m.id,
+      state,
+      engine: "local",
+      image: m.template ?? m.image,
+      name: m.name,
+      workloadId: m.workloadId,
+      tags: { ...m.tags },
+      createdAt: m.createdAt,
+      expiresAt: m.expiresAt,
+      ttlSeconds: m.ttlSeconds,
+      detached: this.dir.has("detached"),
+      limits: { ...m.limits },
+    });
+  }
+
+  /** Keeps one runner ready (after create, so the first command finds it). */
+  warm(): void {
+    this.#pool.warm();
+  }
+
+  async exec(job: Job, keepStdin: boolean, what: string): Promise<Runner> {
+    this.#assertRunning(what);
+    const r = await this.#pool.take(what);
+    r.child.ref();
+    const writer = r.child.stdin!.getWriter();
+    try {
+      await writer.write(jobFrame(job));
+      if (!keepStdin) await writer.close();
+    } catch (e) {
+      r.child.kill("SIGKILL");
+      this.reap(r.cg);
+      this.#assertRunning(what);
+      throw new TransportError(`could not start ${what} in sandbox ${this.id}: ${(e as Error).message}`, {
+        cause: e,
+        details: { id: this.id },
+      });
+    } finally {
+      writer.releaseLock();
+    }
+    return r;
+  }
+
+  /** Takes the per-process groups the supervisor made at create. */
+  adoptCgroups(names: string[]): void {
+    if (this.cgroups) this.#groups.push(...names.map((n) => `${this.cgroups!.v2}/${n}`));
+  }
+
+  /** A fresh per-process cgroup; made eight at a time, ahead of need, to keep mkdir off the command's path. */
+  async #takeCgroup(): Promise<string> {
+    const refill = () =>
+      this.#refill ??= makeCgroups(Array.from({ length: 8 }, () => `${this.cgroups!.v2}/${newCgroupName()}`))
+        .then((dirs) => void this.#groups.push(...dirs))
+        .finally(() => this.#refill = null);
+    while (this.#groups.length === 0) await refill();
+    const dir = this.#groups.shift()!;
+    if (this.#groups.length < 3) refill().catch(() => {});
+    return dir;
+  }
+
+  async killTree(r: Runner, signal: string): Promise<void> {
+    if (r.cg) await signalCgroup(r.cg, signal, r.child.pid).catch(() => {});
+    else await signalSession(r.child.pid, signal).catch(() => {});
+  }
+
+  reap(cg: string | null): Promise<number> {
+    if (!cg) return Promise.resolve(0);
+    this.#toReap.push(cg);
+    return this.#reaping ??= new Promise<void>((r) => setTimeout(r, 0)).then(() => {
+      const dirs = this.#toReap.splice(0);
+      this.#reaping = null;
+      return reapCgroups(dirs, this.cgroups?.memory).catch(() => 0);
+    });
+  }
+
+  start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
+    return startProcess(this, argv, opts);
+  }
+
+  logs(opts: { follow: boolean }): ReadableStream<LogEvent> {
+    return logStream(this.dir, this.id, opts);
+  }
+
+  async stop(): Promise<string> {
+    const s = this.#state();
+    if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone`, { details: { id: this.id } });
+    if (s === "stopped") return this.dir.appendEvent("stop.noop");
+    this.#pool.close();
+    this.dir.mark("stopped");
+    const id = this.dir.appendEvent("stopped");
+    await killSandbox(this.dir, this.tools);
+    return id;
+  }
+
+  async destroy(): Promise<string> {
+    this.#pool.close();
+    const id = this.dir.appendEvent("destroy.requested");
+    await teardown(this.dir, this.tools);
+    return id;
+  }
+
+  detach(): Promise<string> {
+    this.#assertRunning("detach");
+    this.dir.mark("detached");
+    return Promise.resolve(this.dir.appendEvent("detached", { expiresAt: this.meta.expiresAt }));
+  }
+
+  disconnect(): Promise<void> {
+    this.#pool.close();
+    return Promise.resolve();
+  }
+}

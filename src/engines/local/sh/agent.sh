@@ -1,0 +1,95 @@
+# The file agent: a shell function the runner calls for one file operation, inside the sandbox's
+# namespaces and root with the guest's credentials, so a path can only reach the sandbox's own view.
+# Every tool is the SDK's own execute-only copy under /.mvm (read-only, never the guest's PATH), so
+# no process of an operation can be traced or replaced by guest code.
+# Failures: "mvm-error CODE message" on stderr, exit 3; CODE "?" means a tool failed, and the SDK
+# classifies its errno text (the part after the last ": ", never a guest-chosen name).
+# Ops: read PATH OFFSET LENGTH | write PATH MODE PARENTS | list PATH | stat PATH |
+#      mkdir PATH MODE PARENTS | remove PATH RECURSIVE | rename FROM TO | tarin DIR | tarout DIR |
+#      cleanup DIR NONCE | cwdcheck PATH
+mvm_agent() {
+  T=/.mvm
+  LC_ALL=C
+  export LC_ALL
+  op=$1; shift
+  case "$op" in
+    read)
+      p=$1
+      if [ -d "$p" ]; then mvm_fail IS_A_DIRECTORY "is a directory"; fi
+      if [ ! -e "$p" ]; then mvm_missing "$p"; fi
+      if [ ! -f "$p" ]; then mvm_fail INVALID_INPUT "is not a regular file (fifo, socket or device)"; fi
+      [ -r "$p" ] || mvm_fail PERMISSION_DENIED "Permission denied"
+      if [ "$3" = "-" ]; then exec "$T/dd" if="$p" bs=65536 iflag=skip_bytes,nonblock skip="$2" status=none
+      else exec "$T/dd" if="$p" bs=65536 iflag=skip_bytes,count_bytes,nonblock skip="$2" count="$3" status=none; fi;;
+    write)
+      p=$1; dir=${p%/*}; [ -n "$dir" ] || dir=/
+      if [ -d "$p" ] && [ ! -L "$p" ]; then mvm_fail IS_A_DIRECTORY "is a directory"; fi
+      if [ -e "$dir" ] && [ ! -d "$dir" ]; then mvm_fail NOT_A_DIRECTORY "its parent is not a directory"; fi
+      if [ "$3" = 1 ] && [ ! -d "$dir" ]; then mvm_run "$T/mkdir" -p -- "$dir"; fi
+      [ -e "$dir" ] || mvm_missing "$dir"
+      [ -d "$dir" ] || mvm_fail NOT_A_DIRECTORY "its parent is not a directory"
+      tmp="$dir/.mvm-write.$$.${MVM_NONCE:-0}"
+      trap 'rm_tmp' EXIT
+      trap 'rm_tmp; exit 143' TERM INT PIPE
+      # a fresh name, created exclusively (noclobber), with the mode's permission bits from the start
+      # when a umask can give them (no chmod then), else private until chmod
+      if [ $(( 0$2 & ~0666 )) -eq 0 ] && [ $(( 0$2 & 0200 )) -ne 0 ]; then umask "$(printf %03o $(( 0666 & ~0$2 )))"; needmod=0; else umask 077; needmod=1; fi
+      out=$( (set -C; : > "$tmp") 2>&1) || mvm_fail "?" "$out"
+      exec 6>>"$tmp" || mvm_fail INTERNAL "cannot open the temporary file"
+      out=$("$T/cat" 2>&1 >&6) || mvm_fail "?" "$out"
+      exec 6>&-
+      [ $needmod = 0 ] || mvm_run "$T/chmod" "$2" -- "$tmp"
+      mvm_run "$T/mv" -f -T -- "$tmp" "$p"
+      trap - EXIT TERM INT PIPE
+      mvm_info "$p";;
+    list)
+      p=$1
+      [ -e "$p" ] || mvm_missing "$p"
+      [ -d "$p" ] || mvm_fail NOT_A_DIRECTORY "Not a directory"
+      [ -r "$p" ] && [ -x "$p" ] || mvm_fail PERMISSION_DENIED "Permission denied"
+      exec "$T/find" -H "$p" -mindepth 1 -maxdepth 1 -printf '%y\t%s\t%m\t%T@\t%p\0';;
+    stat)
+      [ -e "$1" ] || [ -L "$1" ] || mvm_missing "$1"
+      mvm_info "$1";;
+    mkdir)
+      if [ "$3" = 1 ]; then mvm_run "$T/mkdir" -p -m "$2" -- "$1"; [ -d "$1" ] || mvm_fail NOT_A_DIRECTORY "Not a directory"
+      else mvm_run "$T/mkdir" -m "$2" -- "$1"; fi;;
+    remove)
+      [ -e "$1" ] || [ -L "$1" ] || mvm_missing "$1"
+      if [ -d "$1" ] && [ ! -L "$1" ]; then
+        if [ "$2" = 1 ]; then mvm_run "$T/rm" -rf --one-file-system -- "$1"; else mvm_run "$T/rmdir" -- "$1"; fi
+      else mvm_run "$T/rm" -f -- "$1"; fi;;
+    rename)
+      [ -e "$1" ] || [ -L "$1" ] || mvm_missing "$1"
+      mvm_run "$T/mv" -f -T -- "$1" "$2";;
+    tarin)
+      if [ ! -d "$1" ]; then [ -e "$1" ] && mvm_fail NOT_A_DIRECTORY "Not a directory"; mvm_run "$T/mkdir" -p -- "$1"; fi
+      out=$("$T/tar" -x -f - -C "$1" --no-same-owner --no-overwrite-dir 2>&1) || mvm_fail "?" "$out";;
+    tarout)
+      [ -e "$1" ] || mvm_missing "$1"
+      [ -d "$1" ] || mvm_fail NOT_A_DIRECTORY "Not a directory"
+      exec "$T/tar" -c -f - -C "$1" .;;
+    cleanup)
+      # temporary files of a write that was killed: .mvm-write.<pid>.<nonce> in its directory
+      case "$2" in *[!0-9a-f]*|"") mvm_fail INVALID_INPUT "bad nonce";; esac
+      for f in "$1"/.mvm-write.*."$2"; do [ -e "$f" ] && "$T/rm" -f -- "$f"; done; exit 0;;
+    cwdcheck)
+      [ -d "$1" ] || { [ -e "$1" ] && mvm_fail NOT_A_DIRECTORY "Not a directory"; mvm_missing "$1"; };;
+    *) mvm_fail INTERNAL "unknown op";;
+  esac
+  exit 0
+}
+mvm_fail() { printf 'mvm-error %s %s\n' "$1" "$2" >&2; exit 3; }
+# a tool's own failure: its last line's errno text is classified by the SDK
+mvm_run() { out=$("$@" 2>&1) || mvm_fail "?" "$out"; }
+rm_tmp() { "$T/rm" -f -- "$tmp"; }
+# which component of a missing path is the problem: a non-directory parent, or nothing there
+mvm_missing() {
+  q=$1
+  while [ "$q" != / ] && [ -n "$q" ]; do
+    q=${q%/*}; [ -n "$q" ] || q=/
+    if [ -e "$q" ] && [ ! -d "$q" ]; then mvm_fail NOT_A_DIRECTORY "a parent is not a directory"; fi
+  done
+  mvm_fail NOT_FOUND "No such file or directory"
+}
+mvm_info() { "$T/find" "$1" -maxdepth 0 -printf '%y\t%s\t%m\t%T@\t%p\0' 2>/dev/null; }

@@ -1,0 +1,44 @@
+# Cgroup functions shared by the host-side cgroup helper and the supervisor (POSIX sh).
+# cg_signal DIR SIG [SPARE]: signal every process of a group (SIGKILL through cgroup.kill, forks
+# included; other signals with the group frozen meanwhile). cg_sweep DIR: kill and remove a group and
+# its per-process groups. cg_empty DIR, cg_oom MEMDIR.
+
+cg_procs() { while read -r p; do printf '%s ' "$p"; done < "$1/cgroup.procs" 2>/dev/null; }
+cg_frozen() { while read -r k v; do [ "$k" = frozen ] && [ "$v" = 1 ] && return 0; done < "$1/cgroup.events" 2>/dev/null; return 1; }
+cg_signal() {
+  if [ "$2" = KILL ] && [ -e "$1/cgroup.kill" ]; then echo 1 > "$1/cgroup.kill" 2>/dev/null && return 0; fi
+  fz=0
+  if [ -e "$1/cgroup.freeze" ] && echo 1 > "$1/cgroup.freeze" 2>/dev/null; then
+    fz=1; i=0; while ! cg_frozen "$1" && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.002; done
+  fi
+  # the spared process is signalled too when it is alone: the job has not forked yet, and its death
+  # is then the job's
+  list=$(cg_procs "$1"); spare=${3:-}; [ "$list" = "$spare " ] && spare=""
+  for p in $list; do [ "$p" = "$spare" ] || kill -s "$2" "$p" 2>/dev/null; done
+  [ $fz = 1 ] && echo 0 > "$1/cgroup.freeze" 2>/dev/null
+  return 0
+}
+cg_empty() { read -r _ < "$1/cgroup.procs" 2>/dev/null && return 1; return 0; }
+cg_oom() {
+  [ -n "$1" ] && [ "$1" != - ] || { echo 0; return; }
+  f="$1/memory.oom_control"; [ -e "$f" ] || f="$1/memory.events"
+  while read -r k v; do [ "$k" = oom_kill ] && { echo "$v"; return; }; done < "$f" 2>/dev/null
+  echo 0
+}
+cg_sweep() {
+  i=0
+  while [ -d "$1" ] && [ $i -lt 100 ]; do
+    for sub in "$1"/*/; do [ -d "$sub" ] && { cg_signal "$sub" KILL; rmdir "$sub" 2>/dev/null; }; done
+    cg_signal "$1" KILL
+    rmdir "$1" 2>/dev/null || { i=$((i+1)); sleep 0.02; }
+  done
+}
+# pid_start PID: the process's start time (field 22 of /proc/PID/stat), empty when it is gone or a zombie
+pid_start() {
+  read -r s < "/proc/$1/stat" 2>/dev/null || return 0
+  s=${s##*) }
+  # shellcheck disable=SC2086
+  set -- $s
+  case "$1" in Z|X) return 0;; esac
+  shift 18; echo "$1"
+}

@@ -1,0 +1,67 @@
+# Host-side cgroup helper of the local engine. Usage: sh -c CGROUP_SH mvm-cg OP ARGS...
+# (cgroup-fns.sh is prepended when the module is generated.)
+op=$1; shift
+case "$op" in
+  detect)
+    v2=; mem=; cpu=; pids=
+    while read -r _ mnt typ opts _; do
+      case "$typ" in
+        cgroup2) [ -z "$v2" ] && v2=$mnt;;
+        cgroup)
+          case ",$opts," in *,memory,*) mem=$mnt;; esac
+          case ",$opts," in *,cpu,*) cpu=$mnt;; esac
+          case ",$opts," in *,pids,*) pids=$mnt;; esac;;
+      esac
+    done < /proc/self/mounts
+    [ -n "$v2" ] || { echo none; exit 0; }
+    kind=hybrid
+    read -r ctl < "$v2/cgroup.controllers" 2>/dev/null
+    case " $ctl " in *" memory "*) kind=v2;; esac
+    mkdir -p "$v2/mvm" 2>/dev/null && [ -w "$v2/mvm/cgroup.procs" ] || { echo none; exit 0; }
+    if [ "$kind" = v2 ]; then
+      echo "+memory +pids +cpu" > "$v2/cgroup.subtree_control" 2>/dev/null
+      echo "+memory +pids +cpu" > "$v2/mvm/cgroup.subtree_control" 2>/dev/null
+      mem=; cpu=; pids=
+    fi
+    echo "$kind $v2 ${mem:--} ${cpu:--} ${pids:--}";;
+  signal) cg_signal "$1" "$2" "${3:-}";;
+  session)
+    # no cgroups: signal the session of the process whose parent is $1 (nsenter's child, a session leader)
+    parent=$1; sig=$2
+    for s in /proc/[0-9]*/stat; do
+      read -r line < "$s" 2>/dev/null || continue
+      # shellcheck disable=SC2086
+      set -- ${line##*) }
+      [ "$2" = "$parent" ] || continue
+      p=${s#/proc/}; p=${p%/stat}
+      kill -s "$sig" -- "-$p" 2>/dev/null || kill -s "$sig" "$p" 2>/dev/null
+    done;;
+  make) mkdir "$@" 2>/dev/null; for c in "$@"; do [ -d "$c" ] && echo "$c"; done;;
+  reap)
+    mem=$1; shift
+    for c in "$@"; do cg_signal "$c" KILL; done
+    for c in "$@"; do
+      i=0; while ! cg_empty "$c" && [ $i -lt 200 ]; do i=$((i+1)); sleep 0.005; done
+    done
+    rmdir "$@" 2>/dev/null
+    echo "oom $(cg_oom "$mem")";;
+  remove)
+    for c in "$@"; do cg_sweep "$c"; done;;
+  gc)
+    # groups of this state root's sandboxes (mvm/<root tag>/sbx-*) whose state folder is gone
+    state=$1; tag=$2; shift 2
+    for r in "$@"; do
+      for c in "$r/mvm/$tag"/sbx-*; do
+        [ -d "$c" ] && [ ! -d "$state/${c##*/}" ] && cg_sweep "$c"
+      done
+    done;;
+  killpid)
+    # kill PID with SIG only while it is still the process that started at START
+    [ -n "$1" ] && [ "$(pid_start "$1")" = "$2" ] && kill -s "$3" "$1" 2>/dev/null
+    # wait (up to 1 s) for it to be gone
+    i=0; while [ -n "$(pid_start "$1")" ] && [ "$(pid_start "$1")" = "$2" ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done
+    exit 0;;
+  alive)
+    # prints each PID:START pair that is still that same live process
+    for ps in "$@"; do [ "$(pid_start "${ps%%:*}")" = "${ps#*:}" ] && echo "$ps"; done; exit 0;;
+esac

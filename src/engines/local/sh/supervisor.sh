@@ -1,0 +1,109 @@
+# Host-side supervisor of one sandbox (POSIX sh; cgroup-fns.sh is prepended when the module is
+# generated). It starts bubblewrap, reports the sandbox's processes, then holds the lease: it tears
+# the sandbox down when the TTL runs out, when the owning process dies (unless detached), when the
+# sandbox's init ends, or when asked (SIGTERM).
+# Args: STATE_DIR OWNER_PID TTL_SECONDS BWRAP_ARGV... (bwrap's own arguments are in STATE_DIR/bwrap.args)
+# Env: MVM_CG_KIND, MVM_CG_V2, MVM_CG_MEM/CPU/PIDS (groups to make), MVM_LIM_MEM/CPU/PIDS (limits),
+# MVM_CG_POOL (per-process groups to make under the v2 group, for the SDK).
+set -u
+umask 077
+d=$1; owner=$2; ttl=$3; shift 3
+bw=""; sl=""; ttlpid=""; all=""; reaper=""
+now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
+ev() { printf '{"id":"sup-%s-%s","time":"%s","type":"%s","source":"supervisor"%s}\n' "$$" "$(date +%s%N)" "$(now)" "$1" "${2:-}" >> "$d/events.jsonl" 2>/dev/null; }
+alive() { [ -n "$(pid_start "$1")" ]; }
+cleanup() {
+  trap '' TERM INT HUP
+  : > "$d/destroying" 2>/dev/null
+  ev destroyed ",\"reason\":\"$1\""
+  [ -n "$sl" ] && kill "$sl" 2>/dev/null
+  [ -n "$ttlpid" ] && kill "$ttlpid" 2>/dev/null
+  # the sandbox's pid 1 first (the kernel then kills everything in its pid namespace, while the
+  # host-side nsenters are still there to reap their children), then whatever is left in its groups
+  # (cgroup.kill catches forks), then the launcher
+  if [ -n "$reaper" ] && kill -KILL "$reaper" 2>/dev/null; then
+    i=0; while alive "$reaper" && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done
+  fi
+  [ -n "${MVM_CG_V2:-}" ] && cg_signal "$MVM_CG_V2" KILL
+  if [ -n "$bw" ]; then kill -KILL "$bw" 2>/dev/null; wait "$bw" 2>/dev/null; fi
+  # sweep retries until each group is gone: a client may still be making a per-process group
+  for c in $all; do cg_sweep "$c"; done
+  rm -rf "$d"
+  exit 0
+}
+trap 'cleanup destroy' TERM INT HUP
+# a dead owner must not leave the supervisor dying of SIGPIPE before it watches
+trap '' PIPE
+w() { echo "$2" > "$1" 2>/dev/null || { echo "error cannot write $2 to $1"; cleanup failed; }; }
+all=""; join=""; memcg=-
+if [ -n "${MVM_CG_V2:-}" ]; then
+  if [ "$MVM_CG_KIND" = v2 ]; then
+    memcg=$MVM_CG_V2
+  else
+    for c in "$MVM_CG_MEM" "$MVM_CG_CPU" "$MVM_CG_PIDS"; do [ -n "$c" ] && join="$join $c"; done
+    [ -n "$MVM_CG_MEM" ] && memcg=$MVM_CG_MEM
+  fi
+  all="$MVM_CG_V2$join"
+  # one mkdir for the sandbox's groups and the first per-process groups the SDK will use
+  pool=""; for q in ${MVM_CG_POOL:-}; do pool="$pool $MVM_CG_V2/$q"; done
+  # the groups of this state root live under their own folder (mvm/<tag>), created on first use
+  tagdir=${MVM_CG_V2%/*}
+  if [ ! -d "$tagdir" ]; then
+    mkdir -p "$tagdir" 2>/dev/null
+    [ "$MVM_CG_KIND" = v2 ] && echo "+memory +pids +cpu" > "$tagdir/cgroup.subtree_control" 2>/dev/null
+  fi
+  # shellcheck disable=SC2086
+  mkdir -p $all $pool 2>/dev/null || { echo "error cannot create the cgroups $all"; cleanup failed; }
+  if [ "$MVM_CG_KIND" = v2 ]; then
+    [ -n "$MVM_LIM_MEM" ] && { w "$MVM_CG_V2/memory.max" "$MVM_LIM_MEM"; [ -e "$MVM_CG_V2/memory.swap.max" ] && w "$MVM_CG_V2/memory.swap.max" 0; }
+    [ -n "$MVM_LIM_CPU" ] && w "$MVM_CG_V2/cpu.max" "$MVM_LIM_CPU 100000"
+    [ -n "$MVM_LIM_PIDS" ] && w "$MVM_CG_V2/pids.max" "$MVM_LIM_PIDS"
+  else
+    if [ -n "$MVM_CG_MEM" ] && [ -n "$MVM_LIM_MEM" ]; then
+      w "$MVM_CG_MEM/memory.limit_in_bytes" "$MVM_LIM_MEM"
+      [ -e "$MVM_CG_MEM/memory.memsw.limit_in_bytes" ] && w "$MVM_CG_MEM/memory.memsw.limit_in_bytes" "$MVM_LIM_MEM"
+    fi
+    [ -n "$MVM_CG_CPU" ] && [ -n "$MVM_LIM_CPU" ] && { w "$MVM_CG_CPU/cpu.cfs_period_us" 100000; w "$MVM_CG_CPU/cpu.cfs_quota_us" "$MVM_LIM_CPU"; }
+    [ -n "$MVM_CG_PIDS" ] && [ -n "$MVM_LIM_PIDS" ] && w "$MVM_CG_PIDS/pids.max" "$MVM_LIM_PIDS"
+  fi
+  { echo "$MVM_CG_V2"; echo "$memcg"; for c in $join; do echo "$c"; done; } > "$d/cgroups"
+fi
+mkfifo -m 600 "$d/info.fifo" "$d/ready.fifo" || { echo "error cannot create fifos in $d"; cleanup failed; }
+exec 5<>"$d/ready.fifo"
+# bwrap reports its init's pid on fd 3; the sandbox's first command says "ready" on fd 4 once every
+# mount is in place; if bwrap ends first, the launcher says "exit N" on the same fifo.
+# The launcher dies with this supervisor (parent-death signal), and bwrap with the launcher, so a
+# killed supervisor takes its sandbox with it (the next create or list removes its folder).
+# Nothing of ours reaches the sandbox's environment (env -i), nor its pid 1's command line (bwrap
+# reads its arguments from bwrap.args on fd 6).
+MVM_SELF_CG="${MVM_CG_V2:-} $join" MVM_D="$d" MVM_INNER='for c in $MVM_SELF_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done
+  exec 3>"$MVM_D/info.fifo" 4>"$MVM_D/ready.fifo" 5>&- 6<"$MVM_D/bwrap.args" </dev/null >/dev/null 2>"$MVM_D/bwrap.err"
+  cd / && exec env -i PATH=/usr/bin:/bin "$@"' \
+  setpriv --pdeathsig KILL -- sh -c 'sh -c "$MVM_INNER" sh "$@"; echo "exit $?" >&5' mvm-launcher "$@" </dev/null >/dev/null 2>&1 &
+bw=$!
+info=""; while IFS= read -r line; do info="$info$line"; done < "$d/info.fifo"
+read -r ready <&5
+exec 5<&-
+rm -f "$d/info.fifo" "$d/ready.fifo"
+case "$info:$ready" in
+  *'"child-pid"'*:ready) ;;
+  *) wait "$bw" 2>/dev/null; bw=""; err=$(head -c 2000 "$d/bwrap.err" 2>/dev/null | tr '\n' ' '); echo "error $err"; cleanup failed;;
+esac
+reaper=${info#*'"child-pid"'}; reaper=${reaper#*:}; reaper=${reaper%%,*}; reaper=$((reaper))
+# the sandbox's init (bwrap's reaper is pid 1 and runs it as pid 2): the SDK enters the sandbox
+# through it, because it cannot be traced from inside (see bwrap.ts)
+init=""; read -r init _ < "/proc/$reaper/task/$reaper/children" 2>/dev/null
+[ -n "$init" ] || { echo "error the sandbox's init did not start"; cleanup failed; }
+{ echo "init $init $(pid_start "$init")"; echo "reaper $reaper $(pid_start "$reaper")"; echo "supervisor $$ $(pid_start $$)"; } > "$d/pids.tmp" && mv "$d/pids.tmp" "$d/pids"
+echo "ready $init $$"
+exec </dev/null >/dev/null 2>&1
+sleep "$ttl" & ttlpid=$!
+ev started ",\"initPid\":$init,\"ttlSeconds\":$ttl"
+reason=""
+while :; do
+  if [ ! -e "$d/detached" ] && ! alive "$owner"; then reason="owner-exited"; break; fi
+  alive "$ttlpid" || { reason="ttl-expired"; break; }
+  if ! alive "$bw" && [ ! -e "$d/stopped" ]; then reason="init-exited"; break; fi
+  sleep 0.5 & sl=$!; wait "$sl"; sl=""
+done
+cleanup "$reason"

@@ -1,0 +1,148 @@
+/**
+ * The host side of a sandbox's life: starting its supervisor (`sh/supervisor.sh`, through the
+ * host-side entry so no descriptor or session keyring of ours reaches it), tearing a sandbox down,
+ * and reaping sandboxes whose supervisor died. Only folders this engine owns are touched, and a
+ * process is only signalled while it is provably the same process (pid and start time).
+ *
+ * @example
+ * ```ts
+ * import { teardown } from "./supervisor.ts";
+ * // await teardown(dir, tools);
+ * console.log(typeof teardown);
+ * ```
+ * @module
+ */
+import { readdirSync, rmSync, statSync } from "node:fs";
+import { TimeoutError, TransportError } from "../../errors.ts";
+import { type ChildProcess, hostPid, pidExists, runtime } from "../../runtime/mod.ts";
+import { collectText } from "../../streams.ts";
+import { collectOrphanCgroups, killProc, readSandboxCgroups, removeCgroups, signalCgroup, supervisorCgroupEnv } from "./cgroups.ts";
+import type { Tools } from "./preflight.ts";
+import { GUEST_PATH } from "./runners.ts";
+import { ENTER_PL, SUPERVISOR_SH } from "./scripts.gen.ts";
+import { SandboxDir } from "./state.ts";
+
+/** Sandbox ids: `sbx-` and 12 of [a-z0-9]. */
+export const ID_RE: RegExp = /^sbx-[a-z0-9]{12}$/;
+const READY_TIMEOUT_MS = 15_000;
+
+/** What a supervisor is started with. */
+export interface SupervisorInput {
+  dir: SandboxDir;
+  ttlSeconds: number;
+  limits: { cpu?: number; memoryMb?: number; pidsLimit?: number };
+  /** Per-process groups for the supervisor to make at once. */
+  pool: string[];
+  bwrapArgv: string[];
+}
+
+/** Starts a sandbox's supervisor and waits until the sandbox is up. @example `await startSupervisor(t, input)` */
+export async function startSupervisor(t: Tools, i: SupervisorInput): Promise<void> {
+  const sup = await runtime().spawn(t.perl, [
+    "-e",
+    ENTER_PL,
+    String(t.keyctl),
+    t.setsid,
+    "/bin/sh",
+    "-c",
+    SUPERVISOR_SH,
+    "mvm-supervisor",
+    i.dir.path,
+    String(hostPid()),
+    String(i.ttlSeconds),
+    ...i.bwrapArgv,
+  ], {
+    clearEnv: true,
+    env: { PATH: GUEST_PATH, ...(t.layout ? supervisorCgroupEnv(t.layout, t.tag, i.dir.id, i.limits, i.pool) : {}) },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  });
+  const line = await readReadyLine(sup);
+  sup.unref();
+  if (!line.startsWith("ready ")) {
+    throw new TransportError(`bubblewrap failed to start the sandbox: ${line.replace(/^error /, "").trim() || "no reason given"}`, {
+      details: { id: i.dir.id },
+    });
+  }
+}
+
+async function readReadyLine(child: ChildProcess): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, rej) =>
+    timer = setTimeout(() => {
+      child.kill("SIGTERM");
+      rej(new TimeoutError(`the sandbox did not start within ${READY_TIMEOUT_MS / 1000} s`));
+    }, READY_TIMEOUT_MS)
+  );
+  try {
+    const text = await Promise.race([collectText(child.stdout!), timeout]);
+    return text.split("\n").find((l) => l.startsWith("ready ") || l.startsWith("error ")) ?? text.trim();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Kills every process of a sandbox (its pid namespace dies with its pid 1), then its groups. @example `await killSandbox(dir, t)` */
+export async function killSandbox(dir: SandboxDir, t: Tools): Promise<void> {
+  // pid 1 first: the host-side nsenters are still there to reap their children, so the pid
+  // namespace can finish dying; then whatever is left in the sandbox's groups
+  await killProc(dir.readPids().reaper, "KILL").catch(() => {});
+  const cgroups = readSandboxCgroups(dir.file("cgroups"), t.tag, dir.id);
+  if (cgroups) await signalCgroup(cgroups.v2, "SIGKILL").catch(() => {});
+}
+
+/** Tears a sandbox down through its supervisor, or by hand when the supervisor is gone. @example `await teardown(dir, t)` */
+export async function teardown(dir: SandboxDir, t: Tools): Promise<void> {
+  if (!dir.trusted(t.uid)) return;
+  const sup = dir.readPids().supervisor;
+  if (sup) {
+    await killProc(sup, "TERM").catch(() => {});
+    const deadline = Date.now() + 10_000;
+    while (dir.exists() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    if (!dir.exists()) return;
+  }
+  // no supervisor (it was killed, or creation failed half-way): clean up from here
+  await killSandbox(dir, t);
+  const cgroups = readSandboxCgroups(dir.file("cgroups"), t.tag, dir.id);
+  if (cgroups) await removeCgroups([cgroups.v2, ...cgroups.join]).catch(() => {});
+  rmSync(dir.path, { recursive: true, force: true });
+}
+
+/** Whether a sandbox's supervisor still runs (a folder being created counts, for a minute). */
+export function supervised(dir: SandboxDir): boolean {
+  const sup = dir.readPids().supervisor;
+  if (sup) return pidExists(sup.pid);
+  try {
+    return Date.now() - statSync(dir.path).mtimeMs < 60_000;
+  } catch {
+    return false;
+  }
+}
+
+let lastCgroupGc = 0;
+
+/**
+ * Removes this state root's sandboxes whose supervisor died without cleaning up (e.g. SIGKILLed),
+ * and, in the background and at most every 30 s, this state root's cgroups whose folder is gone.
+ *
+ * @example `await reapStale(t)`
+ */
+export async function reapStale(t: Tools): Promise<void> {
+  if (t.layout && Date.now() - lastCgroupGc > 30_000) {
+    lastCgroupGc = Date.now();
+    collectOrphanCgroups(t.layout, t.root, t.tag).catch(() => {});
+  }
+  let entries: string[] = [];
+  try {
+    entries = readdirSync(t.root);
+  } catch {
+    return;
+  }
+  for (const id of entries) {
+    if (!ID_RE.test(id)) continue;
+    const dir = new SandboxDir(t.root, id);
+    if (!dir.trusted(t.uid) || supervised(dir)) continue;
+    await teardown(dir, t).catch(() => {});
+  }
+}
