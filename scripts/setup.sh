@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for b in bwrap:bubblewrap nsenter:util-linux setpriv:util-linux setsid:util-linux /usr/bin/python3:python3 sha256sum:coreutils tar:tar; do
+for b in bwrap:bubblewrap perl:perl-base nsenter:util-linux setpriv:util-linux setsid:util-linux /usr/bin/python3:python3 sha256sum:coreutils tar:tar; do
   command -v "${b%%:*}" >/dev/null 2>&1 || need+=("${b##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

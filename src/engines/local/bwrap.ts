@@ -4,8 +4,8 @@
  * The layout: the sandbox's own folder is `/` (writable); the host's `/usr` and `/etc` are bound
  * read-only, and so are `/bin`, `/sbin`, `/lib*` — as read-only mount points, not as symlinks the
  * guest could replace in its writable `/` (everything the SDK executes, and the ELF loader, resolve
- * there). The SDK's execute-only tools are the read-only `/.mvm`. The init is the execute-only
- * `sleep`, so the process the SDK enters the sandbox through cannot be traced; user namespaces
+ * there). The SDK's execute-only tools are the read-only `/.mvm`. The init (pid 1, no bwrap reaper) is the
+ * execute-only shell, so the process the SDK enters the sandbox through cannot be traced; user namespaces
  * cannot be nested when the engine runs as root (`--disable-userns`), so guest code cannot build namespaces of its own for a
  * traced process to hand over.
  *
@@ -17,6 +17,14 @@
  * ```
  * @module
  */
+
+/**
+ * The sandbox's pid 1: the SDK's execute-only shell, which says it is ready, lets go of every
+ * descriptor of the start-up, and then reaps orphans for as long as the sandbox lives (a `wait` on
+ * an hourly execute-only `sleep` reaps any child that ends meanwhile). As pid 1 it ignores the
+ * signals guest code may send it, and not being dumpable it cannot be traced.
+ */
+export const INIT_SH = "echo ready >&4; exec 3>&- 4>&- 6<&- 2>/dev/null; while :; do /.mvm/sleep 3600 & wait $!; done";
 
 /** One of the host's `/bin`, `/lib*`: a symlink (merged /usr) or a folder. */
 export interface HostRootEntry {
@@ -57,7 +65,7 @@ export function bwrapArgv(i: BwrapInput): { argv: string[]; args: string[] } {
     "--",
     "/.mvm/sh",
     "-c",
-    "echo ready >&4 && exec /.mvm/sleep infinity 3>&- 4>&- 6<&- 2>/dev/null",
+    INIT_SH,
   ];
   const args = [
     "--unshare-user",
@@ -75,6 +83,7 @@ export function bwrapArgv(i: BwrapInput): { argv: string[]; args: string[] } {
     "0",
     "--hostname",
     i.id,
+    "--as-pid-1",
     "--die-with-parent",
     "--new-session",
     "--clearenv",

@@ -28,8 +28,47 @@ export interface SandboxCore {
   deathError(what: string): Error | null;
 }
 
+/** The part of a stream reader the engine uses. */
+export interface ByteReader {
+  read(): Promise<ReadableStreamReadResult<Uint8Array>>;
+  cancel(reason?: unknown): Promise<void>;
+}
+
+/**
+ * A reader that can take a single byte off the front (the runner's handshake and acknowledgement)
+ * and hands the rest of that chunk back on the next read.
+ *
+ * @example `const r = new PeekReader(stream.getReader()); const b = await r.byte();`
+ */
+export class PeekReader implements ByteReader {
+  #rest: Uint8Array | undefined;
+  constructor(readonly inner: ReadableStreamDefaultReader<Uint8Array>) {}
+  /** The next byte, or null at the end. */
+  async byte(): Promise<number | null> {
+    for (;;) {
+      const r = await this.read();
+      if (r.done) return null;
+      if (r.value.length === 0) continue;
+      if (r.value.length > 1) this.#rest = r.value.subarray(1);
+      return r.value[0];
+    }
+  }
+  read(): Promise<ReadableStreamReadResult<Uint8Array>> {
+    const rest = this.#rest;
+    if (rest) {
+      this.#rest = undefined;
+      return Promise.resolve({ done: false, value: rest });
+    }
+    return this.inner.read();
+  }
+  cancel(reason?: unknown): Promise<void> {
+    this.#rest = undefined;
+    return this.inner.cancel(reason);
+  }
+}
+
 /** Reads a reader to its end as UTF-8 text. @example `await readText(reader)` */
-export async function readText(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<string> {
+export async function readText(reader: ByteReader): Promise<string> {
   const dec = new TextDecoder();
   let s = "";
   for (;;) {
@@ -40,7 +79,7 @@ export async function readText(reader: ReadableStreamDefaultReader<Uint8Array>):
 }
 
 /** Reads a reader to its end as bytes. @example `await readBytes(reader)` */
-export async function readBytes(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<Uint8Array> {
+export async function readBytes(reader: ByteReader): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   let n = 0;
   for (;;) {

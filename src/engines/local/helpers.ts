@@ -34,6 +34,7 @@ export const HELPER_TOOLS: readonly string[] = [
   "chmod",
   "tar",
   "setsid",
+  "env",
 ];
 
 const SOURCES: Record<string, string[]> = {

@@ -31,11 +31,14 @@ export function jobFrame(job: Job): Uint8Array {
     script = `MVM_NONCE=${shellWord(job.nonce)}; mvm_agent ${[job.op, ...job.args].map(shellWord).join(" ")}`;
   } else {
     const parts = [`cd ${shellWord(job.cwd)} || exit 125`];
+    // dash refuses a non-numeric OPTIND; env(1) sets it instead
+    const viaEnv: string[] = [];
     for (const [k, v] of Object.entries(job.env)) {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new TypeError(`not an environment variable name: ${JSON.stringify(k)}`);
-      parts.push(`export ${k}=${shellWord(v)}`);
+      if (k === "OPTIND") viaEnv.push(shellWord(`${k}=${v}`));
+      else parts.push(`export ${k}=${shellWord(v)}`);
     }
-    parts.push(`exec ${job.argv.map(shellWord).join(" ")}`);
+    parts.push(`exec ${viaEnv.length ? `/.mvm/env ${viaEnv.join(" ")} ` : ""}${job.argv.map(shellWord).join(" ")}`);
     script = parts.join("\n");
   }
   const lines = script.split("\n").length;

@@ -11,6 +11,7 @@
  * @module
  */
 import { TransportError } from "../../errors.ts";
+import type { ByteReader } from "./core.ts";
 
 /**
  * How much output each stream holds for a reader who is not reading yet: a process that prints up
@@ -35,7 +36,7 @@ export interface GuestOutput {
  * @example `const out = guestOutput(reader, exited, () => sb.deathError())`
  */
 export function guestOutput(
-  reader: ReadableStreamDefaultReader<Uint8Array>,
+  reader: ByteReader,
   exited: Promise<unknown>,
   failure: () => Error | null,
 ): GuestOutput {

@@ -17,6 +17,7 @@
 import { TransportError } from "../../errors.ts";
 import { type ChildProcess, runtime } from "../../runtime/mod.ts";
 import { collectText } from "../../streams.ts";
+import { PeekReader } from "./core.ts";
 import type { Tools } from "./preflight.ts";
 import { ENTER_PL, RUNNER_SH } from "./scripts.gen.ts";
 
@@ -27,7 +28,7 @@ export const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 export interface Runner {
   child: ChildProcess;
   cg: string | null;
-  out: ReadableStreamDefaultReader<Uint8Array>;
+  out: PeekReader;
   dead: boolean;
 }
 
@@ -87,8 +88,9 @@ export class RunnerPool {
   #closed = false;
   constructor(readonly ctx: RunnerContext) {}
 
-  /** A runner for a job: a spare, the one on its way, or a new one; and the next is warmed. */
-  async take(what: string): Promise<Runner> {
+  /** A runner for a job: a spare, the one on its way, or a new one (`fresh`); and the next is warmed. */
+  async take(what: string, fresh = false): Promise<Runner> {
+    if (fresh) return await this.spawn(what);
     const pop = () => {
       let r = this.#spares.pop();
       while (r?.dead) {
@@ -151,10 +153,10 @@ export class RunnerPool {
       throw e;
     }
     child.unref();
-    const r: Runner = { child, cg: groups?.cg ?? null, out: child.stdout!.getReader(), dead: false };
+    const r: Runner = { child, cg: groups?.cg ?? null, out: new PeekReader(child.stdout!.getReader()), dead: false };
     child.status.then(() => r.dead = true, () => r.dead = true);
-    const hello = await r.out.read().catch(() => ({ done: true as const, value: undefined }));
-    if (hello.done || hello.value.length !== 1 || hello.value[0] !== 0x52 /* R */) {
+    const hello = await r.out.byte().catch(() => null);
+    if (hello !== 0x52 /* R */) {
       const why = (await collectText(child.stderr!).catch(() => "")).trim().slice(0, 500);
       child.kill("SIGKILL");
       await child.status.catch(() => {});

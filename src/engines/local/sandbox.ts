@@ -25,6 +25,9 @@ import { type Runner, RunnerPool } from "./runners.ts";
 import type { Meta, SandboxDir } from "./state.ts";
 import { killSandbox, teardown } from "./supervisor.ts";
 
+/** How long a runner may take to acknowledge its job before it counts as stopped. */
+const ACK_TIMEOUT_MS = 3_000;
+
 /** A fresh per-process cgroup name. */
 export function newCgroupName(): string {
   return `p${crypto.randomUUID().slice(0, 13)}`;
@@ -140,26 +143,48 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     this.#pool.warm();
   }
 
+  /**
+   * Starts a job on a runner and waits for its acknowledgement. A runner that does not acknowledge
+   * in time was stopped by guest code (it runs as the guest's uid, so the guest may signal it,
+   * though never trace it): it is killed and the job goes to a fresh runner, so a stopped helper
+   * delays an operation but never hangs or falsifies it.
+   */
   async exec(job: Job, keepStdin: boolean, what: string): Promise<Runner> {
-    this.#assertRunning(what);
-    const r = await this.#pool.take(what);
-    r.child.ref();
-    const writer = r.child.stdin!.getWriter();
-    try {
-      await writer.write(jobFrame(job));
-      if (!keepStdin) await writer.close();
-    } catch (e) {
+    const frame = jobFrame(job);
+    for (let attempt = 0;; attempt++) {
+      this.#assertRunning(what);
+      const r = await this.#pool.take(what, attempt > 0);
+      r.child.ref();
+      const writer = r.child.stdin!.getWriter();
+      let ack: number | null | "late" = null;
+      try {
+        await writer.write(frame);
+        if (!keepStdin) await writer.close();
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        ack = await Promise.race([r.out.byte(), new Promise<"late">((res) => timer = setTimeout(() => res("late"), ACK_TIMEOUT_MS))]);
+        clearTimeout(timer);
+      } catch {
+        /* the runner died: below */
+      } finally {
+        writer.releaseLock();
+      }
+      if (ack === 0x4a /* J */) return r;
+      await this.killTree(r, "SIGKILL");
       r.child.kill("SIGKILL");
+      r.out.cancel().catch(() => {});
       this.reap(r.cg);
       this.#assertRunning(what);
-      throw new TransportError(`could not start ${what} in sandbox ${this.id}: ${(e as Error).message}`, {
-        cause: e,
-        details: { id: this.id },
-      });
-    } finally {
-      writer.releaseLock();
+      if (attempt >= 2) {
+        throw new TransportError(
+          `could not start ${what} in sandbox ${this.id}: the SDK's runner ${
+            ack === "late" ? "was stopped" : "died"
+          } (guest code can signal it)`,
+          {
+            details: { id: this.id },
+          },
+        );
+      }
     }
-    return r;
   }
 
   /** Takes the per-process groups the supervisor made at create. */

@@ -20,5 +20,7 @@ while [ "$mvm_n" -gt 0 ]; do
   mvm_n=$((mvm_n - 1))
 done
 unset mvm_host mvm_n mvm_l
+# the acknowledgement: the job arrived and runs now (a runner guest code stopped says nothing)
+printf J
 eval "$mvm_job"
 exit

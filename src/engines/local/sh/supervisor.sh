@@ -90,10 +90,9 @@ case "$info:$ready" in
   *) wait "$bw" 2>/dev/null; bw=""; err=$(head -c 2000 "$d/bwrap.err" 2>/dev/null | tr '\n' ' '); echo "error $err"; cleanup failed;;
 esac
 reaper=${info#*'"child-pid"'}; reaper=${reaper#*:}; reaper=${reaper%%,*}; reaper=$((reaper))
-# the sandbox's init (bwrap's reaper is pid 1 and runs it as pid 2): the SDK enters the sandbox
-# through it, because it cannot be traced from inside (see bwrap.ts)
-init=""; read -r init _ < "/proc/$reaper/task/$reaper/children" 2>/dev/null
-[ -n "$init" ] || { echo "error the sandbox's init did not start"; cleanup failed; }
+# the sandbox's init is its pid 1 (bwrap --as-pid-1): the SDK enters the sandbox through it, because
+# it cannot be traced from inside (see bwrap.ts)
+init=$reaper
 { echo "init $init $(pid_start "$init")"; echo "reaper $reaper $(pid_start "$reaper")"; echo "supervisor $$ $(pid_start $$)"; } > "$d/pids.tmp" && mv "$d/pids.tmp" "$d/pids"
 echo "ready $init $$"
 exec </dev/null >/dev/null 2>&1
