@@ -85,12 +85,15 @@ export function runnerArgv(t: Tools, id: string, initPid: number, session: boole
 export class RunnerPool {
   #spares: Runner[] = [];
   #spawning: Promise<void> | null = null;
+  #warming: ChildProcess | null = null;
+  /** Someone waits for the warm spawn in progress. */
+  #awaited = false;
   #closed = false;
   constructor(readonly ctx: RunnerContext) {}
 
   /** A runner for a job: a spare, the one on its way, or a new one (`fresh`); and the next is warmed. */
   async take(what: string, fresh = false): Promise<Runner> {
-    if (fresh) return await this.spawn(what);
+    if (fresh) return await this.spawn(what, true);
     const pop = () => {
       let r = this.#spares.pop();
       while (r?.dead) {
@@ -99,9 +102,12 @@ export class RunnerPool {
       }
       return r;
     };
-    // a runner already on its way is sooner than a new one, and two spawns at once only slow each other
+    // a runner already on its way is sooner than a new one, and two spawns at once only slow each other;
+    // waiting for it, this process must stay alive (a warm spawn does not hold it)
+    this.#awaited = true;
+    this.#warming?.ref();
     let r = pop() ?? (this.#spawning ? (await this.#spawning, pop()) : undefined);
-    r ??= await this.spawn(what);
+    r ??= await this.spawn(what, true);
     this.warm();
     return r;
   }
@@ -109,13 +115,16 @@ export class RunnerPool {
   /** Keeps one runner spawned ahead of need (in the background; it never keeps this process alive). */
   warm(): void {
     if (this.#closed || this.#spares.length > 0 || this.#spawning) return;
-    this.#spawning = this.spawn("warm a runner")
+    this.#spawning = this.spawn("warm a runner", false)
       .then((r) => {
         if (this.#closed) this.#drop(r);
         else this.#spares.push(r);
       })
       .catch(() => {})
-      .finally(() => this.#spawning = null);
+      .finally(() => {
+        this.#spawning = null;
+        this.#awaited = false;
+      });
   }
 
   /** Ends the spare runners and closes their pipes (they hold descriptors until then). */
@@ -132,8 +141,8 @@ export class RunnerPool {
     this.ctx.reap(r.cg);
   }
 
-  /** Spawns a runner and waits for its handshake. */
-  async spawn(what: string): Promise<Runner> {
+  /** Spawns a runner and waits for its handshake; only a `foreground` spawn keeps this process alive meanwhile. */
+  async spawn(what: string, foreground: boolean): Promise<Runner> {
     const initPid = this.ctx.initPid(what);
     const groups = await this.ctx.takeCgroups();
     const dirs = groups ? [groups.cg, ...groups.join] : [];
@@ -152,10 +161,16 @@ export class RunnerPool {
       this.ctx.reap(groups?.cg ?? null);
       throw e;
     }
-    child.unref();
+    if (!foreground) {
+      this.#warming = child;
+      if (!this.#awaited) child.unref();
+    }
     const r: Runner = { child, cg: groups?.cg ?? null, out: new PeekReader(child.stdout!.getReader()), dead: false };
     child.status.then(() => r.dead = true, () => r.dead = true);
-    const hello = await r.out.byte().catch(() => null);
+    const hello = await r.out.byte().catch(() => null).finally(() => {
+      if (this.#warming === child) this.#warming = null;
+      child.unref();
+    });
     if (hello !== 0x52 /* R */) {
       const why = (await collectText(child.stderr!).catch(() => "")).trim().slice(0, 500);
       child.kill("SIGKILL");
