@@ -21,6 +21,7 @@ import {
   NotFoundError,
   PermissionDeniedError,
   type SandboxError,
+  TransportError,
 } from "../../errors.ts";
 import { readBytes, readText, type SandboxCore } from "./core.ts";
 import { OUTPUT_BUFFER } from "./output.ts";
@@ -103,8 +104,8 @@ export async function agent(
   args: string[],
   path: string,
   input?: ReadableStream<Uint8Array>,
+  nonce: string = crypto.randomUUID().slice(0, 8),
 ): Promise<Uint8Array> {
-  const nonce = crypto.randomUUID().slice(0, 8);
   const r = await core.exec({ kind: "agent", op, args, nonce }, input !== undefined, `files.${op}`);
   let inputError: unknown;
   const feeding = input ? feed(core, input, r).then((e) => void (inputError = e)) : Promise.resolve();
@@ -122,6 +123,11 @@ export async function agent(
   }
   const dead = core.deathError(`files.${op}`);
   if (dead) throw dead;
+  if (s.signal !== null) {
+    throw new TransportError(`files.${op} ${JSON.stringify(path)}: the SDK's helper was killed (${s.signal}); nothing is reported done`, {
+      details: { path, op, signal: s.signal },
+    });
+  }
   if (s.code !== 0) throw agentError(stderr, op, path);
   return stdout;
 }

@@ -10,7 +10,7 @@
  * ```
  * @module
  */
-import { InternalError, NotFoundError } from "../../errors.ts";
+import { InternalError, NotFoundError, SandboxError, TransportError } from "../../errors.ts";
 import type { FileInfo } from "../../types.ts";
 import type { EngineFiles, WrittenFile } from "../contract.ts";
 import { agent, agentStream } from "./agent.ts";
@@ -63,8 +63,37 @@ export function localFiles(core: SandboxCore): EngineFiles {
     },
     write: async (path, data, opts): Promise<WrittenFile> => {
       const p = absolute(path);
-      const out = await agent(core, "write", [p, opts.mode.toString(8), opts.createParents ? "1" : "0"], p, data);
-      const [info] = parseInfos(out);
+      const dir = p.slice(0, p.lastIndexOf("/")) || "/";
+      const nonce = crypto.randomUUID().replaceAll("-", "").slice(0, 16);
+      // the bytes this process sent: a transport that died mid-way ends the agent's input early, and a
+      // short file must never be committed
+      let sent = 0;
+      const counted = data.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({ transform: (c, ctl) => void (sent += c.length, ctl.enqueue(c)) }),
+      );
+      const cleanup = () => agent(core, "cleanup", [dir, nonce], p).catch(() => {});
+      let tmp: FileInfo | undefined;
+      try {
+        [tmp] = parseInfos(await agent(core, "write", [p, opts.mode.toString(8), opts.createParents ? "1" : "0"], p, counted, nonce));
+      } catch (e) {
+        // the agent's own failure removed its temporary file; a helper that died may have left it
+        if (!(e instanceof SandboxError) || e instanceof TransportError) await cleanup();
+        throw e;
+      }
+      if (!tmp || tmp.size !== sent) {
+        await cleanup();
+        throw new TransportError(
+          `files.write ${JSON.stringify(p)}: the sandbox received ${tmp?.size ?? "no"} of ${sent} bytes; nothing was committed`,
+          { details: { path: p, sent, received: tmp?.size ?? null } },
+        );
+      }
+      let info: FileInfo | undefined;
+      try {
+        [info] = parseInfos(await agent(core, "commit", [p, nonce], p));
+      } catch (e) {
+        await cleanup();
+        throw e;
+      }
       if (!info) throw new InternalError(`files.write ${JSON.stringify(p)}: no file info came back`);
       return { ...info, auditId: event("files.write", { path: p, size: info.size }) };
     },

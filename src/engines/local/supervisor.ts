@@ -16,7 +16,15 @@ import { readdirSync, rmSync, statSync } from "node:fs";
 import { TimeoutError, TransportError } from "../../errors.ts";
 import { type ChildProcess, hostPid, pidExists, runtime } from "../../runtime/mod.ts";
 import { collectText } from "../../streams.ts";
-import { collectOrphanCgroups, killProc, readSandboxCgroups, removeCgroups, signalCgroup, supervisorCgroupEnv } from "./cgroups.ts";
+import {
+  collectOrphanCgroups,
+  killProc,
+  procsAlive,
+  readSandboxCgroups,
+  removeCgroups,
+  signalCgroup,
+  supervisorCgroupEnv,
+} from "./cgroups.ts";
 import type { Tools } from "./preflight.ts";
 import { GUEST_PATH } from "./runners.ts";
 import { ENTER_PL, SUPERVISOR_SH } from "./scripts.gen.ts";
@@ -96,7 +104,7 @@ export async function killSandbox(dir: SandboxDir, t: Tools): Promise<void> {
 export async function teardown(dir: SandboxDir, t: Tools): Promise<void> {
   if (!dir.trusted(t.uid)) return;
   const sup = dir.readPids().supervisor;
-  if (sup) {
+  if (sup && (await procsAlive([sup]).catch(() => [false]))[0]) {
     await killProc(sup, "TERM").catch(() => {});
     const deadline = Date.now() + 10_000;
     while (dir.exists() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));

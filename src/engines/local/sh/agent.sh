@@ -5,8 +5,8 @@
 # Failures: "mvm-error CODE message" on stderr, exit 3; CODE "?" means a tool failed, and the SDK
 # classifies its errno text (the part after the last ": ", never a guest-chosen name).
 # Ops: read PATH OFFSET LENGTH | write PATH MODE PARENTS | list PATH | stat PATH |
-#      mkdir PATH MODE PARENTS | remove PATH RECURSIVE | rename FROM TO | tarin DIR | tarout DIR |
-#      cleanup DIR NONCE | cwdcheck PATH
+#      commit PATH NONCE | mkdir PATH MODE PARENTS | remove PATH RECURSIVE | rename FROM TO | tarin DIR |
+#      tarout DIR | cleanup DIR NONCE | cwdcheck PATH
 mvm_agent() {
   T=/.mvm
   LC_ALL=C
@@ -22,13 +22,16 @@ mvm_agent() {
       if [ "$3" = "-" ]; then exec "$T/dd" if="$p" bs=65536 iflag=skip_bytes,nonblock skip="$2" status=none
       else exec "$T/dd" if="$p" bs=65536 iflag=skip_bytes,count_bytes,nonblock skip="$2" count="$3" status=none; fi;;
     write)
+      # phase one of a write: the data goes to a fresh temporary file beside the target, whose info is
+      # printed; the SDK commits it (commit) only when its size is what the SDK sent, else removes it
       p=$1; dir=${p%/*}; [ -n "$dir" ] || dir=/
       if [ -d "$p" ] && [ ! -L "$p" ]; then mvm_fail IS_A_DIRECTORY "is a directory"; fi
       if [ -e "$dir" ] && [ ! -d "$dir" ]; then mvm_fail NOT_A_DIRECTORY "its parent is not a directory"; fi
       if [ "$3" = 1 ] && [ ! -d "$dir" ]; then mvm_run "$T/mkdir" -p -- "$dir"; fi
       [ -e "$dir" ] || mvm_missing "$dir"
       [ -d "$dir" ] || mvm_fail NOT_A_DIRECTORY "its parent is not a directory"
-      tmp="$dir/.mvm-write.$$.${MVM_NONCE:-0}"
+      case "${MVM_NONCE:-}" in *[!0-9a-f]*|"") mvm_fail INVALID_INPUT "bad nonce";; esac
+      tmp="$dir/.mvm-write.$MVM_NONCE"
       trap 'rm_tmp' EXIT
       trap 'rm_tmp; exit 143' TERM INT PIPE
       # a fresh name, created exclusively (noclobber), with the mode's permission bits from the start
@@ -39,8 +42,13 @@ mvm_agent() {
       out=$("$T/cat" 2>&1 >&6) || mvm_fail "?" "$out"
       exec 6>&-
       [ $needmod = 0 ] || mvm_run "$T/chmod" "$2" -- "$tmp"
-      mvm_run "$T/mv" -f -T -- "$tmp" "$p"
       trap - EXIT TERM INT PIPE
+      mvm_info "$tmp";;
+    commit)
+      # phase two: the temporary file of nonce $2 becomes $1 (rename: readers see the old or the new file)
+      case "$2" in *[!0-9a-f]*|"") mvm_fail INVALID_INPUT "bad nonce";; esac
+      p=$1; dir=${p%/*}; [ -n "$dir" ] || dir=/
+      mvm_run "$T/mv" -f -T -- "$dir/.mvm-write.$2" "$p"
       mvm_info "$p";;
     list)
       p=$1
@@ -70,9 +78,9 @@ mvm_agent() {
       [ -d "$1" ] || mvm_fail NOT_A_DIRECTORY "Not a directory"
       exec "$T/tar" -c -f - -C "$1" .;;
     cleanup)
-      # temporary files of a write that was killed: .mvm-write.<pid>.<nonce> in its directory
+      # the temporary file of a write that failed or was not committed: .mvm-write.<nonce> in its directory
       case "$2" in *[!0-9a-f]*|"") mvm_fail INVALID_INPUT "bad nonce";; esac
-      for f in "$1"/.mvm-write.*."$2"; do [ -e "$f" ] && "$T/rm" -f -- "$f"; done; exit 0;;
+      "$T/rm" -f -- "$1/.mvm-write.$2"; exit 0;;
     cwdcheck)
       [ -d "$1" ] || { [ -e "$1" ] && mvm_fail NOT_A_DIRECTORY "Not a directory"; mvm_missing "$1"; };;
     *) mvm_fail INTERNAL "unknown op";;
