@@ -91,3 +91,22 @@ test(`faults: a killed supervisor ends an open output stream with a TransportErr
     }
   }
 });
+
+const fdCount = () => readdirSync("/proc/self/fd").length;
+const CYCLES = Number(process.env.MVM_FAULT_CYCLES ?? 40);
+
+test(`faults: descriptors of this process stay flat over ${CYCLES} create/destroy cycles and ${CYCLES} start() handles left unread`, async () => {
+  // warm up the runtime's own descriptors (thread pools, the first spawn)
+  await (await Sandbox.create()).destroy();
+  const before = fdCount();
+  for (let i = 0; i < CYCLES; i++) await (await Sandbox.create()).destroy();
+  await using sb = await Sandbox.create();
+  for (let i = 0; i < CYCLES; i++) {
+    const p = await sb.commands.start(["true"]);
+    await p.status;
+    await p[Symbol.asyncDispose]();
+  }
+  await sb.commands.run(["true"]);
+  const after = fdCount();
+  assert.ok(after - before <= 12, `descriptors grew from ${before} to ${after}`);
+});

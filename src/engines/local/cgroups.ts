@@ -146,10 +146,10 @@ export async function collectOrphanCgroups(layout: CgroupLayout, stateRoot: stri
 
 /**
  * Signals a process only while it is still the one that started at `start` (a recycled pid is left
- * alone), then waits up to 1 s for it to go. @example `await killProc({ pid, start }, "KILL")`
+ * alone); with `wait`, waits up to 1 s for it to go. @example `await killProc({ pid, start }, "KILL", true)`
  */
-export async function killProc(p: ProcId | undefined, signal: string): Promise<void> {
-  if (p) await cgroupOp("killpid", String(p.pid), p.start, signal.replace(/^SIG/, ""));
+export async function killProc(p: ProcId | undefined, signal: string, wait = false): Promise<void> {
+  if (p) await cgroupOp("killpid", String(p.pid), p.start, signal.replace(/^SIG/, ""), wait ? "wait" : "");
 }
 
 /** Whether each process is still the same live process (not gone, not a zombie, not recycled). @example `await procsAlive([p])` */

@@ -61,6 +61,8 @@ export async function startProcess(core: SandboxCore, argv: string[], opts: Engi
   const err = guestOutput(child.stderr!.getReader(), exited, failure);
   const status: Promise<ProcessStatus> = Promise.all([exited, out.done, err.done]).then(async ([s]) => {
     streamsDone = true;
+    // the process is gone: its stdin pipe is let go now, not when a collector gets to it
+    if (!child.stdin!.locked) child.stdin!.abort().catch(() => {});
     clearTimeout(timer);
     opts.signal?.removeEventListener("abort", onAbort);
     const killed = s.signal === "SIGKILL" || s.code === 137;

@@ -95,7 +95,7 @@ async function readReadyLine(child: ChildProcess): Promise<string> {
 export async function killSandbox(dir: SandboxDir, t: Tools): Promise<void> {
   // pid 1 first: the host-side nsenters are still there to reap their children, so the pid
   // namespace can finish dying; then whatever is left in the sandbox's groups
-  await killProc(dir.readPids().reaper, "KILL").catch(() => {});
+  await killProc(dir.readPids().reaper, "KILL", true).catch(() => {});
   const cgroups = readSandboxCgroups(dir.file("cgroups"), t.tag, dir.id);
   if (cgroups) await signalCgroup(cgroups.v2, "SIGKILL").catch(() => {});
 }

@@ -33,12 +33,15 @@ cg_sweep() {
     rmdir "$1" 2>/dev/null || { i=$((i+1)); sleep 0.02; }
   done
 }
-# pid_start PID: the process's start time (field 22 of /proc/PID/stat), empty when it is gone or a zombie
+# pid_start PID: the process's start time (field 22 of /proc/PID/stat; $1 is field 3 after the command
+# name), empty when it is gone or a zombie
 pid_start() {
   read -r s < "/proc/$1/stat" 2>/dev/null || return 0
   s=${s##*) }
   # shellcheck disable=SC2086
   set -- $s
   case "$1" in Z|X) return 0;; esac
-  shift 18; echo "$1"
+  shift 19; echo "$1"
 }
+# alive PID: the process exists and is not a zombie (no fork: called in loops)
+alive() { read -r s < "/proc/$1/stat" 2>/dev/null || return 1; case "$s" in *") Z "*|*") X "*) return 1;; esac; return 0; }

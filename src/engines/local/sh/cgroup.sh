@@ -58,8 +58,10 @@ case "$op" in
   killpid)
     # kill PID with SIG only while it is still the process that started at START
     [ -n "$1" ] && [ "$(pid_start "$1")" = "$2" ] && kill -s "$3" "$1" 2>/dev/null
-    # wait (up to 1 s) for it to be gone
-    i=0; while [ -n "$(pid_start "$1")" ] && [ "$(pid_start "$1")" = "$2" ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done
+    # with a 4th argument "wait": wait (up to 1 s) for it to be gone
+    if [ "${4:-}" = wait ]; then
+      i=0; while [ "$(pid_start "$1")" = "$2" ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done
+    fi
     exit 0;;
   alive)
     # prints each PID:START pair that is still that same live process

@@ -11,7 +11,6 @@ d=$1; owner=$2; ttl=$3; shift 3
 bw=""; sl=""; ttlpid=""; all=""; reaper=""
 now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
 ev() { printf '{"id":"sup-%s-%s","time":"%s","type":"%s","source":"supervisor"%s}\n' "$$" "$(date +%s%N)" "$(now)" "$1" "${2:-}" >> "$d/events.jsonl" 2>/dev/null; }
-alive() { [ -n "$(pid_start "$1")" ]; }
 cleanup() {
   trap '' TERM INT HUP
   : > "$d/destroying" 2>/dev/null
