@@ -24,6 +24,9 @@ import { ENTER_PL, RUNNER_SH } from "./scripts.gen.ts";
 /** The PATH of host-side helpers and of guest processes unless they set their own. */
 export const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/** How long a runner may take to say it is in place. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
 /** A runner: spawned, inside, waiting for its job. `out` is its stdout past the handshake. */
 export interface Runner {
   child: ChildProcess;
@@ -42,6 +45,8 @@ export interface RunnerContext {
   takeCgroups(): Promise<{ cg: string; join: string[] } | null>;
   /** Gives back a per-process group that will not be used. */
   reap(cg: string | null): void;
+  /** Signals a runner's whole tree. */
+  killTree(r: Runner, signal: string): Promise<void>;
 }
 
 /** The entry's argv: enter.pl, then nsenter → setpriv → [setsid] → the runner. */
@@ -167,12 +172,19 @@ export class RunnerPool {
     }
     const r: Runner = { child, cg: groups?.cg ?? null, out: new PeekReader(child.stdout!.getReader()), dead: false };
     child.status.then(() => r.dead = true, () => r.dead = true);
-    const hello = await r.out.byte().catch(() => null).finally(() => {
+    // a runner that guest code stopped before it could say R is given up after a while
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hello = await Promise.race([
+      r.out.byte().catch(() => null),
+      new Promise<null>((res) => timer = setTimeout(() => res(null), HANDSHAKE_TIMEOUT_MS)),
+    ]).finally(() => {
+      clearTimeout(timer);
       if (this.#warming === child) this.#warming = null;
       child.unref();
     });
     if (hello !== 0x52 /* R */) {
-      const why = (await collectText(child.stderr!).catch(() => "")).trim().slice(0, 500);
+      const why = hello === null && !r.dead ? "it did not answer" : (await collectText(child.stderr!).catch(() => "")).trim().slice(0, 500);
+      await this.ctx.killTree(r, "SIGKILL");
       child.kill("SIGKILL");
       await child.status.catch(() => {});
       this.ctx.reap(r.cg);

@@ -69,6 +69,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
       initPid: (what) => this.#assertRunning(what),
       takeCgroups: async () => this.cgroups ? { cg: await this.#takeCgroup(), join: this.cgroups.join } : null,
       reap: (cg) => void this.reap(cg),
+      killTree: (r, signal) => this.killTree(r, signal),
     });
   }
 
