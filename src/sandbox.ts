@@ -18,7 +18,7 @@ import { CommandExitError, ConflictError, invalid, NotFoundError, UnsupportedErr
 import type { Engine, EngineProcess, EngineSandbox, WrittenFile } from "./engines/contract.ts";
 import { getEngine } from "./engines/mod.ts";
 import { withHostPermissions } from "./runtime/mod.ts";
-import { normalizeCreate, resolveEngine } from "./spec.ts";
+import { normalizeCreate, resolveEngine, specEnvBytes } from "./spec.ts";
 import { collectBytes, collectText, toStream } from "./streams.ts";
 import type {
   Capabilities,
@@ -32,7 +32,68 @@ import type {
   SandboxInfo,
   SandboxState,
 } from "./types.ts";
-import { checkArgv, checkEnv, checkPath, checkPositive } from "./validate.ts";
+import { checkArgEnvBudget, checkArgv, checkEnv, checkMovablePath, checkPath, checkRange, checkSandboxId } from "./validate.ts";
+
+/** The longest `timeoutSeconds`: 2^31 - 1 ms, the most a timer can wait before it fires at once instead. */
+export const MAX_TIMEOUT_SECONDS = 2147483;
+
+/**
+ * Copies a caller's `stdin` source into a process's stdin with backpressure.
+ * When the source fails (or carries a chunk that is not bytes), the process is
+ * killed while its stdin is still open, so it never takes a broken input for a
+ * whole one, and the source's error is kept for the handle's `status`. When
+ * the process stops reading (it exited, or closed its stdin), the source is
+ * cancelled: that is no error.
+ */
+class StdinFeed {
+  failed = false;
+  error: unknown;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  constructor(source: ReadableStream<Uint8Array>, p: EngineProcess) {
+    this.#reader = source.getReader();
+    this.#run(p);
+  }
+  async #run(p: EngineProcess): Promise<void> {
+    let writer: WritableStreamDefaultWriter<Uint8Array>;
+    try {
+      writer = p.stdin.getWriter();
+    } catch {
+      // the process's stdin is already taken or gone: there is nowhere to write
+      return void this.#reader.cancel().catch(() => {});
+    }
+    for (;;) {
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await this.#reader.read();
+      } catch (e) {
+        this.failed = true;
+        this.error = e instanceof Error ? e : invalid("stdin", `the stdin stream failed: ${String(e)}`);
+        // stdin stays open until the process is gone (the kill is asked again while it is not), so
+        // not even a kill that failed lets it see the end of its input
+        const ended = p.status.then(() => true, () => true);
+        for (let i = 0; i < 5; i++) {
+          await p.kill("SIGKILL").catch(() => {});
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const gone = await Promise.race([ended, new Promise<false>((r) => timer = setTimeout(() => r(false), 1000))]);
+          clearTimeout(timer);
+          if (gone) break;
+        }
+        await writer.abort(this.error).catch(() => {});
+        return;
+      }
+      if (r.done) return void await writer.close().catch(() => {});
+      try {
+        await writer.write(r.value);
+      } catch {
+        return void await this.#reader.cancel().catch(() => {});
+      }
+    }
+  }
+  /** Stops reading the source (the process ended, or its handle was disposed). */
+  stop(): void {
+    this.#reader.cancel().catch(() => {});
+  }
+}
 
 /**
  * A running guest process. Its output streams have backpressure: a slow
@@ -55,9 +116,21 @@ import { checkArgv, checkEnv, checkPath, checkPositive } from "./validate.ts";
  */
 export class SandboxProcess implements AsyncDisposable {
   readonly #p: EngineProcess;
-  /** @internal Made by {@linkcode Commands.start}. */
-  constructor(p: EngineProcess) {
+  readonly #status?: Promise<ProcessStatus>;
+  readonly #feed?: StdinFeed;
+  /** @internal `feed` copies the `stdin` option in; its failure rejects `status`. */
+  constructor(p: EngineProcess, feed?: StdinFeed) {
     this.#p = p;
+    this.#feed = feed;
+    // without a feed, the engine's status is only asked for when the caller asks (an engine may make it on demand)
+    if (feed) {
+      this.#status = p.status.finally(() => feed.stop()).then((s) => {
+        if (feed.failed) throw feed.error;
+        return s;
+      });
+      // a caller who never looks at status must not get an unhandled rejection
+      this.#status.catch(() => {});
+    }
   }
   /** Standard output. */
   get stdout(): ReadableStream<Uint8Array> {
@@ -67,13 +140,20 @@ export class SandboxProcess implements AsyncDisposable {
   get stderr(): ReadableStream<Uint8Array> {
     return this.#p.stderr;
   }
-  /** Standard input; close it to send EOF. */
+  /** Standard input; close it to send EOF. Locked when the `stdin` option was given (the SDK writes it). */
   get stdin(): WritableStream<Uint8Array> {
     return this.#p.stdin;
   }
-  /** How the process ended. */
+  /**
+   * How the process ended. When the `stdin` option was a stream and that
+   * stream failed, or carried a chunk that is not bytes, the process was killed
+   * before its stdin closed (so it never took a broken input for a whole one)
+   * and `status` rejects with the stream's error — an `InvalidInputError`
+   * naming the chunk for a bad chunk. `output()` and `commands.run` reject the
+   * same way.
+   */
   get status(): Promise<ProcessStatus> {
-    return this.#p.status;
+    return this.#status ?? this.#p.status;
   }
   /** Signals the whole process tree (default SIGTERM). @example `await p.kill("SIGKILL")` */
   kill(signal = "SIGTERM"): Promise<void> {
@@ -81,11 +161,16 @@ export class SandboxProcess implements AsyncDisposable {
   }
   /** Reads stdout and stderr to their ends and waits for the exit. @example `const r = await p.output()` */
   async output(): Promise<CommandResult> {
-    const [stdout, stderr, status] = await Promise.all([collectText(this.stdout), collectText(this.stderr), this.status]);
-    return { ...status, stdout, stderr };
+    // every part settles before an error is thrown, so no stream is left half-read
+    const [stdout, stderr, status] = await Promise.allSettled([collectText(this.stdout), collectText(this.stderr), this.status]);
+    if (status.status === "rejected") throw status.reason;
+    if (stdout.status === "rejected") throw stdout.reason;
+    if (stderr.status === "rejected") throw stderr.reason;
+    return { ...status.value, stdout: stdout.value, stderr: stderr.value };
   }
   /** Kills the process tree if it still runs. */
   async [Symbol.asyncDispose](): Promise<void> {
+    this.#feed?.stop();
     await this.#p.kill("SIGKILL").catch(() => {});
     await Promise.allSettled([this.#p.stdout.cancel(), this.#p.stderr.cancel()]);
     await this.#p.status.catch(() => {});
@@ -119,13 +204,19 @@ export class Commands {
   async start(argv: string[], options: CommandOptions = {}): Promise<SandboxProcess> {
     const args = checkArgv(argv);
     const env = checkEnv(options.env, "env");
-    const timeoutSeconds = checkPositive(options.timeoutSeconds, "timeoutSeconds");
+    checkArgEnvBudget(args, env, this.#sb._envBytes());
+    const timeoutSeconds = checkRange(options.timeoutSeconds, "timeoutSeconds", {
+      min: 0,
+      minExclusive: true,
+      max: MAX_TIMEOUT_SECONDS,
+      unit: "seconds",
+      why: "about 24.8 days, the longest a timer can wait",
+    });
     if (options.cwd !== undefined) checkPath(options.cwd, "cwd");
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalid("signal", "must be an AbortSignal");
     const stdinData = options.stdin === undefined ? undefined : toStream(options.stdin, "stdin");
     const p = await this.#sb._engine().start(args, { cwd: options.cwd, env, timeoutSeconds, signal: options.signal });
-    if (stdinData) stdinData.pipeTo(p.stdin).catch(() => {});
-    return new SandboxProcess(p);
+    return new SandboxProcess(p, stdinData ? new StdinFeed(stdinData, p) : undefined);
   }
   /**
    * Runs a process to its end and captures its output. With `check: true`, a
@@ -254,7 +345,7 @@ export class Files {
   }
   /** Removes a file or (with `recursive`) a tree; returns the audit id. @example `await sb.files.remove("/app", { recursive: true })` */
   async remove(path: string, options: { recursive?: boolean } = {}): Promise<string> {
-    return await this.#sb._engine().files.remove(checkPath(path), { recursive: options.recursive ?? false });
+    return await this.#sb._engine().files.remove(checkMovablePath(path, "path", "removed"), { recursive: options.recursive ?? false });
   }
   /**
    * Unpacks a tar stream into `dir` (made if missing) inside the sandbox: a
@@ -272,7 +363,7 @@ export class Files {
   }
   /** Renames a path; returns the audit id. @example `await sb.files.rename("/a", "/b")` */
   async rename(from: string, to: string): Promise<string> {
-    return await this.#sb._engine().files.rename(checkPath(from, "from"), checkPath(to, "to"));
+    return await this.#sb._engine().files.rename(checkMovablePath(from, "from", "renamed"), checkMovablePath(to, "to", "replaced"));
   }
 }
 
@@ -309,6 +400,8 @@ export class Sandbox implements AsyncDisposable {
   #state: SandboxState = "running";
   #detached: boolean;
   #released = false;
+  /** What the sandbox's own environment takes of each command's budget (0 when this handle did not create it). */
+  #envBytes = 0;
 
   private constructor(inner: EngineSandbox, engine: Engine, detached: boolean) {
     this.#inner = inner;
@@ -329,7 +422,9 @@ export class Sandbox implements AsyncDisposable {
     const { spec, engine } = normalizeCreate(templateOrOptions, options);
     const name = resolveEngine(engine);
     const e: Engine = await getEngine(name);
-    return new Sandbox(await withHostPermissions(() => e.create(spec)), e, false);
+    const sb = new Sandbox(await withHostPermissions(() => e.create(spec)), e, false);
+    sb.#envBytes = specEnvBytes(spec);
+    return sb;
   }
 
   /**
@@ -339,7 +434,7 @@ export class Sandbox implements AsyncDisposable {
    * @example `const sb = await Sandbox.connect(id)`
    */
   static async connect(id: string, options: { engine?: EngineName } = {}): Promise<Sandbox> {
-    if (typeof id !== "string" || id === "") throw invalid("id", "must be a sandbox id string");
+    checkSandboxId(id);
     const name = resolveEngine(options.engine);
     const e = await getEngine(name);
     const sb = new Sandbox(await withHostPermissions(() => e.connect(id)), e, true);
@@ -389,10 +484,19 @@ export class Sandbox implements AsyncDisposable {
     return id;
   }
 
-  /** Deletes the sandbox and all its state. Idempotent. Returns the audit id. @example `await sb.destroy()` */
+  /**
+   * Deletes the sandbox and all its state. Idempotent: it always asks the
+   * engine, even when `state` already says `destroyed` (a TTL teardown may still
+   * be under way, or the state may be stale), and a sandbox that is already
+   * gone counts as destroyed. Returns the audit id. @example `await sb.destroy()`
+   */
   async destroy(): Promise<string> {
-    if (this.#state === "destroyed") return "";
-    const id = await this.#inner.destroy();
+    let id = "";
+    try {
+      id = await this.#inner.destroy();
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+    }
     this.#state = "destroyed";
     return id;
   }
@@ -414,6 +518,11 @@ export class Sandbox implements AsyncDisposable {
   /** What this sandbox's engine can do. @example `sb.capabilities().snapshot` */
   capabilities(): Capabilities {
     return structuredClone(this.#caps);
+  }
+
+  /** @internal What the sandbox's own environment takes of each command's argv-and-environment budget, when known. */
+  _envBytes(): number {
+    return this.#envBytes;
   }
 
   /** @internal The engine sandbox, for Commands and Files. */

@@ -19,7 +19,28 @@ import { NetworkPolicy, SecretRef } from "./policy.ts";
 import { getEnv } from "./runtime/mod.ts";
 import { parseTtl } from "./ttl.ts";
 import type { CreateOptions, EngineName } from "./types.ts";
-import { checkEnv, checkPositive, checkStringMap } from "./validate.ts";
+import { ARG_ENV_BUDGET, checkEnv, checkRange, checkStringMap, envBytes } from "./validate.ts";
+
+/**
+ * The resource ranges `Sandbox.create` accepts (inclusive); anything outside
+ * is INVALID_INPUT naming the field and its range, before any engine runs.
+ * The floors are what a shell and the SDK's own helpers (the runner that
+ * enters the sandbox, the file agent) need to work; the ceilings are far above
+ * any host this runs on, and below where the numbers stop meaning anything to
+ * the kernel (cgroup and tmpfs sizes in bytes, `pid_max`).
+ */
+export const RESOURCE_LIMITS = {
+  /** CPU cores: 0.01 (a 1 ms quota per 100 ms period, the kernel's smallest) to 1024. */
+  cpu: { min: 0.01, max: 1024, unit: "CPU cores" },
+  /** MiB of memory: 16 (a shell and the SDK's helpers run) to 1 TiB. */
+  memoryMb: { min: 16, max: 1024 * 1024, integer: true, unit: "MiB" },
+  /** Processes: 16 (the sandbox's init, a warm runner and a command or file operation fit) to 4,194,304 (the kernel's PID_MAX_LIMIT). */
+  pidsLimit: { min: 16, max: 4194304, integer: true, unit: "processes" },
+  /** MiB of `/tmp` (a tmpfs): 1 to 1 TiB. */
+  tmpSizeMb: { min: 1, max: 1024 * 1024, integer: true, unit: "MiB" },
+  /** MiB of root filesystem (record mode / microVM engines): 1 to 1 TiB. */
+  rootfsSizeMb: { min: 1, max: 1024 * 1024, integer: true, unit: "MiB" },
+} as const;
 
 /** A validated, engine-neutral description of a sandbox to create. */
 export interface SandboxSpec {
@@ -119,6 +140,15 @@ export function normalizeCreate(a?: string | CreateOptions, b?: CreateOptions): 
       secrets[k] = v;
     }
   }
+  const guestEnv = specEnvBytes({ env, secrets });
+  if (guestEnv > ARG_ENV_BUDGET) {
+    throw invalid(
+      "env",
+      `takes ${guestEnv.toLocaleString("en-US")} bytes (each NAME=value with its NUL and pointer, secrets' placeholders included); ` +
+        `a sandbox's environment is part of every command's, and one command's argv and environment may take at most ` +
+        `${ARG_ENV_BUDGET.toLocaleString("en-US")} (1 MiB), well under the kernel's ARG_MAX: pass large data as a file`,
+    );
+  }
   const include = opts.include ?? [];
   if (!Array.isArray(include) || include.some((p) => typeof p !== "string" || p === "")) {
     throw invalid("include", "must be an array of non-empty path strings");
@@ -139,15 +169,25 @@ export function normalizeCreate(a?: string | CreateOptions, b?: CreateOptions): 
     include: [...include],
     tags: checkStringMap(opts.tags, "tags"),
     ttlSeconds,
-    cpu: checkPositive(opts.cpu, "cpu"),
-    memoryMb: checkPositive(opts.memoryMb, "memoryMb", true),
-    rootfsSizeMb: checkPositive(opts.rootfsSizeMb, "rootfsSizeMb", true),
-    pidsLimit: checkPositive(opts.pidsLimit, "pidsLimit", true),
-    tmpSizeMb: checkPositive(opts.tmpSizeMb, "tmpSizeMb", true),
+    cpu: checkRange(opts.cpu, "cpu", RESOURCE_LIMITS.cpu),
+    memoryMb: checkRange(opts.memoryMb, "memoryMb", RESOURCE_LIMITS.memoryMb),
+    rootfsSizeMb: checkRange(opts.rootfsSizeMb, "rootfsSizeMb", RESOURCE_LIMITS.rootfsSizeMb),
+    pidsLimit: checkRange(opts.pidsLimit, "pidsLimit", RESOURCE_LIMITS.pidsLimit),
+    tmpSizeMb: checkRange(opts.tmpSizeMb, "tmpSizeMb", RESOURCE_LIMITS.tmpSizeMb),
     network,
     networkGiven: opts.network !== undefined,
   };
   return { spec, engine: opts.engine };
+}
+
+/**
+ * What a spec's environment (its `env` and its secrets' placeholders) takes of
+ * each command's argv-and-environment budget. @example `specEnvBytes(spec)`
+ */
+export function specEnvBytes(spec: Pick<SandboxSpec, "env" | "secrets">): number {
+  const placeholders: Record<string, string> = {};
+  for (const [k, ref] of Object.entries(spec.secrets)) placeholders[k] = ref.placeholder;
+  return envBytes(spec.env) + envBytes(placeholders);
 }
 
 /**

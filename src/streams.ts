@@ -10,9 +10,17 @@
  */
 import { invalid } from "./errors.ts";
 
-/** Turns text, bytes or a stream into a `ReadableStream<Uint8Array>`. @example `toStream("hello")` */
+/**
+ * Turns text, bytes or a stream into a `ReadableStream<Uint8Array>`. A stream
+ * is passed through {@linkcode byteChunks}, so a chunk that is not bytes errors
+ * it (and whoever reads it) with INVALID_INPUT naming `field`.
+ *
+ * @example `toStream("hello")`
+ */
 export function toStream(data: unknown, field = "data"): ReadableStream<Uint8Array> {
   if (typeof data === "string") data = new TextEncoder().encode(data);
+  if (data instanceof ArrayBuffer) data = new Uint8Array(data);
+  else if (ArrayBuffer.isView(data) && !(data instanceof Uint8Array)) data = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (data instanceof Uint8Array) {
     const bytes = data;
     return new ReadableStream<Uint8Array>({
@@ -22,9 +30,49 @@ export function toStream(data: unknown, field = "data"): ReadableStream<Uint8Arr
       },
     });
   }
-  if (data instanceof ArrayBuffer) return toStream(new Uint8Array(data), field);
-  if (data instanceof ReadableStream) return data as ReadableStream<Uint8Array>;
+  if (data instanceof ReadableStream) {
+    if (data.locked) throw invalid(field, "is a ReadableStream that is locked: something else is already reading it");
+    return data.pipeThrough(byteChunks(field));
+  }
   throw invalid(field, "must be a string, a Uint8Array or a ReadableStream<Uint8Array>");
+}
+
+/** What a chunk is, for an error message: "string", "number", "null", "Array", "object (Foo)". */
+function describe(chunk: unknown): string {
+  if (chunk === null) return "null";
+  if (typeof chunk !== "object") return typeof chunk;
+  if (Array.isArray(chunk)) return "Array";
+  const name = (chunk as { constructor?: { name?: unknown } }).constructor?.name;
+  return typeof name === "string" && name !== "" && name !== "Object" ? `object (${name})` : "object";
+}
+
+/**
+ * A transform that lets byte chunks through — a `Uint8Array`, another
+ * `ArrayBufferView` or an `ArrayBuffer`, as `Uint8Array` — and errors both of
+ * its sides on anything else with an INVALID_INPUT naming `field`, the chunk's
+ * index and its type (`details.chunkIndex`, `details.chunkType`). Whoever reads
+ * it sees the error, not an early end, so a write it feeds is aborted.
+ *
+ * @example `source.pipeThrough(byteChunks("data"))`
+ */
+export function byteChunks(field: string): TransformStream<unknown, Uint8Array> {
+  let index = 0;
+  return new TransformStream<unknown, Uint8Array>({
+    transform(chunk, c): void {
+      const i = index++;
+      if (chunk instanceof Uint8Array) return c.enqueue(chunk);
+      if (ArrayBuffer.isView(chunk)) return c.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+      if (chunk instanceof ArrayBuffer) return c.enqueue(new Uint8Array(chunk));
+      const type = describe(chunk);
+      const e = invalid(
+        field,
+        `chunk ${i} of the stream is ${/^[aeiou]/i.test(type) ? "an" : "a"} ${type}, not bytes: a byte stream carries Uint8Array ` +
+          `(or ArrayBuffer / ArrayBufferView) chunks; pipe text through a TextEncoderStream`,
+      );
+      Object.assign(e.details, { chunkIndex: i, chunkType: type });
+      throw e;
+    },
+  });
 }
 
 /** Reads a stream to its end into one `Uint8Array`. @example `await collectBytes(stream)` */

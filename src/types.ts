@@ -76,21 +76,25 @@ export interface CreateOptions {
   network?: NetworkPolicy;
   /** Secrets by reference, exposed to guest processes as env placeholders. */
   secrets?: Record<string, SecretRef>;
-  /** Environment of every guest process. */
+  /**
+   * Environment of every guest process. Each `NAME=value` may be at most
+   * 131,071 bytes (the kernel's MAX_ARG_STRLEN less its NUL); all of it, with a
+   * command's own env and argv, at most 1 MiB.
+   */
   env?: Record<string, string>;
   /** Host paths to include (record mode; passed to upstream). */
   include?: string[];
-  /** CPU cores (may be fractional). */
+  /** CPU cores (may be fractional), 0.01 to 1024. */
   cpu?: number;
-  /** Memory limit in MiB. */
+  /** Memory limit in MiB, 16 (a shell and the SDK's helpers run) to 1,048,576 (1 TiB). */
   memoryMb?: number;
-  /** Root filesystem size in MiB (record mode / microVM engines). */
+  /** Root filesystem size in whole MiB, 1 to 1,048,576 (record mode / microVM engines). */
   rootfsSizeMb?: number;
-  /** Most processes the sandbox may hold at once. Default 1024 on the local engine (when it has cgroups). */
+  /** Most processes the sandbox may hold at once, 16 to 4,194,304. Default 1024 on the local engine (when it has cgroups). */
   pidsLimit?: number;
-  /** Size of the sandbox's `/tmp` (a tmpfs, in memory) in MiB. Default 512 on the local engine. */
+  /** Size of the sandbox's `/tmp` (a tmpfs, in memory) in whole MiB, 1 to 1,048,576. Default 512 on the local engine. */
   tmpSizeMb?: number;
-  /** Lease: `"30m"`, `"1h"`, `"3600s"` or seconds. Default 30 min. */
+  /** Lease: `"30m"`, `"1h"`, `"3600s"` or seconds, at most 30 days. Default 30 min. */
   ttl?: string | number;
   /** Upstream's spelling of `ttl`. */
   ttlSeconds?: number;
@@ -119,9 +123,14 @@ export interface CommandOptions {
   cwd?: string;
   /** Extra environment. Loader hooks (`LD_*`, `NODE_OPTIONS` …) are refused. */
   env?: Record<string, string>;
-  /** Standard input: text, bytes or a stream. `start` also offers `stdin` as a WritableStream. */
+  /**
+   * Standard input: text, bytes or a stream. `start` also offers `stdin` as a
+   * WritableStream. A stream that fails, or carries a chunk that is not bytes,
+   * kills the process before its stdin ends and rejects its `status` (and
+   * `run`) with that error.
+   */
   stdin?: string | Uint8Array | ReadableStream<Uint8Array>;
-  /** Kill the whole process tree after this many seconds and report `timedOut`. */
+  /** Kill the whole process tree after this many seconds (more than 0, at most 2,147,483, about 24.8 days) and report `timedOut`. */
   timeoutSeconds?: number;
   /** Aborting kills the whole process tree. */
   signal?: AbortSignal;
