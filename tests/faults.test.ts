@@ -110,3 +110,20 @@ test(`faults: descriptors of this process stay flat over ${CYCLES} create/destro
   const after = fdCount();
   assert.ok(after - before <= 12, `descriptors grew from ${before} to ${after}`);
 });
+
+test(`faults: a supervisor killed right after create (a runner still being spawned) gives typed errors, never a hang (${RUNS} runs)`, async () => {
+  for (let i = 0; i < RUNS; i++) {
+    const sb = await Sandbox.create();
+    try {
+      process.kill(sandboxPids(`${STATE}/${sb.id}`).supervisor, "SIGKILL");
+      const r = await Promise.race([
+        sb.commands.run(["true"]).then(() => "ran", (e) => e),
+        new Promise((res) => setTimeout(() => res("hang"), 20_000)),
+      ]);
+      assert.ok(r === "ran" || (r instanceof SandboxError && r.code !== "INTERNAL"), `run ${i}: ${r}`);
+      await assert.rejects(sb.files.read("/app/x"), (e: unknown) => e instanceof SandboxError && e.code !== "INTERNAL");
+    } finally {
+      await sb.destroy().catch(() => {});
+    }
+  }
+});

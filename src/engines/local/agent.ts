@@ -57,7 +57,8 @@ export function classifyErrno(message: string): string {
 
 /** The typed error of a failed agent operation. @example `agentError("mvm-error NOT_FOUND No such file or directory", "read", "/x")` */
 export function agentError(stderr: string, op: string, path: string): SandboxError {
-  const m = /mvm-error (\S+) ([\s\S]*)/.exec(stderr);
+  // only the agent's own reply, which starts its stderr; a tool's message may carry guest-chosen names
+  const m = /^mvm-error (\S+) ([\s\S]*)/.exec(stderr);
   const code = m && m[1] !== "?" ? m[1] : classifyErrno(m?.[2] ?? stderr);
   const detail = (m?.[2] ?? stderr).trim().split("\n").pop()?.slice(0, 300) ?? "";
   const Cls = ERROR_CLASSES[code] ?? InternalError;

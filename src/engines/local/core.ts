@@ -45,13 +45,15 @@ export class PeekReader implements ByteReader {
   constructor(readonly inner: ReadableStreamDefaultReader<Uint8Array>) {}
   /** The next byte, or null at the end. */
   async byte(): Promise<number | null> {
-    for (;;) {
+    // a pipe that keeps handing back empty chunks is treated as ended, never spun on
+    for (let empty = 0; empty < 16; empty++) {
       const r = await this.read();
       if (r.done) return null;
       if (r.value.length === 0) continue;
       if (r.value.length > 1) this.#rest = r.value.subarray(1);
       return r.value[0];
     }
+    return null;
   }
   read(): Promise<ReadableStreamReadResult<Uint8Array>> {
     const rest = this.#rest;

@@ -24,6 +24,12 @@ import { ENTER_PL, RUNNER_SH } from "./scripts.gen.ts";
 /** The PATH of host-side helpers and of guest processes unless they set their own. */
 export const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+/**
+ * Runners kept ready per sandbox and client: two, so a burst (a file write is two operations; an agent's
+ * tool calls come in pairs) does not wait for a spawn, which costs ~4 execs with the host-side entry.
+ */
+const SPARES = 2;
+
 /** How long a runner may take to say it is in place. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
@@ -117,11 +123,13 @@ export class RunnerPool {
     return r;
   }
 
-  /** Keeps one runner spawned ahead of need (in the background; it never keeps this process alive). */
+  /** Keeps SPARES runners spawned ahead of need (in the background; they never keep this process alive). */
   warm(): void {
-    if (this.#closed || this.#spares.length > 0 || this.#spawning) return;
+    if (this.#closed || this.#spares.length >= SPARES || this.#spawning) return;
+    let ok = false;
     this.#spawning = this.spawn("warm a runner", false)
       .then((r) => {
+        ok = true;
         if (this.#closed) this.#drop(r);
         else this.#spares.push(r);
       })
@@ -129,6 +137,9 @@ export class RunnerPool {
       .finally(() => {
         this.#spawning = null;
         this.#awaited = false;
+        // one at a time (two spawns at once only slow each other), until the pool is full; a failed
+        // spawn (the sandbox died) is not retried here
+        if (ok && this.#spares.length < SPARES) this.warm();
       });
   }
 
@@ -138,9 +149,12 @@ export class RunnerPool {
     for (const r of this.#spares.splice(0)) this.#drop(r);
   }
 
+  /**
+   * Lets a spare go: at the end of its stdin a runner exits by itself. (Killing the host-side nsenter
+   * instead would orphan the runner inside, and a dying pid namespace then waits for it.)
+   */
   #drop(r: Runner): void {
-    r.child.kill("SIGKILL");
-    r.child.stdin?.abort().catch(() => {});
+    r.child.stdin?.close().catch(() => {});
     r.out.cancel().catch(() => {});
     r.child.stderr?.cancel().catch(() => {});
     this.ctx.reap(r.cg);

@@ -199,7 +199,12 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
       this.#refill ??= makeCgroups(Array.from({ length: 8 }, () => `${this.cgroups!.v2}/${newCgroupName()}`))
         .then((dirs) => void this.#groups.push(...dirs))
         .finally(() => this.#refill = null);
-    while (this.#groups.length === 0) await refill();
+    for (let tries = 0; this.#groups.length === 0; tries++) {
+      // the sandbox's group is gone (it died) or cannot take more: say so instead of trying forever
+      if (tries >= 3) this.#assertRunning("make a cgroup for a process");
+      if (tries >= 3) throw new TransportError(`sandbox ${this.id}: cannot make a cgroup for a process`, { details: { id: this.id } });
+      await refill();
+    }
     const dir = this.#groups.shift()!;
     if (this.#groups.length < 3) refill().catch(() => {});
     return dir;

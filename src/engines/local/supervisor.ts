@@ -13,7 +13,7 @@
  * @module
  */
 import { readdirSync, rmSync, statSync } from "node:fs";
-import { TimeoutError, TransportError } from "../../errors.ts";
+import { CleanupError, TimeoutError, TransportError } from "../../errors.ts";
 import { type ChildProcess, hostPid, pidExists, runtime } from "../../runtime/mod.ts";
 import { collectText } from "../../streams.ts";
 import {
@@ -114,7 +114,17 @@ export async function teardown(dir: SandboxDir, t: Tools): Promise<void> {
   await killSandbox(dir, t);
   const cgroups = readSandboxCgroups(dir.file("cgroups"), t.tag, dir.id);
   if (cgroups) await removeCgroups([cgroups.v2, ...cgroups.join]).catch(() => {});
-  rmSync(dir.path, { recursive: true, force: true });
+  try {
+    rmSync(dir.path, { recursive: true, force: true });
+  } catch (e) {
+    throw new CleanupError(
+      `sandbox ${dir.id}: its processes are gone but its folder ${dir.path} could not be removed: ${(e as Error).message}`,
+      {
+        cause: e,
+        details: { id: dir.id, path: dir.path },
+      },
+    );
+  }
 }
 
 /** Whether a sandbox's supervisor still runs (a folder being created counts, for a minute). */

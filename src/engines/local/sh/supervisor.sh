@@ -8,7 +8,7 @@
 set -u
 umask 077
 d=$1; owner=$2; ttl=$3; shift 3
-bw=""; sl=""; ttlpid=""; all=""; reaper=""
+bw=""; sl=""; ttlpid=""; all=""; reaper=""; reaper_start=""
 now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
 ev() { printf '{"id":"sup-%s-%s","time":"%s","type":"%s","source":"supervisor"%s}\n' "$$" "$(date +%s%N)" "$(now)" "$1" "${2:-}" >> "$d/events.jsonl" 2>/dev/null; }
 cleanup() {
@@ -20,14 +20,16 @@ cleanup() {
   # the sandbox's pid 1 first (the kernel then kills everything in its pid namespace, while the
   # host-side nsenters are still there to reap their children), then whatever is left in its groups
   # (cgroup.kill catches forks), then the launcher
-  if [ -n "$reaper" ] && kill -KILL "$reaper" 2>/dev/null; then
+  # only while it is still the process that started then (after stop() its pid may have been recycled)
+  if [ -n "$reaper" ] && [ "$(pid_start "$reaper")" = "$reaper_start" ] && kill -KILL "$reaper" 2>/dev/null; then
     i=0; while alive "$reaper" && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done
   fi
   [ -n "${MVM_CG_V2:-}" ] && cg_signal "$MVM_CG_V2" KILL
   if [ -n "$bw" ]; then kill -KILL "$bw" 2>/dev/null; wait "$bw" 2>/dev/null; fi
   # sweep retries until each group is gone: a client may still be making a per-process group
   for c in $all; do cg_sweep "$c"; done
-  rm -rf "$d"
+  # a guest may have left folders without write permission (rootless: they are ours); nothing of it follows links
+  rm -rf "$d" 2>/dev/null || { chmod -R u+rwX "$d/root" 2>/dev/null; rm -rf "$d"; }
   exit 0
 }
 trap 'cleanup destroy' TERM INT HUP
@@ -92,6 +94,7 @@ reaper=${info#*'"child-pid"'}; reaper=${reaper#*:}; reaper=${reaper%%,*}; reaper
 # the sandbox's init is its pid 1 (bwrap --as-pid-1): the SDK enters the sandbox through it, because
 # it cannot be traced from inside (see bwrap.ts)
 init=$reaper
+reaper_start=$(pid_start "$reaper")
 { echo "init $init $(pid_start "$init")"; echo "reaper $reaper $(pid_start "$reaper")"; echo "supervisor $$ $(pid_start $$)"; } > "$d/pids.tmp" && mv "$d/pids.tmp" "$d/pids"
 echo "ready $init $$"
 exec </dev/null >/dev/null 2>&1
