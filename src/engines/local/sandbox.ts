@@ -55,7 +55,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
   readonly files: EngineFiles;
   readonly #pool: RunnerPool;
   #groups: string[] = [];
-  #refill: Promise<void> | null = null;
+  #refill: Promise<number> | null = null;
   #toReap: string[] = [];
   #reaping: Promise<number> | null = null;
 
@@ -197,13 +197,18 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
   async #takeCgroup(): Promise<string> {
     const refill = () =>
       this.#refill ??= makeCgroups(Array.from({ length: 8 }, () => `${this.cgroups!.v2}/${newCgroupName()}`))
-        .then((dirs) => void this.#groups.push(...dirs))
+        .then((dirs) => {
+          this.#groups.push(...dirs);
+          return dirs.length;
+        })
         .finally(() => this.#refill = null);
-    for (let tries = 0; this.#groups.length === 0; tries++) {
-      // the sandbox's group is gone (it died) or cannot take more: say so instead of trying forever
-      if (tries >= 3) this.#assertRunning("make a cgroup for a process");
-      if (tries >= 3) throw new TransportError(`sandbox ${this.id}: cannot make a cgroup for a process`, { details: { id: this.id } });
-      await refill();
+    for (let empty = 0; this.#groups.length === 0;) {
+      // the sandbox's group is gone (it died) or takes no more: say so instead of trying forever
+      if (empty >= 3) {
+        this.#assertRunning("make a cgroup for a process");
+        throw new TransportError(`sandbox ${this.id}: cannot make a cgroup for a process`, { details: { id: this.id } });
+      }
+      if ((await refill()) === 0) empty++;
     }
     const dir = this.#groups.shift()!;
     if (this.#groups.length < 3) refill().catch(() => {});
