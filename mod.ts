@@ -16,7 +16,9 @@
  * ```
  * @module
  */
-export { Commands, Files, Sandbox, SandboxProcess, type WriteOptions } from "./src/sandbox.ts";
+export { Sandbox } from "./src/sandbox.ts";
+export { Commands, SandboxProcess } from "./src/commands.ts";
+export { Files, type WriteOptions } from "./src/files.ts";
 export { type EgressRule, NetworkPolicy, type SecretAuthType, SecretRef } from "./src/policy.ts";
 export {
   AdmissionError,

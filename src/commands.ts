@@ -1,0 +1,230 @@
+/**
+ * Guest processes from the caller's side: `Commands` (`sb.commands`), the process handle
+ * `SandboxProcess` with its Web Streams, and how a `stdin` source is fed.
+ *
+ * @example Streaming a process
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const p = await sb.commands.start(["seq", "2"]);
+ * assert.equal((await p.output()).stdout, "1\n2\n");
+ * ```
+ * @module
+ */
+import { CommandExitError, invalid, UnsupportedError } from "./errors.ts";
+import type { EngineProcess } from "./engines/contract.ts";
+import { collectText, toStream } from "./streams.ts";
+import type { CommandOptions, CommandResult, ProcessStatus } from "./types.ts";
+import { checkArgEnvBudget, checkArgv, checkEnv, checkPath, checkRange } from "./validate.ts";
+import type { Sandbox } from "./sandbox.ts";
+
+/** The longest `timeoutSeconds`: 2^31 - 1 ms, the most a timer can wait before it fires at once instead. */
+export const MAX_TIMEOUT_SECONDS = 2147483;
+
+/**
+ * Copies a caller's `stdin` source into a process's stdin with backpressure.
+ * When the source fails (or carries a chunk that is not bytes), the process is
+ * killed while its stdin is still open, so it never takes a broken input for a
+ * whole one, and the source's error is kept for the handle's `status`. When
+ * the process stops reading (it exited, or closed its stdin), the source is
+ * cancelled: that is no error.
+ */
+class StdinFeed {
+  failed = false;
+  error: unknown;
+  readonly #reader: ReadableStreamDefaultReader<Uint8Array>;
+  constructor(source: ReadableStream<Uint8Array>, p: EngineProcess) {
+    this.#reader = source.getReader();
+    this.#run(p);
+  }
+  async #run(p: EngineProcess): Promise<void> {
+    let writer: WritableStreamDefaultWriter<Uint8Array>;
+    try {
+      writer = p.stdin.getWriter();
+    } catch {
+      // the process's stdin is already taken or gone: there is nowhere to write
+      return void this.#reader.cancel().catch(() => {});
+    }
+    for (;;) {
+      let r: ReadableStreamReadResult<Uint8Array>;
+      try {
+        r = await this.#reader.read();
+      } catch (e) {
+        this.failed = true;
+        this.error = e instanceof Error ? e : invalid("stdin", `the stdin stream failed: ${String(e)}`);
+        // stdin stays open until the process is gone (the kill is asked again while it is not), so
+        // not even a kill that failed lets it see the end of its input
+        const ended = p.status.then(() => true, () => true);
+        for (let i = 0; i < 5; i++) {
+          await p.kill("SIGKILL").catch(() => {});
+          let timer: ReturnType<typeof setTimeout> | undefined;
+          const gone = await Promise.race([ended, new Promise<false>((r) => timer = setTimeout(() => r(false), 1000))]);
+          clearTimeout(timer);
+          if (gone) break;
+        }
+        await writer.abort(this.error).catch(() => {});
+        return;
+      }
+      if (r.done) return void await writer.close().catch(() => {});
+      try {
+        await writer.write(r.value);
+      } catch {
+        return void await this.#reader.cancel().catch(() => {});
+      }
+    }
+  }
+  /** Stops reading the source (the process ended, or its handle was disposed). */
+  stop(): void {
+    this.#reader.cancel().catch(() => {});
+  }
+}
+
+/**
+ * A running guest process. Its output streams have backpressure: a slow
+ * reader slows the process. `status` resolves only after every byte was
+ * delivered to `stdout` and `stderr`.
+ *
+ * @example Streaming through a process
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { Sandbox, type SandboxProcess } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * await using p: SandboxProcess = await sb.commands.start(["tr", "a-z", "A-Z"]);
+ * const w = p.stdin.getWriter();
+ * await w.write(new TextEncoder().encode("hi"));
+ * await w.close();
+ * assert.equal(await new Response(p.stdout).text(), "HI");
+ * assert.equal((await p.status).exitCode, 0);
+ * ```
+ */
+export class SandboxProcess implements AsyncDisposable {
+  readonly #p: EngineProcess;
+  readonly #status?: Promise<ProcessStatus>;
+  readonly #feed?: StdinFeed;
+  /** @internal `feed` copies the `stdin` option in; its failure rejects `status`. */
+  constructor(p: EngineProcess, feed?: StdinFeed) {
+    this.#p = p;
+    this.#feed = feed;
+    // without a feed, the engine's status is only asked for when the caller asks (an engine may make it on demand)
+    if (feed) {
+      this.#status = p.status.finally(() => feed.stop()).then((s) => {
+        if (feed.failed) throw feed.error;
+        return s;
+      });
+      // a caller who never looks at status must not get an unhandled rejection
+      this.#status.catch(() => {});
+    }
+  }
+  /** Standard output. */
+  get stdout(): ReadableStream<Uint8Array> {
+    return this.#p.stdout;
+  }
+  /** Standard error. */
+  get stderr(): ReadableStream<Uint8Array> {
+    return this.#p.stderr;
+  }
+  /** Standard input; close it to send EOF. Locked when the `stdin` option was given (the SDK writes it). */
+  get stdin(): WritableStream<Uint8Array> {
+    return this.#p.stdin;
+  }
+  /**
+   * How the process ended. When the `stdin` option was a stream and that
+   * stream failed, or carried a chunk that is not bytes, the process was killed
+   * before its stdin closed (so it never took a broken input for a whole one)
+   * and `status` rejects with the stream's error — an `InvalidInputError`
+   * naming the chunk for a bad chunk. `output()` and `commands.run` reject the
+   * same way.
+   */
+  get status(): Promise<ProcessStatus> {
+    return this.#status ?? this.#p.status;
+  }
+  /** Signals the whole process tree (default SIGTERM). @example `await p.kill("SIGKILL")` */
+  kill(signal = "SIGTERM"): Promise<void> {
+    return this.#p.kill(signal);
+  }
+  /** Reads stdout and stderr to their ends and waits for the exit. @example `const r = await p.output()` */
+  async output(): Promise<CommandResult> {
+    // every part settles before an error is thrown, so no stream is left half-read
+    const [stdout, stderr, status] = await Promise.allSettled([collectText(this.stdout), collectText(this.stderr), this.status]);
+    if (status.status === "rejected") throw status.reason;
+    if (stdout.status === "rejected") throw stdout.reason;
+    if (stderr.status === "rejected") throw stderr.reason;
+    return { ...status.value, stdout: stdout.value, stderr: stderr.value };
+  }
+  /** Kills the process tree if it still runs. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.#feed?.stop();
+    await this.#p.kill("SIGKILL").catch(() => {});
+    await Promise.allSettled([this.#p.stdout.cancel(), this.#p.stderr.cancel()]);
+    await this.#p.status.catch(() => {});
+  }
+}
+
+/**
+ * Runs processes in the sandbox: `run` to the end with the output as text,
+ * `start` for a handle with streams. Reached as `sb.commands`.
+ *
+ * @example Running to the end, or streaming
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type Commands, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const commands: Commands = sb.commands;
+ * const r = await commands.run(["python3", "-c", "print(2+2)"], { timeoutSeconds: 30 });
+ * assert.equal(r.stdout, "4\n");
+ * const p = await commands.start(["seq", "3"]);
+ * assert.equal((await p.output()).stdout, "1\n2\n3\n");
+ * ```
+ */
+export class Commands {
+  readonly #sb: Sandbox;
+  /** @internal Made by {@linkcode Sandbox}; callers reach it as `sb.commands`. */
+  constructor(sb: Sandbox) {
+    this.#sb = sb;
+  }
+  /** Starts a process and returns its handle with streams. @example `const p = await sb.commands.start(["sleep", "10"])` */
+  async start(argv: string[], options: CommandOptions = {}): Promise<SandboxProcess> {
+    const args = checkArgv(argv);
+    const env = checkEnv(options.env, "env");
+    checkArgEnvBudget(args, env, this.#sb._envBytes());
+    const timeoutSeconds = checkRange(options.timeoutSeconds, "timeoutSeconds", {
+      min: 0,
+      minExclusive: true,
+      max: MAX_TIMEOUT_SECONDS,
+      unit: "seconds",
+      why: "about 24.8 days, the longest a timer can wait",
+    });
+    if (options.cwd !== undefined) checkPath(options.cwd, "cwd");
+    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalid("signal", "must be an AbortSignal");
+    const stdinData = options.stdin === undefined ? undefined : toStream(options.stdin, "stdin");
+    const p = await this.#sb._engine().start(args, { cwd: options.cwd, env, timeoutSeconds, signal: options.signal });
+    return new SandboxProcess(p, stdinData ? new StdinFeed(stdinData, p) : undefined);
+  }
+  /**
+   * Runs a process to its end and captures its output. With `check: true`, a
+   * non-zero exit throws {@linkcode CommandExitError}.
+   *
+   * @example `const { stdout, exitCode } = await sb.commands.run(["ls", "/"])`
+   */
+  async run(argv: string[], options: CommandOptions = {}): Promise<CommandResult> {
+    if (!this.#sb.capabilities().commands) {
+      throw new UnsupportedError(
+        `commands.run needs the command's output, which the ${this.#sb.engine} engine cannot give${
+          this.#sb.engine === "record" ? " (record mode never executes; use commands.start to record, or run in live mode)" : ""
+        }`,
+      );
+    }
+    const p = await this.start(argv, options);
+    if (options.stdin === undefined) p.stdin.close().catch(() => {});
+    const r = await p.output();
+    if (options.check && (r.exitCode !== 0 || r.signal !== null)) {
+      const how = r.timedOut ? "timed out" : r.signal ? `was killed by ${r.signal}` : `exited with code ${r.exitCode}`;
+      throw new CommandExitError(`command ${JSON.stringify(argv[0])} ${how}${r.oomKilled ? " (out of memory)" : ""}`, r);
+    }
+    return r;
+  }
+}
