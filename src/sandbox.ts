@@ -21,7 +21,7 @@ import { withHostPermissions } from "./runtime/mod.ts";
 import { normalizeCreate, resolveEngine, specEnvBytes } from "./spec.ts";
 import type { Capabilities, CreateOptions, EngineName, LogEvent, SandboxInfo, SandboxState } from "./types.ts";
 import { checkSandboxId } from "./validate.ts";
-import { Commands, SandboxProcess } from "./commands.ts";
+import { Commands } from "./commands.ts";
 import { Files } from "./files.ts";
 
 /**
