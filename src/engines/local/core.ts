@@ -9,6 +9,7 @@
  * ```
  * @module
  */
+import { collectBytes, collectText } from "../../streams.ts";
 import type { Job } from "./job.ts";
 import type { Runner } from "./runners.ts";
 import type { Meta, SandboxDir } from "./state.ts";
@@ -69,32 +70,24 @@ export class PeekReader implements ByteReader {
   }
 }
 
+/** A reader as a stream (for the shared collectors in `src/streams.ts`). */
+function asStream(reader: ByteReader): ReadableStream<Uint8Array> {
+  return new ReadableStream({
+    pull: async (c) => {
+      const r = await reader.read();
+      if (r.done) c.close();
+      else c.enqueue(r.value);
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+}
+
 /** Reads a reader to its end as UTF-8 text. @example `await readText(reader)` */
-export async function readText(reader: ByteReader): Promise<string> {
-  const dec = new TextDecoder();
-  let s = "";
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return s + dec.decode();
-    s += dec.decode(value, { stream: true });
-  }
+export function readText(reader: ByteReader): Promise<string> {
+  return collectText(asStream(reader));
 }
 
 /** Reads a reader to its end as bytes. @example `await readBytes(reader)` */
-export async function readBytes(reader: ByteReader): Promise<Uint8Array> {
-  const parts: Uint8Array[] = [];
-  let n = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    parts.push(value);
-    n += value.length;
-  }
-  const out = new Uint8Array(n);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+export function readBytes(reader: ByteReader): Promise<Uint8Array> {
+  return collectBytes(asStream(reader));
 }
