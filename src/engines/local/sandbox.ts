@@ -114,11 +114,6 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     }
   }
 
-  /** Whether the sandbox went away. */
-  gone(): boolean {
-    return this.#state() === "destroyed";
-  }
-
   info(): Promise<SandboxInfo> {
     const m = this.meta;
     let state = this.#state();
