@@ -1648,3 +1648,20 @@ test("escape: a state root owned by another user is refused with PERMISSION_DENI
     rmSync(base, { recursive: true, force: true });
   }
 });
+
+test("escape: the SDK's tools at /.mvm cannot be renamed, replaced, read or made writable; commands and files stay exact", async () => {
+  await using sb = await Sandbox.create();
+  const r = await sb.commands.run([
+    "sh",
+    "-c",
+    "mv /.mvm /mvm-x 2>/dev/null && echo MOVED; rm -f /.mvm/sh 2>/dev/null && echo REMOVED; " +
+    "echo x > /.mvm/sh 2>/dev/null && echo WROTE; chmod 777 /.mvm/sh 2>/dev/null && echo CHMOD; " +
+    "cat /.mvm/sh >/dev/null 2>&1 && echo READ; mkdir -p /.mvm/new 2>/dev/null && echo MKDIR; echo done",
+  ]);
+  assert.equal(r.stdout, "done\n", r.stdout);
+  const data = new TextEncoder().encode(`exact-${TAG}\n`.repeat(1000));
+  await sb.files.write("/app/exact.bin", data);
+  assert.equal(sha(await sb.files.read("/app/exact.bin")), sha(data));
+  const h = await sb.commands.run(["sha256sum", "/app/exact.bin"]);
+  assert.equal(h.stdout.split(" ")[0], sha(data));
+});
