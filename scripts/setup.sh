@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the SDK and its tests need on a fresh Debian/Ubuntu machine:
 # bubblewrap and util-linux from apt (only what is missing), Deno and Bun from
-# npm (pinned in package-lock.json). Safe to run again.
+# npm (pinned in package-lock.json), with TypeScript for the consumer type-check. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -18,6 +18,9 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 # the packages ship their binaries; their postinstall steps are not needed
-if [ ! -x node_modules/.bin/deno ] || [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# (a fresh tree gets `npm ci`; an existing one only what the lock file added, so a tree shared by running tests is never emptied)
+if [ ! -x node_modules/.bin/deno ] || [ ! -x node_modules/.bin/bun ]; then
   npm ci --no-audit --no-fund --loglevel=error
+elif [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm install --no-audit --no-fund --loglevel=error
 fi

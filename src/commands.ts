@@ -48,7 +48,7 @@ class StdinFeed {
       return void this.#reader.cancel().catch(() => {});
     }
     for (;;) {
-      let r: ReadableStreamReadResult<Uint8Array>;
+      let r: Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]>>;
       try {
         r = await this.#reader.read();
       } catch (e) {
@@ -103,7 +103,7 @@ class StdinFeed {
 export class SandboxProcess implements AsyncDisposable {
   readonly #p: EngineProcess;
   readonly #status?: Promise<ProcessStatus>;
-  readonly #feed?: StdinFeed;
+  readonly #feed: StdinFeed | undefined;
   /** @internal `feed` copies the `stdin` option in; its failure rejects `status`. */
   constructor(p: EngineProcess, feed?: StdinFeed) {
     this.#p = p;

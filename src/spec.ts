@@ -45,21 +45,21 @@ export const RESOURCE_LIMITS = {
 /** A validated, engine-neutral description of a sandbox to create. */
 export interface SandboxSpec {
   /** Upstream template name, when one was given. */
-  template?: string;
+  template?: string | undefined;
   /** Image reference, when given as `image` (default `"host"`). */
   image: string;
   workloadId: string;
-  name?: string;
+  name?: string | undefined;
   env: Record<string, string>;
   secrets: Record<string, SecretRef>;
   include: string[];
   tags: Record<string, string>;
   ttlSeconds: number;
-  cpu?: number;
-  memoryMb?: number;
-  rootfsSizeMb?: number;
-  pidsLimit?: number;
-  tmpSizeMb?: number;
+  cpu?: number | undefined;
+  memoryMb?: number | undefined;
+  rootfsSizeMb?: number | undefined;
+  pidsLimit?: number | undefined;
+  tmpSizeMb?: number | undefined;
   network: NetworkPolicy;
   /** True when the caller passed `network` explicitly. */
   networkGiven: boolean;
@@ -86,7 +86,7 @@ const KNOWN_KEYS = new Set([
 ]);
 
 /** Validates create arguments (`create()`, `create("python-3.12", opts)` or `create(opts)`). @example `normalizeCreate({ ttl: "5m" })` */
-export function normalizeCreate(a?: string | CreateOptions, b?: CreateOptions): { spec: SandboxSpec; engine?: EngineName } {
+export function normalizeCreate(a?: string | CreateOptions, b?: CreateOptions): { spec: SandboxSpec; engine?: EngineName | undefined } {
   let opts: CreateOptions;
   let template: string | undefined;
   if (typeof a === "string") {

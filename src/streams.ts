@@ -83,7 +83,7 @@ export async function collectBytes(stream: ReadableStream<Uint8Array>): Promise<
     parts.push(chunk);
     n += chunk.length;
   }
-  if (parts.length === 1) return parts[0];
+  if (parts.length === 1) return parts[0]!;
   const out = new Uint8Array(n);
   let o = 0;
   for (const p of parts) {

@@ -56,7 +56,7 @@ export function parseTtl(value: unknown, field = "ttl"): number {
   if (typeof value !== "string") throw invalid(field, 'must be a number of seconds or a string like "30m", "1h", "3600s"');
   const m = /^\s*(\d+)\s*([smhd]?)\s*$/.exec(value);
   if (!m) throw invalid(field, `cannot parse ${JSON.stringify(value)}: use "30m", "1h", "3600s", "3600" or a number of seconds`);
-  const n = Number(m[1]) * ({ "": 1, s: 1, m: 60, h: 3600, d: 86400 } as Record<string, number>)[m[2]];
+  const n = Number(m[1]) * ({ "": 1, s: 1, m: 60, h: 3600, d: 86400 } as Record<string, number>)[m[2]!]!;
   if (!Number.isInteger(n) || n <= 0 || n > MAX_TTL_SECONDS) throw invalid(field, `must be ${RANGE}, got ${JSON.stringify(value)}`);
   return n;
 }

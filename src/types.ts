@@ -216,9 +216,9 @@ export interface SandboxInfo {
   /** The image (or template) it was created from. */
   image: string;
   /** The human-readable name given at create, if any. */
-  name?: string;
+  name?: string | undefined;
   /** The workload id given at create, if any. */
-  workloadId?: string;
+  workloadId?: string | undefined;
   /** The labels given at create. */
   tags: Record<string, string>;
   /** When it was created (ISO 8601). */
@@ -230,7 +230,7 @@ export interface SandboxInfo {
   /** Whether it outlives the process that created it (until its TTL). */
   detached: boolean;
   /** The limits it runs under; a missing one is not limited. */
-  limits: { cpu?: number; memoryMb?: number; pidsLimit?: number };
+  limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined };
 }
 
 /**

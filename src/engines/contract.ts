@@ -16,10 +16,10 @@ import type { Capabilities, EngineName, FileInfo, LogEvent, ProcessStatus, Sandb
 
 /** Options an engine receives for a guest process (validated already). */
 export interface EngineStartOptions {
-  cwd?: string;
+  cwd?: string | undefined;
   env: Record<string, string>;
-  timeoutSeconds?: number;
-  signal?: AbortSignal;
+  timeoutSeconds?: number | undefined;
+  signal?: AbortSignal | undefined;
 }
 
 /** A guest process as an engine runs it. */
@@ -88,5 +88,5 @@ export interface Engine {
   capabilities(): Capabilities;
   create(spec: SandboxSpec): Promise<EngineSandbox>;
   connect(id: string): Promise<EngineSandbox>;
-  list(filter: { tags?: Record<string, string> }): Promise<SandboxInfo[]>;
+  list(filter: { tags?: Record<string, string> | undefined }): Promise<SandboxInfo[]>;
 }

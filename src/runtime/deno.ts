@@ -14,13 +14,39 @@ import { DENO_FLAGS, permissionRefusal } from "./permissions.ts";
 import { binaryNotFound, defineRuntime, exitStatus } from "./spawn.ts";
 import type { ChildProcess, Runtime, SpawnOptions } from "./types.ts";
 
+// The slice of Deno's API this file uses, typed here: a consumer type-checking the SDK on Node or Bun has no Deno types.
+interface DenoChild {
+  readonly pid: number;
+  readonly stdin: WritableStream<Uint8Array>;
+  readonly stdout: ReadableStream<Uint8Array>;
+  readonly stderr: ReadableStream<Uint8Array>;
+  readonly status: Promise<{ code: number; signal: string | null }>;
+  kill(signal?: string): void;
+  unref(): void;
+  ref(): void;
+}
+interface DenoCommandOptions {
+  args: string[];
+  cwd: string | undefined;
+  env: Record<string, string> | undefined;
+  clearEnv: boolean;
+  stdin: string;
+  stdout: string;
+  stderr: string;
+}
+interface DenoNamespace {
+  Command: new (cmd: string, options: DenoCommandOptions) => { spawn(): DenoChild };
+  errors: { NotFound: new () => Error };
+}
+const deno = (): DenoNamespace => (globalThis as unknown as { Deno: DenoNamespace }).Deno;
+
 /** The Deno implementation of {@linkcode Runtime}. @example `await denoRuntime.spawn("true", [])` */
 export const denoRuntime: Runtime = defineRuntime(
   "deno",
   (cmd: string, args: readonly string[], o: SpawnOptions): Promise<ChildProcess> => {
-    let child: Deno.ChildProcess;
+    let child: DenoChild;
     try {
-      child = new Deno.Command(cmd, {
+      child = new (deno().Command)(cmd, {
         args: [...args],
         cwd: o.cwd,
         env: o.env,
@@ -34,7 +60,7 @@ export const denoRuntime: Runtime = defineRuntime(
     }
     const kill = (signal = "SIGTERM") => {
       try {
-        child.kill(signal as Deno.Signal);
+        child.kill(signal);
       } catch { /* already exited */ }
     };
     const status = child.status.then((s) => exitStatus(s.signal ? null : s.code, s.signal));
@@ -52,7 +78,7 @@ export const denoRuntime: Runtime = defineRuntime(
 );
 
 function mapSpawnError(cmd: string, e: unknown): Error {
-  if (e instanceof Deno.errors.NotFound) return binaryNotFound(cmd, e);
+  if (e instanceof deno().errors.NotFound) return binaryNotFound(cmd, e);
   const refused = permissionRefusal(e, "--allow-run", `running ${cmd} (the SDK needs ${DENO_FLAGS})`);
   if (refused) return refused;
   return e instanceof Error ? e : new Error(String(e));

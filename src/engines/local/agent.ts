@@ -59,7 +59,7 @@ export function classifyErrno(message: string): string {
 export function agentError(stderr: string, op: string, path: string): SandboxError {
   // only the agent's own reply, which starts its stderr; a tool's message may carry guest-chosen names
   const m = /^mvm-error (\S+) ([\s\S]*)/.exec(stderr);
-  const code = m && m[1] !== "?" ? m[1] : classifyErrno(m?.[2] ?? stderr);
+  const code = m?.[1] !== undefined && m[1] !== "?" ? m[1] : classifyErrno(m?.[2] ?? stderr);
   const detail = (m?.[2] ?? stderr).trim().split("\n").pop()?.slice(0, 300) ?? "";
   const Cls = ERROR_CLASSES[code] ?? InternalError;
   return new Cls(`files.${op} ${JSON.stringify(path)}: ${detail || "failed"}`, { details: { path, op } });
@@ -75,7 +75,7 @@ async function feed(core: SandboxCore, input: ReadableStream<Uint8Array>, r: Run
   const reader = input.getReader();
   const writer = r.child.stdin!.getWriter();
   for (;;) {
-    let chunk: ReadableStreamReadResult<Uint8Array>;
+    let chunk: Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]>>;
     try {
       chunk = await reader.read();
     } catch (e) {
@@ -114,7 +114,7 @@ export async function agent(
   core.reap(r.cg);
   if (inputError !== undefined && op === "write") {
     // the killed agent could not remove its temporary file: its name carries this write's nonce
-    const dir = args[0].slice(0, args[0].lastIndexOf("/")) || "/";
+    const dir = args[0]!.slice(0, args[0]!.lastIndexOf("/")) || "/";
     await agent(core, "cleanup", [dir, nonce], path).catch(() => {});
   }
   if (inputError !== undefined) {

@@ -43,7 +43,7 @@ export interface BwrapInput {
   tmpBytes: number;
   hostRoot: HostRootEntry[];
   /** As root: run bubblewrap as this unprivileged host uid, through setpriv. */
-  asUid?: { setpriv: string; uid: number };
+  asUid?: { setpriv: string; uid: number } | undefined;
 }
 
 /**

@@ -28,7 +28,7 @@ export function decodeName(bytes: Uint8Array): string {
       out += strict.decode(bytes.subarray(i, i + n));
       i += n;
     } else {
-      out += String.fromCharCode(0xdc00 + bytes[i]);
+      out += String.fromCharCode(0xdc00 + bytes[i]!);
       i++;
     }
   }
@@ -37,10 +37,10 @@ export function decodeName(bytes: Uint8Array): string {
 
 /** Length of the valid UTF-8 sequence at `i`, or 0. */
 function seqLength(b: Uint8Array, i: number): number {
-  const c = b[i];
+  const c = b[i]!;
   const n = c < 0x80 ? 1 : c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
   if (n === 0 || i + n > b.length) return 0;
-  for (let k = 1; k < n; k++) if ((b[i + k] & 0xc0) !== 0x80) return 0;
+  for (let k = 1; k < n; k++) if ((b[i + k]! & 0xc0) !== 0x80) return 0;
   try {
     strict.decode(b.subarray(i, i + n)); // overlong forms and surrogates
     return n;

@@ -28,7 +28,7 @@ export interface CgroupLayout {
   /** The v2 hierarchy used for whole-tree kills. */
   v2: string;
   /** v1 controller mounts (hybrid only). */
-  v1: { memory?: string; cpu?: string; pids?: string };
+  v1: { memory?: string | undefined; cpu?: string | undefined; pids?: string | undefined };
 }
 
 /** A sandbox's cgroups, as its supervisor made them. */
@@ -36,7 +36,7 @@ export interface SandboxCgroups {
   /** The sandbox's v2 group; per-process groups are made under it. */
   v2: string;
   /** The memory controller's group (for OOM counts), if any. */
-  memory?: string;
+  memory?: string | undefined;
   /** Every group a process of the sandbox joins (v1 controllers). */
   join: string[];
 }
@@ -61,7 +61,7 @@ export function detectCgroups(): Promise<CgroupLayout | null> {
     const [kind, v2, mem, cpu, pids] = line.split(" ");
     if (kind !== "v2" && kind !== "hybrid") return null;
     const v = (s: string | undefined) => (s && s !== "-" ? s : undefined);
-    return { kind: kind as CgroupLayout["kind"], v2, v1: { memory: v(mem), cpu: v(cpu), pids: v(pids) } };
+    return { kind: kind as CgroupLayout["kind"], v2: v2 ?? "", v1: { memory: v(mem), cpu: v(cpu), pids: v(pids) } };
   }).catch(() => null);
 }
 
@@ -70,7 +70,7 @@ export function supervisorCgroupEnv(
   layout: CgroupLayout,
   tag: string,
   id: string,
-  limits: { cpu?: number; memoryMb?: number; pidsLimit?: number },
+  limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined },
   pool: string[],
 ): Record<string, string> {
   return {

@@ -31,7 +31,7 @@ export interface SandboxCore {
 
 /** The part of a stream reader the engine uses. */
 export interface ByteReader {
-  read(): Promise<ReadableStreamReadResult<Uint8Array>>;
+  read(): ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]>;
   cancel(reason?: unknown): Promise<void>;
 }
 
@@ -52,11 +52,11 @@ export class PeekReader implements ByteReader {
       if (r.done) return null;
       if (r.value.length === 0) continue;
       if (r.value.length > 1) this.#rest = r.value.subarray(1);
-      return r.value[0];
+      return r.value[0]!;
     }
     return null;
   }
-  read(): Promise<ReadableStreamReadResult<Uint8Array>> {
+  read(): ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]> {
     const rest = this.#rest;
     if (rest) {
       this.#rest = undefined;

@@ -33,15 +33,15 @@ export function parseInfos(out: Uint8Array): FileInfo[] {
     const tabs: number[] = [];
     for (let k = 0; k < rec.length && tabs.length < 4; k++) if (rec[k] === 9) tabs.push(k);
     if (tabs.length < 4) continue;
-    const head = new TextDecoder().decode(rec.subarray(0, tabs[3])).split("\t");
-    const path = decodeName(rec.subarray(tabs[3] + 1));
+    const head = new TextDecoder().decode(rec.subarray(0, tabs[3]!)).split("\t");
+    const path = decodeName(rec.subarray(tabs[3]! + 1));
     const [t, size, mode, mtime] = head;
     infos.push({
       path,
       name: path === "/" ? "/" : path.replace(/\/+$/, "").split("/").pop() ?? path,
       type: t === "f" ? "file" : t === "d" ? "dir" : t === "l" ? "symlink" : "other",
       size: Number(size),
-      mode: parseInt(mode, 8),
+      mode: parseInt(mode!, 8),
       mtime: new Date(Number(mtime) * 1000).toISOString(),
     });
   }

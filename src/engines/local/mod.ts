@@ -89,7 +89,7 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
   const dir = new SandboxDir(t.root, randomId());
   const now = new Date();
   const isRoot = t.uid === 0;
-  const sandboxUid = isRoot ? 2_000_000_000 + (crypto.getRandomValues(new Uint32Array(1))[0] % 16_000_000) : t.uid;
+  const sandboxUid = isRoot ? 2_000_000_000 + (crypto.getRandomValues(new Uint32Array(1))[0]! % 16_000_000) : t.uid;
   const env: Record<string, string> = { ...spec.env };
   for (const [k, ref] of Object.entries(spec.secrets)) env[k] = ref.placeholder;
   const meta: Meta = {
@@ -151,7 +151,7 @@ async function connect(id: string): Promise<LocalSandbox> {
   return new LocalSandbox(dir, meta, t);
 }
 
-async function list(filter: { tags?: Record<string, string> }): Promise<SandboxInfo[]> {
+async function list(filter: { tags?: Record<string, string> | undefined }): Promise<SandboxInfo[]> {
   const t = await preflight();
   await reapStale(t);
   const out: SandboxInfo[] = [];

@@ -66,14 +66,14 @@ export interface Meta {
   v: 1;
   id: string;
   image: string;
-  template?: string;
-  name?: string;
+  template?: string | undefined;
+  name?: string | undefined;
   workloadId: string;
   tags: Record<string, string>;
   createdAt: string;
   expiresAt: string;
   ttlSeconds: number;
-  limits: { cpu?: number; memoryMb?: number; pidsLimit?: number };
+  limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined };
   /** Environment of every guest process; secrets appear only as placeholders. */
   env: Record<string, string>;
   ownerPid: number;

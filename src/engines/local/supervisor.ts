@@ -38,7 +38,7 @@ const READY_TIMEOUT_MS = 15_000;
 export interface SupervisorInput {
   dir: SandboxDir;
   ttlSeconds: number;
-  limits: { cpu?: number; memoryMb?: number; pidsLimit?: number };
+  limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined };
   /** Per-process groups for the supervisor to make at once. */
   pool: string[];
   bwrapArgv: string[];

@@ -86,7 +86,7 @@ function lowerCreate(spec: SandboxSpec): RecordedCreate {
           auth_type: s.type,
         },
       }
-      : { kind: "literal", value: spec.env[k] };
+      : { kind: "literal", value: spec.env[k]! };
   }
   const create: RecordedCreate = spec.template !== undefined
     ? { template: spec.template } as RecordedCreate
@@ -141,7 +141,7 @@ class RecordSandbox implements EngineSandbox {
       );
     }
     const env: Record<string, EnvValue> = {};
-    for (const k of Object.keys(opts.env).sort()) env[k] = { kind: "literal", value: opts.env[k] };
+    for (const k of Object.keys(opts.env).sort()) env[k] = { kind: "literal", value: opts.env[k]! };
     this.#rec.ops.push({ kind: "command_start", argv: [...argv], env });
     const auditId = this.#op();
     let status: Promise<ProcessStatus> | undefined;

@@ -344,7 +344,7 @@ export function toWorkload(rec: RuntimeRecording): Workload {
     name: rec.workload_id,
     source: { kind: "sdk_recording", workload_id: rec.workload_id },
     image,
-    entrypoints: [cmd(starts[starts.length - 1], "/app")],
+    entrypoints: [cmd(starts[starts.length - 1]!, "/app")],
     resources: create.resources ?? { cpu_cores: 1, memory_mb: 256, rootfs_size_mb: 512 },
   };
   if (Object.keys(create.env).length) app.env = create.env;
