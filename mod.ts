@@ -25,6 +25,7 @@ export {
   CleanupError,
   CommandExitError,
   type CommandExitResult,
+  CommandTimeoutError,
   ConflictError,
   type ErrorCode,
   IntegrityError,

@@ -13,7 +13,7 @@
  * ```
  * @module
  */
-import { CommandExitError, invalid, UnsupportedError } from "./errors.ts";
+import { CommandExitError, commandFailureMessage, CommandTimeoutError, invalid, UnsupportedError } from "./errors.ts";
 import type { EngineProcess } from "./engines/contract.ts";
 import { collectText, toStream } from "./streams.ts";
 import type { CommandOptions, CommandResult, ProcessStatus } from "./types.ts";
@@ -206,7 +206,9 @@ export class Commands {
   }
   /**
    * Runs a process to its end and captures its output. With `check: true`, a
-   * non-zero exit throws {@linkcode CommandExitError}.
+   * non-zero exit throws {@linkcode CommandExitError} (its message ends with
+   * the tail of stderr) and a timeout {@linkcode CommandTimeoutError} (a
+   * `TimeoutError`); both carry the result.
    *
    * @example `const { stdout, exitCode } = await sb.commands.run(["ls", "/"])`
    */
@@ -222,8 +224,8 @@ export class Commands {
     if (options.stdin === undefined) p.stdin.close().catch(() => {});
     const r = await p.output();
     if (options.check && (r.exitCode !== 0 || r.signal !== null)) {
-      const how = r.timedOut ? "timed out" : r.signal ? `was killed by ${r.signal}` : `exited with code ${r.exitCode}`;
-      throw new CommandExitError(`command ${JSON.stringify(argv[0])} ${how}${r.oomKilled ? " (out of memory)" : ""}`, r);
+      if (r.timedOut) throw new CommandTimeoutError(commandFailureMessage(argv, r), r);
+      throw new CommandExitError(commandFailureMessage(argv, r), r);
     }
     return r;
   }

@@ -142,23 +142,70 @@ export class AdmissionError extends SandboxError {
   static override readonly code: ErrorCode = "ADMISSION";
 }
 
-/** What a {@linkcode CommandExitError} carries: the failed command's captured result. */
+/**
+ * What a {@linkcode CommandExitError} or {@linkcode CommandTimeoutError}
+ * carries: the command's whole result (the same shape as `commands.run`'s).
+ *
+ * @example Reading a failed command's result
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CommandExitError, type CommandExitResult } from "@mvm/sdk";
+ *
+ * const result: CommandExitResult = {
+ *   exitCode: 1, signal: null, stdout: "", stderr: "no\n", timedOut: false, oomKilled: false, durationMs: 3, auditId: "aud_0",
+ * };
+ * assert.equal(new CommandExitError("failed", result).result.timedOut, false);
+ * ```
+ */
 export interface CommandExitResult {
-  /** The exit code, or null when a signal ended the command. */
-  exitCode: number | null;
+  /** The exit code; 128 + the signal's number when a signal ended the command. */
+  exitCode: number;
   /** The signal that ended the command (e.g. `"SIGKILL"`), or null. */
   signal: string | null;
   /** Everything the command wrote to standard output. */
   stdout: string;
   /** Everything the command wrote to standard error. */
   stderr: string;
+  /** Whether `timeoutSeconds` ran out (then the error is a {@linkcode CommandTimeoutError}). */
+  timedOut: boolean;
+  /** Whether the command was killed for going over `memoryMb`. */
+  oomKilled: boolean;
+  /** Wall-clock time from start to exit, in milliseconds. */
+  durationMs: number;
   /** The audit id of the event that recorded the exit. */
   auditId: string;
 }
 
+/** The last lines of a command's stderr for an error message: at most 5 lines and 500 characters. */
+function stderrTail(stderr: string): string {
+  const lines = stderr.trimEnd().split("\n");
+  let tail = lines.slice(-5).join("\n");
+  if (tail.length > 500) tail = `…${tail.slice(-500)}`;
+  else if (lines.length > 5) tail = `…\n${tail}`;
+  return tail;
+}
+
 /**
- * The guest command exited non-zero and the caller asked to throw (`check: true`).
- * The full result is on `result`.
+ * The message of a failed command: what ended it and the tail of its stderr.
+ *
+ * @example `commandFailureMessage(["false"], result) // 'command "false" exited with code 1'`
+ */
+export function commandFailureMessage(argv: readonly string[], r: CommandExitResult): string {
+  const how = r.timedOut
+    ? `timed out and was killed (${r.signal ?? `exit code ${r.exitCode}`})`
+    : r.signal
+    ? `was killed by ${r.signal} (exit code ${r.exitCode})`
+    : `exited with code ${r.exitCode}`;
+  const tail = stderrTail(r.stderr);
+  return `command ${JSON.stringify(argv[0] ?? "")} ${how}${r.oomKilled ? " (out of memory: raise memoryMb)" : ""}${
+    tail ? `; stderr ends with:\n${tail}` : "; its stderr is empty"
+  }`;
+}
+
+/**
+ * The guest command exited non-zero (or a signal ended it) and the caller
+ * asked to throw (`check: true`). The full result is on `result`; the message
+ * ends with the last lines of its stderr.
  *
  * @example `check: true` turns a failed command into an error
  * ```ts
@@ -168,7 +215,7 @@ export interface CommandExitResult {
  * await using sb = await Sandbox.create();
  * await assert.rejects(
  *   sb.commands.run(["sh", "-c", "echo oops >&2; exit 3"], { check: true }),
- *   (e: unknown) => e instanceof CommandExitError && e.result.exitCode === 3 && e.result.stderr === "oops\n",
+ *   (e: unknown) => e instanceof CommandExitError && e.result.exitCode === 3 && e.result.stderr === "oops\n" && e.message.endsWith("oops"),
  * );
  * ```
  */
@@ -185,11 +232,12 @@ export class CommandExitError extends SandboxError {
 }
 
 /**
- * An operation of the SDK did not finish in time (e.g. a sandbox that did not
- * start). A command's own `timeoutSeconds` is not an error: the command is
- * killed and its result says `timedOut: true`.
+ * An operation of the SDK did not finish in time. A command's own
+ * `timeoutSeconds` kills the command and its result says `timedOut: true`;
+ * with `check: true` the command throws {@linkcode CommandTimeoutError}, a
+ * `TimeoutError` that carries the result.
  *
- * @example A command's timeout is a result, not a TimeoutError
+ * @example A command's timeout
  * ```ts
  * import assert from "node:assert/strict";
  * import { Sandbox, TimeoutError } from "@mvm/sdk";
@@ -197,12 +245,38 @@ export class CommandExitError extends SandboxError {
  * await using sb = await Sandbox.create();
  * const r = await sb.commands.run(["sleep", "30"], { timeoutSeconds: 1 });
  * assert.equal(r.timedOut, true);
- * assert.equal(new TimeoutError("the sandbox did not start within 10 s").code, "TIMEOUT");
+ * await assert.rejects(sb.commands.run(["sleep", "30"], { timeoutSeconds: 1, check: true }), TimeoutError);
  * ```
  */
 export class TimeoutError extends SandboxError {
   /** `"TIMEOUT"` */
   static override readonly code: ErrorCode = "TIMEOUT";
+}
+
+/**
+ * A command ran out of its `timeoutSeconds` under `check: true`: its process
+ * tree was killed, and `result` holds what it printed until then.
+ *
+ * @example Catching a timed-out command
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { CommandTimeoutError, Sandbox, TimeoutError } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const e = await sb.commands.run(["sh", "-c", "echo started; sleep 30"], { timeoutSeconds: 1, check: true }).catch((e) => e);
+ * assert.ok(e instanceof TimeoutError && e instanceof CommandTimeoutError);
+ * assert.equal(e.code, "TIMEOUT");
+ * assert.deepEqual([e.result.timedOut, e.result.stdout, e.result.exitCode], [true, "started\n", 137]);
+ * ```
+ */
+export class CommandTimeoutError extends TimeoutError {
+  /** The captured result of the command, `timedOut: true`. */
+  readonly result: CommandExitResult;
+  /** Builds the error from the command's result; `details` holds its exit code and signal. */
+  constructor(message: string, result: CommandExitResult) {
+    super(message, { details: { exitCode: result.exitCode, signal: result.signal, timedOut: true } });
+    this.result = result;
+  }
 }
 
 /**

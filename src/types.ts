@@ -139,7 +139,9 @@ export interface CommandOptions {
 }
 
 /**
- * How a process ended.
+ * How a process ended. `exitCode` is never null: a process a signal ended
+ * reports 128 + the signal's number (137 for SIGKILL), as shells and
+ * `Deno.Command` do, with the signal's name in `signal`.
  *
  * @example A process killed by a signal
  * ```ts
@@ -150,13 +152,13 @@ export interface CommandOptions {
  * const p = await sb.commands.start(["sleep", "30"]);
  * await p.kill("SIGKILL");
  * const status: ProcessStatus = await p.status;
- * assert.equal(status.exitCode, null);
+ * assert.equal(status.exitCode, 137);
  * assert.equal(status.signal, "SIGKILL");
  * ```
  */
 export interface ProcessStatus {
-  /** The exit code, or null when a signal ended the process. */
-  exitCode: number | null;
+  /** The exit code; 128 + the signal's number when a signal ended the process (see `signal`). */
+  exitCode: number;
   /** The signal that ended the process (e.g. `"SIGKILL"`), or null when it exited. */
   signal: string | null;
   /** Whether `timeoutSeconds` ran out and the process tree was killed. */

@@ -81,7 +81,16 @@ test("errors: a plain SandboxError takes an explicit code", () => {
 });
 
 test("errors: CommandExitError keeps the result and puts exit code and signal in details", () => {
-  const result = { exitCode: 3, signal: null, stdout: "", stderr: "oops\n", auditId: "aud_0123456789abcdef0123" };
+  const result = {
+    exitCode: 3,
+    signal: null,
+    stdout: "",
+    stderr: "oops\n",
+    timedOut: false,
+    oomKilled: false,
+    durationMs: 1,
+    auditId: "aud_0123456789abcdef0123",
+  };
   const e = new CommandExitError("command exited with code 3", result);
   assert.equal(e.code, "COMMAND_FAILED");
   assert.equal(e.name, "CommandExitError");
@@ -98,5 +107,5 @@ test("errors: invalid() names the field in the message and in details", () => {
 
 test("errors: every exported error class is covered here", () => {
   const exported = Object.entries(sdk).filter(([, v]) => typeof v === "function" && v.prototype instanceof SandboxError).map(([k]) => k);
-  assert.deepEqual(exported.sort(), [...Object.keys(CODES), "CommandExitError"].sort());
+  assert.deepEqual(exported.sort(), [...Object.keys(CODES), "CommandExitError", "CommandTimeoutError"].sort());
 });

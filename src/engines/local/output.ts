@@ -20,13 +20,19 @@ import type { ByteReader } from "./core.ts";
  */
 export const OUTPUT_BUFFER: QueuingStrategy<Uint8Array> = new ByteLengthQueuingStrategy({ highWaterMark: 1 << 20 });
 
-/** A wrapped output: the stream, when it is done, and a way to end it at what was read so far. */
+/** A wrapped output: the stream, when it is done, and ways to end it. */
 export interface GuestOutput {
   stream: ReadableStream<Uint8Array>;
   /** Resolves when the stream ended, errored or was cancelled. */
   done: Promise<void>;
   /** Ends the stream at what was read so far, even if something still holds the pipe open. */
   release: () => Promise<void>;
+  /**
+   * Takes everything left in the pipe into the stream's queue, past its high-water mark, so the
+   * stream ends without a reader. Only once the writers are gone: what is left is then at most a
+   * pipe's capacity, so memory stays bounded.
+   */
+  drain: () => void;
 }
 
 /**
@@ -42,24 +48,40 @@ export function guestOutput(
 ): GuestOutput {
   let finish!: () => void;
   const done = new Promise<void>((r) => finish = r);
-  const stream = new ReadableStream<Uint8Array>({
-    pull: async (c) => {
+  let ended = false;
+  let ctl!: ReadableStreamDefaultController<Uint8Array>;
+  // one read at a time, whether a reader's pull or a drain asks for it, so chunks keep their order
+  let chain: Promise<void> = Promise.resolve();
+  const step = (): Promise<void> =>
+    chain = chain.then(async () => {
+      if (ended) return;
       try {
         const { value, done: end } = await reader.read();
-        if (!end) return c.enqueue(value);
+        if (ended) return;
+        if (!end) return ctl.enqueue(value);
+        ended = true;
         await exited;
         const e = failure();
-        if (e) c.error(e);
-        else c.close();
+        if (e) ctl.error(e);
+        else ctl.close();
       } catch (e) {
-        c.error(new TransportError(`reading guest output failed: ${(e as Error).message}`, { cause: e }));
+        if (ended) return;
+        ended = true;
+        ctl.error(new TransportError(`reading guest output failed: ${(e as Error).message}`, { cause: e }));
       }
       finish();
-    },
+    });
+  const stream = new ReadableStream<Uint8Array>({
+    start: (c) => void (ctl = c),
+    pull: () => step(),
     cancel: async (reason) => {
+      ended = true;
       await reader.cancel(reason).catch(() => {});
       finish();
     },
   }, OUTPUT_BUFFER);
-  return { stream, done, release: () => reader.cancel().catch(() => {}) };
+  const drain = async () => {
+    while (!ended) await step();
+  };
+  return { stream, done, release: () => reader.cancel().catch(() => {}), drain: () => void drain() };
 }

@@ -11,6 +11,7 @@
  * ```
  * @module
  */
+import { signalExitCode } from "../../signals.ts";
 import type { ProcessStatus } from "../../types.ts";
 import type { EngineProcess, EngineStartOptions } from "../contract.ts";
 import { agent } from "./agent.ts";
@@ -53,7 +54,9 @@ export async function startProcess(core: SandboxCore, argv: string[], opts: Engi
   const reap = () => reaped ??= cg ? core.reap(cg) : Promise.all([out.release(), err.release()]).then(() => 0);
   let streamsDone = false;
   const exited = child.status.then((s) => {
-    setTimeout(() => streamsDone || reap(), 25);
+    // once the tree is gone, what is left in the pipes (bounded: a pipe's capacity) is taken into the
+    // streams whether or not anyone reads them, so an unread stream never holds up `status`
+    setTimeout(() => streamsDone || reap().finally(() => (out.drain(), err.drain())), 25);
     return s;
   });
   const failure = () => core.deathError("read this stream");
@@ -69,15 +72,13 @@ export async function startProcess(core: SandboxCore, argv: string[], opts: Engi
     const oom = killed ? await reap() : (reap(), 0);
     const dead = core.deathError("wait for this process");
     if (dead) throw dead;
-    let exitCode = s.code;
     let signal = s.signal;
     const oomKilled = killed && !timedOut && oom > core.dir.readNumber("oom.seen");
     if (oomKilled) core.dir.write("oom.seen", String(oom));
     // nsenter reports a child killed by a signal by dying of it; a shell in between reports 128+n
-    if (signal === null && exitCode === 137 && (timedOut || oomKilled)) {
-      signal = "SIGKILL";
-      exitCode = null;
-    }
+    if (signal === null && s.code === 137 && (timedOut || oomKilled)) signal = "SIGKILL";
+    // an ended process always has a code: 128 + the signal's number for a signal death (as shells do)
+    const exitCode = signal === null ? s.code ?? 128 : signalExitCode(signal);
     const durationMs = Math.round(performance.now() - started);
     const auditId = core.dir.appendEvent("process.exited", {
       pid: child.pid,
