@@ -47,7 +47,7 @@ test("api: CommandExitError's message ends with the tail of stderr", async () =>
   assert.match(e.message, /exited with code 2/);
   assert.match(e.message, /boom: no such thing$/);
   assert.doesNotMatch(e.message, /\n1\n/, "the whole stderr went into the message, not its tail");
-  const quiet = await sb.commands.run(["false"], { check: true }).catch((e: unknown) => e as Error);
+  const quiet = await sb.commands.run(["false"], { check: true }).then(() => assert.fail("false passed"), (e: Error) => e);
   assert.match(quiet.message, /exited with code 1; its stderr is empty/);
 });
 
