@@ -208,5 +208,7 @@ export function resolveEngine(requested?: EngineName): EngineName {
     throw invalid("MVM_SDK_MODE", `must be "record" or "live", got ${JSON.stringify(mode)}`);
   }
   if ((mode === undefined || mode === "") && out) return "record";
+  // live mode with a named mvmctl binary drives it, as upstream's SDKs do
+  if (requested === undefined && mode === "live" && getEnv("MVM_CLI_BIN")) return "mvmctl";
   return requested ?? "local";
 }

@@ -10,7 +10,6 @@
  * ```
  * @module
  */
-import { UnsupportedError } from "../errors.ts";
 import type { EngineName } from "../types.ts";
 import type { Engine } from "./contract.ts";
 
@@ -22,8 +21,6 @@ export async function getEngine(name: EngineName): Promise<Engine> {
     case "local":
       return (await import("./local/mod.ts")).localEngine;
     case "mvmctl":
-      throw new UnsupportedError(
-        "the mvmctl engine (Firecracker/Vz microVMs) is not built yet; use the local engine (the default) or record mode",
-      );
+      return (await import("./mvmctl/mod.ts")).mvmctlEngine;
   }
 }

@@ -1,0 +1,273 @@
+/**
+ * The mvmctl engine: the engine contract over upstream's `mvmctl machine …` verbs, spawned only
+ * through the runtime shim. Selected with `engine: "mvmctl"`, or `MVM_SDK_MODE=live` with
+ * `MVM_CLI_BIN` set. Files: `argv.ts` (every verb's argv), `cli.ts` (spawning, bounds, failures),
+ * `wire.ts` (the boot envelope and JSON outputs, read fail-closed), `process.ts`, `files.ts`.
+ *
+ * What it refuses before any call: a create `env` or `secrets` (persistent `machine run` refuses
+ * `--env` upstream), limits and options `machine run` has no flag for, and guest process and file
+ * verbs on a machine whose `build_mode` is not `dev` (upstream's prod machines refuse them).
+ *
+ * @example
+ * ```ts
+ * import { Sandbox } from "../../../mod.ts";
+ * // with MVM_CLI_BIN naming mvmctl (or our CLI, which speaks its machine verbs over the local engine)
+ * await using sb = await Sandbox.create({ engine: "mvmctl", ttl: "10m" });
+ * console.log((await sb.commands.run(["echo", "hi"])).stdout);
+ * ```
+ * @module
+ */
+import { NotFoundError, UnsupportedError } from "../../errors.ts";
+import type { SandboxSpec } from "../../spec.ts";
+import type { Capabilities, LogEvent, SandboxInfo } from "../../types.ts";
+import type { Engine, EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions } from "../contract.ts";
+import { machineArgv } from "./argv.ts";
+import { cliConfig, MachineCli } from "./cli.ts";
+import { machineFiles } from "./files.ts";
+import { startMachineProcess } from "./process.ts";
+import { type MachineRecord, parseEnvelope, parseRecords, stateOf } from "./wire.ts";
+
+/** What the mvmctl engine offers through the machine verbs. */
+export function mvmctlCapabilities(): Capabilities {
+  return {
+    commands: true,
+    files: true,
+    logs: true,
+    detach: true,
+    pause: false,
+    snapshot: false,
+    fork: false,
+    limits: { cpu: false, memory: false, pids: false },
+    network: "allowlist",
+  };
+}
+
+let shared: { key: string; cli: MachineCli } | undefined;
+/** The CLI for the current environment (re-read on each call, so a changed MVM_CLI_BIN takes effect). */
+function currentCli(): MachineCli {
+  const cfg = cliConfig();
+  const key = JSON.stringify(cfg);
+  if (shared?.key !== key) shared = { key, cli: new MachineCli(cfg) };
+  return shared.cli;
+}
+
+/** Every create option has its effect through `machine run`, or is refused here, before any call. */
+function refuseUnsupported(spec: SandboxSpec): void {
+  const refuse = (field: string, why: string) => {
+    throw new UnsupportedError(`${field}: ${why}`, { details: { field } });
+  };
+  if (Object.keys(spec.env).length > 0) {
+    refuse(
+      "env",
+      "the mvmctl engine boots persistent machines, and upstream's persistent `machine run` refuses --env; pass env per command instead",
+    );
+  }
+  if (Object.keys(spec.secrets).length > 0) {
+    refuse(
+      "secrets",
+      "`mvmctl machine run` takes no secret bindings (they would travel as --env, which it refuses); use record mode for secrets",
+    );
+  }
+  for (const f of ["cpu", "memoryMb", "pidsLimit", "tmpSizeMb", "rootfsSizeMb"] as const) {
+    if (spec[f] !== undefined) refuse(f, "`mvmctl machine run` has no flag for it, so the mvmctl engine cannot honour it; omit it");
+  }
+  if (spec.include.length > 0) refuse("include", "is a build-time option of record mode; the mvmctl engine would ignore it");
+}
+
+function randomName(): string {
+  const a = "abcdefghijklmnopqrstuvwxyz0123456789";
+  return "sdk-" + Array.from(crypto.getRandomValues(new Uint8Array(10)), (b) => a[b % 36]).join("");
+}
+
+function infoOf(r: MachineRecord | undefined, id: string, name: string): SandboxInfo {
+  const created = r?.createdAt ?? "";
+  const expires = r?.expiresAt ?? "";
+  const ttl = created && expires ? Math.round((Date.parse(expires) - Date.parse(created)) / 1000) : 0;
+  return {
+    id,
+    state: r ? stateOf(r.status) : "destroyed",
+    engine: "mvmctl",
+    image: r?.image ?? "",
+    name,
+    tags: { ...(r?.tags ?? {}) },
+    createdAt: created,
+    expiresAt: expires,
+    ttlSeconds: ttl,
+    detached: true,
+    limits: { cpu: r?.cpus, memoryMb: r?.memoryMib },
+  };
+}
+
+/** One machine. */
+class MachineSandbox implements EngineSandbox {
+  readonly files: EngineFiles;
+  constructor(readonly cli: MachineCli, readonly id: string, readonly vm: string, readonly buildMode: "dev" | "prod") {
+    this.files = machineFiles(this);
+  }
+
+  capabilities(): Capabilities {
+    const c = mvmctlCapabilities();
+    return this.buildMode === "dev" ? c : { ...c, commands: false, files: false };
+  }
+
+  /** Guest verbs are dev-only: a prod machine is refused here, before any call. */
+  guard(what: string): void {
+    if (this.buildMode !== "dev") {
+      throw new UnsupportedError(
+        `machine ${this.vm} is a prod build: guest process and file verbs are dev-only upstream, so the SDK cannot ${what} in it`,
+        { details: { vm: this.vm, buildMode: this.buildMode } },
+      );
+    }
+  }
+
+  async #record(): Promise<MachineRecord | undefined> {
+    return parseRecords(await this.cli.json(machineArgv.ls())).find((r) => r.id === this.id || r.name === this.vm);
+  }
+
+  async running(): Promise<boolean> {
+    const r = await this.#record();
+    return r !== undefined && stateOf(r.status) === "running";
+  }
+
+  async info(): Promise<SandboxInfo> {
+    return infoOf(await this.#record(), this.id, this.vm);
+  }
+
+  start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
+    this.guard("start a process");
+    return startMachineProcess(this, argv, opts);
+  }
+
+  logs(opts: { follow: boolean }): ReadableStream<LogEvent> {
+    const args = machineArgv.logs(this.vm, opts.follow);
+    let child: Awaited<ReturnType<MachineCli["spawn"]>> | undefined;
+    let lines: ReadableStreamDefaultReader<string> | undefined;
+    let seq = 0;
+    return new ReadableStream<LogEvent>({
+      start: async () => {
+        child = await this.cli.spawn(args);
+        child.stderr!.cancel().catch(() => {});
+        lines = child.stdout!.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines()).getReader();
+      },
+      pull: async (c) => {
+        for (;;) {
+          const r = await lines!.read();
+          if (r.done) {
+            const s = await child!.status;
+            if (s.code !== 0 && s.code !== null) {
+              c.error(
+                new NotFoundError(`machine ${this.vm}: mvmctl machine logs exited with code ${s.code}`, { details: { vm: this.vm } }),
+              );
+            } else c.close();
+            return;
+          }
+          if (r.value.trim() === "") continue;
+          c.enqueue(toEvent(r.value, seq++));
+          return;
+        }
+      },
+      cancel: async () => {
+        child?.kill("SIGKILL");
+        await lines?.cancel().catch(() => {});
+      },
+    });
+  }
+
+  async stop(): Promise<string> {
+    await this.cli.capture(machineArgv.stop(this.vm));
+    return "";
+  }
+
+  async destroy(): Promise<string> {
+    await this.cli.capture(machineArgv.rm(this.vm));
+    return "";
+  }
+
+  detach(): Promise<string> {
+    // machines boot detached (`machine run -d`) and live until their TTL: nothing to change
+    return Promise.resolve("");
+  }
+
+  disconnect(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+/** A line of `machine logs` as a LogEvent: a JSON object with a `type` keeps its fields, any other line is a `console` event. */
+function toEvent(line: string, seq: number): LogEvent {
+  try {
+    const v = JSON.parse(line);
+    if (typeof v === "object" && v !== null && !Array.isArray(v) && typeof v.type === "string") {
+      return {
+        ...v,
+        id: typeof v.id === "string" ? v.id : "",
+        seq,
+        time: typeof v.time === "string" ? v.time : new Date().toISOString(),
+        type: v.type,
+      };
+    }
+  } catch { /* a plain line */ }
+  return { id: "", seq, time: new Date().toISOString(), type: "console", line };
+}
+
+/** Text chunks to lines (without their newline). */
+function splitLines(): TransformStream<string, string> {
+  let rest = "";
+  return new TransformStream({
+    transform(chunk, c) {
+      const parts = (rest + chunk).split("\n");
+      rest = parts.pop()!;
+      for (const p of parts) c.enqueue(p);
+    },
+    flush(c) {
+      if (rest) c.enqueue(rest);
+    },
+  });
+}
+
+async function create(spec: SandboxSpec): Promise<EngineSandbox> {
+  refuseUnsupported(spec);
+  const cli = currentCli();
+  await cli.version();
+  const name = spec.name ?? randomName();
+  const { stdout } = await cli.capture(machineArgv.run({
+    name,
+    template: spec.template,
+    image: spec.template === undefined ? spec.image : undefined,
+    ttlSeconds: spec.ttlSeconds,
+    allowHosts: spec.network.rules.map((r) => `${r.host}:${r.port}`),
+    tags: spec.tags,
+  }));
+  let env;
+  try {
+    env = parseEnvelope(new TextDecoder().decode(stdout));
+  } catch (e) {
+    // the machine may be up although its envelope is refused: do not leave it running
+    await cli.capture(machineArgv.rm(name)).catch(() => {});
+    throw e;
+  }
+  return new MachineSandbox(cli, env.vmId, name, env.buildMode);
+}
+
+async function connect(id: string): Promise<EngineSandbox> {
+  const cli = currentCli();
+  await cli.version();
+  const r = parseRecords(await cli.json(machineArgv.ls())).find((x) => x.id === id || x.name === id);
+  if (!r || stateOf(r.status) === "destroyed") {
+    throw new NotFoundError(`no live machine ${id} (mvmctl machine ls does not list it)`, { details: { id } });
+  }
+  return new MachineSandbox(cli, r.id, r.name, r.buildMode);
+}
+
+async function list(filter: { tags?: Record<string, string> }): Promise<SandboxInfo[]> {
+  const cli = currentCli();
+  await cli.version();
+  const tags = filter.tags ?? {};
+  return parseRecords(await cli.json(machineArgv.ls(tags)))
+    .filter((r) => Object.entries(tags).every(([k, v]) => r.tags[k] === v))
+    .map((r) => infoOf(r, r.id, r.name))
+    .filter((i) => i.state !== "destroyed");
+}
+
+/** The mvmctl engine. @example `await mvmctlEngine.list({})` */
+export const mvmctlEngine: Engine = { name: "mvmctl", capabilities: mvmctlCapabilities, create, connect, list };

@@ -1,0 +1,165 @@
+/**
+ * What `mvmctl machine …` prints, read fail-closed: the boot envelope of `machine run --up-json`,
+ * the records of `machine ls --json`, and the JSON of `fs ls` / `fs stat`. Anything of another
+ * shape is a TRANSPORT error naming what was wrong, never a guess.
+ *
+ * @example The boot envelope
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseEnvelope } from "./wire.ts";
+ * const e = parseEnvelope('{"schema_version":1,"vm_id":"sbx-abc","build_mode":"dev"}\n');
+ * assert.deepEqual(e, { vmId: "sbx-abc", buildMode: "dev" });
+ * ```
+ * @module
+ */
+import { TransportError } from "../../errors.ts";
+import type { FileInfo, SandboxState } from "../../types.ts";
+
+/** What a boot returned. */
+export interface Envelope {
+  vmId: string;
+  buildMode: "dev" | "prod";
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * The `--up-json` envelope: the last line of stdout that is JSON (progress goes to stderr). Only
+ * `schema_version` 1, a non-empty `vm_id` and `build_mode` `dev` or `prod` pass.
+ *
+ * @example `parseEnvelope(stdoutText).vmId`
+ */
+export function parseEnvelope(stdout: string): Envelope {
+  const lines = stdout.split("\n").map((l) => l.trim()).filter((l) => l !== "");
+  const bad = (why: string) =>
+    new TransportError(`mvmctl machine run --up-json: ${why}; refusing the machine (fail closed)`, {
+      details: { stdout: stdout.slice(0, 1000) },
+    });
+  if (lines.length === 0) throw bad("printed no envelope on stdout");
+  let v: unknown;
+  try {
+    v = JSON.parse(lines.at(-1)!);
+  } catch {
+    throw bad(`the last line of stdout is not JSON: ${JSON.stringify(lines.at(-1)!.slice(0, 200))}`);
+  }
+  if (!isObject(v)) throw bad("the envelope is not a JSON object");
+  if (v.schema_version !== 1) throw bad(`unknown schema_version ${JSON.stringify(v.schema_version)} (this SDK reads 1)`);
+  if (typeof v.vm_id !== "string" || v.vm_id.trim() === "") throw bad("vm_id is missing or empty");
+  if (v.build_mode !== "dev" && v.build_mode !== "prod") throw bad(`unknown build_mode ${JSON.stringify(v.build_mode)} (dev or prod)`);
+  return { vmId: v.vm_id, buildMode: v.build_mode };
+}
+
+/** One `machine ls --json` record, as the engine uses it. */
+export interface MachineRecord {
+  name: string;
+  id: string;
+  status: string;
+  /** Only `"dev"` is dev; anything else (missing, unknown) counts as prod: fail closed. */
+  buildMode: "dev" | "prod";
+  image: string;
+  tags: Record<string, string>;
+  createdAt: string;
+  expiresAt: string;
+  cpus?: number;
+  memoryMib?: number;
+}
+
+/** The records of `machine ls --json`; an entry without a string `name` is refused. @example `parseRecords(json)` */
+export function parseRecords(v: unknown): MachineRecord[] {
+  if (!Array.isArray(v)) throw new TransportError("mvmctl machine ls --json did not print a JSON array", { details: { got: typeof v } });
+  return v.map((r, i) => {
+    if (!isObject(r) || typeof r.name !== "string" || r.name === "") {
+      throw new TransportError(`mvmctl machine ls --json: record ${i} has no name`, { details: { record: r } });
+    }
+    const tags: Record<string, string> = {};
+    if (isObject(r.tags)) { for (const [k, val] of Object.entries(r.tags)) if (typeof val === "string") tags[k] = val; }
+    const str = (x: unknown) => typeof x === "string" ? x : typeof x === "number" ? new Date(x * 1000).toISOString() : "";
+    return {
+      name: r.name,
+      id: typeof r.id === "string" && r.id !== "" ? r.id : r.name,
+      status: typeof r.status === "string" ? r.status : "unknown",
+      buildMode: r.build_mode === "dev" ? "dev" : "prod",
+      image: typeof r.source === "string" ? r.source : "",
+      tags,
+      createdAt: str(r.created_at),
+      expiresAt: str(r.expires_at),
+      cpus: typeof r.cpus === "number" ? r.cpus : undefined,
+      memoryMib: typeof r.memory_mib === "number" ? r.memory_mib : undefined,
+    };
+  });
+}
+
+/** A listing status as an SDK state (`starting` → `creating`, `failed` → `destroyed`). @example `stateOf("running")` */
+export function stateOf(status: string): SandboxState {
+  switch (status) {
+    case "running":
+    case "warm":
+      return "running";
+    case "starting":
+      return "creating";
+    case "stopped":
+      return "stopped";
+    case "paused":
+      return "paused";
+    case "sleeping":
+      return "sleeping";
+    case "restoring":
+      return "restoring";
+    default:
+      return "destroyed";
+  }
+}
+
+function kindOf(k: unknown): FileInfo["type"] {
+  if (k === "file" || k === "regular") return "file";
+  if (k === "dir" || k === "directory") return "dir";
+  if (k === "symlink" || k === "link") return "symlink";
+  return "other";
+}
+
+function mtimeOf(m: unknown): string {
+  if (typeof m === "number" && Number.isFinite(m)) return new Date(m * 1000).toISOString();
+  if (typeof m === "string" && !Number.isNaN(Date.parse(m))) return new Date(m).toISOString();
+  return new Date(0).toISOString();
+}
+
+const baseName = (p: string) => p.replace(/\/+$/, "").split("/").at(-1) || "/";
+const join = (dir: string, name: string) => `${dir.replace(/\/+$/, "")}/${name}`;
+
+/**
+ * `fs stat --json` (`{canonical_path, kind, size, mode, mtime}`) as a FileInfo; `path` is the path
+ * asked for. @example `parseStat(json, "/app/a.txt")`
+ */
+export function parseStat(v: unknown, path: string): FileInfo {
+  if (!isObject(v) || typeof v.size !== "number") {
+    throw new TransportError(`mvmctl machine fs stat --json printed no stat record for ${path}`, { details: { got: v } });
+  }
+  return {
+    path,
+    name: baseName(path),
+    type: kindOf(v.kind),
+    size: v.size,
+    mode: typeof v.mode === "number" ? v.mode & 0o7777 : 0,
+    mtime: mtimeOf(v.mtime),
+  };
+}
+
+/** `fs ls --json` (`[{name, kind, size}]`, plus `mode`/`mtime` when the CLI gives them). @example `parseList(json, "/app")` */
+export function parseList(v: unknown, dir: string): FileInfo[] {
+  if (!Array.isArray(v)) {
+    throw new TransportError(`mvmctl machine fs ls --json printed no array for ${dir}`, { details: { got: typeof v } });
+  }
+  return v.map((e) => {
+    if (!isObject(e) || typeof e.name !== "string" || e.name === "" || e.name.includes("/")) {
+      throw new TransportError(`mvmctl machine fs ls --json: an entry of ${dir} has no usable name`, { details: { entry: e } });
+    }
+    return {
+      path: join(dir, e.name),
+      name: e.name,
+      type: kindOf(e.kind),
+      size: typeof e.size === "number" ? e.size : 0,
+      mode: typeof e.mode === "number" ? e.mode & 0o7777 : 0,
+      mtime: mtimeOf(e.mtime),
+    };
+  });
+}
