@@ -143,15 +143,15 @@ test("mvmctl (stand-in CLI): prod machines refuse guest verbs before any call; c
 });
 
 test("mvmctl (stand-in CLI): proc wait's exit codes are the guest's; 128+signal and 124 decode; the CLI's line leaves stderr", async () => {
-  const cases: Array<[Record<string, string>, { exitCode: number | null; signal: string | null; timedOut: boolean; stderr: string }]> = [
+  const cases: Array<[Record<string, string>, { exitCode: number; signal: string | null; timedOut: boolean; stderr: string }]> = [
     [{ STANDIN_WAIT_CODE: "3" }, { exitCode: 3, signal: null, timedOut: false, stderr: "err\n\n" }],
     [{ STANDIN_WAIT_CODE: "137", STANDIN_WAIT_LINE: "killed by signal 9" }, {
-      exitCode: null,
+      exitCode: 137,
       signal: "SIGKILL",
       timedOut: false,
       stderr: "err\n",
     }],
-    [{ STANDIN_WAIT_CODE: "124", STANDIN_WAIT_LINE: "timed out" }, { exitCode: null, signal: "SIGKILL", timedOut: true, stderr: "err\n" }],
+    [{ STANDIN_WAIT_CODE: "124", STANDIN_WAIT_LINE: "timed out" }, { exitCode: 137, signal: "SIGKILL", timedOut: true, stderr: "err\n" }],
     // a guest that prints the marker but exits otherwise keeps its line and its code
     [{ STANDIN_WAIT_CODE: "1", STANDIN_WAIT_LINE: "timed out" }, {
       exitCode: 1,

@@ -137,16 +137,16 @@ export async function startMachineProcess(m: ProcMachine, argv: string[], opts: 
       });
     }
     if (s.code === 255 && cliLine) throw cliFailure([m.cli.config.bin, ...waitArgs], 255, cliLine);
-    let exitCode: number | null = s.code;
+    // as the local engine: a signal death reports 128 + its number, a timeout the SIGKILL that ended it
+    let exitCode: number = s.code;
     let signal: string | null = null;
     let timedOut = false;
     if (cliLine === "timed out") {
       timedOut = true;
-      exitCode = null;
+      exitCode = 137;
       signal = "SIGKILL";
     } else if (cliLine.startsWith("killed by signal ")) {
       signal = signalName(s.code - 128);
-      exitCode = null;
     }
     if (s.code !== 0 && !(await m.running().catch(() => false))) {
       throw new TransportError(`machine ${m.vm} is not running any more; the process's result and output may be incomplete`, {
