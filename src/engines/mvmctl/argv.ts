@@ -19,9 +19,9 @@
 export interface RunArgs {
   name: string;
   /** `--manifest T` (an upstream template) … */
-  template?: string;
+  template?: string | undefined;
   /** … or `--image I`. */
-  image?: string;
+  image?: string | undefined;
   ttlSeconds: number;
   /** `host:port`, one `--allow-host` each. */
   allowHosts: string[];
@@ -48,7 +48,7 @@ export const machineArgv = {
     for (const t of sortedPairs(tags)) out.push("--tag", t);
     return out;
   },
-  procStart(vm: string, argv: string[], o: { env: Record<string, string>; cwd?: string }): string[] {
+  procStart(vm: string, argv: string[], o: { env: Record<string, string>; cwd?: string | undefined }): string[] {
     const out = ["machine", "proc", "start", vm];
     for (const e of sortedPairs(o.env)) out.push("-e", e);
     if (o.cwd !== undefined) out.push("--cwd", o.cwd);

@@ -92,9 +92,10 @@ export function cliFailure(argv: string[], exitCode: number | null, stderr: stri
   const m = /^mvm: ([A-Z_]+): (.+)$/.exec(last);
   const cls = m ? CODE_CLASSES[m[1] as ErrorCode] : undefined;
   if (m && cls) {
+    const msg = m[2] ?? "";
     // field names from an INVALID_INPUT line are kept for callers that look at details.field
-    const field = /^([A-Za-z_.]+): /.exec(m[2])?.[1];
-    return new cls(m[2], { details: field && m[1] === "INVALID_INPUT" ? { ...details, field } : details });
+    const field = /^([A-Za-z_.]+): /.exec(msg)?.[1];
+    return new cls(msg, { details: field && m[1] === "INVALID_INPUT" ? { ...details, field } : details });
   }
   const how = signal ? `was killed by ${signal}` : `exited with code ${exitCode}`;
   const shown = argv.slice(0, 4).join(" ");
@@ -135,7 +136,7 @@ export class MachineCli {
   version(): Promise<string> {
     return this.#version ??= (async () => {
       const { stdout } = await this.capture(["--version"]);
-      const line = new TextDecoder().decode(stdout).split("\n")[0].trim();
+      const line = new TextDecoder().decode(stdout).split("\n")[0]?.trim() ?? "";
       if (!/^mvmctl \d+\.\d+\.\d+(\S*)( .*)?$/.test(line)) {
         throw new UnsupportedError(
           `${this.config.bin} --version printed ${JSON.stringify(line.slice(0, 120))}, not "mvmctl X.Y.Z": ` +

@@ -66,7 +66,7 @@ export async function startMachineProcess(m: ProcMachine, argv: string[], opts: 
   const errReader = wait.stderr!.getReader();
   const stderr = new ReadableStream<Uint8Array>({
     async pull(c) {
-      const r: ReadableStreamReadResult<Uint8Array> = await errReader.read().catch(() => ({ done: true, value: undefined }));
+      const r = await errReader.read().catch(() => ({ done: true as const, value: undefined }));
       if (r.done) {
         const s = await wait.status;
         const { guest, line } = splitCliLine(held);
@@ -100,7 +100,7 @@ export async function startMachineProcess(m: ProcMachine, argv: string[], opts: 
   const outReader = wait.stdout!.getReader();
   const out = new ReadableStream<Uint8Array>({
     async pull(c) {
-      const r: ReadableStreamReadResult<Uint8Array> = await outReader.read().catch(() => ({ done: true, value: undefined }));
+      const r = await outReader.read().catch(() => ({ done: true as const, value: undefined }));
       if (r.done) {
         c.close();
         finishOut();

@@ -60,8 +60,8 @@ export interface MachineRecord {
   tags: Record<string, string>;
   createdAt: string;
   expiresAt: string;
-  cpus?: number;
-  memoryMib?: number;
+  cpus?: number | undefined;
+  memoryMib?: number | undefined;
 }
 
 /** The records of `machine ls --json`; an entry without a string `name` is refused. @example `parseRecords(json)` */
