@@ -201,6 +201,7 @@ export class Commands {
     if (options.cwd !== undefined) checkPath(options.cwd, "cwd");
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalid("signal", "must be an AbortSignal");
     const stdinData = options.stdin === undefined ? undefined : toStream(options.stdin, "stdin");
+    if (options.resume) await this.#sb._resumeIfPaused();
     const p = await this.#sb._engine().start(args, { cwd: options.cwd, env, timeoutSeconds, signal: options.signal });
     return new SandboxProcess(p, stdinData ? new StdinFeed(stdinData, p) : undefined);
   }

@@ -14,7 +14,7 @@
  * ```
  * @module
  */
-import { ConflictError, NotFoundError } from "./errors.ts";
+import { ConflictError, NotFoundError, UnsupportedError } from "./errors.ts";
 import type { Engine, EngineSandbox } from "./engines/contract.ts";
 import { getEngine } from "./engines/mod.ts";
 import { withHostPermissions } from "./runtime/mod.ts";
@@ -139,6 +139,54 @@ export class Sandbox implements AsyncDisposable {
     const id = await this.#inner.stop();
     this.#state = "stopped";
     return id;
+  }
+
+  /**
+   * Pauses the sandbox: every process in it is frozen (the local engine uses the cgroup freezer) and
+   * keeps its memory; `state` becomes `paused`. Commands and file operations on a paused sandbox
+   * throw `ConflictError` naming the state, unless they are given `{ resume: true }`. The TTL keeps
+   * running while paused: a paused sandbox is still destroyed when its lease ends (or its owner dies,
+   * unless detached). Pausing a paused sandbox changes nothing. `{ toDisk: true }` (memory written
+   * to disk, state `sleeping`) needs a checkpoint tool the local engine does not have: it throws
+   * `UnsupportedError` with the reason, never a weaker pause. Returns the audit id.
+   *
+   * @example Freeze and thaw
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Sandbox } from "@mvm/sdk";
+   *
+   * await using sb = await Sandbox.create();
+   * await sb.pause();
+   * assert.equal(sb.state, "paused");
+   * await sb.resume();
+   * assert.equal((await sb.commands.run(["echo", "back"])).stdout, "back\n");
+   * ```
+   */
+  async pause(options: { toDisk?: boolean } = {}): Promise<string> {
+    const inner = this._engine();
+    if (!inner.pause) throw new UnsupportedError(`the ${this.#engine} engine cannot pause sandboxes`);
+    const id = await withHostPermissions(() => inner.pause!({ toDisk: options.toDisk === true }));
+    this.#state = "paused";
+    return id;
+  }
+
+  /**
+   * Resumes a paused sandbox where it stopped; resuming a running one changes nothing. Any number
+   * of pause/resume cycles work. Returns the audit id.
+   *
+   * @example `await sb.resume()`
+   */
+  async resume(): Promise<string> {
+    const inner = this._engine();
+    if (!inner.resume) throw new UnsupportedError(`the ${this.#engine} engine cannot pause or resume sandboxes`);
+    const id = await withHostPermissions(() => inner.resume!());
+    this.#state = "running";
+    return id;
+  }
+
+  /** @internal For `{ resume: true }`: resumes the sandbox when the engine says it is paused. */
+  async _resumeIfPaused(): Promise<void> {
+    if ((await this.info()).state === "paused") await this.resume();
   }
 
   /**

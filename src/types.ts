@@ -17,8 +17,8 @@ import type { NetworkPolicy, SecretRef } from "./policy.ts";
 
 /**
  * Lifecycle states, always explicit. The local engine reports `running`,
- * `stopped` and `destroyed`; the others are for engines that pause, sleep or
- * restore (microVMs).
+ * `paused`, `stopped` and `destroyed`; `sleeping` (memory on disk) and
+ * `restoring` are for engines that can checkpoint memory (microVMs).
  *
  * @example A fresh sandbox runs
  * ```ts
@@ -136,6 +136,8 @@ export interface CommandOptions {
   signal?: AbortSignal;
   /** `run` only: throw {@linkcode CommandExitError} on a non-zero exit. */
   check?: boolean;
+  /** Resume the sandbox first if it is paused (otherwise a paused sandbox throws `ConflictError`). */
+  resume?: boolean;
 }
 
 /**

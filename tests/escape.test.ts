@@ -1665,3 +1665,41 @@ test("escape: the SDK's tools at /.mvm cannot be renamed, replaced, read or made
   const h = await sb.commands.run(["sha256sum", "/app/exact.bin"]);
   assert.equal(h.stdout.split(" ")[0], sha(data));
 });
+
+test("escape: a pause holds against a forking guest that hunts for a cgroup.freeze or cgroup.procs to undo it; resume then answers truly", async () => {
+  await using sb = await Sandbox.create();
+  const found = await sb.commands.run([
+    "sh",
+    "-c",
+    "for f in $(find / -xdev \\( -name cgroup.freeze -o -name cgroup.procs -o -name freezer.state \\) 2>/dev/null) " +
+    "/sys/fs/cgroup/cgroup.freeze /sys/fs/cgroup/unified/cgroup.procs; do " +
+    '[ -e "$f" ] && echo "$f"; (echo 0 > "$f") 2>/dev/null && echo "WROTE $f"; done; ' +
+    "mount -t cgroup2 none /tmp 2>/dev/null && echo MOUNTED; echo done",
+  ]);
+  assert.equal(found.exitCode, 0);
+  assert.ok(!/WROTE|MOUNTED/.test(found.stdout), found.stdout);
+  // a counter, and a loop that forks a child per step (a frozen fork must not slip out)
+  const p = await sb.commands.start([
+    "sh",
+    "-c",
+    "i=0; while :; do i=$((i+1)); echo $i > /app/n.t; mv /app/n.t /app/n; (echo 0 > /app/forked) & sleep 0.002; done",
+  ]);
+  const file = `${STATE}/${sb.id}/root/app/n`;
+  const read = () => {
+    try {
+      return Number(readFileSync(file, "utf8").trim()) || 0;
+    } catch {
+      return 0;
+    }
+  };
+  assert.ok(await waitFor(() => read() > 5, 10_000), "the guest counter never ran");
+  await sb.pause();
+  const frozen = read();
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(read(), frozen, "a guest process ran while the sandbox was paused");
+  await sb.resume();
+  assert.ok(await waitFor(() => read() > frozen, 10_000), "the guest did not go on after resume");
+  await p.kill("SIGKILL");
+  const r = await within(sb.commands.run(["sh", "-c", "echo $((6*7))"], { timeoutSeconds: 10 }), 30_000, "after pause and resume");
+  assert.deepEqual([r.stdout, r.exitCode], ["42\n", 0]);
+});

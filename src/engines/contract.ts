@@ -75,6 +75,10 @@ export interface EngineSandbox {
   readonly files: EngineFiles;
   logs(opts: { follow: boolean }): ReadableStream<LogEvent>;
   stop(): Promise<string>;
+  /** Freezes every process (engines without a freezer leave it out: the SDK says UNSUPPORTED). */
+  pause?(opts: { toDisk?: boolean }): Promise<string>;
+  /** Thaws a paused sandbox; a running one stays as it is. */
+  resume?(): Promise<string>;
   destroy(): Promise<string>;
   /** Keeps the sandbox alive after this process exits, until its TTL. */
   detach(): Promise<string>;

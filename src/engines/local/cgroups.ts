@@ -162,3 +162,13 @@ export async function procsAlive(ps: ProcId[]): Promise<boolean[]> {
 export async function removeCgroups(dirs: string[]): Promise<void> {
   if (dirs.length) await cgroupOp("remove", ...dirs);
 }
+
+/**
+ * Freezes (`true`) or thaws (`false`) a group and everything under it through cgroup v2's
+ * `cgroup.freeze`, and waits until the kernel reports it done. Returns `"ok"`, `"nofreeze"` (the
+ * group has no v2 freezer) or `"failed"`. @example `await freezeCgroup(v2, true)`
+ */
+export async function freezeCgroup(dir: string, frozen: boolean): Promise<"ok" | "nofreeze" | "failed"> {
+  const out = await cgroupOp(frozen ? "freeze" : "thaw", dir);
+  return out === "ok" || out === "nofreeze" ? out : "failed";
+}

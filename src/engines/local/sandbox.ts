@@ -10,11 +10,12 @@
  * ```
  * @module
  */
-import { ConflictError, NotFoundError, TransportError } from "../../errors.ts";
+import { existsSync } from "node:fs";
+import { ConflictError, NotFoundError, TransportError, UnsupportedError } from "../../errors.ts";
 import { pidExists } from "../../runtime/mod.ts";
 import type { Capabilities, LogEvent, SandboxInfo } from "../../types.ts";
 import type { EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions } from "../contract.ts";
-import { makeCgroups, readSandboxCgroups, reapCgroups, type SandboxCgroups, signalCgroup, signalSession } from "./cgroups.ts";
+import { freezeCgroup, makeCgroups, readSandboxCgroups, reapCgroups, type SandboxCgroups, signalCgroup, signalSession } from "./cgroups.ts";
 import type { SandboxCore } from "./core.ts";
 import { localFiles } from "./files.ts";
 import { type Job, jobFrame } from "./job.ts";
@@ -40,12 +41,22 @@ export function localCapabilities(): Capabilities {
     files: true,
     logs: true,
     detach: true,
-    pause: false,
+    pause: true,
     snapshot: false,
     fork: false,
     limits: { cpu: true, memory: true, pids: true },
     network: "none",
   };
+}
+
+/**
+ * Why `pause({ toDisk: true })` cannot be served here: the local engine has no memory checkpoint
+ * path yet, and says what the host offers. @example `await criuProbe()`
+ */
+export function criuProbe(): string {
+  const criu = ["/usr/sbin/criu", "/usr/bin/criu", "/sbin/criu", "/usr/local/sbin/criu"].find((p) => existsSync(p));
+  if (!criu) return "CRIU is not installed on this host (Debian 12's CRIU 3.17 fails on current kernels anyway; CRIU ≥ 4 is needed)";
+  return `${criu} is installed, but the local engine does not drive CRIU yet (it needs CRIU ≥ 4 and a full uid map); memory stays in RAM — use pause()`;
 }
 
 /** A local sandbox. */
@@ -75,18 +86,27 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
 
   capabilities(): Capabilities {
     const limits = this.cgroups !== null;
-    return { ...localCapabilities(), limits: { cpu: limits, memory: limits, pids: limits } };
+    return { ...localCapabilities(), pause: limits, limits: { cpu: limits, memory: limits, pids: limits } };
   }
 
   #state(): SandboxInfo["state"] {
     if (!this.dir.exists() || this.dir.has("destroying")) return "destroyed";
     if (this.dir.has("stopped")) return "stopped";
+    if (this.dir.has("paused")) return "paused";
     return "running";
   }
 
-  /** Throws unless the sandbox runs; returns the pid of its init (the way in). */
-  #assertRunning(what: string): number {
+  /**
+   * Throws unless the sandbox runs (or, with `pausedToo`, is paused: alive but frozen); returns the
+   * pid of its init (the way in).
+   */
+  #assertRunning(what: string, pausedToo = false): number {
     const s = this.#state();
+    if (s === "paused" && !pausedToo) {
+      throw new ConflictError(`sandbox ${this.id} is paused; cannot ${what} (resume() it first, or pass { resume: true })`, {
+        details: { id: this.id, state: s },
+      });
+    }
     if (s === "destroyed") {
       throw new NotFoundError(`sandbox ${this.id} is gone (destroyed or its TTL ran out); cannot ${what}`, { details: { id: this.id } });
     }
@@ -106,7 +126,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
 
   deathError(what: string): Error | null {
     try {
-      this.#assertRunning(what);
+      this.#assertRunning(what, true);
       return null;
     } catch (e) {
       const why = (e as Error).message.replace(/; cannot .*$/, "");
@@ -117,7 +137,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
   info(): Promise<SandboxInfo> {
     const m = this.meta;
     let state = this.#state();
-    if (state === "running" && this.deathError("run") !== null) state = "destroyed";
+    if ((state === "running" || state === "paused") && this.deathError("run") !== null) state = "destroyed";
     return Promise.resolve({
       id: m.id,
       state,
@@ -241,7 +261,64 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     this.dir.mark("stopped");
     const id = this.dir.appendEvent("stopped");
     await killSandbox(this.dir, this.tools);
+    this.dir.unmark("paused");
     return id;
+  }
+
+  /**
+   * Freezes every process of the sandbox (cgroup v2's freezer; the host-side helpers in its groups
+   * too). The TTL keeps running. Idempotent.
+   */
+  async pause(opts: { toDisk?: boolean } = {}): Promise<string> {
+    if (opts.toDisk) throw new UnsupportedError(`pause({ toDisk: true }) needs a memory checkpoint tool: ${criuProbe()}`);
+    const s = this.#state();
+    if (s === "paused") return this.dir.appendEvent("pause.noop");
+    if (s === "stopped") {
+      throw new ConflictError(`sandbox ${this.id} is stopped; cannot pause it (start() it first)`, { details: { id: this.id, state: s } });
+    }
+    this.#assertRunning("pause");
+    if (!this.cgroups) {
+      throw new UnsupportedError(
+        "pausing needs the cgroup freezer, and this host gives the SDK no writable cgroups (run as root, or with a delegated cgroup)",
+      );
+    }
+    // marked first, so no new operation starts while the freezer works
+    this.dir.mark("paused");
+    const r = await freezeCgroup(this.cgroups.v2, true).catch(() => "failed" as const);
+    if (r !== "ok") {
+      await freezeCgroup(this.cgroups.v2, false).catch(() => {});
+      this.dir.unmark("paused");
+      if (r === "nofreeze") {
+        throw new UnsupportedError(
+          `cannot pause sandbox ${this.id}: its cgroup ${this.cgroups.v2} has no cgroup.freeze (cgroup v2's freezer needs Linux ≥ 5.2)`,
+        );
+      }
+      this.#assertRunning("pause");
+      throw new TransportError(`sandbox ${this.id} did not freeze within 2 s; it was left running`, { details: { id: this.id } });
+    }
+    return this.dir.appendEvent("paused");
+  }
+
+  /** Thaws a paused sandbox; a running one stays as it is. */
+  async resume(): Promise<string> {
+    const s = this.#state();
+    if (s === "running") {
+      this.#assertRunning("resume");
+      return this.dir.appendEvent("resume.noop");
+    }
+    if (s === "stopped") {
+      throw new ConflictError(`sandbox ${this.id} is stopped; resume() is for paused sandboxes (use start())`, {
+        details: { id: this.id, state: s },
+      });
+    }
+    this.#assertRunning("resume", true);
+    const r = this.cgroups ? await freezeCgroup(this.cgroups.v2, false).catch(() => "failed" as const) : "nofreeze";
+    if (r !== "ok") {
+      this.#assertRunning("resume", true);
+      throw new TransportError(`sandbox ${this.id} did not thaw within 2 s; it is still paused`, { details: { id: this.id } });
+    }
+    this.dir.unmark("paused");
+    return this.dir.appendEvent("resumed");
   }
 
   async destroy(): Promise<string> {

@@ -12,7 +12,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { appendFileSync, chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { PermissionDeniedError } from "../../errors.ts";
 import { getEnv } from "../../runtime/mod.ts";
 
@@ -92,7 +92,7 @@ export function newAuditId(): string {
 }
 
 /**
- * One sandbox's folder and every name in it. Markers: `destroying`, `stopped`, `detached`; the
+ * One sandbox's folder and every name in it. Markers: `destroying`, `stopped`, `detached`, `paused`; the
  * supervisor writes `cgroups`, `pids` and `bwrap.err`; the SDK writes `meta.json`, `events.jsonl`,
  * `oom.seen`; `root/` is the sandbox's writable `/`.
  *
@@ -131,6 +131,9 @@ export class SandboxDir {
   }
   mark(marker: Marker): void {
     writeFileSync(this.file(marker), "", { mode: 0o600 });
+  }
+  unmark(marker: Marker): void {
+    rmSync(this.file(marker), { force: true });
   }
   /** Writes a state file, 0600 whatever the umask. */
   write(name: StateFile, data: string): void {
@@ -184,4 +187,4 @@ export class SandboxDir {
 /** Files the SDK writes. */
 export type StateFile = "meta.json" | "events.jsonl" | "oom.seen" | "bwrap.args";
 /** Marker files. */
-export type Marker = "destroying" | "stopped" | "detached";
+export type Marker = "destroying" | "stopped" | "detached" | "paused";

@@ -18,6 +18,7 @@ import { type ChildProcess, hostPid, pidExists, runtime } from "../../runtime/mo
 import { collectText } from "../../streams.ts";
 import {
   collectOrphanCgroups,
+  freezeCgroup,
   killProc,
   procsAlive,
   readSandboxCgroups,
@@ -93,10 +94,12 @@ async function readReadyLine(child: ChildProcess): Promise<string> {
 
 /** Kills every process of a sandbox (its pid namespace dies with its pid 1), then its groups. @example `await killSandbox(dir, t)` */
 export async function killSandbox(dir: SandboxDir, t: Tools): Promise<void> {
+  const cgroups = readSandboxCgroups(dir.file("cgroups"), t.tag, dir.id);
+  // a paused sandbox is thawed first: frozen processes (the host-side nsenters too) cannot reap or die
+  if (cgroups && dir.has("paused")) await freezeCgroup(cgroups.v2, false).catch(() => {});
   // pid 1 first: the host-side nsenters are still there to reap their children, so the pid
   // namespace can finish dying; then whatever is left in the sandbox's groups
   await killProc(dir.readPids().reaper, "KILL", true).catch(() => {});
-  const cgroups = readSandboxCgroups(dir.file("cgroups"), t.tag, dir.id);
   if (cgroups) await signalCgroup(cgroups.v2, "SIGKILL").catch(() => {});
 }
 

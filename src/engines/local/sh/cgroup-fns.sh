@@ -18,6 +18,18 @@ cg_signal() {
   [ $fz = 1 ] && echo 0 > "$1/cgroup.freeze" 2>/dev/null
   return 0
 }
+# cg_freeze DIR 1|0: freeze or thaw a group and everything under it (cgroup v2's cgroup.freeze), and wait
+# (up to 2 s) until the kernel says it is done; fails when the group has no freezer or does not settle
+cg_freeze() {
+  [ -e "$1/cgroup.freeze" ] || return 2
+  echo "$2" > "$1/cgroup.freeze" 2>/dev/null || return 1
+  i=0
+  while [ $i -lt 1000 ]; do
+    if cg_frozen "$1"; then [ "$2" = 1 ] && return 0; else [ "$2" = 0 ] && return 0; fi
+    i=$((i+1)); sleep 0.002
+  done
+  return 1
+}
 cg_empty() { read -r _ < "$1/cgroup.procs" 2>/dev/null && return 1; return 0; }
 cg_oom() {
   [ -n "$1" ] && [ "$1" != - ] || { echo 0; return; }

@@ -36,6 +36,11 @@ case "$op" in
       p=${s#/proc/}; p=${p%/stat}
       kill -s "$sig" -- "-$p" 2>/dev/null || kill -s "$sig" "$p" 2>/dev/null
     done;;
+  freeze|thaw)
+    # prints ok, nofreeze (no cgroup.freeze: cgroup v2's freezer is missing) or failed
+    v=1; [ "$op" = thaw ] && v=0
+    cg_freeze "$1" "$v"; rc=$?
+    case $rc in 0) echo ok;; 2) echo nofreeze;; *) echo failed;; esac;;
   make) mkdir "$@" 2>/dev/null; for c in "$@"; do [ -d "$c" ] && echo "$c"; done;;
   reap)
     mem=$1; shift

@@ -17,6 +17,8 @@ cleanup() {
   ev destroyed ",\"reason\":\"$1\""
   [ -n "$sl" ] && kill "$sl" 2>/dev/null
   [ -n "$ttlpid" ] && kill "$ttlpid" 2>/dev/null
+  # a paused sandbox is thawed first: frozen processes (the host-side nsenters too) cannot reap or die
+  [ -n "${MVM_CG_V2:-}" ] && cg_freeze "$MVM_CG_V2" 0
   # the sandbox's pid 1 first (the kernel then kills everything in its pid namespace, while the
   # host-side nsenters are still there to reap their children), then whatever is left in its groups
   # (cgroup.kill catches forks), then the launcher

@@ -1,0 +1,166 @@
+// Cold mode on the local engine, against real sandboxes: pause/resume through the cgroup freezer,
+// the states and events it shows, and that parent death and TTL still clean up a paused sandbox.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { ConflictError, type LogEvent, NotFoundError, Sandbox, UnsupportedError } from "../mod.ts";
+import { runtime } from "../src/runtime/mod.ts";
+import { collectText } from "../src/streams.ts";
+import { processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
+
+const FIX = new URL("./fixtures/", import.meta.url).pathname;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The counter the guest writes to /app/n, read on the host from the sandbox's folder. */
+function counter(id: string): number {
+  for (;;) {
+    try {
+      const t = readFileSync(`${STATE}/${id}/root/app/n`, "utf8").trim();
+      if (t) return Number(t);
+    } catch { /* between the guest's rename and the next */ }
+  }
+}
+
+/** Waits until the counter moves past `from`; false if it did not within `ms`. */
+function advances(id: string, from: number, ms = 5000): Promise<boolean> {
+  return waitFor(() => counter(id) > from, ms, 10);
+}
+
+/** Everything of a sandbox the host can see: its folder, its supervisor and init, its cgroups. */
+function remains(id: string): () => boolean {
+  const dir = `${STATE}/${id}`;
+  const cg = readFileSync(`${dir}/cgroups`, "utf8").trim().split("\n").filter((l) => l && l !== "-");
+  const { reaper, supervisor } = sandboxPids(dir);
+  return () => existsSync(dir) || processAlive(reaper) || processAlive(supervisor) || cg.some((d) => existsSync(d));
+}
+
+test("cold: a counter stops while paused and goes on after resume, 10 cycles", async () => {
+  await using sb = await Sandbox.create();
+  const p = await sb.commands.start(["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /app/n.t; mv /app/n.t /app/n; sleep 0.005; done"]);
+  assert.ok(await waitFor(() => existsSync(`${STATE}/${sb.id}/root/app/n`), 5000));
+  for (let cycle = 0; cycle < 10; cycle++) {
+    assert.ok(await advances(sb.id, counter(sb.id)), `cycle ${cycle}: the counter does not run before pausing`);
+    const pauseId = await sb.pause();
+    assert.match(pauseId, /^aud_/);
+    assert.equal(sb.state, "paused");
+    const frozen = counter(sb.id);
+    await sleep(100);
+    assert.equal(counter(sb.id), frozen, `cycle ${cycle}: the counter moved while paused`);
+    assert.equal((await sb.info()).state, "paused");
+    await sb.resume();
+    assert.equal(sb.state, "running");
+    assert.ok(await advances(sb.id, frozen), `cycle ${cycle}: the counter did not go on after resume`);
+  }
+  await p.kill("SIGKILL");
+  assert.equal((await p.status).signal, "SIGKILL");
+  const types = (await Array.fromAsync(sb.logs())).map((e: LogEvent) => e.type);
+  assert.equal(types.filter((t) => t === "paused").length, 10);
+  assert.equal(types.filter((t) => t === "resumed").length, 10);
+});
+
+test("cold: a paused sandbox refuses commands and files with CONFLICT naming the state, unless { resume: true }", async () => {
+  await using sb = await Sandbox.create();
+  await sb.files.write("/app/a.txt", "a");
+  await sb.pause();
+  for (
+    const op of [
+      () => sb.commands.run(["true"]),
+      () => sb.files.readText("/app/a.txt"),
+      () => sb.files.write("/app/b.txt", "b"),
+      () => sb.files.list("/app"),
+    ]
+  ) {
+    await assert.rejects(op(), (e: unknown) => {
+      assert.ok(e instanceof ConflictError, String(e));
+      assert.match(e.message, /is paused/);
+      assert.match(e.message, /resume/);
+      assert.equal((e.details as { state: string }).state, "paused");
+      return true;
+    });
+  }
+  // another handle sees the same state
+  {
+    const other = await Sandbox.connect(sb.id);
+    assert.equal((await other.info()).state, "paused");
+    await other.disconnect();
+  }
+  const r = await sb.commands.run(["cat", "/app/a.txt"], { resume: true });
+  assert.equal(r.stdout, "a");
+  assert.equal((await sb.info()).state, "running");
+  await sb.pause();
+  await sb.files.write("/app/b.txt", "b", { resume: true });
+  assert.equal(await sb.files.readText("/app/b.txt"), "b");
+  // pause twice and resume twice change nothing; memory to disk is refused with a reason
+  await sb.pause();
+  await sb.pause();
+  assert.equal((await sb.info()).state, "paused");
+  await sb.resume();
+  await sb.resume();
+  assert.equal((await sb.info()).state, "running");
+  await assert.rejects(sb.pause({ toDisk: true }), (e: unknown) => e instanceof UnsupportedError && /CRIU/.test(e.message));
+  assert.equal((await sb.info()).state, "running");
+  const types = (await Array.fromAsync(sb.logs())).map((e: LogEvent) => e.type);
+  assert.ok(types.includes("pause.noop") && types.includes("resume.noop"));
+});
+
+test("cold: stop and destroy work on a paused sandbox and leave nothing frozen behind", async () => {
+  const sb = await Sandbox.create();
+  try {
+    await sb.commands.start(["sleep", "1000"]);
+    await sb.pause();
+    await sb.stop();
+    assert.equal((await sb.info()).state, "stopped");
+    await assert.rejects(sb.resume(), ConflictError);
+  } finally {
+    await sb.destroy();
+  }
+  assert.equal(existsSync(`${STATE}/${sb.id}`), false);
+  const sb2 = await Sandbox.create();
+  const left = (() => {
+    try {
+      return remains(sb2.id);
+    } catch (e) {
+      sb2.destroy();
+      throw e;
+    }
+  })();
+  await sb2.commands.start(["sleep", "1000"]);
+  await sb2.pause();
+  await sb2.destroy();
+  assert.ok(await waitFor(() => !left(), 5000), "a destroyed paused sandbox left something behind");
+  await assert.rejects(sb2.resume(), NotFoundError);
+});
+
+test("cold: a SIGKILLed owner takes its paused sandbox with it", async () => {
+  const [cmd, ...args] = runtimeCommand(`${FIX}scripts/paused-owner.ts`);
+  const c = await runtime().spawn(cmd, args, { stderr: "null" });
+  const reader = c.stdout!.getReader();
+  let out = "";
+  while (!out.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+  }
+  const id = out.trim();
+  assert.match(id, /^sbx-/);
+  const left = remains(id);
+  assert.ok(existsSync(`${STATE}/${id}/paused`));
+  c.kill("SIGKILL");
+  await c.status;
+  assert.ok(await waitFor(() => !left(), 8000), "something of the paused sandbox outlived its owner");
+});
+
+test("cold: the TTL ends a detached paused sandbox", async () => {
+  const [cmd, ...args] = runtimeCommand(`${FIX}scripts/paused-owner.ts`);
+  const c = await runtime().spawn(cmd, [...args, "--detach", "--ttl", "3"], { stderr: "piped" });
+  const id = (await collectText(c.stdout!)).trim();
+  const err = await collectText(c.stderr!);
+  assert.equal((await c.status).code, 0, err);
+  assert.match(id, /^sbx-/);
+  const left = remains(id);
+  const sb = await Sandbox.connect(id);
+  assert.equal((await sb.info()).state, "paused");
+  await sb.disconnect();
+  assert.ok(await waitFor(() => !left(), 10_000), "the paused sandbox outlived its TTL");
+  await assert.rejects(Sandbox.connect(id), NotFoundError);
+});
