@@ -1,0 +1,418 @@
+/**
+ * The command line's verbs for people: `ls`, `create`, `exec`, `cp`, `logs`, `info`, `stop`, `rm`.
+ * Each is a {@linkcode Verb}: its help, its flags and what it does, over any engine (`--engine`,
+ * default local) through the public `Sandbox` API only.
+ *
+ * @example
+ * ```ts
+ * import { PEOPLE_VERBS } from "./people.ts";
+ * console.log(Object.keys(PEOPLE_VERBS).join(" ")); // "ls create exec cp logs info stop rm"
+ * ```
+ * @module
+ */
+import { mkdirSync, readdirSync, statSync } from "node:fs";
+import { ConflictError, NotFoundError, UnsupportedError } from "../errors.ts";
+import { Sandbox } from "../sandbox.ts";
+import type { CommandOptions, CreateOptions, EngineName, FileInfo, SandboxInfo } from "../types.ts";
+import { type FlagSpec, num, pairs, type Parsed, usage } from "./args.ts";
+import { hostFileStream, newHostFile, print, printErr, stderrIsTty, stderrStream, stdinStream, stdoutStream } from "./io.ts";
+
+/** One verb of the command line. */
+export interface Verb {
+  /** One line: what it does. */
+  summary: string;
+  /** The usage line(s) and flag help. */
+  help: string;
+  flags: Record<string, FlagSpec>;
+  /** Runs the verb; resolves to the exit code. */
+  run(a: Parsed): Promise<number>;
+}
+
+/** Flags every verb takes. */
+export const COMMON_FLAGS: Record<string, FlagSpec> = { engine: { kind: "string" }, help: { kind: "bool", short: "h" } };
+
+/** The engine a verb was asked for (`--engine`), checked. @example `engineOf(parsed)` */
+export function engineOf(a: Parsed): EngineName | undefined {
+  const e = a.flags.engine;
+  if (e === undefined) return undefined;
+  if (e !== "local" && e !== "mvmctl") throw usage(`--engine is local or mvmctl, got ${JSON.stringify(e)}`);
+  return e;
+}
+
+/** `{ engine }` when `--engine` was given, else nothing (the SDK's own choice). */
+function engineOpt(a: Parsed): { engine?: EngineName } {
+  const e = engineOf(a);
+  return e ? { engine: e } : {};
+}
+
+function one(a: Parsed, what: string): string {
+  if (a.positionals.length !== 1) throw usage(`expected exactly one ${what}, got ${a.positionals.length}`);
+  return a.positionals[0]!;
+}
+
+const json = (v: unknown) => print(JSON.stringify(v, null, 2) + "\n");
+
+function ago(iso: string, now: number): string {
+  const s = Math.round((Date.parse(iso) - now) / 1000);
+  if (!Number.isFinite(s)) return "-";
+  const abs = Math.abs(s);
+  const t = abs < 90
+    ? `${abs}s`
+    : abs < 5400
+    ? `${Math.round(abs / 60)}m`
+    : abs < 172800
+    ? `${Math.round(abs / 3600)}h`
+    : `${Math.round(abs / 86400)}d`;
+  return s < 0 ? `${t} ago` : `in ${t}`;
+}
+
+/** Rows as a padded table. @example `table([["ID"], ["sbx-1"]])` */
+export function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
+  return rows.map((r) => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i]!)).join("  ")).join("\n") + "\n";
+}
+
+const tagText = (t: Record<string, string>) => Object.entries(t).map(([k, v]) => `${k}=${v}`).join(",") || "-";
+
+async function connect(a: Parsed, id: string): Promise<Sandbox> {
+  return await Sandbox.connect(id, engineOpt(a));
+}
+
+// ---- cp
+
+/** `ID:/path` → the guest side; anything else is a host path (write `./a:b` for a host file with a colon). */
+function guestSpec(s: string): { id: string; path: string } | null {
+  const m = /^([A-Za-z0-9][A-Za-z0-9._-]*):(.*)$/.exec(s);
+  return m ? { id: m[1]!, path: m[2] || "/" } : null;
+}
+
+const base = (p: string) => p.replace(/\/+$/, "").split("/").at(-1) || "";
+
+/** Counts bytes through a transfer and shows progress on a terminal's stderr for long ones. */
+class Progress {
+  bytes = 0;
+  #last = Date.now();
+  #shown = false;
+  constructor(readonly label: string) {}
+  tap(): TransformStream<Uint8Array, Uint8Array> {
+    return new TransformStream({
+      transform: (chunk, c) => {
+        this.bytes += chunk.length;
+        const now = Date.now();
+        if (stderrIsTty() && now - this.#last >= 500) {
+          this.#last = now;
+          this.#shown = true;
+          printErr(`\r${this.label}: ${(this.bytes / 1048576).toFixed(1)} MiB`);
+        }
+        c.enqueue(chunk);
+      },
+    });
+  }
+  async done(): Promise<void> {
+    if (this.#shown) await printErr(`\r${this.label}: ${(this.bytes / 1048576).toFixed(1)} MiB, done\n`);
+  }
+}
+
+async function copyIn(sb: Sandbox, host: string, guest: string, top: boolean, p: Progress): Promise<number> {
+  const st = statSync(host);
+  if (st.isDirectory()) {
+    await sb.files.mkdir(guest, { parents: top, mode: st.mode & 0o777 }).catch((e) => {
+      if (!(e instanceof ConflictError)) throw e; // already there: copy into it
+    });
+    let n = 0;
+    for (const name of readdirSync(host).sort()) n += await copyIn(sb, `${host}/${name}`, `${guest.replace(/\/+$/, "")}/${name}`, false, p);
+    return n;
+  }
+  if (!st.isFile()) {
+    await printErr(`mvm cp: skipped ${host} (not a regular file or folder)\n`);
+    return 0;
+  }
+  await sb.files.write(guest, (await hostFileStream(host)).pipeThrough(p.tap()), { mode: st.mode & 0o777 });
+  return 1;
+}
+
+async function copyOut(sb: Sandbox, guest: string, host: string, info: FileInfo, top: boolean, p: Progress): Promise<number> {
+  if (info.type === "dir") {
+    // a fresh folder for each guest folder (never one that is already there, a symlink included),
+    // so nothing the guest named can be written outside the destination
+    mkdirSync(host, { mode: 0o755 });
+    let n = 0;
+    for (const e of await sb.files.list(guest)) {
+      if (e.name === "" || e.name === "." || e.name === ".." || e.name.includes("/") || e.name.includes("\0")) continue;
+      n += await copyOut(sb, `${guest.replace(/\/+$/, "")}/${e.name}`, `${host}/${e.name}`, e, false, p);
+    }
+    return n;
+  }
+  if (info.type !== "file") {
+    await printErr(`mvm cp: skipped ${guest} (a ${info.type}, not a regular file or folder)\n`);
+    return 0;
+  }
+  // the top-level destination is the user's choice; files inside a copied folder are always new
+  const out = top ? await newHostFile(host, info.mode, false) : await newHostFile(host, info.mode);
+  await (await sb.files.readStream(guest)).pipeThrough(p.tap()).pipeTo(out);
+  return 1;
+}
+
+function hostIsDir(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+// ---- the verbs
+
+/** The verbs for people, by name. */
+export const PEOPLE_VERBS: Record<string, Verb> = {
+  ls: {
+    summary: "list live sandboxes (a table, or --json)",
+    help:
+      "mvm ls [--json] [--tag KEY=VALUE]... [--engine local|mvmctl]\n\n  --json   one JSON array of SandboxInfo records\n  --tag    only sandboxes carrying this tag (repeatable; all must match)",
+    flags: { json: { kind: "bool" }, tag: { kind: "list" } },
+    async run(a) {
+      if (a.positionals.length) throw usage("ls takes no arguments");
+      const list = await Sandbox.list({ tags: pairs(a.flags.tag as string[] | undefined, "--tag"), ...engineOpt(a) });
+      if (a.flags.json) {
+        await json(list);
+        return 0;
+      }
+      const now = Date.now();
+      const rows = [["ID", "STATE", "NAME", "IMAGE", "CREATED", "EXPIRES", "DETACHED", "TAGS"]];
+      for (const s of list) {
+        rows.push([
+          s.id,
+          s.state,
+          s.name ?? "-",
+          s.image || "-",
+          ago(s.createdAt, now),
+          ago(s.expiresAt, now),
+          s.detached ? "yes" : "no",
+          tagText(s.tags),
+        ]);
+      }
+      await print(list.length ? table(rows) : "no live sandboxes\n");
+      return 0;
+    },
+  },
+
+  create: {
+    summary: "create a sandbox that outlives this command (until its TTL); prints its id",
+    help: "mvm create [--name NAME] [--image IMAGE | --template T] [--ttl 30m] [--cpu N] [--memory MIB] [--pids N]\n" +
+      "           [--tmp MIB] [--tag KEY=VALUE]... [--env KEY=VALUE]... [--json] [--engine local|mvmctl]\n\n" +
+      "  The sandbox is detached: it lives until its TTL (default 30m) or `mvm rm`.\n  --json   print its SandboxInfo instead of its id",
+    flags: {
+      name: { kind: "string" },
+      image: { kind: "string" },
+      template: { kind: "string" },
+      ttl: { kind: "string" },
+      cpu: { kind: "string" },
+      memory: { kind: "string" },
+      pids: { kind: "string" },
+      tmp: { kind: "string" },
+      tag: { kind: "list" },
+      env: { kind: "list", short: "e" },
+      json: { kind: "bool" },
+    },
+    async run(a) {
+      if (a.positionals.length) throw usage("create takes no arguments (use flags)");
+      const f = a.flags;
+      const opts: CreateOptions = { tags: pairs(f.tag as string[] | undefined, "--tag") };
+      const env = pairs(f.env as string[] | undefined, "--env");
+      if (Object.keys(env).length) opts.env = env;
+      if (f.name !== undefined) opts.name = f.name as string;
+      if (f.image !== undefined) opts.image = f.image as string;
+      if (f.template !== undefined) opts.template = f.template as string;
+      if (f.ttl !== undefined) opts.ttl = /^\d+$/.test(f.ttl as string) ? Number(f.ttl) : f.ttl as string;
+      const n = (k: string, flag: string) => num(f[k], flag);
+      if (f.cpu !== undefined) opts.cpu = n("cpu", "--cpu")!;
+      if (f.memory !== undefined) opts.memoryMb = n("memory", "--memory")!;
+      if (f.pids !== undefined) opts.pidsLimit = n("pids", "--pids")!;
+      if (f.tmp !== undefined) opts.tmpSizeMb = n("tmp", "--tmp")!;
+      const engine = engineOf(a);
+      if (engine) opts.engine = engine;
+      const sb = await Sandbox.create(opts);
+      try {
+        await sb.detach();
+        if (f.json) await json(await sb.info());
+        else await print(sb.id + "\n");
+      } catch (e) {
+        await sb.destroy().catch(() => {});
+        throw e;
+      }
+      await sb.disconnect();
+      return 0;
+    },
+  },
+
+  exec: {
+    summary: "run a command in a sandbox; its output streams, its exit code is this command's",
+    help: "mvm exec ID [-i] [-t] [--cwd DIR] [-e KEY=VALUE]... [--timeout SECONDS] -- COMMAND [ARG]...\n\n" +
+      "  -i         pass this command's stdin to it (else its stdin is empty)\n" +
+      "  -t         a terminal (PTY); refused while no engine offers one\n" +
+      "  --timeout  kill its whole process tree after SECONDS; exits 124 then\n" +
+      "  Exit code: the command's (128+N when signal N ended it).",
+    flags: {
+      i: { kind: "bool", short: "i" },
+      t: { kind: "bool", short: "t" },
+      cwd: { kind: "string" },
+      env: { kind: "list", short: "e" },
+      timeout: { kind: "string" },
+    },
+    async run(a) {
+      const id = a.positionals[0];
+      const argv = a.positionals.slice(1);
+      if (!id || argv.length === 0) throw usage("exec needs a sandbox id and a command: mvm exec ID -- COMMAND [ARG]...");
+      if (a.flags.t) {
+        throw new UnsupportedError(
+          "exec -t needs a PTY, which no engine of this SDK offers yet; run without -t (stdin still passes with -i)",
+        );
+      }
+      await using sb = await connect(a, id);
+      const env = pairs(a.flags.env as string[] | undefined, "--env");
+      const opts: CommandOptions = { env };
+      if (a.flags.cwd !== undefined) opts.cwd = a.flags.cwd as string;
+      const timeoutSeconds = num(a.flags.timeout, "--timeout");
+      if (timeoutSeconds !== undefined) opts.timeoutSeconds = timeoutSeconds;
+      const p = await sb.commands.start(argv, opts);
+      if (a.flags.i) stdinStream().pipeTo(p.stdin).catch(() => {});
+      else p.stdin.close().catch(() => {});
+      const [s] = await Promise.all([p.status, p.stdout.pipeTo(stdoutStream()), p.stderr.pipeTo(stderrStream())]);
+      if (s.timedOut) {
+        await printErr(`mvm exec: timed out after ${a.flags.timeout} s; its process tree was killed\n`);
+        return 124;
+      }
+      return s.exitCode;
+    },
+  },
+
+  cp: {
+    summary: "copy files or folders between the host and a sandbox (ID:/path is the sandbox's side)",
+    help: "mvm cp SRC DST      one of them ID:/path\n\n" +
+      "  mvm cp ./app sbx-…:/app        a host folder in (made if missing; into it if it is a folder)\n" +
+      "  mvm cp sbx-…:/app/out.txt .    a file out (into a host folder, or to that path)\n" +
+      "  Folders copy their regular files and folders; symlinks and other kinds are skipped and named.\n" +
+      "  Out of a sandbox, a folder's contents are only ever written into folders this command made.",
+    flags: {},
+    async run(a) {
+      if (a.positionals.length !== 2) throw usage("cp takes SRC and DST");
+      const [src, dst] = a.positionals as [string, string];
+      const gs = guestSpec(src);
+      const gd = guestSpec(dst);
+      if ((gs === null) === (gd === null)) throw usage("cp copies between the host and a sandbox: exactly one side is ID:/path");
+      if (gd) {
+        await using sb = await connect(a, gd.id);
+        let target = gd.path;
+        const existing = await sb.files.stat(target).catch(() => null);
+        if (existing?.type === "dir" || target.endsWith("/")) target = `${target.replace(/\/+$/, "")}/${base(src)}`;
+        const p = new Progress(`${src} → ${gd.id}:${target}`);
+        const n = await copyIn(sb, src.replace(/\/+$/, "") || "/", target, true, p);
+        await p.done();
+        if (n === 0 && !statSync(src).isDirectory()) return 1;
+        return 0;
+      }
+      await using sb = await connect(a, gs!.id);
+      const info = await sb.files.stat(gs!.path);
+      let target = dst;
+      if (hostIsDir(dst)) target = `${dst.replace(/\/+$/, "")}/${base(gs!.path) || "root"}`;
+      else if (info.type === "dir" && dst.endsWith("/")) throw new NotFoundError(`${dst} is not a folder on the host`);
+      const p = new Progress(`${gs!.id}:${gs!.path} → ${target}`);
+      const n = await copyOut(sb, gs!.path, target, info, true, p);
+      await p.done();
+      return n === 0 && info.type !== "dir" ? 1 : 0;
+    },
+  },
+
+  logs: {
+    summary: "print a sandbox's events (-f keeps following until it goes)",
+    help:
+      "mvm logs ID [-f] [--json]\n\n  -f, --follow  keep printing events as they happen, until the sandbox is gone\n  --json        one JSON object per line",
+    flags: { follow: { kind: "bool", short: "f" }, json: { kind: "bool" } },
+    async run(a) {
+      await using sb = await connect(a, one(a, "sandbox id"));
+      for await (const ev of sb.logs({ follow: a.flags.follow === true })) {
+        if (a.flags.json) {
+          await print(JSON.stringify(ev) + "\n");
+          continue;
+        }
+        const { id: _id, seq: _seq, time, type, ...rest } = ev;
+        await print(`${time}  ${type}${Object.keys(rest).length ? "  " + JSON.stringify(rest) : ""}\n`);
+      }
+      return 0;
+    },
+  },
+
+  info: {
+    summary: "show one sandbox's state, image, lease, limits and tags",
+    help: "mvm info ID [--json]",
+    flags: { json: { kind: "bool" } },
+    async run(a) {
+      await using sb = await connect(a, one(a, "sandbox id"));
+      const i: SandboxInfo = await sb.info();
+      if (a.flags.json) {
+        await json(i);
+        return 0;
+      }
+      const lim = Object.entries(i.limits).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`).join(",") || "-";
+      await print(table([
+        ["id", i.id],
+        ["state", i.state],
+        ["engine", i.engine],
+        ["name", i.name ?? "-"],
+        ["image", i.image || "-"],
+        ["created", i.createdAt],
+        ["expires", `${i.expiresAt} (${ago(i.expiresAt, Date.now())})`],
+        ["detached", i.detached ? "yes" : "no"],
+        ["limits", lim],
+        ["tags", tagText(i.tags)],
+      ]));
+      return 0;
+    },
+  },
+
+  stop: {
+    summary: "stop every process of sandboxes (their files stay until rm)",
+    help: "mvm stop ID...",
+    flags: {},
+    async run(a) {
+      if (a.positionals.length === 0) throw usage("stop needs at least one sandbox id");
+      for (const id of a.positionals) {
+        await using sb = await connect(a, id);
+        await sb.stop();
+        await print(`${id} stopped\n`);
+      }
+      return 0;
+    },
+  },
+
+  rm: {
+    summary: "destroy sandboxes and all their state (also --all, optionally by --tag)",
+    help: "mvm rm ID...\nmvm rm --all [--tag KEY=VALUE]...\n\n" +
+      "  --all   every live sandbox (of this state folder, for the local engine), or those with all the given tags:\n" +
+      "          what crashed scripts left behind",
+    flags: { all: { kind: "bool" }, tag: { kind: "list" } },
+    async run(a) {
+      const tags = pairs(a.flags.tag as string[] | undefined, "--tag");
+      let ids = a.positionals;
+      if (a.flags.all) {
+        if (ids.length) throw usage("rm --all takes no ids");
+        ids = (await Sandbox.list({ tags, ...engineOpt(a) })).map((s) => s.id);
+      } else if (Object.keys(tags).length) throw usage("--tag goes with --all");
+      else if (ids.length === 0) throw usage("rm needs sandbox ids, or --all");
+      let failed = 0;
+      for (const id of ids) {
+        try {
+          const sb = await connect(a, id);
+          await sb.destroy();
+          await print(`${id} removed\n`);
+        } catch (e) {
+          // one that is gone meanwhile (its TTL, another rm) is what was asked
+          if (a.flags.all && e instanceof NotFoundError) continue;
+          failed++;
+          await printErr(`mvm: ${(e as { code?: string }).code ?? "INTERNAL"}: ${id}: ${(e as Error).message}\n`);
+        }
+      }
+      return failed ? 1 : 0;
+    },
+  },
+};
