@@ -18,7 +18,7 @@
  */
 export { Sandbox } from "./src/sandbox.ts";
 export { Commands, SandboxProcess } from "./src/commands.ts";
-export { Files, type WriteOptions } from "./src/files.ts";
+export { type FileData, Files, type WriteOptions } from "./src/files.ts";
 export { type EgressRule, NetworkPolicy, type SecretAuthType, SecretRef } from "./src/policy.ts";
 export {
   AdmissionError,

@@ -20,6 +20,23 @@ import { checkMovablePath, checkPath } from "./validate.ts";
 import type { Sandbox } from "./sandbox.ts";
 
 /**
+ * What `files.write` takes: text (written as UTF-8), bytes, a `Blob` (or
+ * `File`), or a stream of byte chunks.
+ *
+ * @example Every kind of data
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type FileData, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const kinds: FileData[] = ["a", new Uint8Array([98]), new TextEncoder().encode("c").buffer, new Blob(["d"]), new Blob(["e"]).stream()];
+ * for (const [i, data] of kinds.entries()) await sb.files.write(`/app/${i}`, data);
+ * assert.equal(await sb.files.readText("/app/3"), "d");
+ * ```
+ */
+export type FileData = string | ArrayBuffer | ArrayBufferView | Blob | ReadableStream<Uint8Array>;
+
+/**
  * Options of `files.write`.
  *
  * @example A private file in a new folder
@@ -87,11 +104,13 @@ export class Files {
   }
   /**
    * Writes a file atomically (a reader sees the old or the new file, never half
-   * of one). `data` may be a stream of any size.
+   * of one). `data` is text (UTF-8), bytes (`Uint8Array`, any
+   * `ArrayBufferView`, `ArrayBuffer`), a `Blob` (or `File`) or a byte stream of
+   * any size.
    *
    * @example `await sb.files.write("/app/data.bin", stream, { mode: 0o600 })`
    */
-  async write(path: string, data: string | Uint8Array | ReadableStream<Uint8Array>, options: WriteOptions = {}): Promise<WrittenFile> {
+  async write(path: string, data: FileData, options: WriteOptions = {}): Promise<WrittenFile> {
     checkPath(path);
     const mode = options.mode ?? 0o644;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw invalid("mode", "must be a file mode between 0 and 0o7777");
@@ -116,11 +135,19 @@ export class Files {
       throw e;
     }
   }
-  /** Creates a directory; returns the audit id. @example `await sb.files.mkdir("/app/a/b", { parents: true })` */
-  async mkdir(path: string, options: { parents?: boolean; mode?: number } = {}): Promise<string> {
+  /**
+   * Creates a directory and returns its metadata with the audit id. Like
+   * `mkdir -p`: missing parents are made and a directory already there is no
+   * error; `{ parents: false }` is the strict form (the parent must exist, the
+   * path must not). Something that is not a directory at the path is a
+   * `ConflictError` either way.
+   *
+   * @example `await sb.files.mkdir("/app/a/b")`
+   */
+  async mkdir(path: string, options: { parents?: boolean; mode?: number } = {}): Promise<WrittenFile> {
     const mode = options.mode ?? 0o755;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw invalid("mode", "must be a mode between 0 and 0o7777");
-    return await this.#sb._engine().files.mkdir(checkPath(path), { parents: options.parents ?? false, mode });
+    return await this.#sb._engine().files.mkdir(checkPath(path), { parents: options.parents ?? true, mode });
   }
   /** Removes a file or (with `recursive`) a tree; returns the audit id. @example `await sb.files.remove("/app", { recursive: true })` */
   async remove(path: string, options: { recursive?: boolean } = {}): Promise<string> {
@@ -140,8 +167,13 @@ export class Files {
   async readTar(dir: string): Promise<ReadableStream<Uint8Array>> {
     return await this.#sb._engine().files.readTar(checkPath(dir, "dir"));
   }
-  /** Renames a path; returns the audit id. @example `await sb.files.rename("/a", "/b")` */
-  async rename(from: string, to: string): Promise<string> {
+  /**
+   * Renames (moves) a path, replacing what was at `to`; returns the metadata
+   * of the path under its new name, with the audit id.
+   *
+   * @example `const moved = await sb.files.rename("/app/a.txt", "/app/b.txt") // moved.path === "/app/b.txt"`
+   */
+  async rename(from: string, to: string): Promise<WrittenFile> {
     return await this.#sb._engine().files.rename(checkMovablePath(from, "from", "renamed"), checkMovablePath(to, "to", "replaced"));
   }
 }

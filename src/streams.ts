@@ -11,7 +11,7 @@
 import { invalid } from "./errors.ts";
 
 /**
- * Turns text, bytes or a stream into a `ReadableStream<Uint8Array>`. A stream
+ * Turns text, bytes, a Blob or a stream into a `ReadableStream<Uint8Array>`. A stream
  * is passed through {@linkcode byteChunks}, so a chunk that is not bytes errors
  * it (and whoever reads it) with INVALID_INPUT naming `field`.
  *
@@ -30,11 +30,15 @@ export function toStream(data: unknown, field = "data"): ReadableStream<Uint8Arr
       },
     });
   }
+  if (typeof Blob !== "undefined" && data instanceof Blob) data = data.stream();
   if (data instanceof ReadableStream) {
     if (data.locked) throw invalid(field, "is a ReadableStream that is locked: something else is already reading it");
     return data.pipeThrough(byteChunks(field));
   }
-  throw invalid(field, "must be a string, a Uint8Array or a ReadableStream<Uint8Array>");
+  throw invalid(
+    field,
+    "must be a string, a Uint8Array (or another ArrayBufferView, or an ArrayBuffer), a Blob or a ReadableStream<Uint8Array>",
+  );
 }
 
 /** What a chunk is, for an error message: "string", "number", "null", "Array", "object (Foo)". */

@@ -233,8 +233,14 @@ export interface SandboxInfo {
   ttlSeconds: number;
   /** Whether it outlives the process that created it (until its TTL). */
   detached: boolean;
-  /** The limits it runs under; a missing one is not limited. */
-  limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined };
+  /**
+   * The limits it really runs under, also those not set at create: the
+   * tightest of its own, what its host's cgroups above it allow, and the host
+   * itself (cores, memory, `pid_max`); `tmpSizeMb` is its `/tmp`'s size. A
+   * missing one is one the engine cannot tell (record mode reports only what
+   * was asked for).
+   */
+  limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined; tmpSizeMb?: number | undefined };
 }
 
 /**

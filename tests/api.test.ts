@@ -4,7 +4,16 @@
 // nothing behind.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { CommandExitError, CommandTimeoutError, Sandbox, TimeoutError } from "../mod.ts";
+import {
+  CommandExitError,
+  CommandTimeoutError,
+  ConflictError,
+  type FileData,
+  NotFoundError,
+  PermissionDeniedError,
+  Sandbox,
+  TimeoutError,
+} from "../mod.ts";
 import { signalExitCode } from "../src/signals.ts";
 
 test("api units: a signal death's exit code is 128 + its number", () => {
@@ -71,4 +80,66 @@ test("api: an unread stream never holds up status: a killed chatty process", asy
   const s = await p.status;
   assert.equal(s.exitCode, 137);
   await p.stdout.cancel();
+});
+
+test("api files: mkdir makes parents and is idempotent; { parents: false } is strict", async () => {
+  await using sb = await Sandbox.create();
+  const d = await sb.files.mkdir("/app/a/b/c");
+  assert.deepEqual([d.path, d.name, d.type, d.mode], ["/app/a/b/c", "c", "dir", 0o755]);
+  assert.match(d.auditId, /^aud_/);
+  assert.equal((await sb.files.mkdir("/app/a/b/c")).type, "dir", "an existing directory is no error");
+  await assert.rejects(sb.files.mkdir("/app/a/b/c", { parents: false }), ConflictError);
+  await assert.rejects(sb.files.mkdir("/app/x/y", { parents: false }), NotFoundError);
+  assert.equal((await sb.files.mkdir("/app/x", { parents: false, mode: 0o700 })).mode, 0o700);
+  await sb.files.write("/app/file", "x");
+  await assert.rejects(sb.files.mkdir("/app/file"), (e: unknown) => e instanceof ConflictError && /not a directory/.test(e.message));
+});
+
+test("api files: rename returns the new entry", async () => {
+  await using sb = await Sandbox.create();
+  await sb.files.write("/app/a.txt", "hello");
+  const moved = await sb.files.rename("/app/a.txt", "/app/b.txt");
+  assert.deepEqual([moved.path, moved.name, moved.type, moved.size], ["/app/b.txt", "b.txt", "file", 5]);
+  assert.match(moved.auditId, /^aud_/);
+  assert.equal(await sb.files.exists("/app/a.txt"), false);
+});
+
+test("api files: write takes string, Uint8Array, ArrayBuffer, other views, Blob and ReadableStream", async () => {
+  await using sb = await Sandbox.create();
+  const u8 = new TextEncoder().encode("abc");
+  const cases: Array<[FileData, string]> = [
+    ["text ✓", "text ✓"],
+    [u8, "abc"],
+    [u8.buffer, "abc"],
+    [new DataView(u8.buffer, 1, 2), "bc"],
+    [new Blob(["blob ", new Uint8Array([120])]), "blob x"],
+    [new Blob(["streamed"]).stream(), "streamed"],
+  ];
+  for (const [i, [data, want]] of cases.entries()) {
+    const w = await sb.files.write(`/app/w${i}`, data);
+    assert.equal(await sb.files.readText(`/app/w${i}`), want, `case ${i}`);
+    assert.equal(w.size, new TextEncoder().encode(want).length);
+  }
+});
+
+test("api files: a write under /usr is PERMISSION_DENIED saying the path is read-only", async () => {
+  await using sb = await Sandbox.create();
+  const e = await sb.files.write("/usr/local/evil", "x").then(() => assert.fail("the write passed"), (e: Error) => e);
+  assert.ok(e instanceof PermissionDeniedError, String(e));
+  assert.match(e.message, /^files\.write "\/usr\/local\/evil": the path is read-only in the sandbox/);
+  assert.match(e.message, /write under \/app/);
+  assert.equal(e.details.readOnly, true);
+});
+
+test("api: info() reports the limits the sandbox really has, also those not set", async () => {
+  await using sb = await Sandbox.create({ tmpSizeMb: 64 });
+  const l = (await sb.info()).limits;
+  const cores = navigator.hardwareConcurrency;
+  assert.ok(l.cpu !== undefined && l.cpu > 0 && l.cpu <= cores, `cpu ${l.cpu} of ${cores}`);
+  assert.ok(l.memoryMb !== undefined && l.memoryMb > 16, `memoryMb ${l.memoryMb}`);
+  assert.ok(l.pidsLimit !== undefined && l.pidsLimit > 16, `pidsLimit ${l.pidsLimit}`);
+  assert.equal(l.tmpSizeMb, 64);
+  if (!sb.capabilities().limits.memory) return; // no cgroups here: nothing of its own to report
+  await using small = await Sandbox.create({ memoryMb: 100, cpu: 0.5, pidsLimit: 64 });
+  assert.deepEqual((await small.info()).limits, { cpu: 0.5, memoryMb: 100, pidsLimit: 64, tmpSizeMb: 512 });
 });

@@ -56,9 +56,9 @@ export interface EngineFiles {
   write(path: string, data: ReadableStream<Uint8Array>, opts: { mode: number; createParents: boolean }): Promise<WrittenFile>;
   list(path: string): Promise<FileInfo[]>;
   stat(path: string): Promise<FileInfo>;
-  mkdir(path: string, opts: { parents: boolean; mode: number }): Promise<string>;
+  mkdir(path: string, opts: { parents: boolean; mode: number }): Promise<WrittenFile>;
   remove(path: string, opts: { recursive: boolean }): Promise<string>;
-  rename(from: string, to: string): Promise<string>;
+  rename(from: string, to: string): Promise<WrittenFile>;
   /** Unpacks a tar stream into a directory (made if missing); returns the audit id. */
   writeTar(dir: string, tar: ReadableStream<Uint8Array>): Promise<string>;
   /** Packs a directory into a tar stream. */

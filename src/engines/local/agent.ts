@@ -62,6 +62,13 @@ export function agentError(stderr: string, op: string, path: string): SandboxErr
   const code = m?.[1] !== undefined && m[1] !== "?" ? m[1] : classifyErrno(m?.[2] ?? stderr);
   const detail = (m?.[2] ?? stderr).trim().split("\n").pop()?.slice(0, 300) ?? "";
   const Cls = ERROR_CLASSES[code] ?? InternalError;
+  if (code === "PERMISSION_DENIED" && /: Read-only file system$/.test(detail)) {
+    return new Cls(
+      `files.${op} ${JSON.stringify(path)}: the path is read-only in the sandbox (the host's system folders such as /usr, /bin and ` +
+        `/etc are mounted read-only); write under /app, /root, /tmp or another folder of the sandbox's own`,
+      { details: { path, op, readOnly: true } },
+    );
+  }
   return new Cls(`files.${op} ${JSON.stringify(path)}: ${detail || "failed"}`, { details: { path, op } });
 }
 

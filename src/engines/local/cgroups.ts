@@ -172,3 +172,31 @@ export async function freezeCgroup(dir: string, frozen: boolean): Promise<"ok" |
   const out = await cgroupOp(frozen ? "freeze" : "thaw", dir);
   return out === "ok" || out === "nofreeze" ? out : "failed";
 }
+
+/** Limits a sandbox really has: the tightest of its own groups', their ancestors' and the host's; missing when unknown. */
+export interface EffectiveLimits {
+  cpu?: number;
+  memoryMb?: number;
+  pidsLimit?: number;
+}
+
+/**
+ * Reads the limits in force for processes in `dirs` (each group up to its hierarchy's root), bounded
+ * by the host's cores, memory and `pid_max`. @example `await effectiveLimits([cg.v2, ...cg.join], 4)`
+ */
+export async function effectiveLimits(dirs: string[], hostCpus: number): Promise<EffectiveLimits> {
+  let mem = Infinity, pids = Infinity, cpu = hostCpus > 0 ? hostCpus : Infinity;
+  for (const line of (await cgroupOp("effective", ...dirs)).split("\n")) {
+    const [k, a, b] = line.split(" ");
+    const n = Number(a);
+    if (!Number.isFinite(n) || n <= 0) continue;
+    if (k === "mem" || k === "memtotal") mem = Math.min(mem, k === "mem" ? n : n * 1024);
+    else if (k === "pids" || k === "pidmax") pids = Math.min(pids, n);
+    else if (k === "cpu" && Number(b) > 0) cpu = Math.min(cpu, n / Number(b));
+  }
+  const out: EffectiveLimits = {};
+  if (cpu !== Infinity) out.cpu = Math.round(cpu * 100) / 100;
+  if (mem !== Infinity) out.memoryMb = Math.floor(mem / 1048576);
+  if (pids !== Infinity) out.pidsLimit = pids;
+  return out;
+}

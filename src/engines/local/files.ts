@@ -104,16 +104,18 @@ export function localFiles(core: SandboxCore): EngineFiles {
       return info;
     },
     mkdir: async (path, opts) => {
-      await agent(core, "mkdir", [absolute(path), opts.mode.toString(8), opts.parents ? "1" : "0"], path);
-      return event("files.mkdir", { path: absolute(path) });
+      const [info] = parseInfos(await agent(core, "mkdir", [absolute(path), opts.mode.toString(8), opts.parents ? "1" : "0"], path));
+      if (!info) throw new InternalError(`files.mkdir ${JSON.stringify(path)}: no file info came back`);
+      return { ...info, auditId: event("files.mkdir", { path: absolute(path) }) };
     },
     remove: async (path, opts) => {
       await agent(core, "remove", [absolute(path), opts.recursive ? "1" : "0"], path);
       return event("files.remove", { path: absolute(path), recursive: opts.recursive });
     },
     rename: async (from, to) => {
-      await agent(core, "rename", [absolute(from), absolute(to)], from);
-      return event("files.rename", { from: absolute(from), to: absolute(to) });
+      const [info] = parseInfos(await agent(core, "rename", [absolute(from), absolute(to)], from));
+      if (!info) throw new InternalError(`files.rename ${JSON.stringify(from)}: no file info came back`);
+      return { ...info, auditId: event("files.rename", { from: absolute(from), to: absolute(to) }) };
     },
   };
 }

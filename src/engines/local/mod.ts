@@ -25,11 +25,10 @@ import { bwrapArgv } from "./bwrap.ts";
 import { resolveImage } from "./image.ts";
 import { preflight, type Tools } from "./preflight.ts";
 import { localCapabilities, LocalSandbox, newCgroupName } from "./sandbox.ts";
-import { type Meta, SandboxDir } from "./state.ts";
+import { DEFAULT_TMP_MB, type Meta, SandboxDir } from "./state.ts";
 import { ID_RE, reapStale, startSupervisor, teardown } from "./supervisor.ts";
 
 const DEFAULT_PIDS = 1024;
-const DEFAULT_TMP_MB = 512;
 
 function randomId(): string {
   const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
@@ -84,7 +83,12 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
   const t = await preflight();
   const image = resolveImage(spec);
   refuseUnsupported(spec, t);
-  const limits = { cpu: spec.cpu, memoryMb: spec.memoryMb, pidsLimit: spec.pidsLimit ?? (t.layout ? DEFAULT_PIDS : undefined) };
+  const limits = {
+    cpu: spec.cpu,
+    memoryMb: spec.memoryMb,
+    pidsLimit: spec.pidsLimit ?? (t.layout ? DEFAULT_PIDS : undefined),
+    tmpSizeMb: spec.tmpSizeMb ?? DEFAULT_TMP_MB,
+  };
   await reapStale(t);
   const dir = new SandboxDir(t.root, randomId());
   const now = new Date();
@@ -119,7 +123,7 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
       id: dir.id,
       rootDir: dir.file("root"),
       helpers: t.helpers,
-      tmpBytes: (spec.tmpSizeMb ?? DEFAULT_TMP_MB) * 1024 * 1024,
+      tmpBytes: limits.tmpSizeMb * 1024 * 1024,
       hostRoot: t.hostRoot,
       asUid: isRoot ? { setpriv: t.setpriv, uid: sandboxUid } : undefined,
     });

@@ -15,7 +15,16 @@ import { ConflictError, NotFoundError, TransportError, UnsupportedError } from "
 import { pidExists } from "../../runtime/mod.ts";
 import type { Capabilities, LogEvent, SandboxInfo } from "../../types.ts";
 import type { EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions } from "../contract.ts";
-import { freezeCgroup, makeCgroups, readSandboxCgroups, reapCgroups, type SandboxCgroups, signalCgroup, signalSession } from "./cgroups.ts";
+import {
+  effectiveLimits,
+  freezeCgroup,
+  makeCgroups,
+  readSandboxCgroups,
+  reapCgroups,
+  type SandboxCgroups,
+  signalCgroup,
+  signalSession,
+} from "./cgroups.ts";
 import type { SandboxCore } from "./core.ts";
 import { localFiles } from "./files.ts";
 import { type Job, jobFrame } from "./job.ts";
@@ -23,7 +32,7 @@ import { logStream } from "./logs.ts";
 import type { Tools } from "./preflight.ts";
 import { startProcess } from "./process.ts";
 import { type Runner, RunnerPool } from "./runners.ts";
-import type { Meta, SandboxDir } from "./state.ts";
+import { DEFAULT_TMP_MB, type Meta, type SandboxDir } from "./state.ts";
 import { killSandbox, teardown } from "./supervisor.ts";
 
 /** How long a runner may take to acknowledge its job before it counts as stopped. */
@@ -32,6 +41,11 @@ const ACK_TIMEOUT_MS = 3_000;
 /** A fresh per-process cgroup name. */
 export function newCgroupName(): string {
   return `p${crypto.randomUUID().slice(0, 13)}`;
+}
+
+/** The host's cores, as the runtime reports them (0 when it does not). */
+function hostCpus(): number {
+  return (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 0;
 }
 
 /** What the local engine can do. */
@@ -134,11 +148,14 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     }
   }
 
-  info(): Promise<SandboxInfo> {
+  async info(): Promise<SandboxInfo> {
     const m = this.meta;
     let state = this.#state();
     if ((state === "running" || state === "paused") && this.deathError("run") !== null) state = "destroyed";
-    return Promise.resolve({
+    const cg = this.cgroups;
+    const dirs = cg ? [cg.v2, ...(cg.memory ? [cg.memory] : []), ...cg.join] : [];
+    const limits = await effectiveLimits(dirs, hostCpus()).catch(() => ({ ...m.limits }));
+    return {
       id: m.id,
       state,
       engine: "local",
@@ -150,8 +167,8 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
       expiresAt: m.expiresAt,
       ttlSeconds: m.ttlSeconds,
       detached: this.dir.has("detached"),
-      limits: { ...m.limits },
-    });
+      limits: { ...limits, tmpSizeMb: m.limits.tmpSizeMb ?? DEFAULT_TMP_MB },
+    };
   }
 
   /** Keeps one runner ready (after create, so the first command finds it). */

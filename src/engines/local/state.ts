@@ -61,6 +61,9 @@ export function trustedDir(path: string, uid: number, mode: number): void {
   if ((st.mode & 0o777) !== mode) chmodSync(path, mode);
 }
 
+/** The size of a sandbox's `/tmp` (a tmpfs) when `tmpSizeMb` is not given, in MiB. */
+export const DEFAULT_TMP_MB = 512;
+
 /** What the engine stores about a sandbox (never a secret value). */
 export interface Meta {
   v: 1;
@@ -73,7 +76,7 @@ export interface Meta {
   createdAt: string;
   expiresAt: string;
   ttlSeconds: number;
-  limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined };
+  limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined; tmpSizeMb?: number | undefined };
   /** Environment of every guest process; secrets appear only as placeholders. */
   env: Record<string, string>;
   ownerPid: number;

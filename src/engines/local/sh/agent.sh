@@ -60,8 +60,12 @@ mvm_agent() {
       [ -e "$1" ] || [ -L "$1" ] || mvm_missing "$1"
       mvm_info "$1";;
     mkdir)
+      # parents (like mkdir -p): missing parents are made and a directory already there is no error;
+      # either way, something else already at the path is
+      if [ -e "$1" ] && [ ! -d "$1" ]; then mvm_fail CONFLICT "exists and is not a directory"; fi
       if [ "$3" = 1 ]; then mvm_run "$T/mkdir" -p -m "$2" -- "$1"; [ -d "$1" ] || mvm_fail NOT_A_DIRECTORY "Not a directory"
-      else mvm_run "$T/mkdir" -m "$2" -- "$1"; fi;;
+      else mvm_run "$T/mkdir" -m "$2" -- "$1"; fi
+      mvm_info "$1";;
     remove)
       [ -e "$1" ] || [ -L "$1" ] || mvm_missing "$1"
       if [ -d "$1" ] && [ ! -L "$1" ]; then
@@ -69,7 +73,8 @@ mvm_agent() {
       else mvm_run "$T/rm" -f -- "$1"; fi;;
     rename)
       [ -e "$1" ] || [ -L "$1" ] || mvm_missing "$1"
-      mvm_run "$T/mv" -f -T -- "$1" "$2";;
+      mvm_run "$T/mv" -f -T -- "$1" "$2"
+      mvm_info "$2";;
     tarin)
       if [ ! -d "$1" ]; then [ -e "$1" ] && mvm_fail NOT_A_DIRECTORY "Not a directory"; mvm_run "$T/mkdir" -p -- "$1"; fi
       out=$("$T/tar" -x -f - -C "$1" --no-same-owner --no-overwrite-dir 2>&1) || mvm_fail "?" "$out";;

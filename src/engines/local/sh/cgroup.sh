@@ -68,6 +68,24 @@ case "$op" in
       i=0; while [ "$(pid_start "$1")" = "$2" ] && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done
     fi
     exit 0;;
+  effective)
+    # the limits from each group up to its hierarchy's root ("mem BYTES", "pids N", "cpu QUOTA PERIOD"
+    # per level that sets one), then the host's memory ("memtotal KB") and "pidmax N": the JS side
+    # takes the tightest
+    for d in "$@"; do
+      while [ -n "$d" ] && [ -d "$d" ]; do
+        v=; read -r v < "$d/memory.max" 2>/dev/null; [ -n "$v" ] && [ "$v" != max ] && echo "mem $v"
+        v=; read -r v < "$d/memory.limit_in_bytes" 2>/dev/null; [ -n "$v" ] && echo "mem $v"
+        v=; read -r v < "$d/pids.max" 2>/dev/null; [ -n "$v" ] && [ "$v" != max ] && echo "pids $v"
+        v=; read -r v < "$d/cpu.max" 2>/dev/null; case "$v" in max*|"") ;; *) echo "cpu $v";; esac
+        v=; read -r v < "$d/cpu.cfs_quota_us" 2>/dev/null; case "$v" in -*|"") ;; *) read -r p < "$d/cpu.cfs_period_us" && echo "cpu $v $p";; esac
+        d=${d%/*}
+      done
+    done
+    while read -r k v _; do [ "$k" = MemTotal: ] && echo "memtotal $v"; done < /proc/meminfo
+    # (a sysctl file read a byte at a time, as the shell's read does, stops after its first byte)
+    v=$(cat /proc/sys/kernel/pid_max 2>/dev/null); [ -n "$v" ] && echo "pidmax $v"
+    exit 0;;
   alive)
     # prints each PID:START pair that is still that same live process
     for ps in "$@"; do [ "$(pid_start "${ps%%:*}")" = "${ps#*:}" ] && echo "$ps"; done; exit 0;;
