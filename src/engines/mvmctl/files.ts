@@ -117,7 +117,7 @@ export function machineFiles(m: FilesMachine): EngineFiles {
     async mkdir(path, opts) {
       m.guard("make a folder");
       await cli.capture(machineArgv.fsMkdir(vm, path, opts));
-      return "";
+      return { ...(await stat(path)), auditId: "" };
     },
 
     async remove(path, opts) {
@@ -129,7 +129,7 @@ export function machineFiles(m: FilesMachine): EngineFiles {
     async rename(from, to) {
       m.guard("rename a file");
       await cli.capture(machineArgv.fsMv(vm, from, to));
-      return "";
+      return { ...(await stat(to)), auditId: "" };
     },
 
     async writeTar(dir, tar) {
