@@ -106,3 +106,14 @@ export async function collectText(stream: ReadableStream<Uint8Array>): Promise<s
 export function erroringStream<T>(error: Error): ReadableStream<T> {
   return new ReadableStream<T>({ pull: (c) => c.error(error) });
 }
+
+/**
+ * A UTF-8 decoder as a transform from bytes to text. It is `TextDecoderStream`, typed as
+ * `TransformStream<Uint8Array, string>`: where a project has both the DOM library and @types/node,
+ * `bytes.pipeThrough(new TextDecoderStream())` does not type-check (the two declare its writable side differently).
+ *
+ * @example `stdout.pipeThrough(utf8Decoder())`
+ */
+export function utf8Decoder(): TransformStream<Uint8Array, string> {
+  return new TextDecoderStream() as unknown as TransformStream<Uint8Array, string>;
+}

@@ -20,6 +20,7 @@
 import { NotFoundError, UnsupportedError } from "../../errors.ts";
 import type { SandboxSpec } from "../../spec.ts";
 import type { Capabilities, LogEvent, SandboxInfo } from "../../types.ts";
+import { utf8Decoder } from "../../streams.ts";
 import type { Engine, EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions } from "../contract.ts";
 import { machineArgv } from "./argv.ts";
 import { cliConfig, MachineCli } from "./cli.ts";
@@ -147,7 +148,7 @@ class MachineSandbox implements EngineSandbox {
       start: async () => {
         child = await this.cli.spawn(args);
         child.stderr!.cancel().catch(() => {});
-        lines = child.stdout!.pipeThrough(new TextDecoderStream()).pipeThrough(splitLines()).getReader();
+        lines = child.stdout!.pipeThrough(utf8Decoder()).pipeThrough(splitLines()).getReader();
       },
       pull: async (c) => {
         for (;;) {
