@@ -14,13 +14,13 @@
  * ```
  * @module
  */
-import { ConflictError, NotFoundError, UnsupportedError } from "./errors.ts";
+import { ConflictError, invalid, NotFoundError, UnsupportedError } from "./errors.ts";
 import type { Engine, EngineSandbox } from "./engines/contract.ts";
 import { getEngine } from "./engines/mod.ts";
 import { withHostPermissions } from "./runtime/mod.ts";
 import { normalizeCreate, resolveEngine, specEnvBytes } from "./spec.ts";
 import type { Capabilities, CreateOptions, EngineName, LogEvent, SandboxInfo, SandboxState } from "./types.ts";
-import { checkSandboxId } from "./validate.ts";
+import { checkSandboxId, NAME_RE } from "./validate.ts";
 import { Commands } from "./commands.ts";
 import { Files } from "./files.ts";
 
@@ -85,15 +85,33 @@ export class Sandbox implements AsyncDisposable {
   }
 
   /**
-   * Connects to a sandbox by id (e.g. one detached by another process).
-   * Disposing a connected sandbox only disconnects it.
+   * Connects to a sandbox by id (e.g. one detached by another process), or by
+   * the name it was created with: `Sandbox.connect({ name: "web" })`. Names
+   * are unique among live sandboxes. Disposing a connected sandbox only
+   * disconnects it.
    *
    * @example `const sb = await Sandbox.connect(id)`
    */
-  static async connect(id: string, options: { engine?: EngineName } = {}): Promise<Sandbox> {
-    checkSandboxId(id);
-    const name = resolveEngine(options.engine);
-    const e = await getEngine(name);
+  static async connect(target: string | { name: string }, options: { engine?: EngineName } = {}): Promise<Sandbox> {
+    const e = await getEngine(resolveEngine(options.engine));
+    let id: string;
+    if (typeof target === "object" && target !== null && !Array.isArray(target)) {
+      const name = target.name;
+      if (typeof name !== "string" || !NAME_RE.test(name)) {
+        throw invalid("name", "must be 1-64 characters of letters, digits, '.', '_' or '-'");
+      }
+      const found = await withHostPermissions(async () =>
+        e.findByName ? await e.findByName(name) : (await e.list({})).find((s) => s.name === name)?.id ?? null
+      );
+      if (found === null) {
+        throw new NotFoundError(`no live sandbox is named ${JSON.stringify(name)} (destroyed, expired, or never created here)`, {
+          details: { name },
+        });
+      }
+      id = found;
+    } else {
+      id = checkSandboxId(target);
+    }
     const sb = new Sandbox(await withHostPermissions(() => e.connect(id)), e, true);
     await sb.info();
     return sb;

@@ -186,6 +186,9 @@ export function checkArgEnvBudget(argv: string[], env: Record<string, string>, b
 }
 
 /** The id shapes engines hand out: `sbx-` and 12 of [a-z0-9] (local), `rec-<workloadId>` (record). */
+/** A sandbox name: 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit. */
+export const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
 const SANDBOX_ID_RE = /^(sbx-[a-z0-9]{12}|rec-[A-Za-z0-9][A-Za-z0-9._-]{0,63})$/;
 
 /**

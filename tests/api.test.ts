@@ -9,12 +9,17 @@ import {
   CommandTimeoutError,
   ConflictError,
   type FileData,
+  InvalidInputError,
   NotFoundError,
   PermissionDeniedError,
   Sandbox,
   TimeoutError,
 } from "../mod.ts";
+import { runtime } from "../src/runtime/mod.ts";
 import { signalExitCode } from "../src/signals.ts";
+import { runtimeCommand } from "./helpers.ts";
+
+const FIX = new URL("./fixtures/", import.meta.url).pathname;
 
 test("api units: a signal death's exit code is 128 + its number", () => {
   assert.deepEqual([signalExitCode("SIGKILL"), signalExitCode("SIGTERM"), signalExitCode("SIGINT")], [137, 143, 130]);
@@ -142,4 +147,45 @@ test("api: info() reports the limits the sandbox really has, also those not set"
   if (!sb.capabilities().limits.memory) return; // no cgroups here: nothing of its own to report
   await using small = await Sandbox.create({ memoryMb: 100, cpu: 0.5, pidsLimit: 64 });
   assert.deepEqual((await small.info()).limits, { cpu: 0.5, memoryMb: 100, pidsLimit: 64, tmpSizeMb: 512 });
+});
+
+test("api: names are unique among live sandboxes; connect by name; a destroyed sandbox's name is free", async () => {
+  const name = `api-${crypto.randomUUID().slice(0, 8)}`;
+  {
+    await using a = await Sandbox.create({ name });
+    const e = await Sandbox.create({ name }).then(async (b) => (await b.destroy(), null), (e: Error) => e);
+    assert.ok(e instanceof ConflictError, `a second sandbox took the name: ${e}`);
+    assert.equal((e as ConflictError).details.id, a.id);
+    assert.match(e.message, /already named/);
+    const c = await Sandbox.connect({ name });
+    assert.equal(c.id, a.id);
+    await c.disconnect();
+  }
+  await assert.rejects(Sandbox.connect({ name }), NotFoundError);
+  await assert.rejects(Sandbox.connect({ name: "../x" }), (e: unknown) => e instanceof InvalidInputError && e.details.field === "name");
+  await using again = await Sandbox.create({ name });
+  assert.equal((await again.info()).name, name);
+});
+
+test("api: two processes creating the same name at once: exactly one wins", async () => {
+  const name = `race-${crypto.randomUUID().slice(0, 8)}`;
+  const [cmd, ...args] = runtimeCommand(`${FIX}scripts/named.ts`);
+  const kids = await Promise.all([0, 1].map(() => runtime().spawn(cmd!, [...args, name], { stdin: "piped", stderr: "inherit" })));
+  try {
+    const lines = await Promise.all(kids.map(async (k) => {
+      const r = k.stdout!.pipeThrough(new TextDecoderStream()).getReader();
+      let s = "";
+      while (!s.includes("\n")) {
+        const { value, done } = await r.read();
+        if (done) break;
+        s += value;
+      }
+      r.releaseLock();
+      return s.trim();
+    }));
+    assert.deepEqual(lines.map((l) => l.startsWith("sbx-") ? "id" : l).sort(), ["CONFLICT", "id"], lines.join(" | "));
+  } finally {
+    for (const k of kids) await k.stdin!.close().catch(() => {});
+    await Promise.all(kids.map((k) => k.status));
+  }
 });

@@ -93,4 +93,6 @@ export interface Engine {
   create(spec: SandboxSpec): Promise<EngineSandbox>;
   connect(id: string): Promise<EngineSandbox>;
   list(filter: { tags?: Record<string, string> | undefined }): Promise<SandboxInfo[]>;
+  /** The id of the live sandbox with this name, or null; without it, `Sandbox.connect({ name })` searches `list()`. */
+  findByName?(name: string): Promise<string | null>;
 }

@@ -23,6 +23,7 @@ import type { SandboxInfo } from "../../types.ts";
 import type { Engine, EngineSandbox } from "../contract.ts";
 import { bwrapArgv } from "./bwrap.ts";
 import { resolveImage } from "./image.ts";
+import { claimName, lookupName, releaseName } from "./names.ts";
 import { preflight, type Tools } from "./preflight.ts";
 import { localCapabilities, LocalSandbox, newCgroupName } from "./sandbox.ts";
 import { DEFAULT_TMP_MB, type Meta, SandboxDir } from "./state.ts";
@@ -115,6 +116,8 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
   const pool = Array.from({ length: 8 }, newCgroupName);
   try {
     makeFolder(dir, t, meta);
+    // after the folder exists, so a create that lost the race sees this one as live
+    if (spec.name !== undefined) await claimName(t.root, t.uid, spec.name, dir.id, (other) => nameHolderLive(t, other));
     dir.appendEvent("created", { image, ttlSeconds: spec.ttlSeconds, limits, tags: spec.tags });
     const { argv, args } = bwrapArgv({
       // as root, bwrap runs from its execute-only copy, so its pid 1 cannot be traced either; an
@@ -135,8 +138,22 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
     return sb;
   } catch (e) {
     await teardown(dir, t).catch(() => {});
+    if (spec.name !== undefined) await releaseName(t.root, spec.name, dir.id);
     throw e;
   }
+}
+
+/** Whether the sandbox holding a name still exists (running, paused, stopped, or being created). */
+function nameHolderLive(t: Tools, id: string): boolean {
+  const d = new SandboxDir(t.root, id);
+  return d.exists() && !d.has("destroying");
+}
+
+/** The id of the live sandbox named `name`, or null. */
+async function findByName(name: string): Promise<string | null> {
+  const t = await preflight();
+  const id = lookupName(t.root, name);
+  return id !== null && nameHolderLive(t, id) ? id : null;
 }
 
 async function connect(id: string): Promise<LocalSandbox> {
@@ -177,4 +194,4 @@ async function list(filter: { tags?: Record<string, string> | undefined }): Prom
 }
 
 /** The local engine. @example `await localEngine.create(spec)` */
-export const localEngine: Engine = { name: "local", capabilities: localCapabilities, create, connect, list };
+export const localEngine: Engine = { name: "local", capabilities: localCapabilities, create, connect, list, findByName };

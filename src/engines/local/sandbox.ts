@@ -27,6 +27,7 @@ import {
 } from "./cgroups.ts";
 import type { SandboxCore } from "./core.ts";
 import { localFiles } from "./files.ts";
+import { releaseName } from "./names.ts";
 import { type Job, jobFrame } from "./job.ts";
 import { logStream } from "./logs.ts";
 import type { Tools } from "./preflight.ts";
@@ -342,6 +343,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     this.#pool.close();
     const id = this.dir.appendEvent("destroy.requested");
     await teardown(this.dir, this.tools);
+    if (this.meta.name !== undefined) await releaseName(this.tools.root, this.meta.name, this.id);
     return id;
   }
 
