@@ -19,6 +19,7 @@ const programs: Array<[string, string, string[]]> = [
   ]],
   ["CGROUP_SH", "Host-side cgroup helper (sh/cgroup-fns.sh + sh/cgroup.sh).", ["cgroup-fns.sh", "cgroup.sh"]],
   ["SUPERVISOR_SH", "Host-side supervisor of one sandbox (sh/cgroup-fns.sh + sh/supervisor.sh).", ["cgroup-fns.sh", "supervisor.sh"]],
+  ["NETPROXY_PL", "Host-side egress proxy of one networked sandbox (sh/netproxy.pl).", ["netproxy.pl"]],
   ["RUNNER_SH", "In-sandbox runner with the file agent (sh/agent.sh + sh/runner.sh).", ["agent.sh", "runner.sh"]],
 ];
 

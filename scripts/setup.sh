@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the SDK and its tests need on a fresh Debian/Ubuntu machine:
-# bubblewrap and util-linux from apt (only what is missing), Deno and Bun from
+# bubblewrap, util-linux, and nftables/iproute2 for egress (openssl, curl for its tests) from apt (only what is missing), Deno and Bun from
 # npm (pinned in package-lock.json), with TypeScript for the consumer type-check. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for b in bwrap:bubblewrap perl:perl-base nsenter:util-linux setpriv:util-linux setsid:util-linux /usr/bin/python3:python3 sha256sum:coreutils tar:tar; do
+for b in bwrap:bubblewrap perl:perl-base nsenter:util-linux setpriv:util-linux setsid:util-linux /usr/bin/python3:python3 sha256sum:coreutils tar:tar nft:nftables ip:iproute2 openssl:openssl curl:curl; do
   command -v "${b%%:*}" >/dev/null 2>&1 || need+=("${b##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

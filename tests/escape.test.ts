@@ -27,6 +27,7 @@ import {
   type CommandOptions,
   ConflictError,
   InvalidInputError,
+  NetworkPolicy,
   NoSpaceError,
   NotFoundError,
   PermissionDeniedError,
@@ -1702,4 +1703,74 @@ test("escape: a pause holds against a forking guest that hunts for a cgroup.free
   await p.kill("SIGKILL");
   const r = await within(sb.commands.run(["sh", "-c", "echo $((6*7))"], { timeoutSeconds: 10 }), 30_000, "after pause and resume");
   assert.deepEqual([r.stdout, r.exitCode], ["42\n", 0]);
+});
+
+test("escape: guest code cannot reconfigure, crash, overload or misuse the egress proxy of its sandbox", async () => {
+  await using sb = await Sandbox.create({
+    network: NetworkPolicy.denyByDefault().allowHttps("api.test").resolveTo("api.test", "10.213.255.2"),
+  });
+  const egress = () =>
+    readdirSync("/proc").filter((d) => {
+      try {
+        return /^\d+$/.test(d) && readFileSync(`/proc/${d}/cmdline`, "utf8").includes(`\0mvm-egress\0${STATE}/${sb.id}\0`);
+      } catch {
+        return false;
+      }
+    });
+  const before = egress();
+  assert.equal(before.length, 1, "one egress proxy");
+  const r = await guestJson(
+    sb,
+    String.raw`
+import json, os, socket, subprocess, time
+out = {}
+def run(*a):
+    p = subprocess.run(list(a), capture_output=True)
+    return p.returncode
+out["nft"] = run("/usr/sbin/nft", "flush", "ruleset")
+out["route"] = run("/usr/sbin/ip", "route", "del", "default")
+out["addr"] = run("/usr/sbin/ip", "addr", "del", "198.18.0.1/32", "dev", "lo")
+try:
+    open("/proc/sys/net/ipv4/ip_forward", "w").write("1"); out["sysctl"] = "written"
+except OSError as e:
+    out["sysctl"] = e.errno
+# malformed DNS: garbage, a truncated query, a compression loop, an answer instead of a query
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(0.3)
+for pkt in [os.urandom(40), b"\x12\x34\x01\x00\x00\x01", b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\xc0\x0c\x00\x01\x00\x01", b"\x12\x34\x81\x80" + b"\x00" * 60, b"\x00" * 512]:
+    u.sendto(pkt, ("198.18.0.1", 53))
+    try: u.recv(600)
+    except OSError: pass
+# the HTTP proxy port: requests for restricted and unnamed destinations, and a head that never ends
+answers = []
+for req in [b"CONNECT 127.0.0.1:22 HTTP/1.1\r\n\r\n", b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n", b"GET http://169.254.169.254/latest HTTP/1.1\r\n\r\n",
+            b"CONNECT api.test:22 HTTP/1.1\r\n\r\n", b"GET /relative HTTP/1.1\r\n\r\n", b"X" * 20000]:
+    c = socket.create_connection(("198.18.0.1", 998), timeout=15)
+    try:
+        c.sendall(req)
+        answers.append(c.recv(100).split(b"\r\n")[0].decode())
+    except OSError as e:
+        answers.append("error " + type(e).__name__)
+    c.close()
+out["answers"] = answers
+# a flood of connections held open at once, to the interception port and to the stand-in address
+held = []
+for i in range(150):
+    for addr in [("198.18.0.1", 999), ("api.test", 443)]:
+        try: held.append(socket.create_connection(addr, timeout=5))
+        except OSError: pass
+time.sleep(0.5)
+for c in held: c.close()
+out["dns_after"] = socket.getaddrinfo("api.test", 443, socket.AF_INET)[0][4][0]
+print(json.dumps(out))
+`,
+  );
+  for (const k of ["nft", "route", "addr"]) assert.notEqual(r[k], 0, `${k} must fail in the guest: ${JSON.stringify(r)}`);
+  assert.notEqual(r.sysctl, "written");
+  assert.deepEqual(r.answers.slice(0, 4), Array(4).fill("HTTP/1.1 403 Forbidden"), JSON.stringify(r.answers));
+  assert.match(r.answers[4], /400|error/);
+  assert.ok(r.dns_after.startsWith("198.18."), "the proxy still answers after the attacks");
+  assert.ok(egress().includes(before[0]), "the same proxy process still runs");
+  const logs: string[] = [];
+  for await (const e of sb.logs()) if (e.type === "network.denied") logs.push(`${e.host}:${e.port}:${e.reason}`);
+  assert.ok(logs.includes("127.0.0.1:22:not-allowed") && logs.includes("api.test:22:not-allowed"), logs.slice(0, 10).join(" "));
 });

@@ -172,7 +172,7 @@ test("record: bad input is INVALID_INPUT naming the field", async () => {
     await assert.rejects(Sandbox.create({ ttl: "soon" }), field("ttl"));
     await assert.rejects(Sandbox.create({ ttl: 0 }), field("ttl"));
     await assert.rejects(Sandbox.create({ ttl: "-5m" }), field("ttl"));
-    assert.throws(() => NetworkPolicy.denyByDefault().allowHttps("*.openai.com"), field("network.allow.host"));
+    assert.throws(() => NetworkPolicy.denyByDefault().allowHttps("*"), field("network.allow.host"));
     assert.throws(() => SecretRef.from("k", { hosts: ["*"] }), field("secret.hosts[0]"));
     await assert.rejects(Sandbox.create({ secrets: { K: SecretRef.from("k") } }), field("secrets.K"));
     await assert.rejects(Sandbox.create({ secrets: { K: "sk-raw" as unknown as SecretRef } }), field("secrets.K"));

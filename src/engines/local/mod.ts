@@ -4,7 +4,7 @@
  * layout), `helpers.ts` (the execute-only tools), `image.ts`, `bwrap.ts` (the pure command line),
  * `supervisor.ts` (start, teardown, stale sandboxes), `sandbox.ts` (one sandbox), `runners.ts`
  * and `job.ts` (the way in), `process.ts`, `output.ts`, `agent.ts`, `files.ts`, `logs.ts`,
- * `cgroups.ts`, `state.ts`, `bytes.ts`; the shell and Perl programs are in `sh/`, embedded into
+ * `cgroups.ts`, `state.ts`, `bytes.ts`, `network.ts` (egress); the shell and Perl programs are in `sh/`, embedded into
  * `scripts.gen.ts` by `scripts/gen-shell.ts`.
  *
  * @example
@@ -24,6 +24,7 @@ import type { Engine, EngineSandbox } from "../contract.ts";
 import { bwrapArgv } from "./bwrap.ts";
 import { resolveImage } from "./image.ts";
 import { claimName, lookupName, releaseName } from "./names.ts";
+import { EGRESS_ENV, egressTools, startEgress } from "./network.ts";
 import { preflight, type Tools } from "./preflight.ts";
 import { localCapabilities, LocalSandbox, newCgroupName } from "./sandbox.ts";
 import { DEFAULT_TMP_MB, type Meta, SandboxDir } from "./state.ts";
@@ -39,13 +40,7 @@ function randomId(): string {
 
 /** Every create option either has its effect here or is refused. */
 function refuseUnsupported(spec: SandboxSpec, t: Tools): void {
-  if (spec.network.rules.length > 0) {
-    throw new UnsupportedError(
-      `the local engine has no egress yet: sandboxes get loopback only, so the allowlist (${
-        spec.network.hosts.join(", ")
-      }) cannot be honoured. Use NetworkPolicy.denyByDefault() alone, or the mvmctl engine.`,
-    );
-  }
+  if (spec.network.rules.length > 0) egressTools(t);
   if (spec.rootfsSizeMb !== undefined) {
     throw new UnsupportedError(
       "rootfsSizeMb cannot be enforced by the local engine yet (a sandbox's / is a folder on the host's disk); omit it, or use the mvmctl engine",
@@ -95,7 +90,8 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
   const now = new Date();
   const isRoot = t.uid === 0;
   const sandboxUid = isRoot ? 2_000_000_000 + (crypto.getRandomValues(new Uint32Array(1))[0]! % 16_000_000) : t.uid;
-  const env: Record<string, string> = { ...spec.env };
+  const networked = spec.network.rules.length > 0;
+  const env: Record<string, string> = { ...(networked ? EGRESS_ENV : {}), ...spec.env };
   for (const [k, ref] of Object.entries(spec.secrets)) env[k] = ref.placeholder;
   const meta: Meta = {
     v: 1,
@@ -132,6 +128,7 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
     });
     dir.write("bwrap.args", args.map((a) => a + "\0").join(""));
     await startSupervisor(t, { dir, ttlSeconds: spec.ttlSeconds, limits, pool, bwrapArgv: argv });
+    if (networked) await startEgress(t, dir, spec.network);
     const sb = new LocalSandbox(dir, meta, t);
     sb.adoptCgroups(pool);
     sb.warm();

@@ -188,6 +188,6 @@ export class SandboxDir {
 }
 
 /** Files the SDK writes. */
-export type StateFile = "meta.json" | "events.jsonl" | "oom.seen" | "bwrap.args";
+export type StateFile = "meta.json" | "events.jsonl" | "oom.seen" | "bwrap.args" | "egress.conf";
 /** Marker files. */
 export type Marker = "destroying" | "stopped" | "detached" | "paused";

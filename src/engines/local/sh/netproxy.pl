@@ -1,0 +1,355 @@
+# Host-side egress proxy of one sandbox (Perl, core modules only). Runs as the engine's user in the
+# host's mount, pid and network namespaces; it enters the sandbox's network namespace only to set it
+# up (a route through loopback, nftables rules, three listening sockets on 198.18.0.1) and goes back,
+# so every connection it makes leaves from the host, to an address it resolved and checked itself.
+# In the sandbox: DNS (udp 53) answers allowed names with addresses of 198.18.0.0/15 that stand for
+# the name; TCP to those (and to allowed IPv4 literals) is redirected by nftables to port 999, where
+# SO_ORIGINAL_DST says which name and port the guest asked for; port 998 is an HTTP proxy (CONNECT
+# and absolute URIs) for programs that honour proxy variables. Everything else is refused at once
+# by nftables (TCP reset, ICMP for the rest). Nothing the guest sends is executed or followed; what it
+# names is only compared with the rules. Each connection is handled by a child (at most 64 at once).
+# Args: mvm-egress STATE_DIR INIT_PID INIT_START CONFIG_FILE NFT IP
+# Config lines: "rule HOST PORT" | "pin NAME ADDR..."
+use strict;
+use warnings;
+use Socket qw(:all);
+use POSIX qw(:sys_wait_h setsid);
+use Config;
+
+shift @ARGV if @ARGV && $ARGV[0] eq "mvm-egress";
+my ($dir, $init, $init_start, $conf, $nft, $ipbin) = @ARGV;
+my %SETNS = (x86_64 => 308, aarch64 => 268, riscv64 => 268, loongarch64 => 268, s390x => 339, powerpc64le => 350);
+my ($arch) = $Config{archname} =~ /^([^-]+)/;
+my $setns = $SETNS{$arch} or fail("setns syscall number unknown on $arch");
+my $GW = "198.18.0.1";
+my (@rules, %pin, %name2ip, %ip2name);
+my $next = 1;
+
+sub fail { print "error $_[0]\n"; exit 1 }
+sub start_of { my $p = shift; open(my $f, "<", "/proc/$p/stat") or return ""; my $s = <$f> // ""; close $f; $s =~ s/^.*\) //s; return (split / /, $s)[19] // "" }
+sub now_iso { my @t = gmtime(); sprintf("%04d-%02d-%02dT%02d:%02d:%02d.000Z", $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0]) }
+sub clean { my $s = lc(shift // ""); $s =~ s/[^a-z0-9.:_*\[\]-]/?/g; return substr($s, 0, 253) }
+sub ev {
+  my ($type, $host, $port, $reason) = @_;
+  my $line = sprintf('{"id":"net-%d-%d%06d","time":"%s","type":"%s","source":"egress","host":"%s","port":%d%s}' . "\n",
+    $$, time(), int(rand(1e6)), now_iso(), $type, clean($host), $port // 0, defined $reason ? ",\"reason\":\"$reason\"" : "");
+  if (open(my $f, ">>", "$dir/events.jsonl")) { syswrite($f, $line); close $f }
+}
+
+open(my $cf, "<", $conf) or fail("cannot read $conf: $!");
+while (my $l = <$cf>) {
+  chomp $l;
+  my @w = split / /, $l;
+  if ($w[0] eq "rule") { push @rules, [$w[1], $w[2]] }
+  elsif ($w[0] eq "pin") { $pin{$w[1]} = [@w[2 .. $#w]] }
+}
+close $cf;
+
+sub fake_for {
+  my $name = shift;
+  return $name2ip{$name} if $name2ip{$name};
+  return undef if $next > 60000;
+  my $ip = sprintf("198.18.%d.%d", 1 + int($next / 250), 1 + $next % 250);
+  $next++;
+  $name2ip{$name} = $ip; $ip2name{$ip} = $name;
+  return $ip;
+}
+sub matches { my ($r, $n) = @_; return substr($r, 0, 2) eq "*." ? (length($n) > length($r) - 1 && substr($n, -(length($r) - 1)) eq substr($r, 1)) : $r eq $n }
+sub name_allowed { my $n = shift; for (@rules) { return 1 if matches($_->[0], $n) } return 0 }
+sub allowed { my ($n, $p) = @_; for (@rules) { return 1 if $_->[1] == $p && matches($_->[0], $n) } return 0 }
+sub is_v4 { return $_[0] =~ /^\d{1,3}(\.\d{1,3}){3}$/ }
+for (@rules) { fake_for($_->[0]) unless is_v4($_->[0]) || substr($_->[0], 0, 2) eq "*." }
+
+# the same table as src/network/addresses.ts: restricted never, private only when named exactly
+sub class4 {
+  my @o = @_;
+  return "restricted" if $o[0] == 0 || $o[0] == 127 || ($o[0] == 169 && $o[1] == 254) || ($o[0] == 100 && $o[1] >= 64 && $o[1] <= 127);
+  return "restricted" if $o[0] == 255 && $o[1] == 255 && $o[2] == 255 && $o[3] == 255;
+  return "private" if $o[0] == 10 || ($o[0] == 172 && $o[1] >= 16 && $o[1] <= 31) || ($o[0] == 192 && $o[1] == 168) || $o[0] >= 224;
+  return "public";
+}
+sub class_of {
+  my ($fam, $packed) = @_;
+  return class4(unpack("C4", $packed)) if $fam == AF_INET;
+  my @w = unpack("n8", $packed);
+  my $v4 = sub { my $i = shift; return ($w[$i] >> 8, $w[$i] & 255, $w[$i + 1] >> 8, $w[$i + 1] & 255) };
+  my $zero5 = !grep { $_ } @w[0 .. 4];
+  return "restricted" if !grep { $_ } @w;
+  return "restricted" if !grep({ $_ } @w[0 .. 6]) && $w[7] == 1;
+  return class4($v4->(6)) if $zero5 && ($w[5] == 0xffff || $w[5] == 0);
+  return class4($v4->(6)) if $w[0] == 0x64 && $w[1] == 0xff9b;
+  return class4($v4->(1)) if $w[0] == 0x2002;
+  return class4(map { $_ ^ 255 } $v4->(6)) if $w[0] == 0x2001 && $w[1] == 0;
+  return "restricted" if ($w[0] & 0xffc0) == 0xfe80;
+  return "restricted" if $w[0] == 0xfd00 && $w[1] == 0x0ec2 && !grep({ $_ } @w[2 .. 6]) && $w[7] == 0x254;
+  return "private" if ($w[0] & 0xfe00) == 0xfc00 || ($w[0] & 0xff00) == 0xff00;
+  return "public";
+}
+
+# --- set up the sandbox's network namespace, then come back -------------------------------------
+open(my $hostns, "<", "/proc/self/ns/net") or fail("cannot open the host's network namespace: $!");
+open(my $sbns, "<", "/proc/$init/ns/net") or fail("cannot open the sandbox's network namespace: $!");
+start_of($init) eq $init_start or fail("the sandbox's init is gone");
+syscall($setns, fileno($sbns), 0x40000000) == 0 or fail("setns into the sandbox: $!");
+my @lits = map { $_->[0] } grep { is_v4($_->[0]) } @rules;
+my $litset = @lits ? "ip daddr { " . join(", ", @lits) . " } meta l4proto tcp dnat to $GW:999\n" : "";
+my $ruleset = <<"NFT";
+table ip mvm {
+  chain nat_out {
+    type nat hook output priority -100; policy accept;
+    ip daddr $GW return
+    udp dport 53 dnat to $GW:53
+    ip daddr 127.0.0.0/8 return
+    ip daddr 198.18.0.0/15 meta l4proto tcp dnat to $GW:999
+    $litset
+  }
+  chain filter_out {
+    type filter hook output priority 0; policy accept;
+    ip daddr 127.0.0.0/8 accept
+    ip daddr $GW accept
+    meta l4proto tcp reject with tcp reset
+    reject with icmp type admin-prohibited
+  }
+}
+table ip6 mvm6 {
+  chain filter_out {
+    type filter hook output priority 0; policy accept;
+    ip6 daddr ::1 accept
+    meta l4proto tcp reject with tcp reset
+    reject
+  }
+}
+NFT
+for my $cmd ([$ipbin, "link", "set", "lo", "up"], [$ipbin, "addr", "add", "$GW/32", "dev", "lo"], [$ipbin, "route", "add", "default", "dev", "lo", "src", $GW]) {
+  system({ $cmd->[0] } @$cmd) == 0 or fail("@$cmd failed");
+}
+open(my $nf, "|-", $nft, "-f", "-") or fail("cannot run nft: $!");
+print $nf $ruleset;
+close($nf) or fail("nft refused the rules");
+sub listen_on {
+  my ($port, $type) = @_;
+  socket(my $s, PF_INET, $type, 0) or fail("socket: $!");
+  setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1);
+  bind($s, pack_sockaddr_in($port, inet_aton($GW))) or fail("bind $GW:$port: $!");
+  listen($s, 128) or fail("listen: $!") if $type == SOCK_STREAM;
+  return $s;
+}
+my $tl = listen_on(999, SOCK_STREAM);
+my $pl = listen_on(998, SOCK_STREAM);
+my $ul = listen_on(53, SOCK_DGRAM);
+syscall($setns, fileno($hostns), 0x40000000) == 0 or fail("setns back to the host: $!");
+close $sbns; close $hostns;
+$SIG{PIPE} = "IGNORE";
+print "ready $$\n";
+open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null"); open(STDIN, "<", "/dev/null");
+
+# --- connections ---------------------------------------------------------------------------------
+sub rst { my $c = shift; setsockopt($c, SOL_SOCKET, SO_LINGER, pack("ii", 1, 0)); close $c }
+
+# connects to an address of NAME that is allowed to be reached; returns (socket) or (undef, reason)
+sub connect_checked {
+  my ($name, $port) = @_;
+  my (@cands, $explicit);
+  if (is_v4($name)) { @cands = ([AF_INET, inet_aton($name)]); $explicit = 1 }
+  elsif ($pin{$name}) { @cands = map { [AF_INET, inet_aton($_)] } @{ $pin{$name} }; $explicit = 1 }
+  else {
+    my ($err, @res) = getaddrinfo($name, $port, { socktype => SOCK_STREAM });
+    return (undef, "unresolved") if $err || !@res;
+    for (@res) {
+      if ($_->{family} == AF_INET) { my (undef, $a) = unpack_sockaddr_in($_->{addr}); push @cands, [AF_INET, $a] }
+      elsif ($_->{family} == AF_INET6) { my (undef, $a) = unpack_sockaddr_in6($_->{addr}); push @cands, [AF_INET6, $a] }
+    }
+  }
+  my $why = "restricted-address";
+  for my $c (@cands) {
+    my $cls = class_of(@$c);
+    next if $cls eq "restricted";
+    if ($cls eq "private" && !$explicit) { $why = "private-address"; next }
+    socket(my $s, $c->[0] == AF_INET ? PF_INET : PF_INET6, SOCK_STREAM, 0) or next;
+    my $sa = $c->[0] == AF_INET ? pack_sockaddr_in($port, $c->[1]) : pack_sockaddr_in6($port, $c->[1]);
+    # a bounded connect: 10 s, then the next address
+    my $ok = eval { local $SIG{ALRM} = sub { die "timeout\n" }; alarm 10; my $r = connect($s, $sa); alarm 0; $r };
+    alarm 0;
+    return ($s) if $ok;
+    $why = "connect-failed";
+  }
+  return (undef, $why);
+}
+
+sub sni_of {
+  my $d = shift;
+  return undef unless length($d) > 43 && ord($d) == 0x16 && ord(substr($d, 5, 1)) == 1;
+  my $p = 43;
+  my $sl = ord(substr($d, $p, 1)); $p += 1 + $sl;
+  return undef if $p + 2 > length $d;
+  my $cl = unpack("n", substr($d, $p, 2)); $p += 2 + $cl;
+  return undef if $p + 1 > length $d;
+  my $ml = ord(substr($d, $p, 1)); $p += 1 + $ml;
+  return undef if $p + 2 > length $d;
+  my $end = $p + 2 + unpack("n", substr($d, $p, 2)); $p += 2;
+  $end = length $d if $end > length $d;
+  while ($p + 4 <= $end) {
+    my ($t, $l) = unpack("nn", substr($d, $p, 4)); $p += 4;
+    if ($t == 0 && $p + 5 <= $end) {
+      my $nl = unpack("n", substr($d, $p + 3, 2));
+      return lc(substr($d, $p + 5, $nl));
+    }
+    $p += $l;
+  }
+  return undef;
+}
+
+# whether the guest's first bytes name another host than the one the connection is for
+sub names_other {
+  my ($buf, $name, $alias) = @_;
+  return undef if is_v4($name);
+  if (ord($buf) == 0x16) { my $s = sni_of($buf); return defined $s && $s ne $name ? $s : undef }
+  if ($buf =~ /^[A-Z]{3,10} \S+ HTTP\/1\.\d\r\n/ && $buf =~ /\r\nhost:[ \t]*([^\r\n:]+)/i) {
+    my $h = lc $1;
+    return $h ne $name && $h ne $alias ? $h : undef;
+  }
+  return undef;
+}
+
+# relays both ways until both sides are done (or an hour idle, or the proxy is gone); the guest's
+# first bytes (PENDING, or the first read) must not name another host
+sub splice_conn {
+  my ($c, $up, $name, $checked, $alias, $pending) = @_;
+  $alias //= $name;
+  my ($open_c, $open_u, $idle, $parent) = (1, 1, 0, getppid());
+  while ($open_c || $open_u) {
+    my ($r, $buf);
+    if (defined $pending) { ($r, $buf) = (length $pending, $pending); undef $pending }
+    else {
+      my $rin = "";
+      vec($rin, fileno($c), 1) = 1 if $open_c;
+      vec($rin, fileno($up), 1) = 1 if $open_u;
+      my $n = select(my $rout = $rin, undef, undef, 5);
+      if ($n <= 0) { return if getppid() != $parent || ($idle += 5) >= 3600; next }
+      $idle = 0;
+      if ($open_u && vec($rout, fileno($up), 1)) {
+        my $got = sysread($up, my $ubuf, 65536);
+        if (!$got) { $open_u = 0; shutdown($c, 1) }
+        else { for (my $o = 0; $o < $got;) { my $w = syswrite($c, $ubuf, $got - $o, $o); return unless $w; $o += $w } }
+      }
+      next unless $open_c && vec($rout, fileno($c), 1);
+      $r = sysread($c, $buf, 65536);
+      if (!$r) { $open_c = 0; shutdown($up, 1); next }
+    }
+    if (!$checked) {
+      $checked = 1;
+      my $other = names_other($buf, $name, $alias);
+      if (defined $other) { ev("network.denied", $other, 0, "name-mismatch"); rst($c); return }
+    }
+    for (my $o = 0; $o < $r;) { my $w = syswrite($up, $buf, $r - $o, $o); return unless $w; $o += $w }
+  }
+}
+
+sub transparent {
+  my $c = shift;
+  my $od = getsockopt($c, IPPROTO_IP, 80); # SO_ORIGINAL_DST
+  # struct sockaddr_in: family (host order), port, address; Perl hands back the whole buffer
+  my ($fam, $port, @o) = defined $od && length($od) >= 8 ? unpack("S n C4", $od) : (0, 0);
+  my $ip = $fam == AF_INET ? join(".", @o) : "";
+  my $name = $ip2name{$ip} // (grep({ $_ eq $ip } @lits) ? $ip : undef);
+  if (!defined $name || !allowed($name, $port)) { ev("network.denied", $name // $ip, $port, "not-allowed"); rst($c); return }
+  my ($up, $why) = connect_checked($name, $port);
+  if (!$up) { ev("network.denied", $name, $port, $why); rst($c); return }
+  ev("network.connect", $name, $port);
+  splice_conn($c, $up, $name, 0, $ip);
+}
+
+sub proxy {
+  my $c = shift;
+  my $head = "";
+  my $ok = eval {
+    local $SIG{ALRM} = sub { die "timeout\n" };
+    alarm 10;
+    while ($head !~ /\r\n\r\n/ && length($head) < 16384) { my $r = sysread($c, $head, 4096, length $head); last unless $r }
+    alarm 0; 1;
+  };
+  alarm 0;
+  my $deny = sub {
+    my ($h, $p, $why) = @_;
+    $h = clean($h);
+    ev("network.denied", $h, $p, $why);
+    my $body = "mvm: egress to $h:$p is refused by the sandbox's network policy ($why)\n";
+    syswrite($c, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body");
+    close $c;
+  };
+  return close($c) unless $ok && $head =~ /\r\n\r\n/;
+  my ($line, $rest) = split /\r\n/, $head, 2;
+  if ($line =~ /^CONNECT ([A-Za-z0-9.*_-]+|\[[0-9a-fA-F:.]+\]):(\d{1,5}) HTTP\/1\.[01]$/) {
+    my ($h, $p) = (lc $1, $2);
+    return $deny->($h, $p, "not-allowed") unless allowed($h, $p);
+    my ($up, $why) = connect_checked($h, $p);
+    return $deny->($h, $p, $why) unless $up;
+    ev("network.connect", $h, $p);
+    my (undef, $early) = split /\r\n\r\n/, $head, 2;
+    syswrite($c, "HTTP/1.1 200 Connection established\r\n\r\n");
+    return splice_conn($c, $up, $h, 0, $h, defined $early && length $early ? $early : undef);
+  }
+  if ($line =~ /^([A-Z]{3,10}) http:\/\/([A-Za-z0-9._-]+)(?::(\d{1,5}))?(\/\S*)? (HTTP\/1\.[01])$/) {
+    my ($m, $h, $p, $path, $v) = ($1, lc $2, $3 // 80, $4 // "/", $5);
+    return $deny->($h, $p, "not-allowed") unless allowed($h, $p);
+    my ($up, $why) = connect_checked($h, $p);
+    return $deny->($h, $p, $why) unless $up;
+    ev("network.connect", $h, $p);
+    syswrite($up, "$m $path $v\r\n$rest");
+    return splice_conn($c, $up, $h, 1);
+  }
+  syswrite($c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  close $c;
+}
+
+# --- DNS: allowed names get their stand-in address, the rest NXDOMAIN ----------------------------
+sub dns {
+  my $from = recv($ul, my $q, 512, 0);
+  return unless defined $from && length($q) >= 17;
+  my ($id, $flags, $qd) = unpack("nnn", $q);
+  return if $flags & 0x8000 || $qd != 1;
+  my ($p, @labels) = (12);
+  while ($p < length $q) {
+    my $l = ord(substr($q, $p, 1));
+    last if $l == 0 || $l > 63;
+    push @labels, substr($q, $p + 1, $l);
+    $p += 1 + $l;
+  }
+  return if $p + 5 > length($q) || ord(substr($q, $p, 1)) != 0;
+  my ($qtype) = unpack("n", substr($q, $p + 1, 2));
+  my $question = substr($q, 12, $p + 5 - 12);
+  my $name = lc join(".", @labels);
+  my ($rcode, $ans) = (3, "");
+  if ($name =~ /^[a-z0-9._-]+$/ && !is_v4($name) && name_allowed($name)) {
+    $rcode = 0;
+    my $ip = $qtype == 1 ? fake_for($name) : undef;
+    $rcode = 2 if $qtype == 1 && !$ip;
+    $ans = pack("nnnNn", 0xc00c, 1, 1, 5, 4) . inet_aton($ip) if $ip;
+  }
+  send($ul, pack("nnnnnn", $id, 0x8180 | ($flags & 0x0100) | $rcode, 1, $ans ? 1 : 0, 0, 0) . $question . $ans, 0, $from);
+}
+
+my $kids = 0;
+my $last_check = time();
+while (1) {
+  my $rin = "";
+  vec($rin, fileno($_), 1) = 1 for ($tl, $pl, $ul);
+  my $n = select(my $rout = $rin, undef, undef, 1);
+  while ((my $k = waitpid(-1, WNOHANG)) > 0) { $kids-- }
+  if (time() != $last_check || $n <= 0) {
+    $last_check = time();
+    exit 0 if start_of($init) ne $init_start || !-d $dir;
+  }
+  next if $n <= 0;
+  dns() if vec($rout, fileno($ul), 1);
+  for my $pair ([$tl, \&transparent], [$pl, \&proxy]) {
+    next unless vec($rout, fileno($pair->[0]), 1);
+    accept(my $c, $pair->[0]) or next;
+    if ($kids >= 64) { ev("network.denied", "", 0, "too-many-connections"); rst($c); next }
+    my $pid = fork();
+    if (!defined $pid) { rst($c); next }
+    if ($pid == 0) { close $tl; close $pl; close $ul; $pair->[1]->($c); exit 0 }
+    $kids++;
+    close $c;
+  }
+}

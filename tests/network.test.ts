@@ -1,0 +1,256 @@
+// Egress: NetworkPolicy rules and their error codes, and real sandboxes reaching HTTP/HTTPS servers
+// that this test runs in a network namespace of its own (a veth pair with private addresses on this
+// machine; nothing here ever targets an address outside it). Refusals of metadata, host and other
+// addresses happen inside the sandbox's own namespace, which has no route out.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync, spawn } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { InvalidInputError, type LogEvent, NetworkPolicy, Sandbox } from "../mod.ts";
+import { classifyAddress } from "../src/network/addresses.ts";
+import { hostMatches } from "../src/policy.ts";
+import { STATE, waitFor } from "./helpers.ts";
+
+const code = (c: string) => (e: unknown) => e instanceof InvalidInputError && e.details.code === c;
+
+test("network policy: upstream's codes for wildcard hosts and bad ports, *.suffix, host:port", () => {
+  const p = NetworkPolicy.denyByDefault();
+  for (const h of ["*", "0.0.0.0", "::", "[::]", "", "10.0.0.0/0", "*."]) {
+    assert.throws(() => p.allowHttps(h), code("E_NETWORK_WILDCARD"), h);
+  }
+  assert.throws(() => p.allow("a.example", 0), code("E_NETWORK_INVALID_PORT"));
+  assert.throws(() => p.allow("a.example", 65536), code("E_NETWORK_INVALID_PORT"));
+  assert.throws(() => p.allow("a.example"), code("E_NETWORK_INVALID_PORT"));
+  for (const h of ["127.0.0.1", "169.254.169.254", "100.100.100.200", "0.1.2.3", "100.64.0.1"]) {
+    assert.throws(() => p.allowHttp(h), code("E_NETWORK_RESTRICTED"), h);
+  }
+  assert.throws(() => p.allowHttps("a.*.example"), code("E_NETWORK_WILDCARD"));
+  assert.throws(() => p.allowHttps("https://a.example"), InvalidInputError);
+  assert.throws(() => p.resolveTo("a.example", "127.0.0.1"), code("E_NETWORK_RESTRICTED"));
+  const q = p.allow("DB.internal:5432").allowHttp("*.Example.com").allowHttps("10.1.2.3").resolveTo("db.internal", "10.9.9.9");
+  assert.deepEqual(q.rules, [{ host: "db.internal", port: 5432 }, { host: "*.example.com", port: 80 }, { host: "10.1.2.3", port: 443 }]);
+  assert.deepEqual(q.pins, { "db.internal": ["10.9.9.9"] });
+  assert.deepEqual(p.rules, [], "policies are immutable");
+  assert.ok(hostMatches("*.example.com", "a.b.example.com"));
+  assert.ok(!hostMatches("*.example.com", "example.com"), "the apex is not a subdomain");
+  assert.ok(!hostMatches("*.example.com", "badexample.com"));
+});
+
+test("network addresses: upstream's never-reachable list, embedded IPv4 included", () => {
+  const table: Record<string, string> = {
+    "169.254.169.254": "restricted",
+    "169.254.170.2": "restricted",
+    "100.100.100.200": "restricted",
+    "fd00:ec2::254": "restricted",
+    "127.0.0.5": "restricted",
+    "::1": "restricted",
+    "::": "restricted",
+    "0.0.0.0": "restricted",
+    "fe80::1": "restricted",
+    "100.64.1.1": "restricted",
+    "::ffff:169.254.169.254": "restricted",
+    "64:ff9b::7f00:1": "restricted",
+    "2002:a9fe:a9fe::1": "restricted",
+    "2001:0:4136:e378:8000:63bf:80ff:fffe": "restricted", // Teredo for 127.0.0.1
+    "10.0.0.1": "private",
+    "172.16.0.1": "private",
+    "192.168.1.1": "private",
+    "fd12::1": "private",
+    "224.0.0.1": "private",
+    "240.0.0.1": "private",
+    "93.184.216.34": "public",
+    "2606:4700::1": "public",
+  };
+  for (const [a, c] of Object.entries(table)) assert.equal(classifyAddress(a), c, a);
+  assert.equal(classifyAddress("api.example.com"), null);
+  assert.equal(classifyAddress("01.2.3.4"), null);
+});
+
+// --- a server namespace: 10.213.N.2 behind a veth pair whose host end is 10.213.N.1 -------------
+
+const N = 1 + Math.floor(Math.random() * 250);
+const NS = `mvmt-${process.pid}-${N}`;
+const VETH = `mvt${N}h${process.pid % 1000}`;
+const SRV = `10.213.${N}.2`;
+const HOST_END = `10.213.${N}.1`;
+const tmp = mkdtempSync(`${tmpdir()}/mvm-net-test-`);
+let server: ReturnType<typeof spawn> | undefined;
+let hostServices: Server[] = [];
+let hostPorts: number[] = [];
+let ca = "";
+const sh = (...argv: string[]) => execFileSync(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] }).toString();
+
+before(async () => {
+  sh("ip", "netns", "add", NS);
+  sh("ip", "link", "add", VETH, "type", "veth", "peer", "name", `${VETH}p`);
+  sh("ip", "link", "set", `${VETH}p`, "netns", NS);
+  sh("ip", "addr", "add", `${HOST_END}/30`, "dev", VETH);
+  sh("ip", "link", "set", VETH, "up");
+  sh("ip", "netns", "exec", NS, "sh", "-c", `ip addr add ${SRV}/30 dev ${VETH}p && ip link set ${VETH}p up && ip link set lo up`);
+  sh(
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+    "-days",
+    "1",
+    "-subj",
+    "/CN=api.test",
+    "-addext",
+    "subjectAltName=DNS:api.test,DNS:a.wild.test",
+    "-keyout",
+    `${tmp}/key.pem`,
+    "-out",
+    `${tmp}/cert.pem`,
+  );
+  ca = readFileSync(`${tmp}/cert.pem`, "utf8");
+  const script = new URL("./fixtures/network/server.py", import.meta.url).pathname;
+  server = spawn(
+    "ip",
+    ["netns", "exec", NS, "/usr/bin/python3", script, SRV, `${tmp}/cert.pem`, `${tmp}/key.pem`, "80:http", "443:https", "8080:http"],
+    { stdio: ["ignore", "pipe", "inherit"] },
+  );
+  await new Promise<void>((resolve, reject) => {
+    server!.stdout!.once("data", () => resolve());
+    server!.once("exit", (c) => reject(new Error(`test server exited ${c}`)));
+  });
+  // services of the host itself: one on its loopback, one on the veth's host end
+  for (const addr of ["127.0.0.1", HOST_END]) {
+    const s = createServer((c) => c.end("host-service\n"));
+    await new Promise<void>((r) => s.listen(0, addr, r));
+    hostServices.push(s);
+    hostPorts.push((s.address() as { port: number }).port);
+  }
+});
+
+after(() => {
+  server?.kill("SIGKILL");
+  for (const s of hostServices) s.close();
+  hostServices = [];
+  try {
+    sh("ip", "link", "del", VETH);
+  } catch { /* gone with the namespace */ }
+  try {
+    sh("ip", "netns", "del", NS);
+  } catch { /* never made */ }
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+type Probe = Record<string, unknown>;
+type Result = { ok: boolean; error?: string; status?: number; body?: { path: string; host: string }; addrs?: string[] };
+
+async function probe(sb: Sandbox, probes: Probe[]): Promise<Result[]> {
+  const r = await sb.commands.run(["python3", "/app/probe.py", ...probes.map((p) => JSON.stringify(p))], { timeoutSeconds: 120 });
+  assert.equal(r.exitCode, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+/** The egress proxy of a sandbox, with the children that relay its connections. */
+function egressPids(id: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, "utf8").includes(`\0mvm-egress\0${STATE}/${id}\0`)) out.push(Number(d));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+test("egress: allowed hosts are reachable with and without proxy variables; everything else is refused at once", async () => {
+  const policy = NetworkPolicy.denyByDefault()
+    .allowHttp("api.test")
+    .allowHttps("api.test")
+    .allowHttp("*.wild.test")
+    .allowHttp("localhost", hostPorts[0])
+    .resolveTo("api.test", SRV)
+    .resolveTo("a.wild.test", SRV)
+    .resolveTo("wild.test", SRV);
+  const sb = await Sandbox.create({ network: policy });
+  try {
+    await sb.files.write("/app/probe.py", readFileSync(new URL("./fixtures/network/probe.py", import.meta.url)));
+    await sb.files.write("/app/ca.pem", ca);
+    const env = (await sb.commands.run(["sh", "-c", "echo $HTTPS_PROXY"])).stdout;
+    assert.equal(env, "http://198.18.0.1:998\n", "programs that honour proxy variables get them");
+    // curl through the proxy variables (HTTP and CONNECT), and Node's fetch, which ignores them
+    const curl = await sb.commands.run([
+      "sh",
+      "-c",
+      "curl -sS -m 20 http://api.test/via-proxy && echo && curl -sS -m 20 --cacert /app/ca.pem https://api.test/via-connect && echo && " +
+      "node -e 'fetch(\"http://api.test/node\").then(r => r.json()).then(j => console.log(JSON.stringify(j)))' && " +
+      "NODE_EXTRA_CA_CERTS=/app/ca.pem node -e 'fetch(\"https://api.test/node-tls\").then(r => r.json()).then(j => console.log(JSON.stringify(j)))'",
+    ], { timeoutSeconds: 120 });
+    assert.equal(curl.exitCode, 0, curl.stderr);
+    assert.deepEqual(curl.stdout.trim().split("\n").map((l) => JSON.parse(l).path), ["/via-proxy", "/via-connect", "/node", "/node-tls"]);
+
+    const [dns, other, urllib, raw, tls, wild, apex] = await probe(sb, [
+      { kind: "dns", host: "api.test" },
+      { kind: "dns", host: "other.test" },
+      { kind: "urllib", url: "http://api.test/urllib" },
+      { kind: "raw", host: "api.test", port: 80, path: "/raw" },
+      { kind: "tls", host: "api.test", port: 443, path: "/tls", cafile: "/app/ca.pem" },
+      { kind: "raw", host: "a.wild.test", port: 80, path: "/wild" },
+      { kind: "dns", host: "wild.test" },
+    ]);
+    assert.ok(dns.ok && dns.addrs![0].startsWith("198.18."), "allowed names resolve to a stand-in address");
+    assert.equal(other.ok, false, "a name no rule allows does not resolve");
+    assert.deepEqual([urllib.status, urllib.body?.path], [200, "/urllib"], JSON.stringify(urllib));
+    assert.deepEqual([raw.status, raw.body?.path], [200, "/raw"], JSON.stringify(raw));
+    assert.deepEqual([tls.status, tls.body?.path], [200, "/tls"], JSON.stringify(tls));
+    assert.deepEqual([wild.status, wild.body?.host], [200, "a.wild.test"], JSON.stringify(wild));
+    assert.equal(apex.ok, false, "*.wild.test does not allow the apex");
+
+    // refusals: each ends with an error, none waits for the probe's 20 s timeout
+    const refused = await probe(sb, [
+      { kind: "raw", host: "api.test", port: 8080 }, // an allowed name on a port no rule allows
+      { kind: "raw", host: SRV, port: 80 }, // the server's own address, not named by any rule
+      { kind: "raw", host: "169.254.169.254", port: 80 }, // metadata
+      { kind: "raw", host: "127.0.0.1", port: hostPorts[0] }, // the host's loopback service (the guest has its own loopback)
+      { kind: "raw", host: HOST_END, port: hostPorts[1] }, // the host's own address
+      { kind: "raw", host: "api.test", port: 80, hostHeader: "evil.test" }, // another host behind an allowed one
+      { kind: "tls", host: "api.test", port: 443, sni: "a.wild.test", cafile: "/app/ca.pem" }, // another name in the SNI
+      { kind: "raw", host: "198.18.0.1", port: 999 }, // the interception port itself
+      { kind: "udp", host: SRV, port: 9 },
+      { kind: "tcp6", host: "2001:db8::1", port: 80 },
+    ]);
+    for (const [i, r] of refused.entries()) {
+      assert.equal(r.ok, false, `probe ${i} must be refused: ${JSON.stringify(r)}`);
+      assert.notEqual(r.error, "timeout", `probe ${i} must fail fast: ${JSON.stringify(r)}`);
+    }
+    // a name that resolves (on the host) to a restricted address is refused, also through the proxy
+    const rebound = await sb.commands.run([
+      "sh",
+      "-c",
+      `curl -sS -m 20 --noproxy '' -x http://198.18.0.1:998 http://localhost:${hostPorts[0]}/`,
+    ]);
+    assert.match(rebound.stdout, /refused by the sandbox's network policy \(restricted-address\)/);
+    assert.doesNotMatch(rebound.stdout, /host-service/);
+    const events: LogEvent[] = [];
+    for await (const e of sb.logs()) events.push(e);
+    const denied = events.filter((e) => e.type === "network.denied").map((e) => `${e.host}:${e.port}:${e.reason}`);
+    assert.ok(denied.includes("api.test:8080:not-allowed"), denied.join(" "));
+    assert.ok(denied.includes(`localhost:${hostPorts[0]}:restricted-address`), denied.join(" "));
+    assert.ok(denied.some((d) => d.startsWith("evil.test:") && d.endsWith(":name-mismatch")), denied.join(" "));
+    assert.ok(events.some((e) => e.type === "network.connect" && e.host === "api.test"));
+    const pids = egressPids(sb.id);
+    const ppid = (p: number) => Number(readFileSync(`/proc/${p}/stat`, "utf8").replace(/^.*\) /s, "").split(" ")[1]);
+    assert.equal(pids.filter((p) => !pids.includes(ppid(p))).length, 1, "one egress proxy per networked sandbox");
+  } finally {
+    await sb.destroy();
+  }
+  assert.ok(await waitFor(() => egressPids(sb.id).length === 0, 15_000), "the egress proxy ends with its sandbox");
+});
+
+test("egress: a sandbox without rules gets no proxy, no proxy variables and no route", async () => {
+  await using sb = await Sandbox.create();
+  const r = await sb.commands.run(["sh", "-c", 'echo "[$HTTPS_PROXY]"; curl -sS -m 5 http://198.18.0.1:998/ 2>&1; echo rc=$?']);
+  assert.match(r.stdout, /^\[\]\n/);
+  assert.match(r.stdout, /rc=7/);
+  assert.equal(egressPids(sb.id).length, 0);
+});
