@@ -45,6 +45,7 @@ export {
 } from "./src/errors.ts";
 export type {
   Capabilities,
+  CommandInfo,
   CommandOptions,
   CommandResult,
   CreateOptions,

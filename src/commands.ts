@@ -16,7 +16,7 @@
 import { CommandExitError, commandFailureMessage, CommandTimeoutError, invalid, UnsupportedError } from "./errors.ts";
 import type { EngineProcess } from "./engines/contract.ts";
 import { collectText, toStream } from "./streams.ts";
-import type { CommandOptions, CommandResult, ProcessStatus } from "./types.ts";
+import type { CommandInfo, CommandOptions, CommandResult, ProcessStatus } from "./types.ts";
 import { checkArgEnvBudget, checkArgv, checkEnv, checkPath, checkRange } from "./validate.ts";
 import type { Sandbox } from "./sandbox.ts";
 
@@ -118,6 +118,10 @@ export class SandboxProcess implements AsyncDisposable {
       this.#status.catch(() => {});
     }
   }
+  /** A detached command's id (for `commands.connect`); undefined for a command bound to this handle. */
+  get id(): string | undefined {
+    return this.#p.id;
+  }
   /** Standard output. */
   get stdout(): ReadableStream<Uint8Array> {
     return this.#p.stdout;
@@ -154,9 +158,13 @@ export class SandboxProcess implements AsyncDisposable {
     if (stderr.status === "rejected") throw stderr.reason;
     return { ...status.value, stdout: stdout.value, stderr: stderr.value };
   }
-  /** Kills the process tree if it still runs. */
+  /** Kills the process tree if it still runs; a detached command is only let go of (`kill()` stops it). */
   async [Symbol.asyncDispose](): Promise<void> {
     this.#feed?.stop();
+    if (this.#p.detached) {
+      await Promise.allSettled([this.#p.stdout.cancel(), this.#p.stderr.cancel()]);
+      return;
+    }
     await this.#p.kill("SIGKILL").catch(() => {});
     await Promise.allSettled([this.#p.stdout.cancel(), this.#p.stderr.cancel()]);
     await this.#p.status.catch(() => {});
@@ -202,8 +210,46 @@ export class Commands {
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalid("signal", "must be an AbortSignal");
     const stdinData = options.stdin === undefined ? undefined : toStream(options.stdin, "stdin");
     if (options.resume) await this.#sb._resumeIfPaused();
-    const p = await this.#sb._engine().start(args, { cwd: options.cwd, env, timeoutSeconds, signal: options.signal });
+    const engine = this.#sb._engine();
+    if (options.detached && !engine.connectCommand) {
+      throw new UnsupportedError(`the ${this.#sb.engine} engine has no detached commands; start it without detached`);
+    }
+    const p = await engine.start(args, {
+      cwd: options.cwd,
+      env,
+      timeoutSeconds,
+      signal: options.signal,
+      detached: options.detached === true,
+    });
     return new SandboxProcess(p, stdinData ? new StdinFeed(stdinData, p) : undefined);
+  }
+  /**
+   * The sandbox's detached commands (started with `detached: true`, from any process), running or
+   * ended, oldest first.
+   *
+   * @example `for (const c of await sb.commands.list()) console.log(c.id, c.argv0, c.running)`
+   */
+  async list(): Promise<CommandInfo[]> {
+    const engine = this.#sb._engine();
+    if (!engine.commands) throw new UnsupportedError(`the ${this.#sb.engine} engine has no detached commands to list`);
+    return await engine.commands();
+  }
+  /**
+   * Re-attaches to a detached command by id, from any handle or process. Its output streams start
+   * where this reader joins (`from: "now"`, the default) or at the oldest byte the sandbox still
+   * keeps for it (`from: "start"`: everything, when no other reader went past it); its `status`
+   * resolves when it ends; `kill()` signals it; `stdin` takes one writer per command. Disposing the
+   * handle lets the command run.
+   *
+   * @example `const p = await sb.commands.connect(id); for await (const c of p.stdout) console.log(c)`
+   */
+  async connect(id: string, options: { from?: "now" | "start" } = {}): Promise<SandboxProcess> {
+    if (typeof id !== "string") throw invalid("id", 'must be a command id string such as "cmd-0a1b2c3d4e5f"');
+    const from = options.from ?? "now";
+    if (from !== "now" && from !== "start") throw invalid("from", `must be "now" or "start", got ${JSON.stringify(from)}`);
+    const engine = this.#sb._engine();
+    if (!engine.connectCommand) throw new UnsupportedError(`the ${this.#sb.engine} engine has no detached commands to connect to`);
+    return new SandboxProcess(await engine.connectCommand(id, from));
   }
   /**
    * Runs a process to its end and captures its output. With `check: true`, a

@@ -138,6 +138,45 @@ export interface CommandOptions {
   check?: boolean;
   /** Resume the sandbox first if it is paused (otherwise a paused sandbox throws `ConflictError`). */
   resume?: boolean;
+  /**
+   * `start` only: hand the command to a keeper of its own, so it outlives this process (until it
+   * ends or the sandbox goes); `commands.list()` lists it and `commands.connect(id)` re-attaches
+   * to it from any handle or process. Its output is spooled (bounded) in the sandbox's state
+   * folder. Disposing its handle lets it run; `kill()` stops it. Not with `signal`.
+   */
+  detached?: boolean;
+}
+
+/**
+ * A detached command as `commands.list()` reports it. Only the program's name and the argument
+ * count are kept (arguments may hold secrets).
+ *
+ * @example Listing and re-attaching
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type CommandInfo, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const p = await sb.commands.start(["sleep", "30"], { detached: true });
+ * const [info]: CommandInfo[] = await sb.commands.list();
+ * assert.equal(info.id, p.id);
+ * assert.equal(info.running, true);
+ * await (await sb.commands.connect(info.id)).kill("SIGKILL");
+ * ```
+ */
+export interface CommandInfo {
+  /** The command's id (`cmd-` and 12 of `[a-z0-9]`), for `commands.connect`. */
+  id: string;
+  /** The program it runs (`argv[0]`). */
+  argv0: string;
+  /** How many arguments it was given, the program included. */
+  argc: number;
+  /** When it started (ISO 8601). */
+  startedAt: string;
+  /** Whether it still runs. */
+  running: boolean;
+  /** How it ended, once it did. */
+  status?: ProcessStatus;
 }
 
 /**

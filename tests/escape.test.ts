@@ -1774,3 +1774,38 @@ print(json.dumps(out))
   for await (const e of sb.logs()) if (e.type === "network.denied") logs.push(`${e.host}:${e.port}:${e.reason}`);
   assert.ok(logs.includes("127.0.0.1:22:not-allowed") && logs.includes("api.test:22:not-allowed"), logs.slice(0, 10).join(" "));
 });
+
+test("escape: a detached command's spool and keeper are out of the guest's reach; its results stay the host's", async () => {
+  await using sb = await Sandbox.create();
+  const p = await sb.commands.start(["sh", "-c", "echo spooled; sleep 300"], { detached: true });
+  const spool = `${STATE}/${sb.id}/procs/${p.id}`;
+  const keeper = JSON.parse(readFileSync(`${spool}/meta.json`, "utf8")).keeperPid as number;
+  assert.ok(processAlive(keeper));
+  // the guest looks for the spool and the keeper everywhere it can see, and tries to plant a status and output
+  const hunt = await sb.commands.run([
+    "sh",
+    "-c",
+    [
+      `find / -xdev \\( -name 'out.0*' -o -name 'status.json' -o -name '${p.id}' -o -name procs \\) 2>/dev/null`,
+      "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' ' | grep -c 'keepe[r]\\.'",
+      `mkdir -p /procs/${p.id} && echo '{"status":{"exitCode":0}}' > /procs/${p.id}/status.json && echo planted`,
+      `ln -s /etc/passwd /procs/${p.id}/out.000001 2>/dev/null; kill -9 -1 2>/dev/null; echo done`,
+    ].join("; "),
+  ], { timeoutSeconds: 30 });
+  assert.equal(hunt.stdout.split("\n").filter((l) => l.startsWith("/") && !l.startsWith("/procs")).join("\n"), "", hunt.stdout);
+  assert.match(hunt.stdout, /^0$/m, `the keeper shows in the guest's process list: ${hunt.stdout}`);
+  // the planted files are in the guest's own root, not in the host's spool
+  assert.ok(existsSync(`${STATE}/${sb.id}/root/procs/${p.id}/status.json`));
+  assert.equal(existsSync(`${spool}/status.json`), false);
+  assert.ok(processAlive(keeper), "guest code stopped the keeper");
+  // the host's view is unchanged: the command still runs (the guest's kill -1 reached only its own processes,
+  // which ended it: then the status is the host's observation, not the planted one)
+  const q = await sb.commands.connect(p.id!, { from: "start" });
+  const reader = q.stdout.getReader();
+  assert.equal(new TextDecoder().decode((await reader.read()).value), "spooled\n");
+  reader.releaseLock();
+  await q.kill("SIGKILL");
+  const s = await within(q.status, 30_000, "the detached command's status");
+  assert.notEqual(s.exitCode, 0, "a planted status was taken for the command's");
+  assert.ok(await waitFor(() => !processAlive(keeper), 10_000), "the keeper outlived its command");
+});

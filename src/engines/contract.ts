@@ -12,7 +12,7 @@
  * @module
  */
 import type { SandboxSpec } from "../spec.ts";
-import type { Capabilities, EngineName, FileInfo, LogEvent, ProcessStatus, SandboxInfo } from "../types.ts";
+import type { Capabilities, CommandInfo, EngineName, FileInfo, LogEvent, ProcessStatus, SandboxInfo } from "../types.ts";
 
 /** Options an engine receives for a guest process (validated already). */
 export interface EngineStartOptions {
@@ -20,6 +20,8 @@ export interface EngineStartOptions {
   env: Record<string, string>;
   timeoutSeconds?: number | undefined;
   signal?: AbortSignal | undefined;
+  /** Hand the process to a keeper so it outlives this process (engines with `commands.list/connect`). */
+  detached?: boolean | undefined;
 }
 
 /** A guest process as an engine runs it. */
@@ -31,6 +33,10 @@ export interface EngineProcess {
   readonly status: Promise<ProcessStatus>;
   /** Sends a signal to the whole process tree. */
   kill(signal?: string): Promise<void>;
+  /** A detached process's id (for `connectCommand`). */
+  readonly id?: string;
+  /** Whether the process outlives its handle (disposing the handle then does not kill it). */
+  readonly detached?: boolean;
 }
 
 /**
@@ -71,6 +77,10 @@ export interface EngineSandbox {
   /** What this sandbox can do, when it differs from the engine's general answer (e.g. no cgroups here). */
   capabilities?(): Capabilities;
   info(): Promise<SandboxInfo>;
+  /** The detached processes (absent: the engine has none). */
+  commands?(): Promise<CommandInfo[]>;
+  /** Re-attaches to a detached process, reading from where it joins (`"now"`) or the oldest byte kept (`"start"`). */
+  connectCommand?(id: string, from: "start" | "now"): Promise<EngineProcess>;
   start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess>;
   readonly files: EngineFiles;
   logs(opts: { follow: boolean }): ReadableStream<LogEvent>;

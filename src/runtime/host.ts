@@ -55,6 +55,21 @@ export function pidExists(pid: number): boolean {
   }
 }
 
+/**
+ * The argv that runs a script file on the runtime this code runs on: `deno run` with the SDK's
+ * permissions (`--allow-run --allow-read --allow-write --allow-env`), `bun FILE`, `node FILE`.
+ *
+ * @example `const [cmd, ...args] = scriptArgv("/path/keeper.ts")`
+ */
+export function scriptArgv(file: string): string[] {
+  switch (runtime().name) {
+    case "deno":
+      return [process.execPath, "run", "--allow-run", "--allow-read", "--allow-write", "--allow-env", "--no-prompt", file];
+    default:
+      return [process.execPath, file];
+  }
+}
+
 /** The id of this process. @example `hostPid()` */
 export function hostPid(): number {
   return process.pid;

@@ -13,7 +13,7 @@
 import { existsSync } from "node:fs";
 import { ConflictError, NotFoundError, TransportError, UnsupportedError } from "../../errors.ts";
 import { pidExists } from "../../runtime/mod.ts";
-import type { Capabilities, LogEvent, SandboxInfo } from "../../types.ts";
+import type { Capabilities, CommandInfo, LogEvent, SandboxInfo } from "../../types.ts";
 import type { EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions } from "../contract.ts";
 import {
   effectiveLimits,
@@ -31,6 +31,7 @@ import { releaseName } from "./names.ts";
 import { type Job, jobFrame } from "./job.ts";
 import { logStream } from "./logs.ts";
 import type { Tools } from "./preflight.ts";
+import { connectDetached, listDetached, startDetached } from "./detached.ts";
 import { startProcess } from "./process.ts";
 import { type Runner, RunnerPool } from "./runners.ts";
 import { DEFAULT_TMP_MB, type Meta, type SandboxDir } from "./state.ts";
@@ -264,7 +265,16 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
   }
 
   start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
-    return startProcess(this, argv, opts);
+    return opts.detached ? startDetached(this, argv, opts) : startProcess(this, argv, opts);
+  }
+
+  commands(): Promise<CommandInfo[]> {
+    return Promise.resolve(listDetached(this));
+  }
+
+  connectCommand(id: string, from: "start" | "now"): Promise<EngineProcess> {
+    this.#assertRunning("connect to a command");
+    return Promise.resolve(connectDetached(this, id, from));
   }
 
   logs(opts: { follow: boolean }): ReadableStream<LogEvent> {
