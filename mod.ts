@@ -17,6 +17,7 @@
  * @module
  */
 export { Sandbox } from "./src/sandbox.ts";
+export { AUDIT_ROTATE_BYTES, type AuditEntry, type AuditReport, verifyAudit } from "./src/audit.ts";
 export { Commands, SandboxProcess } from "./src/commands.ts";
 export { type FileData, Files, type WriteOptions } from "./src/files.ts";
 export { type EgressRule, NetworkPolicy, type SecretAuthType, SecretRef } from "./src/policy.ts";

@@ -14,6 +14,7 @@
  * ```
  * @module
  */
+import type { AuditEntry } from "./audit.ts";
 import { ConflictError, invalid, NotFoundError, UnsupportedError } from "./errors.ts";
 import type { Engine, EngineSandbox } from "./engines/contract.ts";
 import { getEngine } from "./engines/mod.ts";
@@ -150,6 +151,29 @@ export class Sandbox implements AsyncDisposable {
   /** Guest and supervisor events, JSON-serialisable; `follow` keeps the stream open. @example `for await (const ev of sb.logs()) console.log(ev.type)` */
   logs(options: { follow?: boolean } = {}): ReadableStream<LogEvent> {
     return this.#inner.logs({ follow: options.follow ?? false });
+  }
+
+  /**
+   * This sandbox's entries in the engine's signed audit chain, oldest first: one per operation that
+   * changed or read its state, each `id` the `auditId` a call returned. The chain outlives the
+   * sandbox, so this works after `destroy()` too. {@linkcode verifyAudit} checks the chain's
+   * signatures and order.
+   *
+   * @example Results name their audit entries
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Sandbox } from "@mvm/sdk";
+   *
+   * const sb = await Sandbox.create();
+   * const w = await sb.files.write("/app/a.txt", "a");
+   * await sb.destroy();
+   * const entries = await Array.fromAsync(sb.audit());
+   * assert.equal(entries.find((e) => e.id === w.auditId)?.event, "files.write");
+   * ```
+   */
+  audit(): ReadableStream<AuditEntry> {
+    if (!this.#inner.audit) throw new UnsupportedError(`the ${this.#engine} engine keeps no audit chain`);
+    return this.#inner.audit();
   }
 
   /** Stops every process; files stay until `destroy`. Returns the audit id. @example `await sb.stop()` */

@@ -208,7 +208,7 @@ export interface ProcessStatus {
   oomKilled: boolean;
   /** Wall-clock time from start to exit, in milliseconds. */
   durationMs: number;
-  /** The id of the log event that recorded the exit (see {@linkcode LogEvent.id}). */
+  /** The id of the log event and of the audit chain entry that recorded the exit (see {@linkcode LogEvent.id}). */
   auditId: string;
 }
 

@@ -35,6 +35,7 @@ import {
   type SandboxError,
   TransportError,
   UnsupportedError,
+  verifyAudit,
 } from "../mod.ts";
 import { type ChildProcess, runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
@@ -1808,4 +1809,24 @@ test("escape: a detached command's spool and keeper are out of the guest's reach
   const s = await within(q.status, 30_000, "the detached command's status");
   assert.notEqual(s.exitCode, 0, "a planted status was taken for the command's");
   assert.ok(await waitFor(() => !processAlive(keeper), 10_000), "the keeper outlived its command");
+});
+
+test("escape: the audit chain, its key and its lock are out of the guest's sight (no path, no descriptor), and a guest-chosen name cannot forge a line", async () => {
+  await using sb = await Sandbox.create();
+  // a file name that looks like a chain line, and an argv0 full of JSON and newlines
+  const forged = '{"entry":{"id":"aud_00000000000000000000","seq":0},"canonical":"","prev_hash":"","signature":""}';
+  const w = await sb.files.write(`/app/x\n${forged}`, "x");
+  await sb.commands.run(["sh", "-c", "true"]);
+  const r = await sb.commands.run([
+    "sh",
+    "-c",
+    "find / -xdev \\( -name 'chain-*.jsonl' -o -path '*/audit/key*' -o -path '*/audit/head' -o -path '*/audit/lock' \\) 2>/dev/null; " +
+    'for f in /proc/[0-9]*/fd/*; do l=$(readlink "$f" 2>/dev/null); case "$l" in *audit*) echo "FD $f $l";; esac; done; echo done',
+  ]);
+  assert.equal(r.stdout, "done\n", r.stdout);
+  const report = await verifyAudit({ stateDir: STATE_BASE });
+  assert.equal(report.status, "VERIFIED", JSON.stringify(report.firstBad));
+  const entries = await Array.fromAsync(sb.audit());
+  assert.equal(entries.find((e) => e.id === w.auditId)?.data?.path, `/app/x\n${forged}`);
+  assert.ok(!entries.some((e) => e.id === "aud_00000000000000000000"));
 });

@@ -11,6 +11,7 @@
  * ```
  * @module
  */
+import type { AuditEntry } from "../audit.ts";
 import type { SandboxSpec } from "../spec.ts";
 import type { Capabilities, CommandInfo, EngineName, FileInfo, LogEvent, ProcessStatus, SandboxInfo } from "../types.ts";
 
@@ -84,6 +85,8 @@ export interface EngineSandbox {
   start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess>;
   readonly files: EngineFiles;
   logs(opts: { follow: boolean }): ReadableStream<LogEvent>;
+  /** This sandbox's entries in the engine's audit chain, oldest first (also after destroy). */
+  audit?(): ReadableStream<AuditEntry>;
   stop(): Promise<string>;
   /** Freezes every process (engines without a freezer leave it out: the SDK says UNSUPPORTED). */
   pause?(opts: { toDisk?: boolean }): Promise<string>;

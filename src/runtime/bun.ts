@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import { openSync } from "node:fs";
 import process from "node:process";
 import { binaryNotFound, defineRuntime, exitStatus, nodeStdio as mapStdio } from "./spawn.ts";
 import type { ChildProcess, Runtime, SpawnOptions } from "./types.ts";
@@ -93,3 +94,22 @@ export const bunRuntime: Runtime = defineRuntime("bun", (cmd: string, args: read
     ref: () => p.ref(),
   });
 });
+
+/** `flock` on Bun: libc's, through `bun:ffi` (Bun has no file-lock API); none when libc cannot be opened. */
+function bunLockFile(path: string) {
+  type Ffi = {
+    dlopen(lib: string, syms: Record<string, { args: string[]; returns: string }>): { symbols: { flock(fd: number, op: number): number } };
+  };
+  const req = (import.meta as unknown as { require(m: string): unknown }).require;
+  const { dlopen } = req("bun:ffi") as Ffi;
+  const { symbols } = dlopen("libc.so.6", { flock: { args: ["i32", "i32"], returns: "i32" } });
+  const fd = openSync(path, "a+", 0o600);
+  return {
+    lock: () => {
+      // LOCK_EX; EINTR is retried
+      for (let i = 0; symbols.flock(fd, 2) !== 0; i++) if (i > 100) throw new Error(`flock(${path}) failed`);
+    },
+    unlock: () => void symbols.flock(fd, 8),
+  };
+}
+bunRuntime.lockFile = bunLockFile;

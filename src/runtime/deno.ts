@@ -83,3 +83,14 @@ function mapSpawnError(cmd: string, e: unknown): Error {
   if (refused) return refused;
   return e instanceof Error ? e : new Error(String(e));
 }
+
+interface DenoFsFile {
+  lockSync(exclusive?: boolean): void;
+  unlockSync(): void;
+}
+/** `flock` on Deno: `Deno.FsFile.lockSync` (needs only --allow-read and --allow-write). */
+denoRuntime.lockFile = (path: string) => {
+  const Deno = (globalThis as unknown as { Deno: { openSync(p: string, o: Record<string, unknown>): DenoFsFile } }).Deno;
+  const f = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
+  return { lock: () => f.lockSync(true), unlock: () => f.unlockSync() };
+};

@@ -16,7 +16,7 @@
  * ```
  * @module
  */
-export type { ChildProcess, ExitStatus, Runtime, RuntimeName, SpawnOptions, Stdio } from "./types.ts";
+export type { ChildProcess, ExitStatus, FileLock, Runtime, RuntimeName, SpawnOptions, Stdio } from "./types.ts";
 export { detectRuntime, runtime } from "./detect.ts";
 export { getEnv, hostPid, hostPlatform, hostUid, onExit, pidExists, scriptArgv } from "./host.ts";
 export { permissionRefusal, withHostPermissions } from "./permissions.ts";

@@ -64,9 +64,21 @@ export interface ChildProcess {
   ref(): void;
 }
 
+/** An exclusive lock on a file (`flock`), released when the process dies. */
+export interface FileLock {
+  /** Waits until this process holds the lock. */
+  lock(): void;
+  unlock(): void;
+}
+
 /** What one runtime provides. */
 export interface Runtime {
   readonly name: RuntimeName;
+  /**
+   * Opens (creating it 0600) a lock file whose `flock` the kernel drops when the process dies; absent
+   * where the runtime offers no `flock` (Node), and callers then fall back to a lock folder.
+   */
+  lockFile?: (path: string) => FileLock;
   /** Starts `cmd` with `args`. Rejects with NotFoundError for a missing binary, PermissionDeniedError when the runtime forbids it. */
   spawn(cmd: string, args: readonly string[], options?: SpawnOptions): Promise<ChildProcess>;
 }

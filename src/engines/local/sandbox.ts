@@ -34,7 +34,8 @@ import type { Tools } from "./preflight.ts";
 import { connectDetached, listDetached, startDetached } from "./detached.ts";
 import { startProcess } from "./process.ts";
 import { type Runner, RunnerPool } from "./runners.ts";
-import { DEFAULT_TMP_MB, type Meta, type SandboxDir } from "./state.ts";
+import { auditDir, DEFAULT_TMP_MB, type Meta, type SandboxDir } from "./state.ts";
+import { type AuditEntry, readAudit } from "../../audit.ts";
 import { killSandbox, teardown } from "./supervisor.ts";
 
 /** How long a runner may take to acknowledge its job before it counts as stopped. */
@@ -75,6 +76,18 @@ export function criuProbe(): string {
   return `${criu} is installed, but the local engine does not drive CRIU yet (it needs CRIU ≥ 4 and a full uid map); memory stays in RAM — use pause()`;
 }
 
+/** The file API with an audit entry for each operation that reads state (those that change it log an event already). */
+function audited(files: EngineFiles, dir: SandboxDir): EngineFiles {
+  const read = <T>(type: string, path: string, p: Promise<T>) => p.then((v) => (dir.audit(type, { path }), v));
+  return {
+    ...files,
+    readStream: (path, range) => read("files.read", path, files.readStream(path, range)),
+    readTar: (path) => read("files.readTar", path, files.readTar(path)),
+    list: (path) => read("files.list", path, files.list(path)),
+    stat: (path) => read("files.stat", path, files.stat(path)),
+  };
+}
+
 /** A local sandbox. */
 export class LocalSandbox implements EngineSandbox, SandboxCore {
   readonly id: string;
@@ -89,7 +102,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
   constructor(readonly dir: SandboxDir, readonly meta: Meta, readonly tools: Tools) {
     this.id = dir.id;
     this.cgroups = readSandboxCgroups(dir.file("cgroups"), tools.tag, dir.id);
-    this.files = localFiles(this);
+    this.files = audited(localFiles(this), this.dir);
     this.#pool = new RunnerPool({
       id: this.id,
       tools,
@@ -157,6 +170,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     const cg = this.cgroups;
     const dirs = cg ? [cg.v2, ...(cg.memory ? [cg.memory] : []), ...cg.join] : [];
     const limits = await effectiveLimits(dirs, hostCpus()).catch(() => ({ ...m.limits }));
+    this.dir.audit("sandbox.info", { state });
     return {
       id: m.id,
       state,
@@ -278,7 +292,12 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
   }
 
   logs(opts: { follow: boolean }): ReadableStream<LogEvent> {
+    this.dir.audit("logs.read", { follow: opts.follow });
     return logStream(this.dir, this.id, opts);
+  }
+
+  audit(): ReadableStream<AuditEntry> {
+    return readAudit(auditDir(this.dir.root), { sandbox: this.id });
   }
 
   async stop(): Promise<string> {

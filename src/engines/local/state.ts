@@ -13,6 +13,7 @@
  */
 import { createHash } from "node:crypto";
 import { appendFileSync, chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { AuditLog, newAuditId } from "../../audit.ts";
 import { PermissionDeniedError } from "../../errors.ts";
 import { getEnv } from "../../runtime/mod.ts";
 
@@ -89,9 +90,25 @@ export interface ProcId {
   start: string;
 }
 
-/** A fresh audit id. @example `newAuditId() // "aud_1f3c…"` */
-export function newAuditId(): string {
-  return `aud_${crypto.randomUUID().replaceAll("-", "").slice(0, 20)}`;
+export { newAuditId };
+
+const chains = new Map<string, AuditLog>();
+/**
+ * The audit chain of a state root (`<base>/audit`, beside `<base>/sandboxes`): one per root and
+ * process. @example `auditLog("/var/lib/mvm/sandboxes").append("created")`
+ */
+export function auditLog(root: string): AuditLog {
+  let log = chains.get(root);
+  if (!log) {
+    // the chain is trusted like the state root it sits beside: owned by the same uid, 0700
+    trustedDir(auditDir(root), lstatSync(root).uid, 0o700);
+    chains.set(root, log = new AuditLog(auditDir(root), rootTag(root)));
+  }
+  return log;
+}
+/** The audit folder of a state root. @example `auditDir("/var/lib/mvm/sandboxes") // "/var/lib/mvm/audit"` */
+export function auditDir(root: string): string {
+  return `${root.replace(/\/sandboxes$/, "")}/audit`;
 }
 
 /**
@@ -109,7 +126,7 @@ export function newAuditId(): string {
 export class SandboxDir {
   /** The folder's path. */
   readonly path: string;
-  constructor(root: string, readonly id: string) {
+  constructor(readonly root: string, readonly id: string) {
     this.path = `${root}/${id}`;
   }
   /** Path of a file in the folder. */
@@ -168,11 +185,11 @@ export class SandboxDir {
     }
   }
   /**
-   * Appends one event to the log and returns its id (the audit id of whatever it records). Lines
-   * are small, so O_APPEND keeps concurrent writers from interleaving.
+   * Appends one event to the log and to the state root's audit chain, under one id (the audit id of
+   * whatever it records). Lines are small, so O_APPEND keeps concurrent writers from interleaving.
    */
   appendEvent(type: string, fields: Record<string, unknown> = {}): string {
-    const id = newAuditId();
+    const id = this.audit(type, fields);
     if (!this.exists()) return id;
     try {
       appendFileSync(
@@ -184,6 +201,10 @@ export class SandboxDir {
       );
     } catch { /* the sandbox went away; the id is still unique */ }
     return id;
+  }
+  /** Appends an entry to the state root's audit chain only (operations that read state); returns its id. */
+  audit(type: string, fields: Record<string, unknown> = {}): string {
+    return auditLog(this.root).append(type, fields, { sandbox: this.id, source: "sdk" });
   }
 }
 
