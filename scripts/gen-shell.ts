@@ -20,6 +20,9 @@ const programs: Array<[string, string, string[]]> = [
   ["CGROUP_SH", "Host-side cgroup helper (sh/cgroup-fns.sh + sh/cgroup.sh).", ["cgroup-fns.sh", "cgroup.sh"]],
   ["SUPERVISOR_SH", "Host-side supervisor of one sandbox (sh/cgroup-fns.sh + sh/supervisor.sh).", ["cgroup-fns.sh", "supervisor.sh"]],
   ["NETPROXY_PL", "Host-side egress proxy of one networked sandbox (sh/netproxy.pl).", ["netproxy.pl"]],
+  ["WATCH_PL", "The supervisor's watch: waits in the kernel for owner death, init exit, TTL or a new lease (sh/watch.pl).", [
+    "watch.pl",
+  ]],
   ["RUNNER_SH", "In-sandbox runner with the file agent (sh/agent.sh + sh/runner.sh).", ["agent.sh", "runner.sh"]],
 ];
 

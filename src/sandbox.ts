@@ -16,6 +16,7 @@
  */
 import type { AuditEntry } from "./audit.ts";
 import { ConflictError, invalid, NotFoundError, UnsupportedError } from "./errors.ts";
+import { parseTtl } from "./ttl.ts";
 import type { Engine, EngineSandbox } from "./engines/contract.ts";
 import { getEngine } from "./engines/mod.ts";
 import { withHostPermissions } from "./runtime/mod.ts";
@@ -246,6 +247,20 @@ export class Sandbox implements AsyncDisposable {
     }
     this.#state = "destroyed";
     return id;
+  }
+
+  /**
+   * Replaces the sandbox's lease: it now ends `ttl` from now (a number of seconds or a string such
+   * as `"10m"`, 1 s to 30 days), whether that extends or shortens it; works on connected handles
+   * too. Returns the audit id; {@linkcode info} shows the new `expiresAt`.
+   *
+   * @example `await sb.setTtl("1h")`
+   */
+  async setTtl(ttl: string | number): Promise<string> {
+    const seconds = parseTtl(ttl === undefined ? null : ttl, "ttl");
+    const inner = this._engine();
+    if (!inner.setTtl) throw new UnsupportedError(`the ${this.#engine} engine cannot change a sandbox's TTL`);
+    return await withHostPermissions(() => inner.setTtl!(seconds));
   }
 
   /** Keeps the sandbox alive after this process exits, until its TTL; returns its id for {@linkcode Sandbox.connect}. @example `const id = await sb.detach()` */

@@ -421,6 +421,8 @@ test("local rootless: an unprivileged user gets a sandbox whose timeouts still r
     assert.equal(out.read, "hi");
     assert.equal(out.uid, "0");
     assert.equal(out.limitRefused, true);
+    // the warm pool's spare ends with its owner (its supervisor notices at once, and cleans up in a moment)
+    await waitFor(() => readdirSync(`${home}/state/sandboxes`).length === 0, 5_000);
     assert.deepEqual(readdirSync(`${home}/state/sandboxes`), [], "a sandbox folder was left behind");
   } finally {
     rmSync(home, { recursive: true, force: true });

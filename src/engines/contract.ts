@@ -95,6 +95,8 @@ export interface EngineSandbox {
   destroy(): Promise<string>;
   /** Keeps the sandbox alive after this process exits, until its TTL. */
   detach(): Promise<string>;
+  /** Replaces the lease: the sandbox now ends `seconds` from now. Absent when the engine cannot. */
+  setTtl?(seconds: number): Promise<string>;
   /** Lets go of a connected sandbox without changing it. */
   disconnect(): Promise<void>;
 }

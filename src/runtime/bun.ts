@@ -83,11 +83,17 @@ export const bunRuntime: Runtime = defineRuntime("bun", (cmd: string, args: read
     });
   }
   const status = p.exited.then(() => exitStatus(p.exitCode, p.signalCode));
+  // Bun makes an output stream when its property is first read, and an unread one keeps this
+  // process alive even after unref(): so they are handed out only when someone asks
   return Promise.resolve({
     pid: p.pid,
     stdin,
-    stdout: p.stdout ?? null,
-    stderr: p.stderr ?? null,
+    get stdout() {
+      return p.stdout ?? null;
+    },
+    get stderr() {
+      return p.stderr ?? null;
+    },
     status,
     kill,
     unref: () => p.unref(),

@@ -17,6 +17,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
+import { TransportError } from "../../errors.ts";
 import { runtime } from "../../runtime/mod.ts";
 import { collectText } from "../../streams.ts";
 import { CGROUP_SH } from "./scripts.gen.ts";
@@ -43,9 +44,14 @@ export interface SandboxCgroups {
 
 /** Runs the helper and returns its stdout. */
 export async function cgroupOp(op: string, ...args: string[]): Promise<string> {
+  return await cgroupOpEnv({}, op, ...args);
+}
+
+/** {@linkcode cgroupOp} with extra environment (the `limits` verb reads its groups and values from it). */
+export async function cgroupOpEnv(env: Record<string, string>, op: string, ...args: string[]): Promise<string> {
   const c = await runtime().spawn("/bin/sh", ["-c", CGROUP_SH, "mvm-cg", op, ...args], {
     clearEnv: true,
-    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
+    env: { ...env, PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
     stderr: "null",
   });
   const out = await collectText(c.stdout!);
@@ -84,6 +90,20 @@ export function supervisorCgroupEnv(
     MVM_LIM_CPU: limits.cpu ? String(Math.round(limits.cpu * 100000)) : "",
     MVM_LIM_PIDS: limits.pidsLimit ? String(limits.pidsLimit) : "",
   };
+}
+
+/**
+ * Sets a running sandbox's limits (a sandbox from the warm pool, claimed for a create that asks for
+ * limits). @example `await setLimits(layout, tag, id, { memoryMb: 256 })`
+ */
+export async function setLimits(
+  layout: CgroupLayout,
+  tag: string,
+  id: string,
+  limits: { cpu?: number; memoryMb?: number; pidsLimit?: number },
+): Promise<void> {
+  const out = await cgroupOpEnv(supervisorCgroupEnv(layout, tag, id, limits, []), "limits");
+  if (out.startsWith("error ")) throw new TransportError(`cannot set the sandbox's limits: ${out.slice(6)}`, { details: { id } });
 }
 
 /**

@@ -39,11 +39,24 @@ export interface ByteReader {
  * A reader that can take a single byte off the front (the runner's handshake and acknowledgement)
  * and hands the rest of that chunk back on the next read.
  *
- * @example `const r = new PeekReader(stream.getReader()); const b = await r.byte();`
+ * @example `const r = new PeekReader(stream); const b = await r.byte();`
  */
 export class PeekReader implements ByteReader {
   #rest: Uint8Array | undefined;
-  constructor(readonly inner: ReadableStreamDefaultReader<Uint8Array>) {}
+  #reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
+  constructor(readonly stream: ReadableStream<Uint8Array>) {}
+  /** The stream's reader, taken when first needed (a held reader keeps Bun's event loop alive). */
+  get inner(): ReadableStreamDefaultReader<Uint8Array> {
+    return this.#reader ??= this.stream.getReader();
+  }
+  /**
+   * Lets go of the stream's reader between reads (an idle runner must not keep this process alive);
+   * the next read takes it again. Call only with no read pending.
+   */
+  release(): void {
+    this.#reader?.releaseLock();
+    this.#reader = null;
+  }
   /** The next byte, or null at the end. */
   async byte(): Promise<number | null> {
     // a pipe that keeps handing back empty chunks is treated as ended, never spun on

@@ -4,7 +4,7 @@
  * layout), `helpers.ts` (the execute-only tools), `image.ts`, `bwrap.ts` (the pure command line),
  * `supervisor.ts` (start, teardown, stale sandboxes), `sandbox.ts` (one sandbox), `runners.ts`
  * and `job.ts` (the way in), `process.ts`, `output.ts`, `agent.ts`, `files.ts`, `logs.ts`,
- * `cgroups.ts`, `state.ts`, `bytes.ts`, `network.ts` (egress); the shell and Perl programs are in `sh/`, embedded into
+ * `cgroups.ts`, `state.ts`, `bytes.ts`; the shell and Perl programs are in `sh/`, embedded into
  * `scripts.gen.ts` by `scripts/gen-shell.ts`.
  *
  * @example
@@ -17,7 +17,7 @@
  */
 import { chmodSync, chownSync, mkdirSync, readdirSync } from "node:fs";
 import { InvalidInputError, NotFoundError, UnsupportedError } from "../../errors.ts";
-import { hostPid, pidExists } from "../../runtime/mod.ts";
+import { getEnv, hostPid } from "../../runtime/mod.ts";
 import type { SandboxSpec } from "../../spec.ts";
 import type { SandboxInfo } from "../../types.ts";
 import type { Engine, EngineSandbox } from "../contract.ts";
@@ -26,6 +26,7 @@ import { resolveImage } from "./image.ts";
 import { claimName, lookupName, releaseName } from "./names.ts";
 import { EGRESS_ENV, egressTools, startEgress } from "./network.ts";
 import { preflight, type Tools } from "./preflight.ts";
+import { setLimits } from "./cgroups.ts";
 import { localCapabilities, LocalSandbox, newCgroupName } from "./sandbox.ts";
 import { DEFAULT_TMP_MB, type Meta, SandboxDir } from "./state.ts";
 import { ID_RE, reapStale, startSupervisor, teardown } from "./supervisor.ts";
@@ -75,46 +76,38 @@ function makeFolder(dir: SandboxDir, t: Tools, meta: Meta): void {
   dir.write("events.jsonl", "");
 }
 
-async function create(spec: SandboxSpec): Promise<EngineSandbox> {
-  const t = await preflight();
-  const image = resolveImage(spec);
-  refuseUnsupported(spec, t);
-  const limits = {
-    cpu: spec.cpu,
-    memoryMb: spec.memoryMb,
-    pidsLimit: spec.pidsLimit ?? (t.layout ? DEFAULT_PIDS : undefined),
-    tmpSizeMb: spec.tmpSizeMb ?? DEFAULT_TMP_MB,
-  };
-  await reapStale(t);
+/** What a sandbox is started with; the rest of its spec is applied when it is handed out. */
+interface Launch {
+  image: string;
+  tmpMb: number;
+  ttlSeconds: number;
+  limits: Meta["limits"];
+  /** A sandbox for the warm pool: invisible to list() and connect() until a create claims it. */
+  pooled: boolean;
+  /** Egress to start once the sandbox is up (never for a pooled one). */
+  network?: SandboxSpec["network"];
+  meta: Omit<Meta, "v" | "id" | "image" | "createdAt" | "expiresAt" | "ttlSeconds" | "limits" | "ownerPid" | "sandboxUid">;
+}
+
+async function launch(t: Tools, l: Launch): Promise<LocalSandbox> {
   const dir = new SandboxDir(t.root, randomId());
   const now = new Date();
   const isRoot = t.uid === 0;
   const sandboxUid = isRoot ? 2_000_000_000 + (crypto.getRandomValues(new Uint32Array(1))[0]! % 16_000_000) : t.uid;
-  const networked = spec.network.rules.length > 0;
-  const env: Record<string, string> = { ...(networked ? EGRESS_ENV : {}), ...spec.env };
-  for (const [k, ref] of Object.entries(spec.secrets)) env[k] = ref.placeholder;
   const meta: Meta = {
     v: 1,
     id: dir.id,
-    image,
-    template: spec.template,
-    name: spec.name,
-    workloadId: spec.workloadId,
-    tags: spec.tags,
+    image: l.image,
+    ...l.meta,
     createdAt: now.toISOString(),
-    expiresAt: new Date(now.getTime() + spec.ttlSeconds * 1000).toISOString(),
-    ttlSeconds: spec.ttlSeconds,
-    limits,
-    env,
+    expiresAt: new Date(now.getTime() + l.ttlSeconds * 1000).toISOString(),
+    ttlSeconds: l.ttlSeconds,
+    limits: l.limits,
     ownerPid: hostPid(),
     sandboxUid,
   };
   const pool = Array.from({ length: 8 }, newCgroupName);
   try {
-    makeFolder(dir, t, meta);
-    // after the folder exists, so a create that lost the race sees this one as live
-    if (spec.name !== undefined) await claimName(t.root, t.uid, spec.name, dir.id, (other) => nameHolderLive(t, other));
-    dir.appendEvent("created", { image, ttlSeconds: spec.ttlSeconds, limits, tags: spec.tags });
     const { argv, args } = bwrapArgv({
       // as root, bwrap runs from its execute-only copy, so its pid 1 cannot be traced either; an
       // unprivileged bwrap must stay dumpable to write its own uid map
@@ -122,22 +115,134 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
       id: dir.id,
       rootDir: dir.file("root"),
       helpers: t.helpers,
-      tmpBytes: limits.tmpSizeMb * 1024 * 1024,
+      tmpBytes: l.tmpMb * 1024 * 1024,
       hostRoot: t.hostRoot,
       asUid: isRoot ? { setpriv: t.setpriv, uid: sandboxUid } : undefined,
     });
-    dir.write("bwrap.args", args.map((a) => a + "\0").join(""));
-    await startSupervisor(t, { dir, ttlSeconds: spec.ttlSeconds, limits, pool, bwrapArgv: argv });
-    if (networked) await startEgress(t, dir, spec.network);
+    await startSupervisor(t, { dir, ttlSeconds: l.ttlSeconds, limits: l.limits, pool, bwrapArgv: argv }, () => {
+      makeFolder(dir, t, meta);
+      if (l.pooled) dir.mark("pooled");
+      else dir.appendEvent("created", { image: l.image, ttlSeconds: l.ttlSeconds, limits: l.limits, tags: meta.tags });
+      dir.write("bwrap.args", args.map((a) => a + "\0").join(""));
+    });
+    if (l.network) await startEgress(t, dir, l.network);
     const sb = new LocalSandbox(dir, meta, t);
     sb.adoptCgroups(pool);
     sb.warm();
     return sb;
   } catch (e) {
     await teardown(dir, t).catch(() => {});
-    if (spec.name !== undefined) await releaseName(t.root, spec.name, dir.id);
     throw e;
   }
+}
+
+/**
+ * The warm pool: once this process has created a sandbox, one more is started in the background, so
+ * the next create only has to claim it (its meta, limits and lease are set then). A pooled sandbox is
+ * invisible to list() and connect(), never ran anything, and is owned by this process like any other
+ * (its supervisor ends it when this process dies). `MVM_WARM_POOL=0` turns it off.
+ */
+let spare: { image: string; tmpMb: number; sb: Promise<LocalSandbox | null> } | null = null;
+
+function poolEnabled(): boolean {
+  return getEnv("MVM_WARM_POOL") !== "0";
+}
+
+function refill(t: Tools, image: string, tmpMb: number): void {
+  if (!poolEnabled() || spare) return;
+  const ttlSeconds = 86_400;
+  const limits = { pidsLimit: t.layout ? DEFAULT_PIDS : undefined, tmpSizeMb: tmpMb };
+  spare = {
+    image,
+    tmpMb,
+    sb: launch(t, { image, tmpMb, ttlSeconds, limits, pooled: true, meta: { workloadId: "", tags: {}, env: {} } }).catch(() => null),
+  };
+}
+
+async function claim(t: Tools, spec: SandboxSpec, image: string, tmpMb: number, env: Record<string, string>): Promise<LocalSandbox | null> {
+  if (!spare || spare.image !== image || spare.tmpMb !== tmpMb) return null;
+  const taken = spare.sb;
+  spare = null;
+  const sb = await taken;
+  if (!sb) return null;
+  const limits = {
+    cpu: spec.cpu,
+    memoryMb: spec.memoryMb,
+    pidsLimit: spec.pidsLimit ?? (t.layout ? DEFAULT_PIDS : undefined),
+    tmpSizeMb: tmpMb,
+  };
+  try {
+    if (sb.deathError("hand out") !== null) throw new Error("the pooled sandbox died");
+    if (t.layout && (limits.cpu || limits.memoryMb || limits.pidsLimit !== sb.meta.limits.pidsLimit)) {
+      await setLimits(t.layout, t.tag, sb.id, limits);
+    }
+    const now = new Date();
+    const meta: Meta = {
+      ...sb.meta,
+      template: spec.template,
+      name: spec.name,
+      workloadId: spec.workloadId,
+      tags: spec.tags,
+      env,
+      limits,
+      createdAt: now.toISOString(),
+      expiresAt: new Date(now.getTime() + spec.ttlSeconds * 1000).toISOString(),
+      ttlSeconds: spec.ttlSeconds,
+    };
+    const dir = sb.dir;
+    dir.replace("meta.json", JSON.stringify(meta));
+    dir.replace("ttl", String(spec.ttlSeconds));
+    if (!dir.poke()) throw new Error("the pooled sandbox's supervisor is gone");
+    sb.meta = meta;
+    dir.appendEvent("created", { image, ttlSeconds: spec.ttlSeconds, limits, tags: spec.tags, warm: true });
+    dir.unmark("pooled");
+    return sb;
+  } catch {
+    sb.destroy().catch(() => {});
+    return null;
+  }
+}
+
+async function create(spec: SandboxSpec): Promise<EngineSandbox> {
+  const t = await preflight();
+  const image = resolveImage(spec);
+  refuseUnsupported(spec, t);
+  await reapStale(t, true);
+  const tmpMb = spec.tmpSizeMb ?? DEFAULT_TMP_MB;
+  // a networked sandbox gets its egress when it starts, so it never comes from the pool
+  const networked = spec.network.rules.length > 0;
+  const env: Record<string, string> = { ...(networked ? EGRESS_ENV : {}), ...spec.env };
+  for (const [k, ref] of Object.entries(spec.secrets)) env[k] = ref.placeholder;
+  let sb = networked ? null : await claim(t, spec, image, tmpMb, env);
+  if (!sb) {
+    const limits = {
+      cpu: spec.cpu,
+      memoryMb: spec.memoryMb,
+      pidsLimit: spec.pidsLimit ?? (t.layout ? DEFAULT_PIDS : undefined),
+      tmpSizeMb: tmpMb,
+    };
+    sb = await launch(t, {
+      image,
+      tmpMb,
+      ttlSeconds: spec.ttlSeconds,
+      limits,
+      pooled: false,
+      network: networked ? spec.network : undefined,
+      meta: { template: spec.template, name: spec.name, workloadId: spec.workloadId, tags: spec.tags, env },
+    });
+  }
+  refill(t, image, tmpMb);
+  if (spec.name !== undefined) {
+    // after the folder exists, so a create that lost the race sees this one as live
+    try {
+      await claimName(t.root, t.uid, spec.name, sb.id, (other) => nameHolderLive(t, other));
+    } catch (e) {
+      await sb.destroy().catch(() => {});
+      await releaseName(t.root, spec.name, sb.id);
+      throw e;
+    }
+  }
+  return sb;
 }
 
 /** Whether the sandbox holding a name still exists (running, paused, stopped, or being created). */
@@ -162,8 +267,7 @@ async function connect(id: string): Promise<LocalSandbox> {
   const t = await preflight();
   const dir = new SandboxDir(t.root, id);
   const meta = dir.trusted(t.uid) ? dir.readMeta() : null;
-  const sup = dir.readPids().supervisor;
-  if (!meta || !sup || !pidExists(sup.pid) || dir.has("destroying")) {
+  if (!meta || !dir.readPids().supervisor || !dir.supervised() || dir.has("destroying") || dir.has("pooled")) {
     throw new NotFoundError(`no live sandbox ${id} (destroyed, expired, or never created here)`, { details: { id } });
   }
   return new LocalSandbox(dir, meta, t);

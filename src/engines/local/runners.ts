@@ -184,7 +184,7 @@ export class RunnerPool {
       this.#warming = child;
       if (!this.#awaited) child.unref();
     }
-    const r: Runner = { child, cg: groups?.cg ?? null, out: new PeekReader(child.stdout!.getReader()), dead: false };
+    const r: Runner = { child, cg: groups?.cg ?? null, out: new PeekReader(child.stdout!), dead: false };
     child.status.then(() => r.dead = true, () => r.dead = true);
     // a runner that guest code stopped before it could say R is given up after a while
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -207,6 +207,8 @@ export class RunnerPool {
         details: { id: this.ctx.id },
       });
     }
+    // a runner waiting for its job holds no reader: in Bun a held reader keeps the process alive
+    r.out.release();
     return r;
   }
 }

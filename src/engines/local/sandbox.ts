@@ -99,7 +99,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
   #toReap: string[] = [];
   #reaping: Promise<number> | null = null;
 
-  constructor(readonly dir: SandboxDir, readonly meta: Meta, readonly tools: Tools) {
+  constructor(readonly dir: SandboxDir, public meta: Meta, readonly tools: Tools) {
     this.id = dir.id;
     this.cgroups = readSandboxCgroups(dir.file("cgroups"), tools.tag, dir.id);
     this.files = audited(localFiles(this), this.dir);
@@ -144,8 +144,8 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
         details: { id: this.id, state: s },
       });
     }
-    const { init, supervisor } = this.dir.readPids();
-    if (!init || !pidExists(init.pid) || !supervisor || !pidExists(supervisor.pid)) {
+    const { init } = this.dir.readPids();
+    if (!init || !this.dir.supervised() || !pidExists(init.pid)) {
       throw new TransportError(`sandbox ${this.id} is not running any more (its init or supervisor died); cannot ${what}`, {
         details: { id: this.id },
       });
@@ -164,7 +164,8 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
   }
 
   async info(): Promise<SandboxInfo> {
-    const m = this.meta;
+    // another handle (or process) may have changed the lease
+    const m = this.meta = this.dir.readMeta() ?? this.meta;
     let state = this.#state();
     if ((state === "running" || state === "paused") && this.deathError("run") !== null) state = "destroyed";
     const cg = this.cgroups;
@@ -374,6 +375,22 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     await teardown(this.dir, this.tools);
     if (this.meta.name !== undefined) await releaseName(this.tools.root, this.meta.name, this.id);
     return id;
+  }
+
+  setTtl(seconds: number): Promise<string> {
+    const s = this.#state();
+    if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone; cannot set its TTL`, { details: { id: this.id } });
+    const expiresAt = new Date(Date.now() + seconds * 1000).toISOString();
+    const meta = this.dir.readMeta() ?? this.meta;
+    this.meta = { ...meta, expiresAt, ttlSeconds: seconds };
+    this.dir.replace("meta.json", JSON.stringify(this.meta));
+    this.dir.replace("ttl", String(seconds));
+    if (!this.dir.poke()) {
+      throw new TransportError(`sandbox ${this.id} is not running any more (its supervisor died); cannot set its TTL`, {
+        details: { id: this.id },
+      });
+    }
+    return Promise.resolve(this.dir.appendEvent("ttl.set", { expiresAt, ttlSeconds: seconds }));
   }
 
   detach(): Promise<string> {

@@ -12,7 +12,21 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { appendFileSync, chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chmodSync,
+  closeSync,
+  constants,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from "node:fs";
 import { AuditLog, newAuditId } from "../../audit.ts";
 import { PermissionDeniedError } from "../../errors.ts";
 import { getEnv } from "../../runtime/mod.ts";
@@ -130,7 +144,7 @@ export class SandboxDir {
     this.path = `${root}/${id}`;
   }
   /** Path of a file in the folder. */
-  file(name: StateFile | "cgroups" | "pids" | "bwrap.err" | "root" | Marker): string {
+  file(name: StateFile | "cgroups" | "pids" | "bwrap.err" | "root" | "ctl" | "alive" | Marker): string {
     return `${this.path}/${name}`;
   }
   /** Whether the folder is still there. */
@@ -158,6 +172,46 @@ export class SandboxDir {
   /** Writes a state file, 0600 whatever the umask. */
   write(name: StateFile, data: string): void {
     writeFileSync(this.file(name), data, { mode: 0o600 });
+  }
+  /** Replaces a state file at once: readers see the old or the new content, never a part. */
+  replace(name: StateFile, data: string): void {
+    const tmp = `${this.file(name)}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+    writeFileSync(tmp, data, { mode: 0o600 });
+    renameSync(tmp, this.file(name));
+  }
+  /**
+   * Wakes the supervisor's watch (a byte on its control fifo) so it reads the lease again. False when
+   * nobody reads the fifo: the supervisor is gone.
+   */
+  poke(): boolean {
+    return this.#ctl("t");
+  }
+  /**
+   * Whether the sandbox's supervisor still holds its lease: it keeps the `alive` fifo open for reading
+   * while it lives, so this asks the kernel, not a pid that may have been recycled.
+   */
+  supervised(): boolean {
+    return this.#fifo("alive", "");
+  }
+  #ctl(byte: string): boolean {
+    return this.#fifo("ctl", byte);
+  }
+  #fifo(name: "alive" | "ctl", byte: string): boolean {
+    let fd: number;
+    try {
+      // O_NONBLOCK: the open fails at once (ENXIO) when no process has the fifo open for reading
+      fd = openSync(this.file(name), constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch {
+      return false;
+    }
+    try {
+      if (byte) writeSync(fd, byte);
+      return true;
+    } catch {
+      return false;
+    } finally {
+      closeSync(fd);
+    }
   }
   readMeta(): Meta | null {
     try {
@@ -209,6 +263,6 @@ export class SandboxDir {
 }
 
 /** Files the SDK writes. */
-export type StateFile = "meta.json" | "events.jsonl" | "oom.seen" | "bwrap.args" | "egress.conf";
+export type StateFile = "meta.json" | "events.jsonl" | "oom.seen" | "bwrap.args" | "egress.conf" | "ttl";
 /** Marker files. */
-export type Marker = "destroying" | "stopped" | "detached" | "paused";
+export type Marker = "destroying" | "stopped" | "detached" | "paused" | "pooled";

@@ -14,7 +14,7 @@
  */
 import { readdirSync, rmSync, statSync } from "node:fs";
 import { CleanupError, TimeoutError, TransportError } from "../../errors.ts";
-import { type ChildProcess, hostPid, pidExists, runtime } from "../../runtime/mod.ts";
+import { type ChildProcess, hostPid, runtime } from "../../runtime/mod.ts";
 import { collectText } from "../../streams.ts";
 import {
   collectOrphanCgroups,
@@ -28,7 +28,7 @@ import {
 } from "./cgroups.ts";
 import type { Tools } from "./preflight.ts";
 import { GUEST_PATH } from "./runners.ts";
-import { ENTER_PL, SUPERVISOR_SH } from "./scripts.gen.ts";
+import { ENTER_PL, SUPERVISOR_SH, WATCH_PL } from "./scripts.gen.ts";
 import { SandboxDir } from "./state.ts";
 
 /** Sandbox ids: `sbx-` and 12 of [a-z0-9]. */
@@ -45,8 +45,15 @@ export interface SupervisorInput {
   bwrapArgv: string[];
 }
 
-/** Starts a sandbox's supervisor and waits until the sandbox is up. @example `await startSupervisor(t, input)` */
-export async function startSupervisor(t: Tools, i: SupervisorInput): Promise<void> {
+/**
+ * Starts a sandbox's supervisor, makes the sandbox's folder (`prepare`) while it starts, and waits
+ * until the sandbox is up. The supervisor waits for "go" before it uses the folder: if this process
+ * dies (or `prepare` throws) first, the supervisor sees the end of its input and removes the folder,
+ * so an owner killed at any point of a create leaves nothing behind.
+ *
+ * @example `await startSupervisor(t, input, () => makeFolder(dir))`
+ */
+export async function startSupervisor(t: Tools, i: SupervisorInput, prepare: () => void): Promise<void> {
   const sup = await runtime().spawn(t.perl, [
     "-e",
     ENTER_PL,
@@ -62,11 +69,26 @@ export async function startSupervisor(t: Tools, i: SupervisorInput): Promise<voi
     ...i.bwrapArgv,
   ], {
     clearEnv: true,
-    env: { PATH: GUEST_PATH, ...(t.layout ? supervisorCgroupEnv(t.layout, t.tag, i.dir.id, i.limits, i.pool) : {}) },
-    stdin: "null",
+    env: {
+      PATH: GUEST_PATH,
+      MVM_PERL: t.perl,
+      MVM_WATCH_PL: WATCH_PL,
+      ...(t.layout ? supervisorCgroupEnv(t.layout, t.tag, i.dir.id, i.limits, i.pool) : {}),
+    },
+    stdin: "piped",
     stdout: "piped",
     stderr: "null",
   });
+  const w = sup.stdin!.getWriter();
+  try {
+    prepare();
+  } catch (e) {
+    await w.close().catch(() => {});
+    sup.unref();
+    throw e;
+  }
+  await w.write(new TextEncoder().encode("go\n"));
+  await w.close();
   const line = await readReadyLine(sup);
   sup.unref();
   if (!line.startsWith("ready ")) {
@@ -132,8 +154,7 @@ export async function teardown(dir: SandboxDir, t: Tools): Promise<void> {
 
 /** Whether a sandbox's supervisor still runs (a folder being created counts, for a minute). */
 export function supervised(dir: SandboxDir): boolean {
-  const sup = dir.readPids().supervisor;
-  if (sup) return pidExists(sup.pid);
+  if (dir.readPids().supervisor) return dir.supervised();
   try {
     return Date.now() - statSync(dir.path).mtimeMs < 60_000;
   } catch {
@@ -142,18 +163,33 @@ export function supervised(dir: SandboxDir): boolean {
 }
 
 let lastCgroupGc = 0;
+let lastReap = 0;
+const REAP_EVERY_MS = 30_000;
 
 /**
  * Removes this state root's sandboxes whose supervisor died without cleaning up (e.g. SIGKILLed),
  * and, in the background and at most every 30 s, this state root's cgroups whose folder is gone.
+ * A create calls it with `throttled`: the first in a process waits for the sweep, later ones start
+ * it in the background at most every 30 s, so a create never costs a scan of every sandbox.
  *
  * @example `await reapStale(t)`
  */
-export async function reapStale(t: Tools): Promise<void> {
-  if (t.layout && Date.now() - lastCgroupGc > 30_000) {
+export async function reapStale(t: Tools, throttled = false): Promise<void> {
+  if (t.layout && Date.now() - lastCgroupGc > REAP_EVERY_MS) {
     lastCgroupGc = Date.now();
     collectOrphanCgroups(t.layout, t.root, t.tag).catch(() => {});
   }
+  if (throttled && lastReap !== 0) {
+    if (Date.now() - lastReap < REAP_EVERY_MS) return;
+    lastReap = Date.now();
+    reapNow(t).catch(() => {});
+    return;
+  }
+  lastReap = Date.now();
+  await reapNow(t);
+}
+
+async function reapNow(t: Tools): Promise<void> {
   let entries: string[] = [];
   try {
     entries = readdirSync(t.root);

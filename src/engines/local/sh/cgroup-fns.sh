@@ -57,3 +57,28 @@ pid_start() {
 }
 # alive PID: the process exists and is not a zombie (no fork: called in loops)
 alive() { read -r s < "/proc/$1/stat" 2>/dev/null || return 1; case "$s" in *") Z "*|*") X "*) return 1;; esac; return 0; }
+# cg_limits: writes the limits in MVM_LIM_MEM/CPU/PIDS (empty: unchanged) to the sandbox's groups named
+# in MVM_CG_KIND, MVM_CG_V2, MVM_CG_MEM/CPU/PIDS; says "error cannot write V to F" and fails otherwise
+cg_w() { echo "$2" > "$1" 2>/dev/null || { echo "error cannot write $2 to $1"; return 1; }; }
+cg_limits() {
+  if [ "$MVM_CG_KIND" = v2 ]; then
+    if [ -n "$MVM_LIM_MEM" ]; then
+      cg_w "$MVM_CG_V2/memory.max" "$MVM_LIM_MEM" || return 1
+      [ ! -e "$MVM_CG_V2/memory.swap.max" ] || cg_w "$MVM_CG_V2/memory.swap.max" 0 || return 1
+    fi
+    [ -z "$MVM_LIM_CPU" ] || cg_w "$MVM_CG_V2/cpu.max" "$MVM_LIM_CPU 100000" || return 1
+    [ -z "$MVM_LIM_PIDS" ] || cg_w "$MVM_CG_V2/pids.max" "$MVM_LIM_PIDS" || return 1
+  else
+    if [ -n "$MVM_CG_MEM" ] && [ -n "$MVM_LIM_MEM" ]; then
+      # the limit first: the kernel wants memsw >= limit, and both start unlimited
+      cg_w "$MVM_CG_MEM/memory.limit_in_bytes" "$MVM_LIM_MEM" || return 1
+      [ ! -e "$MVM_CG_MEM/memory.memsw.limit_in_bytes" ] || cg_w "$MVM_CG_MEM/memory.memsw.limit_in_bytes" "$MVM_LIM_MEM" || return 1
+    fi
+    if [ -n "$MVM_CG_CPU" ] && [ -n "$MVM_LIM_CPU" ]; then
+      cg_w "$MVM_CG_CPU/cpu.cfs_period_us" 100000 || return 1
+      cg_w "$MVM_CG_CPU/cpu.cfs_quota_us" "$MVM_LIM_CPU" || return 1
+    fi
+    [ -z "$MVM_CG_PIDS" ] || [ -z "$MVM_LIM_PIDS" ] || cg_w "$MVM_CG_PIDS/pids.max" "$MVM_LIM_PIDS" || return 1
+  fi
+  return 0
+}

@@ -41,6 +41,7 @@ case "$op" in
     v=1; [ "$op" = thaw ] && v=0
     cg_freeze "$1" "$v"; rc=$?
     case $rc in 0) echo ok;; 2) echo nofreeze;; *) echo failed;; esac;;
+  limits) cg_limits;;
   make) mkdir "$@" 2>/dev/null; for c in "$@"; do [ -d "$c" ] && echo "$c"; done;;
   reap)
     mem=$1; shift

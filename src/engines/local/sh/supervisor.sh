@@ -2,21 +2,26 @@
 # generated). It starts bubblewrap, reports the sandbox's processes, then holds the lease: it tears
 # the sandbox down when the TTL runs out, when the owning process dies (unless detached), when the
 # sandbox's init ends, or when asked (SIGTERM).
+# It is started before the sandbox's folder is complete and waits for "go" on stdin: an owner that
+# dies before that (end of input) leaves nothing, because this removes the folder.
 # Args: STATE_DIR OWNER_PID TTL_SECONDS BWRAP_ARGV... (bwrap's own arguments are in STATE_DIR/bwrap.args)
-# Env: MVM_CG_KIND, MVM_CG_V2, MVM_CG_MEM/CPU/PIDS (groups to make), MVM_LIM_MEM/CPU/PIDS (limits),
+# Env: MVM_PERL and MVM_WATCH_PL (the watch, sh/watch.pl), MVM_CG_KIND, MVM_CG_V2, MVM_CG_MEM/CPU/PIDS (groups to make), MVM_LIM_MEM/CPU/PIDS (limits),
 # MVM_CG_POOL (per-process groups to make under the v2 group, for the SDK).
 set -u
 umask 077
 d=$1; owner=$2; ttl=$3; shift 3
-bw=""; sl=""; ttlpid=""; all=""; reaper=""; reaper_start=""
+bw=""; wp=""; all=""; reaper=""; reaper_start=""
+watch_pl=${MVM_WATCH_PL:-}; perl=${MVM_PERL:-perl}; unset MVM_WATCH_PL MVM_PERL
+# the owner is the process that started this one; its start time tells it apart from a later process
+# that gets the same pid
+owner_start=""; [ "$PPID" = "$owner" ] && owner_start=$(pid_start "$owner")
 now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
 ev() { printf '{"id":"sup-%s-%s","time":"%s","type":"%s","source":"supervisor"%s}\n' "$$" "$(date +%s%N)" "$(now)" "$1" "${2:-}" >> "$d/events.jsonl" 2>/dev/null; }
 cleanup() {
   trap '' TERM INT HUP
   : > "$d/destroying" 2>/dev/null
   ev destroyed ",\"reason\":\"$1\""
-  [ -n "$sl" ] && kill "$sl" 2>/dev/null
-  [ -n "$ttlpid" ] && kill "$ttlpid" 2>/dev/null
+  [ -n "$wp" ] && kill "$wp" 2>/dev/null
   # a paused sandbox is thawed first: frozen processes (the host-side nsenters too) cannot reap or die
   [ -n "${MVM_CG_V2:-}" ] && cg_freeze "$MVM_CG_V2" 0
   # the sandbox's pid 1 first (the kernel then kills everything in its pid namespace, while the
@@ -37,7 +42,13 @@ cleanup() {
 trap 'cleanup destroy' TERM INT HUP
 # a dead owner must not leave the supervisor dying of SIGPIPE before it watches
 trap '' PIPE
-w() { echo "$2" > "$1" 2>/dev/null || { echo "error cannot write $2 to $1"; cleanup failed; }; }
+go=""; read -r go || go=""
+if [ "$go" != go ] || [ -z "$owner_start" ]; then
+  # the owner died or gave up while making the folder: nothing of the sandbox runs yet
+  rm -rf "$d" 2>/dev/null
+  exit 0
+fi
+exec </dev/null
 all=""; join=""; memcg=-
 if [ -n "${MVM_CG_V2:-}" ]; then
   if [ "$MVM_CG_KIND" = v2 ]; then
@@ -57,21 +68,10 @@ if [ -n "${MVM_CG_V2:-}" ]; then
   fi
   # shellcheck disable=SC2086
   mkdir -p $all $pool 2>/dev/null || { echo "error cannot create the cgroups $all"; cleanup failed; }
-  if [ "$MVM_CG_KIND" = v2 ]; then
-    [ -n "$MVM_LIM_MEM" ] && { w "$MVM_CG_V2/memory.max" "$MVM_LIM_MEM"; [ -e "$MVM_CG_V2/memory.swap.max" ] && w "$MVM_CG_V2/memory.swap.max" 0; }
-    [ -n "$MVM_LIM_CPU" ] && w "$MVM_CG_V2/cpu.max" "$MVM_LIM_CPU 100000"
-    [ -n "$MVM_LIM_PIDS" ] && w "$MVM_CG_V2/pids.max" "$MVM_LIM_PIDS"
-  else
-    if [ -n "$MVM_CG_MEM" ] && [ -n "$MVM_LIM_MEM" ]; then
-      w "$MVM_CG_MEM/memory.limit_in_bytes" "$MVM_LIM_MEM"
-      [ -e "$MVM_CG_MEM/memory.memsw.limit_in_bytes" ] && w "$MVM_CG_MEM/memory.memsw.limit_in_bytes" "$MVM_LIM_MEM"
-    fi
-    [ -n "$MVM_CG_CPU" ] && [ -n "$MVM_LIM_CPU" ] && { w "$MVM_CG_CPU/cpu.cfs_period_us" 100000; w "$MVM_CG_CPU/cpu.cfs_quota_us" "$MVM_LIM_CPU"; }
-    [ -n "$MVM_CG_PIDS" ] && [ -n "$MVM_LIM_PIDS" ] && w "$MVM_CG_PIDS/pids.max" "$MVM_LIM_PIDS"
-  fi
+  err=$(cg_limits) || { echo "$err"; cleanup failed; }
   { echo "$MVM_CG_V2"; echo "$memcg"; for c in $join; do echo "$c"; done; } > "$d/cgroups"
 fi
-mkfifo -m 600 "$d/info.fifo" "$d/ready.fifo" || { echo "error cannot create fifos in $d"; cleanup failed; }
+mkfifo -m 600 "$d/info.fifo" "$d/ready.fifo" "$d/alive" "$d/ctl" || { echo "error cannot create fifos in $d"; cleanup failed; }
 exec 5<>"$d/ready.fifo"
 # bwrap reports its init's pid on fd 3; the sandbox's first command says "ready" on fd 4 once every
 # mount is in place; if bwrap ends first, the launcher says "exit N" on the same fifo.
@@ -84,6 +84,10 @@ MVM_SELF_CG="${MVM_CG_V2:-} $join" MVM_D="$d" MVM_INNER='for c in $MVM_SELF_CG; 
   cd / && exec env -i PATH=/usr/bin:/bin "$@"' \
   setpriv --pdeathsig KILL -- sh -c 'sh -c "$MVM_INNER" sh "$@"; echo "exit $?" >&5' mvm-launcher "$@" </dev/null >/dev/null 2>&1 &
 bw=$!
+# "alive" is held open for reading by this shell alone, so the SDK tells a live supervisor from a dead
+# one by opening it (the kernel drops a killed process's descriptors before its sandbox starts dying);
+# "ctl" carries the SDK's wake-ups to the watch, and is held here too so none is lost before it starts
+exec 7<>"$d/alive" 8<>"$d/ctl"
 info=""; while IFS= read -r line; do info="$info$line"; done < "$d/info.fifo"
 read -r ready <&5
 exec 5<&-
@@ -100,13 +104,13 @@ reaper_start=$(pid_start "$reaper")
 { echo "init $init $(pid_start "$init")"; echo "reaper $reaper $(pid_start "$reaper")"; echo "supervisor $$ $(pid_start $$)"; } > "$d/pids.tmp" && mv "$d/pids.tmp" "$d/pids"
 echo "ready $init $$"
 exec </dev/null >/dev/null 2>&1
-sleep "$ttl" & ttlpid=$!
 ev started ",\"initPid\":$init,\"ttlSeconds\":$ttl"
-reason=""
-while :; do
-  if [ ! -e "$d/detached" ] && ! alive "$owner"; then reason="owner-exited"; break; fi
-  alive "$ttlpid" || { reason="ttl-expired"; break; }
-  if ! alive "$bw" && [ ! -e "$d/stopped" ]; then reason="init-exited"; break; fi
-  sleep 0.5 & sl=$!; wait "$sl"; sl=""
-done
+# blocks in the kernel until something ends the lease (sh/watch.pl); a signal to this shell (destroy)
+# interrupts the wait
+"$perl" -e "$watch_pl" "$d" "$owner" "$owner_start" "$bw" "$ttl" 7<&- & wp=$!
+wait "$wp"; rc=$?; wp=""
+case $rc in
+  10) reason="owner-exited";; 11) reason="ttl-expired";; 12) reason="init-exited";;
+  0) exit 0;; *) reason=failed;;
+esac
 cleanup "$reason"
