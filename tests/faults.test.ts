@@ -108,7 +108,9 @@ test(`faults: descriptors of this process stay flat over ${CYCLES} create/destro
   }
   await sb.commands.run(["true"]);
   const after = fdCount();
-  assert.ok(after - before <= 12, `descriptors grew from ${before} to ${after}`);
+  // a leak of even one descriptor a cycle shows as 40 or more; the warm pool's spare sandbox (its
+  // supervisor's pipe and two runners' pipes, more while the next spare is being made) moves the count by up to ~15
+  assert.ok(after - before <= 20, `descriptors grew from ${before} to ${after}`);
 });
 
 test(`faults: a supervisor killed right after create (a runner still being spawned) gives typed errors, never a hang (${RUNS} runs)`, async () => {
