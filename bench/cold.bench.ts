@@ -1,0 +1,132 @@
+/**
+ * Cold-mode benchmarks of the local engine: `pause()` and `resume()` latency for sandboxes whose
+ * process holds 10 MB, 100 MB and 1 GB of memory, beside two baselines measured in the same run —
+ * a raw cgroup v2 freeze/thaw of a group holding a host `sleep` (one `sh` per operation, the shape
+ * the SDK uses, and the kernel's own cost inside one shell loop) — and an audit append.
+ * Prints a Markdown table.
+ *
+ * Run: deno run -A bench/cold.bench.ts   |   bun bench/cold.bench.ts
+ * Options (env): BENCH_QUICK=1 for fewer samples and no 1 GB sandbox. Needs root (cgroups).
+ *
+ * @example
+ * ```sh
+ * deno run -A bench/cold.bench.ts
+ * ```
+ * @module
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import process from "node:process";
+import { Sandbox } from "../mod.ts";
+import { AuditLog } from "../src/audit.ts";
+import { detectCgroups } from "../src/engines/local/cgroups.ts";
+import { runtime } from "../src/runtime/mod.ts";
+import { collectText } from "../src/streams.ts";
+
+const quick = process.env.BENCH_QUICK === "1";
+const n = quick ? 10 : 30;
+const rt = runtime();
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length - 1) * p))];
+const fmt = (xs: number[]) => `p50 ${pct(xs, 0.5).toFixed(2)} ms, p95 ${pct(xs, 0.95).toFixed(2)} ms`;
+const rows: string[][] = [];
+
+const layout = await detectCgroups();
+if (!layout) throw new Error("cold.bench needs writable cgroups (run as root)");
+
+// Baseline: a raw cgroup with a host sleep in it, frozen and thawed by writing cgroup.freeze and waiting
+// for cgroup.events to say so — once per `sh` (as the SDK does it), and 200 times inside one shell (the
+// kernel's cost without a spawn).
+const cg = `${layout.v2}/mvm-bench-${process.pid}`;
+const sh = (script: string, ...args: string[]) =>
+  rt.spawn("/bin/sh", ["-c", script, "sh", ...args], { stdout: "piped", stderr: "null" }).then(async (c) => {
+    const out = await collectText(c.stdout!);
+    await c.status;
+    return out.trim();
+  });
+// shell builtins only (as the SDK's helper): a grep per poll would measure grep's spawn
+const FREEZE =
+  'echo $2 > "$1/cgroup.freeze"; f=; until [ "$f" = $2 ]; do while read -r k v; do [ "$k" = frozen ] && f=$v; done < "$1/cgroup.events"; done';
+const sleeper = await rt.spawn("sleep", ["600"], { stdout: "null", stderr: "null" });
+try {
+  await sh('mkdir "$1" && echo "$2" > "$1/cgroup.procs"', cg, String(sleeper.pid));
+  const raw: { freeze: number[]; thaw: number[] } = { freeze: [], thaw: [] };
+  for (let i = 0; i < n; i++) {
+    for (const [k, v] of [["freeze", "1"], ["thaw", "0"]] as const) {
+      const t = performance.now();
+      await sh(FREEZE, cg, v);
+      raw[k].push(performance.now() - t);
+    }
+  }
+  const loop = Number(
+    await sh(
+      `s=$(date +%s%N); i=0; while [ $i -lt 200 ]; do ${FREEZE.replaceAll("$2", "1")}; ${
+        FREEZE.replaceAll("$2", "0")
+      }; i=$((i+1)); done; echo $(( ($(date +%s%N) - s) / 400 ))`,
+      cg,
+    ),
+  ) / 1e6;
+  rows.push(["raw cgroup freeze, one sh each", fmt(raw.freeze), "—"]);
+  rows.push(["raw cgroup thaw, one sh each", fmt(raw.thaw), "—"]);
+  rows.push(["raw freeze or thaw in one shell loop (kernel)", `mean ${loop.toFixed(3)} ms`, "—"]);
+  const base = { freeze: pct(raw.freeze, 0.5), thaw: pct(raw.thaw, 0.5) };
+
+  for (const mb of quick ? [10, 100] : [10, 100, 1024]) {
+    await using sb = await Sandbox.create({ memoryMb: mb + 256 });
+    const p = await sb.commands.start([
+      "python3",
+      "-c",
+      `import sys, time\nb = bytearray(${mb} * 1024 * 1024)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint("ready", flush=True)\nwhile True: time.sleep(0.01)`,
+    ]);
+    const reader = p.stdout.getReader();
+    await reader.read();
+    reader.releaseLock();
+    const pause: number[] = [];
+    const resume: number[] = [];
+    for (let i = 0; i < n; i++) {
+      let t = performance.now();
+      await sb.pause();
+      pause.push(performance.now() - t);
+      t = performance.now();
+      await sb.resume();
+      resume.push(performance.now() - t);
+    }
+    rows.push([`pause(), process holding ${mb} MB`, fmt(pause), `${(pct(pause, 0.5) / base.freeze).toFixed(2)}× raw freeze`]);
+    rows.push([`resume(), process holding ${mb} MB`, fmt(resume), `${(pct(resume, 0.5) / base.thaw).toFixed(2)}× raw thaw`]);
+    await p.kill("SIGKILL");
+  }
+} finally {
+  sleeper.kill("SIGKILL");
+  await sleeper.status;
+  await sh('i=0; until rmdir "$1" 2>/dev/null || [ $i -gt 100 ]; do i=$((i+1)); sleep 0.01; done', cg);
+}
+
+// An audit append (sign, lock, write, head), beside a bare appendFileSync of a line of the same size.
+{
+  const dir = mkdtempSync(`${tmpdir()}/mvm-bench-audit-`);
+  try {
+    const log = new AuditLog(`${dir}/audit`, "bench");
+    log.append("warm");
+    const xs: number[] = [];
+    for (let i = 0; i < 500; i++) {
+      const t = performance.now();
+      log.append("bench.op", { i, path: "/app/x" }, { sandbox: "sbx-000000000000" });
+      xs.push(performance.now() - t);
+    }
+    const { appendFileSync } = await import("node:fs");
+    const line = "x".repeat(420) + "\n";
+    const raw: number[] = [];
+    for (let i = 0; i < 500; i++) {
+      const t = performance.now();
+      appendFileSync(`${dir}/raw`, line);
+      raw.push(performance.now() - t);
+    }
+    rows.push(["audit append", fmt(xs), `raw appendFileSync ${fmt(raw)}`]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const g = globalThis as { Deno?: { version: { deno: string } }; Bun?: { version: string } };
+console.log(`\n${g.Deno ? `Deno ${g.Deno.version.deno}` : g.Bun ? `Bun ${g.Bun.version}` : "Node"}, ${n} samples each\n`);
+console.log("| measure | figure | baseline (same run) |\n| --- | --- | --- |");
+for (const r of rows) console.log(`| ${r.join(" | ")} |`);
