@@ -12,6 +12,7 @@ import process from "node:process";
 import { NetworkPolicy, NotFoundError, Sandbox, TimeoutError, TransportError, UnsupportedError } from "../mod.ts";
 import { parseEnvelope, parseRecords } from "../src/engines/mvmctl/wire.ts";
 import { splitCliLine } from "../src/engines/mvmctl/process.ts";
+import { parseMachine } from "../src/cli/machine.ts";
 
 const DIR = new URL("./fixtures/machine/", import.meta.url).pathname;
 const STANDIN = `${DIR}standin.sh`;
@@ -24,6 +25,7 @@ const ENV_KEYS = [
   "STANDIN_WAIT_LINE",
   "STANDIN_FAIL",
   "STANDIN_SLEEP",
+  "STANDIN_WAIT_SLEEP",
   "STANDIN_VERSION",
   "MVM_MACHINE_TIMEOUT_SEC",
   "MVM_MACHINE_MAX_OUTPUT_BYTES",
@@ -66,7 +68,9 @@ test("mvmctl (stand-in CLI): every verb the engine spawns matches its argv fixtu
     assert.equal(sb.engine, "mvmctl");
     const r = await sb.commands.run(["sh", "-lc", "echo ok"], { env: { B: "2", A: "1" }, cwd: "/app", timeoutSeconds: 30 });
     assert.deepEqual([r.stdout, r.stderr, r.exitCode, r.signal, r.timedOut], ["out", "err\n\n", 0, null, false]);
+    process.env.STANDIN_WAIT_SLEEP = "1";
     const p = await sb.commands.start(["sleep", "1"]);
+    delete process.env.STANDIN_WAIT_SLEEP;
     await p.kill("SIGTERM");
     await p.kill("SIGKILL");
     await p.output();
@@ -219,4 +223,15 @@ test("mvmctl (stand-in CLI): MVM_SDK_MODE=live with MVM_CLI_BIN selects the mvmc
       "allowlist",
     ]);
   });
+});
+
+test("our CLI (src/cli.ts machine …) accepts every argv fixture", () => {
+  for (const name of FIXTURES.filter((n) => n !== "version")) {
+    const argv = fixture(name);
+    assert.equal(argv[0], "machine", name);
+    const { name: verb, parsed } = parseMachine(argv.slice(1));
+    assert.equal(verb.replace(" ", "-"), name, `${name}.argv parsed as ${verb}`);
+    assert.equal(parsed.positionals[0] === "web" || verb === "ls" || verb === "run", true, name);
+  }
+  assert.throws(() => parseMachine(["fs", "stat", "web"]), /usage/);
 });

@@ -16,6 +16,7 @@ import { SandboxError } from "../errors.ts";
 import { parseArgs } from "./args.ts";
 import { COMMON_FLAGS, PEOPLE_VERBS, type Verb } from "./people.ts";
 import { print, printErr } from "./io.ts";
+import { machineVerb } from "./machine.ts";
 
 /** The CLI's version: the package's. */
 export const VERSION = "0.1.0";
@@ -25,14 +26,7 @@ export const VERSION_LINE = `mvmctl ${VERSION} (@mvm/sdk command line; machine v
 
 /** The verbs in the order help lists them. */
 function verbs(): Record<string, Verb> {
-  return { ...PEOPLE_VERBS, ...extraVerbs };
-}
-
-const extraVerbs: Record<string, Verb> = {};
-
-/** Adds verbs (the `machine` group registers itself this way). @example `registerVerbs({ machine })` */
-export function registerVerbs(v: Record<string, Verb>): void {
-  Object.assign(extraVerbs, v);
+  return { ...PEOPLE_VERBS, machine: machineVerb };
 }
 
 /** The whole help text. */
@@ -85,6 +79,13 @@ export async function main(args: readonly string[]): Promise<number> {
     return 2;
   }
   try {
+    if (v.raw) {
+      if (rest.length === 0 || rest[0] === "--help" || rest[0] === "-h") {
+        await print(`${v.summary}\n\n${v.help}\n`);
+        return rest.length === 0 ? 2 : 0;
+      }
+      return await v.raw(rest);
+    }
     const parsed = parseArgs(rest, { ...COMMON_FLAGS, ...v.flags });
     if (parsed.flags.help) {
       await print(`${v.summary}\n\n${v.help}\n`);

@@ -26,6 +26,8 @@ export interface Verb {
   flags: Record<string, FlagSpec>;
   /** Runs the verb; resolves to the exit code. */
   run(a: Parsed): Promise<number>;
+  /** A verb group that parses its own argv (`machine`). */
+  raw?(args: string[]): Promise<number>;
 }
 
 /** Flags every verb takes. */

@@ -66,28 +66,33 @@ export async function startMachineProcess(m: ProcMachine, argv: string[], opts: 
   const errReader = wait.stderr!.getReader();
   const stderr = new ReadableStream<Uint8Array>({
     async pull(c) {
-      const r = await errReader.read().catch(() => ({ done: true as const, value: undefined }));
-      if (r.done) {
-        const s = await wait.status;
-        const { guest, line } = splitCliLine(held);
-        const cliOwns = (s.code === 124 && line === "timed out") ||
-          (s.code !== null && s.code > 128 && line === `killed by signal ${s.code - 128}`) ||
-          (s.code === 255 && /^mvm: [A-Z_]+: /.test(line));
-        if (cliOwns) {
-          cliLine = line;
-          if (guest.length) c.enqueue(guest);
-        } else if (held.length) c.enqueue(held);
-        c.close();
-        finishErr();
-        return;
+      // a pull that enqueues nothing is not called again: read until something goes out, or the end
+      for (;;) {
+        const r = await errReader.read().catch(() => ({ done: true as const, value: undefined }));
+        if (r.done) {
+          const s = await wait.status;
+          const { guest, line } = splitCliLine(held);
+          const cliOwns = (s.code === 124 && line === "timed out") ||
+            (s.code !== null && s.code > 128 && line === `killed by signal ${s.code - 128}`) ||
+            (s.code === 255 && /^mvm: [A-Z_]+: /.test(line));
+          if (cliOwns) {
+            cliLine = line;
+            if (guest.length) c.enqueue(guest);
+          } else if (held.length) c.enqueue(held);
+          c.close();
+          finishErr();
+          return;
+        }
+        const joined = new Uint8Array(held.length + r.value.length);
+        joined.set(held);
+        joined.set(r.value, held.length);
+        if (joined.length > HOLD) {
+          c.enqueue(joined.slice(0, joined.length - HOLD));
+          held = joined.slice(joined.length - HOLD);
+          return;
+        }
+        held = joined;
       }
-      const joined = new Uint8Array(held.length + r.value.length);
-      joined.set(held);
-      joined.set(r.value, held.length);
-      if (joined.length > HOLD) {
-        c.enqueue(joined.slice(0, joined.length - HOLD));
-        held = joined.slice(joined.length - HOLD);
-      } else held = joined;
     },
     async cancel() {
       await errReader.cancel().catch(() => {});
