@@ -29,6 +29,8 @@ export const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
  * tool calls come in pairs) does not wait for a spawn, which costs ~4 execs with the host-side entry.
  */
 const SPARES = 2;
+/** Spares of a sandbox that has not run anything yet (an idle sandbox holds one runner, not two). */
+const IDLE_SPARES = 1;
 
 /** How long a runner may take to say it is in place. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -97,6 +99,8 @@ export class RunnerPool {
   #spares: Runner[] = [];
   #spawning: Promise<void> | null = null;
   #warming: ChildProcess | null = null;
+  /** How many spares to keep: one until the sandbox is used, then SPARES. */
+  #target = IDLE_SPARES;
   /** Someone waits for the warm spawn in progress. */
   #awaited = false;
   #closed = false;
@@ -104,6 +108,7 @@ export class RunnerPool {
 
   /** A runner for a job: a spare, the one on its way, or a new one (`fresh`); and the next is warmed. */
   async take(what: string, fresh = false): Promise<Runner> {
+    this.#target = SPARES;
     if (fresh) return await this.spawn(what, true);
     const pop = () => {
       let r = this.#spares.pop();
@@ -123,9 +128,9 @@ export class RunnerPool {
     return r;
   }
 
-  /** Keeps SPARES runners spawned ahead of need (in the background; they never keep this process alive). */
+  /** Keeps spares spawned ahead of need (in the background; they never keep this process alive). */
   warm(): void {
-    if (this.#closed || this.#spares.length >= SPARES || this.#spawning) return;
+    if (this.#closed || this.#spares.length >= this.#target || this.#spawning) return;
     let ok = false;
     this.#spawning = this.spawn("warm a runner", false)
       .then((r) => {
@@ -139,7 +144,7 @@ export class RunnerPool {
         this.#awaited = false;
         // one at a time (two spawns at once only slow each other), until the pool is full; a failed
         // spawn (the sandbox died) is not retried here
-        if (ok && this.#spares.length < SPARES) this.warm();
+        if (ok && this.#spares.length < this.#target) this.warm();
       });
   }
 
