@@ -1713,7 +1713,8 @@ test("escape: guest code cannot reconfigure, crash, overload or misuse the egres
   const egress = () =>
     readdirSync("/proc").filter((d) => {
       try {
-        return /^\d+$/.test(d) && readFileSync(`/proc/${d}/cmdline`, "utf8").includes(`\0mvm-egress\0${STATE}/${sb.id}\0`);
+        return /^\d+$/.test(d) &&
+          /\0mvm-egress\0\d+\0([^\0]*)\0/.exec(readFileSync(`/proc/${d}/cmdline`, "utf8"))?.[1] === `${STATE}/${sb.id}`;
       } catch {
         return false;
       }

@@ -157,7 +157,7 @@ function egressPids(id: string): number[] {
   for (const d of readdirSync("/proc")) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (readFileSync(`/proc/${d}/cmdline`, "utf8").includes(`\0mvm-egress\0${STATE}/${id}\0`)) out.push(Number(d));
+      if (/\0mvm-egress\0\d+\0([^\0]*)\0/.exec(readFileSync(`/proc/${d}/cmdline`, "utf8"))?.[1] === `${STATE}/${id}`) out.push(Number(d));
     } catch { /* gone */ }
   }
   return out;
@@ -169,6 +169,8 @@ test("egress: allowed hosts are reachable with and without proxy variables; ever
     .allowHttps("api.test")
     .allowHttp("*.wild.test")
     .allowHttp("localhost", hostPorts[0])
+    .allowHttp("self.test", hostPorts[1])
+    .resolveTo("self.test", HOST_END)
     .resolveTo("api.test", SRV)
     .resolveTo("a.wild.test", SRV)
     .resolveTo("wild.test", SRV);
@@ -231,6 +233,12 @@ test("egress: allowed hosts are reachable with and without proxy variables; ever
     ]);
     assert.match(rebound.stdout, /refused by the sandbox's network policy \(restricted-address\)/);
     assert.doesNotMatch(rebound.stdout, /host-service/);
+    // a name pinned (or resolved) to one of the host's own addresses is refused too: its services listen there
+    const self = await sb.commands.run(["sh", "-c", `curl -sS -m 20 http://self.test:${hostPorts[1]}/`]);
+    assert.match(self.stdout, /refused by the sandbox's network policy \(host-address\)/);
+    const [selfRaw] = await probe(sb, [{ kind: "raw", host: "self.test", port: hostPorts[1] }]);
+    assert.equal(selfRaw!.ok, false, JSON.stringify(selfRaw));
+    assert.notEqual(selfRaw!.error, "timeout");
     const events: LogEvent[] = [];
     for await (const e of sb.logs()) events.push(e);
     const denied = events.filter((e) => e.type === "network.denied").map((e) => `${e.host}:${e.port}:${e.reason}`);

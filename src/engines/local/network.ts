@@ -13,6 +13,7 @@
  * ```
  * @module
  */
+import process from "node:process";
 import { TransportError, UnsupportedError } from "../../errors.ts";
 import type { NetworkPolicy } from "../../policy.ts";
 import { runtime } from "../../runtime/mod.ts";
@@ -23,6 +24,8 @@ import { ENTER_PL, NETPROXY_PL } from "./scripts.gen.ts";
 import type { SandboxDir } from "./state.ts";
 
 const PROXY_URL = "http://198.18.0.1:998";
+/** setns(2)'s syscall number per architecture (Node's `process.arch` names). */
+const SETNS: Record<string, number> = { x64: 308, arm64: 268, riscv64: 268, loong64: 268, s390x: 339, ppc64: 350 };
 
 /** Proxy variables every guest process of a networked sandbox gets (transparent interception works without them). */
 export const EGRESS_ENV: Readonly<Record<string, string>> = Object.freeze({
@@ -65,6 +68,10 @@ export function egressConfig(policy: NetworkPolicy): string {
 /** Starts the sandbox's egress proxy and waits until its namespace is set up. @example `await startEgress(t, dir, policy)` */
 export async function startEgress(t: Tools, dir: SandboxDir, policy: NetworkPolicy): Promise<void> {
   const { nft, ip } = egressTools(t);
+  const setns = SETNS[process.arch];
+  if (!setns) {
+    throw new UnsupportedError(`egress does not know setns(2)'s number on ${process.arch} yet`, { details: { field: "network" } });
+  }
   const init = dir.readPids().init;
   if (!init) throw new TransportError(`sandbox ${dir.id} has no init to give a network to`, { details: { id: dir.id } });
   dir.write("egress.conf", egressConfig(policy));
@@ -77,6 +84,7 @@ export async function startEgress(t: Tools, dir: SandboxDir, policy: NetworkPoli
     "-e",
     NETPROXY_PL,
     "mvm-egress",
+    String(setns),
     dir.path,
     String(init.pid),
     init.start,

@@ -8,19 +8,14 @@
 # and absolute URIs) for programs that honour proxy variables. Everything else is refused at once
 # by nftables (TCP reset, ICMP for the rest). Nothing the guest sends is executed or followed; what it
 # names is only compared with the rules. Each connection is handled by a child (at most 64 at once).
-# Args: mvm-egress STATE_DIR INIT_PID INIT_START CONFIG_FILE NFT IP
+# Args: mvm-egress SETNS_SYSCALL_NUMBER STATE_DIR INIT_PID INIT_START CONFIG_FILE NFT IP
 # Config lines: "rule HOST PORT" | "pin NAME ADDR..."
 use strict;
 use warnings;
-use Socket qw(:all);
-use POSIX qw(:sys_wait_h setsid);
-use Config;
+use Socket qw(PF_INET PF_INET6 AF_INET AF_INET6 SOCK_STREAM SOCK_DGRAM SOL_SOCKET SO_REUSEADDR SO_LINGER IPPROTO_IP IPPROTO_TCP TCP_NODELAY inet_aton inet_ntoa inet_pton pack_sockaddr_in unpack_sockaddr_in pack_sockaddr_in6 unpack_sockaddr_in6 getaddrinfo);
 
 shift @ARGV if @ARGV && $ARGV[0] eq "mvm-egress";
-my ($dir, $init, $init_start, $conf, $nft, $ipbin) = @ARGV;
-my %SETNS = (x86_64 => 308, aarch64 => 268, riscv64 => 268, loongarch64 => 268, s390x => 339, powerpc64le => 350);
-my ($arch) = $Config{archname} =~ /^([^-]+)/;
-my $setns = $SETNS{$arch} or fail("setns syscall number unknown on $arch");
+my ($setns, $dir, $init, $init_start, $conf, $nft, $ipbin) = @ARGV;
 my $GW = "198.18.0.1";
 my (@rules, %pin, %name2ip, %ip2name);
 my $next = 1;
@@ -85,6 +80,20 @@ sub class_of {
   return "private" if ($w[0] & 0xfe00) == 0xfc00 || ($w[0] & 0xff00) == 0xff00;
   return "public";
 }
+
+# the host's own addresses (its services listen there): never a destination, whatever a rule says
+my %hostaddr;
+if (open(my $ipo, "-|", $ipbin, "-o", "addr", "show")) {
+  while (my $l = <$ipo>) {
+    if ($l =~ / inet6? ([0-9a-fA-F:.]+)\//) {
+      my $a = $1;
+      my $p = $a =~ /:/ ? inet_pton(AF_INET6, $a) : inet_aton($a);
+      $hostaddr{$p} = 1 if defined $p;
+    }
+  }
+  close $ipo;
+}
+%hostaddr or fail("cannot list the host's own addresses");
 
 # --- set up the sandbox's network namespace, then come back -------------------------------------
 open(my $hostns, "<", "/proc/self/ns/net") or fail("cannot open the host's network namespace: $!");
@@ -164,6 +173,7 @@ sub connect_checked {
   for my $c (@cands) {
     my $cls = class_of(@$c);
     next if $cls eq "restricted";
+    if ($hostaddr{ $c->[1] }) { $why = "host-address"; next }
     if ($cls eq "private" && !$explicit) { $why = "private-address"; next }
     socket(my $s, $c->[0] == AF_INET ? PF_INET : PF_INET6, SOCK_STREAM, 0) or next;
     my $sa = $c->[0] == AF_INET ? pack_sockaddr_in($port, $c->[1]) : pack_sockaddr_in6($port, $c->[1]);
@@ -215,6 +225,7 @@ sub names_other {
 # first bytes (PENDING, or the first read) must not name another host
 sub splice_conn {
   my ($c, $up, $name, $checked, $alias, $pending) = @_;
+  setsockopt($_, IPPROTO_TCP, TCP_NODELAY, 1) for ($c, $up);
   $alias //= $name;
   my ($open_c, $open_u, $idle, $parent) = (1, 1, 0, getppid());
   while ($open_c || $open_u) {
@@ -335,7 +346,7 @@ while (1) {
   my $rin = "";
   vec($rin, fileno($_), 1) = 1 for ($tl, $pl, $ul);
   my $n = select(my $rout = $rin, undef, undef, 1);
-  while ((my $k = waitpid(-1, WNOHANG)) > 0) { $kids-- }
+  while ((my $k = waitpid(-1, 1)) > 0) { $kids-- } # WNOHANG
   if (time() != $last_check || $n <= 0) {
     $last_check = time();
     exit 0 if start_of($init) ne $init_start || !-d $dir;
