@@ -1754,10 +1754,11 @@ for req in [b"CONNECT 127.0.0.1:22 HTTP/1.1\r\n\r\n", b"CONNECT [::1]:443 HTTP/1
         answers.append("error " + type(e).__name__)
     c.close()
 out["answers"] = answers
-# a flood of connections held open at once, to the interception port and to the stand-in address
+# a flood of connections held open at once, to the interception port and to the stand-in address on a
+# port no rule allows (refused before any upstream connect: nothing leaves this machine)
 held = []
 for i in range(150):
-    for addr in [("198.18.0.1", 999), ("api.test", 443)]:
+    for addr in [("198.18.0.1", 999), ("api.test", 80)]:
         try: held.append(socket.create_connection(addr, timeout=5))
         except OSError: pass
 time.sleep(0.5)

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { InvalidInputError, type LogEvent, NetworkPolicy, Sandbox } from "../mod.ts";
 import { classifyAddress } from "../src/network/addresses.ts";
 import { hostMatches } from "../src/policy.ts";
-import { STATE, waitFor } from "./helpers.ts";
+import { runtimeCommand, STATE, waitFor } from "./helpers.ts";
 
 const code = (c: string) => (e: unknown) => e instanceof InvalidInputError && e.details.code === c;
 
@@ -261,4 +261,17 @@ test("egress: a sandbox without rules gets no proxy, no proxy variables and no r
   assert.match(r.stdout, /^\[\]\n/);
   assert.match(r.stdout, /rc=7/);
   assert.equal(egressPids(sb.id).length, 0);
+});
+
+test("egress: a detached sandbox keeps its egress after the client that made it is gone", async () => {
+  const [cmd, ...args] = runtimeCommand(new URL("./fixtures/network/detached-owner.ts", import.meta.url).pathname);
+  const id = execFileSync(cmd!, [...args, SRV], { stdio: ["ignore", "pipe", "inherit"] }).toString().trim();
+  assert.match(id, /^sbx-/);
+  const sb = await Sandbox.connect(id);
+  try {
+    const r = await sb.commands.run(["curl", "-sS", "-m", "20", "--noproxy", "*", "http://api.test/after-owner"]);
+    assert.equal(JSON.parse(r.stdout).path, "/after-owner", r.stderr);
+  } finally {
+    await sb.destroy();
+  }
 });

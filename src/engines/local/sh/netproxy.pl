@@ -7,11 +7,12 @@
 # SO_ORIGINAL_DST says which name and port the guest asked for; port 998 is an HTTP proxy (CONNECT
 # and absolute URIs) for programs that honour proxy variables. Everything else is refused at once
 # by nftables (TCP reset, ICMP for the rest). Nothing the guest sends is executed or followed; what it
-# names is only compared with the rules. Each connection is handled by a child (at most 64 at once).
+# names is only compared with the rules. One process serves every connection (at most 256 at once).
 # Args: mvm-egress SETNS_SYSCALL_NUMBER STATE_DIR INIT_PID INIT_START CONFIG_FILE NFT IP
 # Config lines: "rule HOST PORT" | "pin NAME ADDR..."
 use strict;
 use warnings;
+use Errno;
 use Socket qw(PF_INET PF_INET6 AF_INET AF_INET6 SOCK_STREAM SOCK_DGRAM SOL_SOCKET SO_REUSEADDR SO_LINGER IPPROTO_IP IPPROTO_TCP TCP_NODELAY inet_aton inet_ntoa inet_pton pack_sockaddr_in unpack_sockaddr_in pack_sockaddr_in6 unpack_sockaddr_in6 getaddrinfo);
 
 shift @ARGV if @ARGV && $ARGV[0] eq "mvm-egress";
@@ -152,38 +153,81 @@ $SIG{PIPE} = "IGNORE";
 print "ready $$\n";
 open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null"); open(STDIN, "<", "/dev/null");
 
-# --- connections ---------------------------------------------------------------------------------
+# --- connections: one process, non-blocking sockets, one select loop ------------------------------
+# A connection is a hash: c (the guest's socket), up (upstream), state (head | connecting | relay),
+# name, port, alias, cands (addresses left to try), why, checked, in (guest bytes not yet sent
+# upstream), out (upstream bytes not yet sent to the guest), ceof/ueof (each side's end), deadline.
+my %conns; # fileno of the guest's socket => connection
+my %resolved; # name => [expiry, candidates...]
+my $MAXBUF = 1048576;
+sub nonblock { my $s = shift; my $f = fcntl($s, 3, 0); fcntl($s, 4, $f | 04000) } # F_GETFL, F_SETFL, O_NONBLOCK
 sub rst { my $c = shift; setsockopt($c, SOL_SOCKET, SO_LINGER, pack("ii", 1, 0)); close $c }
+sub drop { my ($k, $reset) = @_; my $x = delete $conns{$k} or return; close $x->{up} if $x->{up}; $reset ? rst($x->{c}) : close($x->{c}) }
+sub deny {
+  my ($k, $host, $port, $why) = @_;
+  my $x = $conns{$k};
+  ev("network.denied", $host, $port, $why);
+  if ($x->{proxy}) {
+    my $body = "mvm: egress to " . clean($host) . ":$port is refused by the sandbox's network policy ($why)\n";
+    syswrite($x->{c}, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body");
+    return drop($k, 0);
+  }
+  drop($k, 1);
+}
 
-# connects to an address of NAME that is allowed to be reached; returns (socket) or (undef, reason)
-sub connect_checked {
+# the addresses of NAME that may be reached, each [family, packed]; or (undef, reason)
+sub candidates {
   my ($name, $port) = @_;
-  my (@cands, $explicit);
-  if (is_v4($name)) { @cands = ([AF_INET, inet_aton($name)]); $explicit = 1 }
-  elsif ($pin{$name}) { @cands = map { [AF_INET, inet_aton($_)] } @{ $pin{$name} }; $explicit = 1 }
+  my (@raw, $explicit);
+  if (is_v4($name)) { @raw = ([AF_INET, inet_aton($name)]); $explicit = 1 }
+  elsif ($pin{$name}) { @raw = map { [AF_INET, inet_aton($_)] } @{ $pin{$name} }; $explicit = 1 }
+  elsif ($resolved{$name} && $resolved{$name}[0] > time()) { @raw = @{ $resolved{$name} }[1 .. $#{ $resolved{$name} }] }
   else {
+    # resolved here, on the host, and kept 30 s (this waits for the host's resolver)
     my ($err, @res) = getaddrinfo($name, $port, { socktype => SOCK_STREAM });
     return (undef, "unresolved") if $err || !@res;
     for (@res) {
-      if ($_->{family} == AF_INET) { my (undef, $a) = unpack_sockaddr_in($_->{addr}); push @cands, [AF_INET, $a] }
-      elsif ($_->{family} == AF_INET6) { my (undef, $a) = unpack_sockaddr_in6($_->{addr}); push @cands, [AF_INET6, $a] }
+      if ($_->{family} == AF_INET) { my (undef, $a) = unpack_sockaddr_in($_->{addr}); push @raw, [AF_INET, $a] }
+      elsif ($_->{family} == AF_INET6) { my (undef, $a) = unpack_sockaddr_in6($_->{addr}); push @raw, [AF_INET6, $a] }
     }
+    %resolved = () if keys(%resolved) > 4096;
+    $resolved{$name} = [time() + 30, @raw];
   }
-  my $why = "restricted-address";
-  for my $c (@cands) {
+  my ($why, @ok) = ("restricted-address");
+  for my $c (@raw) {
     my $cls = class_of(@$c);
     next if $cls eq "restricted";
     if ($hostaddr{ $c->[1] }) { $why = "host-address"; next }
     if ($cls eq "private" && !$explicit) { $why = "private-address"; next }
-    socket(my $s, $c->[0] == AF_INET ? PF_INET : PF_INET6, SOCK_STREAM, 0) or next;
-    my $sa = $c->[0] == AF_INET ? pack_sockaddr_in($port, $c->[1]) : pack_sockaddr_in6($port, $c->[1]);
-    # a bounded connect: 10 s, then the next address
-    my $ok = eval { local $SIG{ALRM} = sub { die "timeout\n" }; alarm 10; my $r = connect($s, $sa); alarm 0; $r };
-    alarm 0;
-    return ($s) if $ok;
-    $why = "connect-failed";
+    push @ok, $c;
   }
-  return (undef, $why);
+  return @ok ? (\@ok) : (undef, $why);
+}
+
+# starts a non-blocking connect to the next candidate; false when none is left
+sub try_connect {
+  my $x = shift;
+  while (my $c = shift @{ $x->{cands} }) {
+    socket(my $s, $c->[0] == AF_INET ? PF_INET : PF_INET6, SOCK_STREAM, 0) or next;
+    nonblock($s);
+    my $sa = $c->[0] == AF_INET ? pack_sockaddr_in($x->{port}, $c->[1]) : pack_sockaddr_in6($x->{port}, $c->[1]);
+    if (connect($s, $sa) || $!{EINPROGRESS}) {
+      $x->{up} = $s; $x->{state} = "connecting"; $x->{deadline} = time() + 10;
+      return 1;
+    }
+    close $s;
+  }
+  return 0;
+}
+
+sub start_upstream {
+  my ($k, $name, $port) = @_;
+  my $x = $conns{$k};
+  return deny($k, $name, $port, "not-allowed") unless allowed($name, $port);
+  my ($cands, $why) = candidates($name, $port);
+  return deny($k, $name, $port, $why) unless $cands;
+  @$x{qw(name port cands)} = ($name, $port, [@$cands]);
+  try_connect($x) or deny($k, $name, $port, "connect-failed");
 }
 
 sub sni_of {
@@ -221,96 +265,100 @@ sub names_other {
   return undef;
 }
 
-# relays both ways until both sides are done (or an hour idle, or the proxy is gone); the guest's
-# first bytes (PENDING, or the first read) must not name another host
-sub splice_conn {
-  my ($c, $up, $name, $checked, $alias, $pending) = @_;
-  setsockopt($_, IPPROTO_TCP, TCP_NODELAY, 1) for ($c, $up);
-  $alias //= $name;
-  my ($open_c, $open_u, $idle, $parent) = (1, 1, 0, getppid());
-  while ($open_c || $open_u) {
-    my ($r, $buf);
-    if (defined $pending) { ($r, $buf) = (length $pending, $pending); undef $pending }
-    else {
-      my $rin = "";
-      vec($rin, fileno($c), 1) = 1 if $open_c;
-      vec($rin, fileno($up), 1) = 1 if $open_u;
-      my $n = select(my $rout = $rin, undef, undef, 5);
-      if ($n <= 0) { return if getppid() != $parent || ($idle += 5) >= 3600; next }
-      $idle = 0;
-      if ($open_u && vec($rout, fileno($up), 1)) {
-        my $got = sysread($up, my $ubuf, 65536);
-        if (!$got) { $open_u = 0; shutdown($c, 1) }
-        else { for (my $o = 0; $o < $got;) { my $w = syswrite($c, $ubuf, $got - $o, $o); return unless $w; $o += $w } }
-      }
-      next unless $open_c && vec($rout, fileno($c), 1);
-      $r = sysread($c, $buf, 65536);
-      if (!$r) { $open_c = 0; shutdown($up, 1); next }
-    }
-    if (!$checked) {
-      $checked = 1;
-      my $other = names_other($buf, $name, $alias);
-      if (defined $other) { ev("network.denied", $other, 0, "name-mismatch"); rst($c); return }
-    }
-    for (my $o = 0; $o < $r;) { my $w = syswrite($up, $buf, $r - $o, $o); return unless $w; $o += $w }
-  }
-}
-
-sub transparent {
+sub transparent_open {
   my $c = shift;
+  my $k = fileno($c);
   my $od = getsockopt($c, IPPROTO_IP, 80); # SO_ORIGINAL_DST
   # struct sockaddr_in: family (host order), port, address; Perl hands back the whole buffer
   my ($fam, $port, @o) = defined $od && length($od) >= 8 ? unpack("S n C4", $od) : (0, 0);
   my $ip = $fam == AF_INET ? join(".", @o) : "";
+  $conns{$k} = { c => $c, state => "new", in => "", out => "", alias => $ip, deadline => time() + 10 };
   my $name = $ip2name{$ip} // (grep({ $_ eq $ip } @lits) ? $ip : undef);
-  if (!defined $name || !allowed($name, $port)) { ev("network.denied", $name // $ip, $port, "not-allowed"); rst($c); return }
-  my ($up, $why) = connect_checked($name, $port);
-  if (!$up) { ev("network.denied", $name, $port, $why); rst($c); return }
-  ev("network.connect", $name, $port);
-  splice_conn($c, $up, $name, 0, $ip);
+  return deny($k, $ip, $port, "not-allowed") unless defined $name;
+  start_upstream($k, $name, $port);
 }
 
-sub proxy {
-  my $c = shift;
-  my $head = "";
-  my $ok = eval {
-    local $SIG{ALRM} = sub { die "timeout\n" };
-    alarm 10;
-    while ($head !~ /\r\n\r\n/ && length($head) < 16384) { my $r = sysread($c, $head, 4096, length $head); last unless $r }
-    alarm 0; 1;
-  };
-  alarm 0;
-  my $deny = sub {
-    my ($h, $p, $why) = @_;
-    $h = clean($h);
-    ev("network.denied", $h, $p, $why);
-    my $body = "mvm: egress to $h:$p is refused by the sandbox's network policy ($why)\n";
-    syswrite($c, "HTTP/1.1 403 Forbidden\r\nContent-Type: text/plain\r\nContent-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body");
-    close $c;
-  };
-  return close($c) unless $ok && $head =~ /\r\n\r\n/;
+# the HTTP proxy's request head is complete: CONNECT host:port, or an absolute http:// URI
+sub proxy_head {
+  my $k = shift;
+  my $x = $conns{$k};
+  my ($head, $early) = split /\r\n\r\n/, $x->{in}, 2;
+  $x->{in} = "";
   my ($line, $rest) = split /\r\n/, $head, 2;
+  $rest = defined $rest ? "$rest\r\n\r\n" : "\r\n";
   if ($line =~ /^CONNECT ([A-Za-z0-9.*_-]+|\[[0-9a-fA-F:.]+\]):(\d{1,5}) HTTP\/1\.[01]$/) {
-    my ($h, $p) = (lc $1, $2);
-    return $deny->($h, $p, "not-allowed") unless allowed($h, $p);
-    my ($up, $why) = connect_checked($h, $p);
-    return $deny->($h, $p, $why) unless $up;
-    ev("network.connect", $h, $p);
-    my (undef, $early) = split /\r\n\r\n/, $head, 2;
-    syswrite($c, "HTTP/1.1 200 Connection established\r\n\r\n");
-    return splice_conn($c, $up, $h, 0, $h, defined $early && length $early ? $early : undef);
+    $x->{established} = "HTTP/1.1 200 Connection established\r\n\r\n";
+    $x->{in} = $early // "";
+    $x->{alias} = lc $1;
+    return start_upstream($k, lc $1, $2);
   }
   if ($line =~ /^([A-Z]{3,10}) http:\/\/([A-Za-z0-9._-]+)(?::(\d{1,5}))?(\/\S*)? (HTTP\/1\.[01])$/) {
-    my ($m, $h, $p, $path, $v) = ($1, lc $2, $3 // 80, $4 // "/", $5);
-    return $deny->($h, $p, "not-allowed") unless allowed($h, $p);
-    my ($up, $why) = connect_checked($h, $p);
-    return $deny->($h, $p, $why) unless $up;
-    ev("network.connect", $h, $p);
-    syswrite($up, "$m $path $v\r\n$rest");
-    return splice_conn($c, $up, $h, 1);
+    $x->{in} = "$1 " . ($4 // "/") . " $5\r\n$rest" . ($early // "");
+    $x->{checked} = 1;
+    return start_upstream($k, lc $2, $3 // 80);
   }
-  syswrite($c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-  close $c;
+  syswrite($x->{c}, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+  drop($k, 0);
+}
+
+sub on_connected {
+  my $k = shift;
+  my $x = $conns{$k};
+  my $err = unpack("i", getsockopt($x->{up}, SOL_SOCKET, 4) // pack("i", 1)); # SO_ERROR
+  if ($err) { close $x->{up}; delete $x->{up}; return try_connect($x) || deny($k, $x->{name}, $x->{port}, "connect-failed") }
+  setsockopt($_, IPPROTO_TCP, TCP_NODELAY, 1) for ($x->{c}, $x->{up});
+  $x->{state} = "relay"; $x->{deadline} = time() + 3600;
+  if (!$x->{checked} && length $x->{in}) { # bytes a client sent before its CONNECT was answered
+    $x->{checked} = 1;
+    my $other = names_other($x->{in}, $x->{name}, $x->{alias});
+    if (defined $other) { ev("network.denied", $other, 0, "name-mismatch"); return drop($k, 1) }
+  }
+  ev("network.connect", $x->{name}, $x->{port});
+  $x->{out} = delete $x->{established} if $x->{established};
+}
+
+# moves bytes; false when the connection is done
+sub pump {
+  my ($k, $cr, $cw, $ur, $uw) = @_;
+  my $x = $conns{$k};
+  if ($cr) {
+    my $r = sysread($x->{c}, my $buf, 262144);
+    if (defined $r && $r == 0) { $x->{ceof} = 1 }
+    elsif (!defined $r) { return 0 unless $!{EAGAIN} }
+    else {
+      if ($x->{state} eq "head") {
+        $x->{in} .= $buf;
+        return 0 if length($x->{in}) > 16384;
+        proxy_head($k) if $x->{in} =~ /\r\n\r\n/;
+        return exists $conns{$k};
+      }
+      if (!$x->{checked}) {
+        $x->{checked} = 1;
+        my $other = names_other($x->{in} . $buf, $x->{name} // "", $x->{alias});
+        if (defined $other) { ev("network.denied", $other, 0, "name-mismatch"); drop($k, 1); return 1 }
+      }
+      $x->{in} .= $buf;
+    }
+  }
+  if ($ur) {
+    my $r = sysread($x->{up}, my $buf, 262144);
+    if (defined $r && $r == 0) { $x->{ueof} = 1 }
+    elsif (!defined $r) { return 0 unless $!{EAGAIN} }
+    else { $x->{out} .= $buf }
+  }
+  if ($x->{up} && $x->{state} eq "relay" && length $x->{in}) {
+    my $w = syswrite($x->{up}, $x->{in});
+    return 0 if !defined $w && !$!{EAGAIN};
+    substr($x->{in}, 0, $w, "") if $w;
+  }
+  if (length $x->{out}) {
+    my $w = syswrite($x->{c}, $x->{out});
+    return 0 if !defined $w && !$!{EAGAIN};
+    substr($x->{out}, 0, $w, "") if $w;
+  }
+  shutdown($x->{up}, 1), $x->{ushut} = 1 if $x->{ceof} && !$x->{ushut} && $x->{up} && $x->{state} eq "relay" && !length $x->{in};
+  shutdown($x->{c}, 1), $x->{cshut} = 1 if $x->{ueof} && !$x->{cshut} && !length $x->{out};
+  return !($x->{ceof} && $x->{ueof} && !length($x->{in}) && !length($x->{out})) && !($x->{ceof} && $x->{state} ne "relay");
 }
 
 # --- DNS: allowed names get their stand-in address, the rest NXDOMAIN ----------------------------
@@ -340,27 +388,50 @@ sub dns {
   send($ul, pack("nnnnnn", $id, 0x8180 | ($flags & 0x0100) | $rcode, 1, $ans ? 1 : 0, 0, 0) . $question . $ans, 0, $from);
 }
 
-my $kids = 0;
 my $last_check = time();
 while (1) {
-  my $rin = "";
+  my ($rin, $win) = ("", "");
   vec($rin, fileno($_), 1) = 1 for ($tl, $pl, $ul);
-  my $n = select(my $rout = $rin, undef, undef, 1);
-  while ((my $k = waitpid(-1, 1)) > 0) { $kids-- } # WNOHANG
-  if (time() != $last_check || $n <= 0) {
-    $last_check = time();
+  for my $x (values %conns) {
+    my $st = $x->{state};
+    vec($rin, fileno($x->{c}), 1) = 1 if !$x->{ceof} && length($x->{in}) < $MAXBUF && $st ne "connecting";
+    vec($win, fileno($x->{c}), 1) = 1 if length $x->{out};
+    next unless $x->{up};
+    vec($win, fileno($x->{up}), 1) = 1 if $st eq "connecting" || ($st eq "relay" && length $x->{in});
+    vec($rin, fileno($x->{up}), 1) = 1 if $st eq "relay" && !$x->{ueof} && length($x->{out}) < $MAXBUF;
+  }
+  my $n = select(my $rout = $rin, my $wout = $win, undef, 1);
+  my $now = time();
+  if ($now != $last_check) {
+    $last_check = $now;
     exit 0 if start_of($init) ne $init_start || !-d $dir;
+    for my $k (keys %conns) { drop($k, 1) if $conns{$k}{deadline} < $now }
   }
   next if $n <= 0;
   dns() if vec($rout, fileno($ul), 1);
-  for my $pair ([$tl, \&transparent], [$pl, \&proxy]) {
-    next unless vec($rout, fileno($pair->[0]), 1);
-    accept(my $c, $pair->[0]) or next;
-    if ($kids >= 64) { ev("network.denied", "", 0, "too-many-connections"); rst($c); next }
-    my $pid = fork();
-    if (!defined $pid) { rst($c); next }
-    if ($pid == 0) { close $tl; close $pl; close $ul; $pair->[1]->($c); exit 0 }
-    $kids++;
-    close $c;
+  for my $l ($tl, $pl) {
+    next unless vec($rout, fileno($l), 1);
+    accept(my $c, $l) or next;
+    if (keys(%conns) >= 256) { ev("network.denied", "", 0, "too-many-connections"); rst($c); next }
+    nonblock($c);
+    if ($l == $tl) { transparent_open($c) }
+    else { $conns{ fileno($c) } = { c => $c, state => "head", proxy => 1, in => "", out => "", deadline => time() + 10 } }
+  }
+  for my $k (keys %conns) {
+    my $x = $conns{$k} or next;
+    next unless $x->{c};
+    my $up = $x->{up};
+    if ($up && $x->{state} eq "connecting") {
+      next unless vec($wout, fileno($up), 1);
+      on_connected($k);
+      next unless $conns{$k};
+    }
+    my $cr = vec($rout, $k, 1);
+    my $cw = vec($wout, $k, 1);
+    my $ur = $x->{up} && $x->{state} eq "relay" ? vec($rout, fileno($x->{up}), 1) : 0;
+    my $uw = $x->{up} && $x->{state} eq "relay" ? vec($wout, fileno($x->{up}), 1) : 0;
+    next unless $cr || $cw || $ur || $uw;
+    $x->{deadline} = $now + 3600 if $x->{state} eq "relay";
+    drop($k, 0) unless pump($k, $cr, $cw, $ur, $uw);
   }
 }
