@@ -35,8 +35,12 @@ sub uptime {
 }
 my $deadline = uptime() + $ttl;
 my $ofh = pidfd($owner);
-# the owner must be the process that started us: same pid and start time
-exit 10 unless $ofh && $owner_start ne "" && start_of($owner) eq $owner_start;
+# the owner must be the process that started us: same pid and start time. One already gone ends the
+# lease unless it detached first: a short-lived client (the CLI's create) may exit before this runs.
+unless ($ofh && $owner_start ne "" && start_of($owner) eq $owner_start) {
+  exit 10 unless -e "$d/detached";
+  undef $ofh;
+}
 # the launcher may be gone (and reaped) already: a sandbox stopped right after it started
 my $lfh = pidfd($launcher);
 exit 12 unless $lfh || -e "$d/stopped";
