@@ -106,6 +106,12 @@ test("cli: create, ls, exec (streams, stdin, exit codes, timeout), cp folders bo
     const info = await cli(["info", id]);
     assert.match(info.out, /^state +running$/m);
     assert.match(info.out, new RegExp(`^tags +suite=${tag}$`, "m"));
+    const paused = await cli(["pause", id]);
+    if (paused.code === 0) {
+      assert.equal(JSON.parse((await cli(["info", id, "--json"])).out).state, "paused");
+      assert.equal((await cli(["resume", id])).code, 0);
+      assert.equal(JSON.parse((await cli(["info", id, "--json"])).out).state, "running");
+    } else assert.match(paused.err, /^mvm: UNSUPPORTED: /, "pause either works or says why not");
     assert.equal((await cli(["stop", id])).code, 0);
     assert.equal(JSON.parse((await cli(["info", id, "--json"])).out).state, "stopped");
     const rm = await cli(["rm", id]);

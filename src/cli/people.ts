@@ -1,12 +1,12 @@
 /**
- * The command line's verbs for people: `ls`, `create`, `exec`, `cp`, `logs`, `info`, `stop`, `rm`.
+ * The command line's verbs for people: `ls`, `create`, `exec`, `cp`, `logs`, `info`, `pause`, `resume`, `stop`, `rm`.
  * Each is a {@linkcode Verb}: its help, its flags and what it does, over any engine (`--engine`,
  * default local) through the public `Sandbox` API only.
  *
  * @example
  * ```ts
  * import { PEOPLE_VERBS } from "./people.ts";
- * console.log(Object.keys(PEOPLE_VERBS).join(" ")); // "ls create exec cp logs info stop rm"
+ * console.log(Object.keys(PEOPLE_VERBS).join(" ")); // "ls create exec cp logs info pause resume stop rm"
  * ```
  * @module
  */
@@ -368,6 +368,36 @@ export const PEOPLE_VERBS: Record<string, Verb> = {
         ["limits", lim],
         ["tags", tagText(i.tags)],
       ]));
+      return 0;
+    },
+  },
+
+  pause: {
+    summary: "freeze every process of sandboxes (state paused; resume thaws them)",
+    help: "mvm pause ID...",
+    flags: {},
+    async run(a) {
+      if (a.positionals.length === 0) throw usage("pause needs at least one sandbox id");
+      for (const id of a.positionals) {
+        await using sb = await connect(a, id);
+        await sb.pause();
+        await print(`${id} paused\n`);
+      }
+      return 0;
+    },
+  },
+
+  resume: {
+    summary: "thaw paused sandboxes",
+    help: "mvm resume ID...",
+    flags: {},
+    async run(a) {
+      if (a.positionals.length === 0) throw usage("resume needs at least one sandbox id");
+      for (const id of a.positionals) {
+        await using sb = await connect(a, id);
+        await sb.resume();
+        await print(`${id} resumed\n`);
+      }
       return 0;
     },
   },
