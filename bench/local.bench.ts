@@ -16,6 +16,7 @@
 import { readdirSync, readFileSync, rmSync } from "node:fs";
 import process from "node:process";
 import { Sandbox } from "../mod.ts";
+import { RAW_BWRAP } from "./baseline.ts";
 import { runtime } from "../src/runtime/mod.ts";
 
 const quick = process.env.BENCH_QUICK === "1";
@@ -38,32 +39,8 @@ async function sample(n: number, fn: () => Promise<number>): Promise<number[]> {
   return out;
 }
 
-const BWRAP = [
-  "--unshare-all",
-  "--unshare-user",
-  "--die-with-parent",
-  "--ro-bind",
-  "/usr",
-  "/usr",
-  "--symlink",
-  "usr/bin",
-  "/bin",
-  "--symlink",
-  "usr/lib",
-  "/lib",
-  "--symlink",
-  "usr/lib64",
-  "/lib64",
-  "--proc",
-  "/proc",
-  "--dev",
-  "/dev",
-  "--tmpfs",
-  "/tmp",
-  "/bin/true",
-];
 const rawSpawn = await sample(quick ? 20 : 50, () => spawnTrue("/bin/true", []));
-const rawBwrap = await sample(quick ? 10 : 30, () => spawnTrue("bwrap", BWRAP));
+const rawBwrap = await sample(quick ? 10 : 30, () => spawnTrue("bwrap", [...RAW_BWRAP]));
 
 const createFirst = await sample(quick ? 8 : 20, async () => {
   const t = performance.now();
@@ -72,6 +49,15 @@ const createFirst = await sample(quick ? 8 : 20, async () => {
   const d = performance.now() - t;
   await sb.destroy();
   return d;
+});
+
+// The first create of a process has no warm pool to claim from: measured in fresh processes
+const self = (globalThis as { Deno?: unknown }).Deno ? [process.execPath, "run", "-A", "--no-check"] : [process.execPath];
+const firstCreate = await sample(quick ? 4 : 10, async () => {
+  const c = await rt.spawn(self[0]!, [...self.slice(1), new URL("./first-create.ts", import.meta.url).pathname], { stderr: "null" });
+  const out = new TextDecoder().decode(await new Response(c.stdout).arrayBuffer());
+  await c.status;
+  return Number(out.trim());
 });
 
 // Round trip two ways: back to back (no time to spawn the next runner ahead), and with 20 ms between
@@ -97,10 +83,16 @@ const rtGap = await (async () => {
 })();
 
 rows.push([
-  "create → first command",
+  "create → first command (a process that created before: warm pool)",
   `p50 ${ms(pct(createFirst, 0.5))}, p95 ${ms(pct(createFirst, 0.95))}`,
   `raw bwrap true p50 ${ms(pct(rawBwrap, 0.5))}`,
   `${(pct(createFirst, 0.5) / pct(rawBwrap, 0.5)).toFixed(1)}×`,
+]);
+rows.push([
+  "create → first command, first in a fresh process",
+  `p50 ${ms(pct(firstCreate, 0.5))}, p95 ${ms(pct(firstCreate, 0.95))}`,
+  `raw bwrap true p50 ${ms(pct(rawBwrap, 0.5))}`,
+  `${(pct(firstCreate, 0.5) / pct(rawBwrap, 0.5)).toFixed(1)}×`,
 ]);
 rows.push([
   "command round trip, 20 ms apart",

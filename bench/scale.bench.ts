@@ -17,6 +17,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { Sandbox } from "../mod.ts";
+import { RAW_BWRAP } from "./baseline.ts";
 import { runtime } from "../src/runtime/mod.ts";
 
 const sizes = (process.env.SCALE_N ?? "100 500 1000").split(/[ ,]+/).filter(Boolean).map(Number);
@@ -83,7 +84,7 @@ async function rawBwrap(): Promise<number> {
   const xs: number[] = [];
   for (let i = 0; i < 11; i++) {
     const t = performance.now();
-    await (await runtime().spawn("bwrap", args, { stdout: "null", stderr: "null" })).status;
+    await (await runtime().spawn("bwrap", [...RAW_BWRAP], { stdout: "null", stderr: "null" })).status;
     xs.push(performance.now() - t);
   }
   return xs.sort((a, b) => a - b)[5]!;
