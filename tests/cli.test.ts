@@ -39,6 +39,10 @@ test("cli: help for every verb, --version in mvmctl's shape, errors as one line 
   const all = await cli(["help"]);
   for (const verb of Object.keys(PEOPLE_VERBS)) assert.match(all.out, new RegExp(`^  ${verb} `, "m"));
   assert.match((await cli(["--version"])).out, /^mvmctl \d+\.\d+\.\d+ /);
+  const audit = await cli(["audit", "verify", "--json"]);
+  const report = JSON.parse(audit.out);
+  assert.ok(["VERIFIED", "NOT_FOUND"].includes(report.status), audit.out);
+  assert.equal(audit.code, report.status === "VERIFIED" ? 0 : 1);
   for (
     const [args, code, re] of [
       [["frobnicate"], 2, /^mvm: INVALID_INPUT: no verb "frobnicate"/],

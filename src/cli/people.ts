@@ -1,12 +1,12 @@
 /**
- * The command line's verbs for people: `ls`, `create`, `exec`, `cp`, `logs`, `info`, `pause`, `resume`, `stop`, `rm`.
+ * The command line's verbs for people: `ls`, `create`, `exec`, `cp`, `logs`, `info`, `pause`, `resume`, `audit verify`, `stop`, `rm`.
  * Each is a {@linkcode Verb}: its help, its flags and what it does, over any engine (`--engine`,
  * default local) through the public `Sandbox` API only.
  *
  * @example
  * ```ts
  * import { PEOPLE_VERBS } from "./people.ts";
- * console.log(Object.keys(PEOPLE_VERBS).join(" ")); // "ls create exec cp logs info pause resume stop rm"
+ * console.log(Object.keys(PEOPLE_VERBS).join(" ")); // "ls create exec cp logs info pause resume audit stop rm"
  * ```
  * @module
  */
@@ -399,6 +399,26 @@ export const PEOPLE_VERBS: Record<string, Verb> = {
         await print(`${id} resumed\n`);
       }
       return 0;
+    },
+  },
+
+  audit: {
+    summary: "verify the state root's signed audit chain (mvm audit verify)",
+    help: "mvm audit verify [--state-dir DIR] [--json]\n\n" +
+      "  Checks every line of the hash-chained, Ed25519-signed audit log (default: $MVM_STATE_DIR's).\n" +
+      "  Exit code: 0 VERIFIED, 1 MISMATCH (the first bad line is named) or NOT_FOUND.",
+    flags: { "state-dir": { kind: "string" }, json: { kind: "bool" } },
+    async run(a) {
+      if (a.positionals.length !== 1 || a.positionals[0] !== "verify") throw usage("audit takes one verb: mvm audit verify");
+      const { verifyAudit } = await import("../audit.ts");
+      const dir = a.flags["state-dir"] as string | undefined;
+      const r = await verifyAudit(dir === undefined ? {} : { stateDir: dir });
+      if (a.flags.json) await json(r);
+      else {
+        const bad = r.firstBad ? `: ${r.firstBad.file} line ${r.firstBad.line}: ${r.firstBad.reason}` : "";
+        await print(`${r.status} (${r.entries} entries in ${r.files.length} file${r.files.length === 1 ? "" : "s"})${bad}\n`);
+      }
+      return r.status === "VERIFIED" ? 0 : 1;
     },
   },
 
