@@ -231,7 +231,9 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
       meta: { template: spec.template, name: spec.name, workloadId: spec.workloadId, tags: spec.tags, env },
     });
   }
-  refill(t, image, tmpMb);
+  // the next spare starts once this sandbox's first runner is in place: on a small machine, starting
+  // both at once would make the caller's first command wait for the spare's start too
+  sb.warmed().then(() => refill(t, image, tmpMb));
   if (spec.name !== undefined) {
     // after the folder exists, so a create that lost the race sees this one as live
     try {

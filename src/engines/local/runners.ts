@@ -148,6 +148,11 @@ export class RunnerPool {
       });
   }
 
+  /** Settles when the spawn in progress (if any) is done. */
+  settled(): Promise<void> {
+    return this.#spawning ?? Promise.resolve();
+  }
+
   /** Ends the spare runners and closes their pipes (they hold descriptors until then). */
   close(): void {
     this.#closed = true;

@@ -193,6 +193,11 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     this.#pool.warm();
   }
 
+  /** Settles when the runner being spawned ahead (if any) is ready or has failed. */
+  warmed(): Promise<void> {
+    return this.#pool.settled();
+  }
+
   /**
    * Starts a job on a runner and waits for its acknowledgement. A runner that does not acknowledge
    * in time was stopped by guest code (it runs as the guest's uid, so the guest may signal it,
