@@ -53,6 +53,7 @@ export type {
   EngineName,
   FileInfo,
   LogEvent,
+  LogEventBase,
   ProcessStatus,
   SandboxInfo,
   SandboxState,

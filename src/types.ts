@@ -312,22 +312,19 @@ export interface FileInfo {
 }
 
 /**
- * One structured log event, kept by the host side.
+ * What every log event carries, whatever its kind.
  *
- * @example The events of a sandbox's life
+ * @example The common fields
  * ```ts
  * import assert from "node:assert/strict";
- * import { type LogEvent, Sandbox } from "@mvm/sdk";
+ * import { type LogEventBase, Sandbox } from "@mvm/sdk";
  *
  * await using sb = await Sandbox.create();
- * const r = await sb.commands.run(["true"]);
- * const events: LogEvent[] = await Array.fromAsync(sb.logs());
- * assert.equal(events[0].seq, 0);
- * assert.ok(events.some((e) => e.type === "created"));
- * assert.equal(events.find((e) => e.id === r.auditId)?.type, "process.exited");
+ * const [first]: LogEventBase[] = await Array.fromAsync(sb.logs());
+ * assert.equal(first?.seq, 0);
  * ```
  */
-export interface LogEvent {
+export interface LogEventBase {
   /**
    * Audit id of this event: on the local engine, `aud_` and 20 hex digits for
    * what the SDK recorded (the `auditId` a call returned), `sup-<pid>-<ns>`
@@ -338,11 +335,67 @@ export interface LogEvent {
   seq: number;
   /** When it happened (ISO 8601). */
   time: string;
-  /** What happened: `created`, `process.started`, `process.exited`, `files.write`, `destroyed` … */
-  type: string;
-  /** Fields of that type of event (`source`, `path`, `exitCode` …). */
-  [key: string]: unknown;
+  /** Who recorded it: `"sdk"` (a client) or `"supervisor"` (the sandbox's own watcher). */
+  source?: string;
 }
+
+/**
+ * One structured log event, kept by the host side: a union discriminated by
+ * `type`, so `switch (ev.type)` gives each kind's fields their types. Kinds:
+ * `created`, `started` (the supervisor is up), `process.started`,
+ * `process.exited`, `files.write` / `files.mkdir` / `files.remove` /
+ * `files.rename` / `files.writeTar`, `detached`, `stopped`, `paused`,
+ * `resumed` (and their `.noop` forms), `destroy.requested`, `destroyed` (with
+ * its `reason`), and `console` (a plain line an engine relays). An engine that
+ * relays another system's log (`mvmctl`) may deliver kinds not listed here;
+ * keep a `default` branch.
+ *
+ * @example Reading events by kind
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { type LogEvent, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const r = await sb.commands.run(["sh", "-c", "exit 3"]);
+ * const events: LogEvent[] = await Array.fromAsync(sb.logs());
+ * assert.ok(events.some((e) => e.type === "created"));
+ * const exit = events.find((e) => e.id === r.auditId);
+ * assert.ok(exit?.type === "process.exited");
+ * const code: number = exit.exitCode;
+ * assert.equal(code, 3);
+ * ```
+ */
+export type LogEvent =
+  & LogEventBase
+  & (
+    | {
+      type: "created";
+      image: string;
+      ttlSeconds: number;
+      limits: { cpu?: number; memoryMb?: number; pidsLimit?: number; tmpSizeMb?: number };
+      tags: Record<string, string>;
+    }
+    | { type: "started"; initPid: number; ttlSeconds: number }
+    | { type: "process.started"; pid: number; argv0: string; argc: number; cwd: string }
+    | {
+      type: "process.exited";
+      pid: number;
+      argv0: string;
+      exitCode: number;
+      signal: string | null;
+      timedOut: boolean;
+      oomKilled: boolean;
+      durationMs: number;
+    }
+    | { type: "files.write"; path: string; size: number }
+    | { type: "files.mkdir" | "files.writeTar"; path: string }
+    | { type: "files.remove"; path: string; recursive: boolean }
+    | { type: "files.rename"; from: string; to: string }
+    | { type: "detached"; expiresAt: string }
+    | { type: "stopped" | "stop.noop" | "paused" | "pause.noop" | "resumed" | "resume.noop" | "destroy.requested" }
+    | { type: "destroyed"; reason: "owner-exited" | "ttl-expired" | "init-exited" | (string & {}) }
+    | { type: "console"; line: string }
+  );
 
 /**
  * What the engines report they can do.

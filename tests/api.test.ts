@@ -10,6 +10,7 @@ import {
   ConflictError,
   type FileData,
   InvalidInputError,
+  NotADirectoryError,
   NotFoundError,
   PermissionDeniedError,
   Sandbox,
@@ -188,4 +189,46 @@ test("api: two processes creating the same name at once: exactly one wins", asyn
     for (const k of kids) await k.stdin!.close().catch(() => {});
     await Promise.all(kids.map((k) => k.status));
   }
+});
+
+test("api messages: a missing program is NOT_FOUND naming it; guest output cannot forge it", async () => {
+  await using sb = await Sandbox.create();
+  const e = await sb.commands.run(["pythn3", "-c", "1"]).then(() => assert.fail("it ran"), (e: Error) => e);
+  assert.ok(e instanceof NotFoundError, String(e));
+  assert.match(e.message, /^program "pythn3" not found: no such command on the sandbox's PATH \(\/usr\/local\/sbin:/);
+  assert.deepEqual(e.details, { field: "argv", program: "pythn3" });
+  await assert.rejects(sb.commands.start(["/app/nope"]), (e: unknown) => e instanceof NotFoundError && /no such file/.test(e.message));
+  // a program that prints the runner's markers and exits 127 is a normal result
+  for (const mark of ["N", "C", "X"]) {
+    const r = await sb.commands.run(["sh", "-c", `printf ${mark}; exit 127`]);
+    assert.deepEqual([r.stdout, r.exitCode], [mark, 127]);
+  }
+  // the sandbox's PATH may be the caller's own
+  const r = await sb.commands.run(["tool"], { env: { PATH: "/app/bin" } }).catch((e: Error) => e);
+  assert.ok(r instanceof NotFoundError && r.message.includes("(/app/bin)"), String(r));
+  await sb.files.write("/app/bin/tool", "#!/bin/sh\necho tool ran\n", { mode: 0o755 });
+  assert.equal((await sb.commands.run(["tool"], { env: { PATH: "/app/bin:/usr/bin:/bin" } })).stdout, "tool ran\n");
+});
+
+test("api messages: a bad cwd is a typed error naming the field and the path", async () => {
+  await using sb = await Sandbox.create();
+  const e = await sb.commands.run(["true"], { cwd: "/does/not/exist" }).then(() => assert.fail("it ran"), (e: Error) => e);
+  assert.ok(e instanceof NotFoundError, String(e));
+  assert.deepEqual(e.details, { field: "cwd", path: "/does/not/exist" });
+  assert.match(e.message, /^cwd "\/does\/not\/exist": there is no such directory in the sandbox; pass an existing directory/);
+  await sb.files.write("/app/f", "x");
+  const f = await sb.commands.run(["true"], { cwd: "/app/f" }).then(() => assert.fail("it ran"), (e: Error) => e);
+  assert.ok(f instanceof NotADirectoryError, String(f));
+  assert.equal(f.details.field, "cwd");
+  assert.equal((await sb.commands.run(["pwd"], { cwd: "app" })).stdout, "/app\n");
+});
+
+test("api messages: MVM_BWRAP naming a program that is not bubblewrap says what failed and what to do", async () => {
+  const [cmd, ...args] = runtimeCommand(`${FIX}scripts/no-bwrap.ts`);
+  const c = await runtime().spawn(cmd!, args, { env: { MVM_BWRAP: "/usr/bin/false" }, stderr: "null" });
+  const out = JSON.parse(await new Response(c.stdout).text());
+  await c.status;
+  assert.equal(out.code, "TRANSPORT");
+  assert.match(out.message, /bubblewrap \(\/usr\/bin\/false, named by MVM_BWRAP\) exited before the sandbox was up/);
+  assert.match(out.message, /unset it to use the bwrap on PATH/);
 });

@@ -712,6 +712,47 @@ print(json.dumps({'opened': ['%s -> %s' % (k, f[1]) for k, f in opened.items() i
   assert.deepEqual(res.opened ?? [], [], "the guest opened another process's pipes");
 });
 
+test("escape: a guest cannot forge a runner's start report (N, C) into another command's stdout via /proc/N/fd/1", async () => {
+  await using sb = await Sandbox.create(); // a successful attack may wreck it
+  const forger = await sb.commands.start([
+    "python3",
+    "-c",
+    String.raw`
+import os, time, json
+me = os.getpid(); hits = []
+end = time.time() + 2.5
+while time.time() < end:
+    for d in os.listdir('/proc'):
+        if not d.isdigit() or int(d) == me: continue
+        for fd in ('1', '2'):
+            try:
+                f = os.open('/proc/%s/fd/%s' % (d, fd), os.O_WRONLY | os.O_NONBLOCK)
+            except OSError: continue
+            try:
+                os.write(f, b'NC')
+                hits.append('%s/%s -> %s' % (d, fd, os.readlink('/proc/%s/fd/%s' % (d, fd))))
+            except OSError: pass
+            os.close(f)
+    time.sleep(0.005)
+print(json.dumps(sorted(set(h for h in hits if 'pipe:' in h or 'socket:' in h))))
+`,
+  ]);
+  const results = [];
+  for (let i = 0; i < 15; i++) {
+    results.push(
+      await sb.commands.run(["echo", "ok"], { cwd: "/app" }).then(
+        (r) => `${r.exitCode} ${r.stdout}`,
+        (e: Error) => `${e.name}: ${e.message}`,
+      ),
+    );
+  }
+  const out = await forger.output();
+  assert.ok(out.stdout.trim().startsWith("["), `the forger printed no JSON: ${out.stdout} ${out.stderr.slice(0, 400)}`);
+  // it may write into a guest command's own output once that command runs (same uid: that output is the
+  // guest's anyway), never into a runner's report: every start went through
+  for (const r of results) assert.match(r, /^0 (NC)*ok\n/, `a start went wrong under the forger: ${r}`);
+});
+
 test("escape: /proc/N/root and /proc/N/cwd of every other process lead only into the sandbox's own root", async () => {
   const sb = await shared();
   await sb.commands.run(["true"]);

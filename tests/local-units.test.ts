@@ -34,9 +34,13 @@ test("job: the frame starts with the number of lines that follow", () => {
   assert.equal(rest.at(-1), "");
 });
 
-test("job: a command always changes to its cwd, exports its env, then execs its argv", () => {
+test("job: a command changes to its cwd, exports its env, finds its program, says X, then execs its argv", () => {
   const f = text(jobFrame({ kind: "command", argv: ["ls", "-l"], env: { A: "x" }, cwd: "/" }));
-  assert.equal(f, "3\ncd '/' || exit 125\nexport A='x'\nexec 'ls' '-l'\n");
+  assert.equal(
+    f,
+    "5\ncd '/' 2>/dev/null || { printf C; exit 125; }\nexport A='x'\n" +
+      "command -v 'ls' >/dev/null 2>&1 || { printf N; exit 127; }\nprintf X\nexec 'ls' '-l'\n",
+  );
 });
 
 test("job: OPTIND goes through env(1), which dash would refuse as non-numeric", () => {

@@ -86,7 +86,9 @@ test("mvmctl (stand-in CLI): every verb the engine spawns matches its argv fixtu
     const events = [];
     for await (const ev of sb.logs({ follow: true })) events.push(ev);
     assert.deepEqual(events.map((e) => e.type), ["created", "console"]);
-    assert.equal(events[1].line, "plain console line");
+    const line = events[1];
+    assert.ok(line?.type === "console");
+    assert.equal(line.line, "plain console line");
     const info = await sb.info();
     assert.deepEqual([info.state, info.name, info.ttlSeconds, info.tags], ["running", "web", 60, { team: "x" }]);
     assert.equal((await Sandbox.list({ engine: "mvmctl", tags: { team: "x" } })).length, 1);

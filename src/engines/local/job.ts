@@ -8,7 +8,7 @@
  * ```ts
  * import { jobFrame } from "./job.ts";
  * const text = new TextDecoder().decode(jobFrame({ kind: "command", argv: ["echo", "a\nb"], env: {}, cwd: "/" }));
- * console.log(text); // "2\ncd '/' || exit 125\nexec 'echo' 'a\nb'\n"
+ * console.log(text); // "5\ncd '/' 2>/dev/null || { printf C; exit 125; }\ncommand -v 'echo' …\nprintf X\nexec 'echo' 'a\nb'\n"
  * ```
  * @module
  */
@@ -30,7 +30,10 @@ export function jobFrame(job: Job): Uint8Array {
   if (job.kind === "agent") {
     script = `MVM_NONCE=${shellWord(job.nonce)}; mvm_agent ${[job.op, ...job.args].map(shellWord).join(" ")}`;
   } else {
-    const parts = [`cd ${shellWord(job.cwd)} || exit 125`];
+    // before anything of the guest runs, the runner says on stdout (which only it holds: it is not
+    // dumpable, and nothing of the guest has this pipe) how the start went: C the cwd is not there, N
+    // the program is not found, X it execs now; so no output of the guest can pass for either failure
+    const parts = [`cd ${shellWord(job.cwd)} 2>/dev/null || { printf C; exit 125; }`];
     // dash refuses a non-numeric OPTIND; env(1) sets it instead
     const viaEnv: string[] = [];
     for (const [k, v] of Object.entries(job.env)) {
@@ -38,6 +41,8 @@ export function jobFrame(job: Job): Uint8Array {
       if (k === "OPTIND") viaEnv.push(shellWord(`${k}=${v}`));
       else parts.push(`export ${k}=${shellWord(v)}`);
     }
+    parts.push(`command -v ${shellWord(job.argv[0] ?? "")} >/dev/null 2>&1 || { printf N; exit 127; }`);
+    parts.push("printf X");
     parts.push(`exec ${viaEnv.length ? `/.mvm/env ${viaEnv.join(" ")} ` : ""}${job.argv.map(shellWord).join(" ")}`);
     script = parts.join("\n");
   }

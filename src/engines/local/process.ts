@@ -11,6 +11,7 @@
  * ```
  * @module
  */
+import { NotADirectoryError, NotFoundError, PermissionDeniedError, TransportError } from "../../errors.ts";
 import { signalExitCode } from "../../signals.ts";
 import type { ProcessStatus } from "../../types.ts";
 import type { EngineProcess, EngineStartOptions } from "../contract.ts";
@@ -18,20 +19,75 @@ import { agent } from "./agent.ts";
 import type { SandboxCore } from "./core.ts";
 import { absolute } from "./files.ts";
 import { guestOutput } from "./output.ts";
-import { GUEST_PATH } from "./runners.ts";
+import { GUEST_PATH, type Runner } from "./runners.ts";
 
 /** Environment every guest process starts with, before the sandbox's and the command's own. */
 function baseEnv(): Record<string, string> {
   return { PATH: GUEST_PATH, HOME: "/root", LANG: "C.UTF-8", TERM: "dumb" };
 }
 
+/** How long the runner may take to report how the start went, past its acknowledgement. */
+const START_REPORT_MS = 5_000;
+
+/**
+ * Reads the runner's report of the start (see `job.ts`): X it execs the program now; otherwise the
+ * runner is ended and the failure thrown, typed: N a program that is not there (NOT_FOUND naming
+ * it), C a cwd it could not enter (classified by the file agent, naming the field and path). The
+ * report comes before anything of the guest runs in this process, on a pipe only the runner holds,
+ * so guest output cannot forge either failure.
+ */
+async function startReport(core: SandboxCore, r: Runner, program: string, path: string, cwd: string): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const said = await Promise.race([
+    r.out.byte().catch(() => null),
+    new Promise<"late">((res) => timer = setTimeout(() => res("late"), START_REPORT_MS)),
+  ]).finally(() => clearTimeout(timer));
+  if (said === 0x58 /* X */) return;
+  await core.killTree(r, "SIGKILL");
+  r.child.kill("SIGKILL");
+  r.out.cancel().catch(() => {});
+  r.child.stderr?.cancel().catch(() => {});
+  await r.child.status.catch(() => {});
+  core.reap(r.cg);
+  const dead = core.deathError("start a process");
+  if (dead) throw dead;
+  if (said === 0x4e /* N */) {
+    const where = program.includes("/") ? "there is no such file in the sandbox" : `no such command on the sandbox's PATH (${path})`;
+    throw new NotFoundError(
+      `program ${JSON.stringify(program)} not found: ${where}; check its name, install it in the image, or give its full path`,
+      { details: { field: "argv", program } },
+    );
+  }
+  if (said === 0x43 /* C */) {
+    let e: unknown = null;
+    await agent(core, "cwdcheck", [cwd], cwd).catch((x) => e = x);
+    if (e instanceof NotFoundError || e instanceof NotADirectoryError) {
+      const what = e instanceof NotFoundError ? "there is no such directory in the sandbox" : "it (or a part of it) is not a directory";
+      throw new (e.constructor as typeof NotFoundError)(
+        `cwd ${JSON.stringify(cwd)}: ${what}; pass an existing directory (files.mkdir makes one)`,
+        { details: { field: "cwd", path: cwd }, cause: e },
+      );
+    }
+    if (e) throw e;
+    throw new PermissionDeniedError(
+      `cwd ${JSON.stringify(cwd)}: the sandbox's user cannot enter this directory; pass another, or chmod it`,
+      {
+        details: { field: "cwd", path: cwd },
+      },
+    );
+  }
+  throw new TransportError(`the SDK's runner ${said === "late" ? "was stopped" : "died"} before it started ${JSON.stringify(program)}`, {
+    details: { program },
+  });
+}
+
 /** Starts a guest process. @example `await startProcess(core, ["ls"], { env: {} })` */
 export async function startProcess(core: SandboxCore, argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
   const cwd = opts.cwd === undefined ? "/" : absolute(opts.cwd);
-  if (opts.cwd !== undefined) await agent(core, "cwdcheck", [cwd], cwd);
   const started = performance.now();
   const env = { ...baseEnv(), ...core.meta.env, ...opts.env };
   const r = await core.exec({ kind: "command", argv, env, cwd }, true, "start a process");
+  await startReport(core, r, argv[0] ?? "", env.PATH ?? "", cwd);
   const { child, cg } = r;
   r.child.ref();
   core.dir.appendEvent("process.started", { pid: child.pid, argv0: argv[0], argc: argv.length, cwd });

@@ -14,7 +14,7 @@
  */
 import { readdirSync, rmSync, statSync } from "node:fs";
 import { CleanupError, TimeoutError, TransportError } from "../../errors.ts";
-import { type ChildProcess, hostPid, runtime } from "../../runtime/mod.ts";
+import { type ChildProcess, getEnv, hostPid, runtime } from "../../runtime/mod.ts";
 import { collectText } from "../../streams.ts";
 import {
   collectOrphanCgroups,
@@ -91,11 +91,19 @@ export async function startSupervisor(t: Tools, i: SupervisorInput, prepare: () 
   await w.close();
   const line = await readReadyLine(sup);
   sup.unref();
-  if (!line.startsWith("ready ")) {
-    throw new TransportError(`bubblewrap failed to start the sandbox: ${line.replace(/^error /, "").trim() || "no reason given"}`, {
-      details: { id: i.dir.id },
-    });
-  }
+  if (!line.startsWith("ready ")) throw startFailure(t, i.dir.id, line.replace(/^error /, "").trim());
+}
+
+/** What failed when the sandbox did not start, and what to do about it. */
+function startFailure(t: Tools, id: string, said: string): TransportError {
+  const fromEnv = getEnv("MVM_BWRAP") !== undefined && getEnv("MVM_BWRAP") !== "";
+  const what = `bubblewrap (${t.bwrap}${fromEnv ? ", named by MVM_BWRAP" : ""})`;
+  const why = said ? `${what} failed: ${said}` : `${what} exited before the sandbox was up, without saying why`;
+  const todo = fromEnv
+    ? `check that MVM_BWRAP names a working bubblewrap (${t.bwrap} --version should print "bubblewrap 0.x"), or unset it to use the bwrap on PATH`
+    : `check that bubblewrap works on this host: "bwrap --unshare-all --ro-bind / / true" should exit 0 (unprivileged user namespaces may be ` +
+      `disabled: sysctl kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns)`;
+  return new TransportError(`could not start sandbox ${id}: ${why}; ${todo}`, { details: { id, bwrap: t.bwrap, fromEnv } });
 }
 
 async function readReadyLine(child: ChildProcess): Promise<string> {
