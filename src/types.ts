@@ -343,7 +343,8 @@ export interface LogEventBase {
  * One structured log event, kept by the host side: a union discriminated by
  * `type`, so `switch (ev.type)` gives each kind's fields their types. Kinds:
  * `created`, `started` (the supervisor is up), `process.started`,
- * `process.exited`, `files.write` / `files.mkdir` / `files.remove` /
+ * `process.exited`, `process.detached`, `network.connect` / `network.denied` (egress, with
+ * `host`, `port`, `reason`), `files.write` / `files.mkdir` / `files.remove` /
  * `files.rename` / `files.writeTar`, `detached`, `stopped`, `paused`,
  * `resumed` (and their `.noop` forms), `destroy.requested`, `destroyed` (with
  * its `reason`), and `console` (a plain line an engine relays). An engine that
@@ -387,6 +388,8 @@ export type LogEvent =
       oomKilled: boolean;
       durationMs: number;
     }
+    | { type: "process.detached"; command: string; argv0: string; argc: number }
+    | { type: "network.connect" | "network.denied"; host: string; port: number; reason?: string }
     | { type: "files.write"; path: string; size: number }
     | { type: "files.mkdir" | "files.writeTar"; path: string }
     | { type: "files.remove"; path: string; recursive: boolean }
