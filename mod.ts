@@ -59,6 +59,7 @@ export type {
   SandboxState,
 } from "./src/types.ts";
 export { DEFAULT_TTL_SECONDS, parseTtl } from "./src/ttl.ts";
+export { lines } from "./src/streams.ts";
 export { currentRecording, resetRecording } from "./src/engines/record/engine.ts";
 export {
   type EnvValue,

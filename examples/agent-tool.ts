@@ -13,7 +13,7 @@
  * @module
  */
 import process from "node:process";
-import { Sandbox } from "../mod.ts";
+import { lines, Sandbox } from "../mod.ts";
 
 const generated = `
 import sys, time
@@ -32,7 +32,7 @@ await using p = await sb.commands.start(["python3", "/app/tool.py"], { timeoutSe
 const w = p.stdin.getWriter();
 for (const word of ["fetch", "parse", "answer"]) await w.write(new TextEncoder().encode(word + "\n"));
 await w.close();
-for await (const chunk of p.stdout.pipeThrough(new TextDecoderStream())) process.stdout.write(`  guest> ${chunk}`);
+for await (const line of p.stdout.pipeThrough(lines())) console.log(`  guest> ${line}`);
 const status = await p.status;
 console.log(`exit ${status.exitCode} in ${status.durationMs} ms (audit ${status.auditId})`);
 

@@ -13,7 +13,7 @@
  * ```
  * @module
  */
-import { NotFoundError, Sandbox } from "../mod.ts";
+import { lines, NotFoundError, Sandbox } from "../mod.ts";
 
 async function create(): Promise<Sandbox> {
   try {
@@ -28,6 +28,6 @@ async function create(): Promise<Sandbox> {
 await using sandbox = await create();
 await sandbox.files.write("/app/main.py", "import os, socket\nprint('hello from mvm', 'uid', os.getuid(), 'host', socket.gethostname())\n");
 const p = await sandbox.commands.start(["python3", "/app/main.py"]);
-for await (const line of p.stdout.pipeThrough(new TextDecoderStream())) console.log(line.trimEnd());
+for await (const line of p.stdout.pipeThrough(lines())) console.log(line);
 const status = await p.status;
 console.log(`sandbox ${sandbox.id} (${sandbox.engine}): exit ${status.exitCode} in ${status.durationMs} ms, audit ${status.auditId}`);

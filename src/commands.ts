@@ -20,6 +20,29 @@ import type { CommandInfo, CommandOptions, CommandResult, ProcessStatus } from "
 import { checkArgEnvBudget, checkArgv, checkEnv, checkPath, checkRange } from "./validate.ts";
 import type { Sandbox } from "./sandbox.ts";
 
+/**
+ * The argv of a command given as a string with `shell: true` (`/bin/sh -c`
+ * and the string); an array passes as it is. A string without `shell: true`
+ * is refused rather than split or handed to a shell behind the caller's back.
+ */
+function shellArgv(argv: unknown, shell: unknown): unknown {
+  if (shell !== undefined && typeof shell !== "boolean") throw invalid("shell", "must be true or false");
+  if (typeof argv === "string") {
+    if (shell !== true) {
+      throw invalid(
+        "argv",
+        `is a string (${JSON.stringify(argv.slice(0, 60))}); pass an array of arguments such as ["ls", "-l"], ` +
+          `or { shell: true } to run it as a shell command line with /bin/sh -c`,
+      );
+    }
+    return ["/bin/sh", "-c", argv];
+  }
+  if (shell === true) {
+    throw invalid("shell", 'takes one command line as a string, e.g. run("ls -l | wc -l", { shell: true }); got an array');
+  }
+  return argv;
+}
+
 /** The longest `timeoutSeconds`: 2^31 - 1 ms, the most a timer can wait before it fires at once instead. */
 export const MAX_TIMEOUT_SECONDS = 2147483;
 
@@ -194,9 +217,18 @@ export class Commands {
   constructor(sb: Sandbox) {
     this.#sb = sb;
   }
-  /** Starts a process and returns its handle with streams. @example `const p = await sb.commands.start(["sleep", "10"])` */
-  async start(argv: string[], options: CommandOptions = {}): Promise<SandboxProcess> {
-    const args = checkArgv(argv);
+  /**
+   * Starts a process and returns its handle with streams. `argv` is the
+   * program and its arguments; a shell command line is one string with
+   * `shell: true` (run by `/bin/sh -c`).
+   *
+   * @example `const p = await sb.commands.start(["sleep", "10"])`
+   */
+  start(argv: string[], options?: CommandOptions): Promise<SandboxProcess>;
+  /** A shell command line, run by `/bin/sh -c`. @example `await sb.commands.start("sleep 1 && echo done", { shell: true })` */
+  start(command: string, options: CommandOptions & { shell: true }): Promise<SandboxProcess>;
+  async start(argv: string[] | string, options: CommandOptions = {}): Promise<SandboxProcess> {
+    const args = checkArgv(shellArgv(argv, options.shell));
     const env = checkEnv(options.env, "env");
     checkArgEnvBudget(args, env, this.#sb._envBytes());
     const timeoutSeconds = checkRange(options.timeoutSeconds, "timeoutSeconds", {
@@ -259,7 +291,10 @@ export class Commands {
    *
    * @example `const { stdout, exitCode } = await sb.commands.run(["ls", "/"])`
    */
-  async run(argv: string[], options: CommandOptions = {}): Promise<CommandResult> {
+  run(argv: string[], options?: CommandOptions): Promise<CommandResult>;
+  /** A shell command line, run by `/bin/sh -c`. @example `(await sb.commands.run("echo $HOME", { shell: true })).stdout // "/root\n"` */
+  run(command: string, options: CommandOptions & { shell: true }): Promise<CommandResult>;
+  async run(argv: string[] | string, options: CommandOptions = {}): Promise<CommandResult> {
     if (!this.#sb.capabilities().commands) {
       throw new UnsupportedError(
         `commands.run needs the command's output, which the ${this.#sb.engine} engine cannot give${
@@ -267,12 +302,13 @@ export class Commands {
         }`,
       );
     }
-    const p = await this.start(argv, options);
+    const args = checkArgv(shellArgv(argv, options.shell));
+    const p = await this.start(args, { ...options, shell: false });
     if (options.stdin === undefined) p.stdin.close().catch(() => {});
     const r = await p.output();
     if (options.check && (r.exitCode !== 0 || r.signal !== null)) {
-      if (r.timedOut) throw new CommandTimeoutError(commandFailureMessage(argv, r), r);
-      throw new CommandExitError(commandFailureMessage(argv, r), r);
+      if (r.timedOut) throw new CommandTimeoutError(commandFailureMessage(args, r), r);
+      throw new CommandExitError(commandFailureMessage(args, r), r);
     }
     return r;
   }

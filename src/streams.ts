@@ -117,3 +117,46 @@ export function erroringStream<T>(error: Error): ReadableStream<T> {
 export function utf8Decoder(): TransformStream<Uint8Array, string> {
   return new TextDecoderStream() as unknown as TransformStream<Uint8Array, string>;
 }
+
+/**
+ * A transform from bytes (or text) to lines, as `TextLineStream` does: UTF-8
+ * is decoded across chunk boundaries (a character split between chunks stays
+ * whole), lines end at `\n` or `\r\n` (neither is kept), and a last line
+ * without a newline is still given. Use it on a process's output.
+ *
+ * @example Reading a process's output line by line
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { lines, Sandbox } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * const p = await sb.commands.start(["sh", "-c", "echo one; printf 'two\\r\\nthree'"]);
+ * const got: string[] = [];
+ * for await (const line of p.stdout.pipeThrough(lines())) got.push(line);
+ * assert.deepEqual(got, ["one", "two", "three"]);
+ * ```
+ */
+export function lines(): TransformStream<Uint8Array | string, string> {
+  const decoder = new TextDecoder();
+  let carry = "";
+  const emit = (text: string, c: TransformStreamDefaultController<string>) => {
+    carry += text;
+    let start = 0;
+    for (let nl = carry.indexOf("\n"); nl !== -1; nl = carry.indexOf("\n", start)) {
+      const line = carry.slice(start, nl);
+      start = nl + 1;
+      c.enqueue(line.endsWith("\r") ? line.slice(0, -1) : line);
+    }
+    carry = carry.slice(start);
+  };
+  return new TransformStream<Uint8Array | string, string>({
+    transform(chunk, c) {
+      emit(typeof chunk === "string" ? chunk : decoder.decode(chunk, { stream: true }), c);
+    },
+    flush(c) {
+      emit(decoder.decode(), c);
+      if (carry !== "") c.enqueue(carry.endsWith("\r") ? carry.slice(0, -1) : carry);
+      carry = "";
+    },
+  });
+}

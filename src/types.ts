@@ -136,6 +136,12 @@ export interface CommandOptions {
   signal?: AbortSignal;
   /** `run` only: throw {@linkcode CommandExitError} on a non-zero exit. */
   check?: boolean;
+  /**
+   * The command is one string, a shell command line, run by `/bin/sh -c` in
+   * the sandbox (`run("echo $HOME", { shell: true })`). A string without it is
+   * refused: nothing is handed to a shell unless asked.
+   */
+  shell?: boolean;
   /** Resume the sandbox first if it is paused (otherwise a paused sandbox throws `ConflictError`). */
   resume?: boolean;
   /**

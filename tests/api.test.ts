@@ -16,6 +16,7 @@ import {
   Sandbox,
   TimeoutError,
 } from "../mod.ts";
+import { lines } from "../mod.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { signalExitCode } from "../src/signals.ts";
 import { runtimeCommand } from "./helpers.ts";
@@ -25,6 +26,37 @@ const FIX = new URL("./fixtures/", import.meta.url).pathname;
 test("api units: a signal death's exit code is 128 + its number", () => {
   assert.deepEqual([signalExitCode("SIGKILL"), signalExitCode("SIGTERM"), signalExitCode("SIGINT")], [137, 143, 130]);
   assert.equal(signalExitCode("SIGNOPE"), 128);
+});
+
+/** Feeds chunks through lines() and collects what comes out. */
+async function splitLines(chunks: Array<Uint8Array | string>): Promise<string[]> {
+  const src = new ReadableStream<Uint8Array | string>({
+    start(c) {
+      for (const ch of chunks) c.enqueue(ch);
+      c.close();
+    },
+  });
+  return await Array.fromAsync(src.pipeThrough(lines()));
+}
+
+test("api units: lines() splits at \\n and \\r\\n, keeps a last line without newline and empty lines", async () => {
+  const b = (s: string) => new TextEncoder().encode(s);
+  assert.deepEqual(await splitLines([b("a\nb\r\n\nc")]), ["a", "b", "", "c"]);
+  assert.deepEqual(await splitLines([b("a\r"), b("\nb\n")]), ["a", "b"], "a \\r\\n split across chunks");
+  assert.deepEqual(await splitLines([b("x\n")]), ["x"], "no empty line after a final newline");
+  assert.deepEqual(await splitLines([]), []);
+  assert.deepEqual(await splitLines(["te", "xt\nmore"]), ["text", "more"], "strings pass too");
+  assert.deepEqual(await splitLines([b("lo"), b("ng line "), b("without end")]), ["long line without end"]);
+});
+
+test("api units: lines() keeps a multi-byte character split across chunks whole", async () => {
+  const bytes = new TextEncoder().encode("é€😀\nñ");
+  // every split point, including inside each character's bytes
+  for (let i = 1; i < bytes.length; i++) {
+    assert.deepEqual(await splitLines([bytes.subarray(0, i), bytes.subarray(i)]), ["é€😀", "ñ"], `split at byte ${i}`);
+  }
+  const oneByOne = Array.from(bytes, (x) => new Uint8Array([x]));
+  assert.deepEqual(await splitLines(oneByOne), ["é€😀", "ñ"]);
 });
 
 test("api: exitCode is never null once a process ended; the signal is named beside it", async () => {
@@ -231,4 +263,20 @@ test("api messages: MVM_BWRAP naming a program that is not bubblewrap says what 
   assert.equal(out.code, "TRANSPORT");
   assert.match(out.message, /bubblewrap \(\/usr\/bin\/false, named by MVM_BWRAP\) exited before the sandbox was up/);
   assert.match(out.message, /unset it to use the bwrap on PATH/);
+});
+
+test("api: a shell command line runs only with shell: true; a string without it is refused", async () => {
+  await using sb = await Sandbox.create();
+  const r = await sb.commands.run("echo $HOME | tr a-z A-Z; echo $((6*7))", { shell: true });
+  assert.deepEqual([r.stdout, r.exitCode], ["/ROOT\n42\n", 0]);
+  const e = await sb.commands.run("echo $HOME" as unknown as string[]).then(() => assert.fail("it ran"), (e: Error) => e);
+  assert.ok(e instanceof InvalidInputError && e.details.field === "argv" && /shell: true/.test(e.message), String(e));
+  await assert.rejects(
+    sb.commands.run(["echo", "x"], { shell: true } as never),
+    (e: unknown) => e instanceof InvalidInputError && e.details.field === "shell",
+  );
+  const p = await sb.commands.start("printf '%s' \"$0\"", { shell: true });
+  assert.equal((await p.output()).stdout, "/bin/sh");
+  const f = await sb.commands.run("echo bad >&2; exit 4", { shell: true, check: true }).then(() => null, (e: Error) => e);
+  assert.ok(f instanceof CommandExitError && /"\/bin\/sh" exited with code 4/.test(f.message), String(f));
 });
