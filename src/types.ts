@@ -351,7 +351,7 @@ export interface LogEventBase {
  * `created`, `started` (the supervisor is up), `process.started`,
  * `process.exited`, `process.detached`, `network.connect` / `network.denied` (egress, with
  * `host`, `port`, `reason`), `files.write` / `files.mkdir` / `files.remove` /
- * `files.rename` / `files.writeTar`, `detached`, `stopped`, `paused`,
+ * `files.rename` / `files.writeTar`, `detached`, `ttl.set`, `stopped`, `paused`,
  * `resumed` (and their `.noop` forms), `destroy.requested`, `destroyed` (with
  * its `reason`), and `console` (a plain line an engine relays). An engine that
  * relays another system's log (`mvmctl`) may deliver kinds not listed here;
@@ -401,6 +401,7 @@ export type LogEvent =
     | { type: "files.remove"; path: string; recursive: boolean }
     | { type: "files.rename"; from: string; to: string }
     | { type: "detached"; expiresAt: string }
+    | { type: "ttl.set"; expiresAt: string; ttlSeconds: number }
     | { type: "stopped" | "stop.noop" | "paused" | "pause.noop" | "resumed" | "resume.noop" | "destroy.requested" }
     | { type: "destroyed"; reason: "owner-exited" | "ttl-expired" | "init-exited" | (string & {}) }
     | { type: "console"; line: string }
