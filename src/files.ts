@@ -110,11 +110,39 @@ export class Files {
    *
    * @example `await sb.files.write("/app/data.bin", stream, { mode: 0o600 })`
    */
-  async write(path: string, data: FileData, options: WriteOptions = {}): Promise<WrittenFile> {
+  write(path: string, data: FileData, options?: WriteOptions): Promise<WrittenFile>;
+  /**
+   * Writes several files, in order, each atomically (the batch as a whole is
+   * not: a failure leaves the files before it written); an entry's own `mode`
+   * wins over `options.mode`. Returns each file's entry.
+   *
+   * @example `await sb.files.write([{ path: "/app/a.py", data: "print(1)" }, { path: "/app/b.py", data: "print(2)" }])`
+   */
+  write(files: Array<{ path: string; data: FileData; mode?: number }>, options?: WriteOptions): Promise<WrittenFile[]>;
+  async write(
+    pathOrFiles: string | Array<{ path: string; data: FileData; mode?: number }>,
+    dataOrOptions?: FileData | WriteOptions,
+    options: WriteOptions = {},
+  ): Promise<WrittenFile | WrittenFile[]> {
+    if (Array.isArray(pathOrFiles)) {
+      const opts = (dataOrOptions ?? {}) as WriteOptions;
+      pathOrFiles.forEach((f, i) => {
+        if (typeof f !== "object" || f === null) throw invalid(`files[${i}]`, "must be an object { path, data, mode? }");
+        checkPath(f.path, `files[${i}].path`);
+        if (f.data === undefined) throw invalid(`files[${i}].data`, "is missing: give the file's content");
+      });
+      const out: WrittenFile[] = [];
+      for (const f of pathOrFiles) {
+        out.push(await this.#writeOne(f.path, f.data, { ...opts, ...(f.mode !== undefined ? { mode: f.mode } : {}) }));
+      }
+      return out;
+    }
+    return await this.#writeOne(pathOrFiles, dataOrOptions as FileData, options);
+  }
+  async #writeOne(path: string, data: FileData, options: WriteOptions): Promise<WrittenFile> {
     checkPath(path);
     const mode = options.mode ?? 0o644;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw invalid("mode", "must be a file mode between 0 and 0o7777");
-    if (options.resume) await this.#sb._resumeIfPaused();
     return await this.#sb._engine().files.write(path, toStream(data), { mode, createParents: options.createParents ?? true });
   }
   /** Lists a directory. @example `const entries = await sb.files.list("/app")` */

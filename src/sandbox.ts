@@ -15,15 +15,15 @@
  * @module
  */
 import type { AuditEntry } from "./audit.ts";
-import { ConflictError, invalid, NotFoundError, UnsupportedError } from "./errors.ts";
+import { ConflictError, invalid, NotFoundError, TimeoutError, UnsupportedError } from "./errors.ts";
 import { parseTtl } from "./ttl.ts";
 import type { Engine, EngineSandbox } from "./engines/contract.ts";
 import { getEngine } from "./engines/mod.ts";
 import { withHostPermissions } from "./runtime/mod.ts";
 import { normalizeCreate, resolveEngine, specEnvBytes } from "./spec.ts";
 import type { Capabilities, CreateOptions, EngineName, LogEvent, SandboxInfo, SandboxState } from "./types.ts";
-import { checkSandboxId, NAME_RE } from "./validate.ts";
-import { Commands } from "./commands.ts";
+import { checkRange, checkSandboxId, checkStringMap, NAME_RE } from "./validate.ts";
+import { Commands, MAX_TIMEOUT_SECONDS } from "./commands.ts";
 import { Files } from "./files.ts";
 
 /**
@@ -79,11 +79,53 @@ export class Sandbox implements AsyncDisposable {
    */
   static async create(templateOrOptions?: string | CreateOptions, options?: CreateOptions): Promise<Sandbox> {
     const { spec, engine } = normalizeCreate(templateOrOptions, options);
+    const opts = (typeof templateOrOptions === "string" ? options : templateOrOptions) ?? {};
+    const { signal } = opts;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid("signal", "must be an AbortSignal");
+    const timeoutSeconds = checkRange(opts.timeoutSeconds, "timeoutSeconds", {
+      min: 0,
+      minExclusive: true,
+      max: MAX_TIMEOUT_SECONDS,
+      unit: "seconds",
+      why: "about 24.8 days, the longest a timer can wait",
+    });
+    signal?.throwIfAborted();
     const name = resolveEngine(engine);
     const e: Engine = await getEngine(name);
-    const sb = new Sandbox(await withHostPermissions(() => e.create(spec)), e, false);
+    const creating = withHostPermissions(() => e.create(spec));
+    const sb = new Sandbox(await Sandbox.#bounded(creating, signal, timeoutSeconds), e, false);
     sb.#envBytes = specEnvBytes(spec);
     return sb;
+  }
+
+  /**
+   * Waits for a create, unless `signal` aborts or `timeoutSeconds` pass first: then what the create
+   * made is destroyed as soon as it is there, and only after that does the call reject.
+   */
+  static async #bounded(creating: Promise<EngineSandbox>, signal?: AbortSignal, timeoutSeconds?: number): Promise<EngineSandbox> {
+    if (!signal && timeoutSeconds === undefined) return await creating;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let onAbort: (() => void) | undefined;
+    const stopped = new Promise<never>((_, reject) => {
+      onAbort = () => reject(signal?.reason);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      if (timeoutSeconds !== undefined) {
+        timer = setTimeout(
+          () => reject(new TimeoutError(`Sandbox.create did not finish within ${timeoutSeconds} s; what it made was destroyed`)),
+          timeoutSeconds * 1000,
+        );
+      }
+    });
+    try {
+      return await Promise.race([creating, stopped]);
+    } catch (e) {
+      // whatever the create makes is destroyed before the caller hears of the abort
+      await creating.then((inner) => inner.destroy(), () => {}).catch(() => {});
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) signal?.removeEventListener("abort", onAbort);
+    }
   }
 
   /**
@@ -261,6 +303,20 @@ export class Sandbox implements AsyncDisposable {
     const inner = this._engine();
     if (!inner.setTtl) throw new UnsupportedError(`the ${this.#engine} engine cannot change a sandbox's TTL`);
     return await withHostPermissions(() => inner.setTtl!(seconds));
+  }
+
+  /**
+   * Replaces the sandbox's tags (what {@linkcode Sandbox.list} filters on and
+   * `info().tags` shows) on a live sandbox; works on connected handles too.
+   * Returns the audit id.
+   *
+   * @example `await sb.setTags({ team: "agents", stage: "review" })`
+   */
+  async setTags(tags: Record<string, string>): Promise<string> {
+    const checked = checkStringMap(tags, "tags");
+    const inner = this._engine();
+    if (!inner.setTags) throw new UnsupportedError(`the ${this.#engine} engine cannot change a sandbox's tags`);
+    return await withHostPermissions(() => inner.setTags!(checked));
   }
 
   /** Keeps the sandbox alive after this process exits, until its TTL; returns its id for {@linkcode Sandbox.connect}. @example `const id = await sb.detach()` */

@@ -83,6 +83,8 @@ const KNOWN_KEYS = new Set([
   "ttlSeconds",
   "tags",
   "name",
+  "signal",
+  "timeoutSeconds",
 ]);
 
 /** Validates create arguments (`create()`, `create("python-3.12", opts)` or `create(opts)`). @example `normalizeCreate({ ttl: "5m" })` */

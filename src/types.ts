@@ -102,6 +102,13 @@ export interface CreateOptions {
   tags?: Record<string, string>;
   /** Human-readable name. */
   name?: string;
+  /**
+   * Aborting it stops waiting for the sandbox: `create` rejects with the
+   * signal's reason once whatever was made is destroyed again.
+   */
+  signal?: AbortSignal;
+  /** Most seconds to wait for the sandbox; past it, `create` destroys what was made and throws `TimeoutError`. */
+  timeoutSeconds?: number;
 }
 
 /**
@@ -351,7 +358,7 @@ export interface LogEventBase {
  * `created`, `started` (the supervisor is up), `process.started`,
  * `process.exited`, `process.detached`, `network.connect` / `network.denied` (egress, with
  * `host`, `port`, `reason`), `files.write` / `files.mkdir` / `files.remove` /
- * `files.rename` / `files.writeTar`, `detached`, `ttl.set`, `stopped`, `paused`,
+ * `files.rename` / `files.writeTar`, `detached`, `ttl.set`, `tags.set`, `stopped`, `paused`,
  * `resumed` (and their `.noop` forms), `destroy.requested`, `destroyed` (with
  * its `reason`), and `console` (a plain line an engine relays). An engine that
  * relays another system's log (`mvmctl`) may deliver kinds not listed here;
@@ -402,6 +409,7 @@ export type LogEvent =
     | { type: "files.rename"; from: string; to: string }
     | { type: "detached"; expiresAt: string }
     | { type: "ttl.set"; expiresAt: string; ttlSeconds: number }
+    | { type: "tags.set"; tags: Record<string, string> }
     | { type: "stopped" | "stop.noop" | "paused" | "pause.noop" | "resumed" | "resume.noop" | "destroy.requested" }
     | { type: "destroyed"; reason: "owner-exited" | "ttl-expired" | "init-exited" | (string & {}) }
     | { type: "console"; line: string }

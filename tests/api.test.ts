@@ -19,7 +19,8 @@ import {
 import { lines } from "../mod.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { signalExitCode } from "../src/signals.ts";
-import { runtimeCommand } from "./helpers.ts";
+import { readdirSync } from "node:fs";
+import { runtimeCommand, STATE } from "./helpers.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
 
@@ -279,4 +280,69 @@ test("api: a shell command line runs only with shell: true; a string without it 
   assert.equal((await p.output()).stdout, "/bin/sh");
   const f = await sb.commands.run("echo bad >&2; exit 4", { shell: true, check: true }).then(() => null, (e: Error) => e);
   assert.ok(f instanceof CommandExitError && /"\/bin\/sh" exited with code 4/.test(f.message), String(f));
+});
+
+test("api: setTags replaces a live sandbox's tags, seen by info(), list() and other handles", async () => {
+  const mark = crypto.randomUUID().slice(0, 8);
+  await using sb = await Sandbox.create({ tags: { run: mark, stage: "a" } });
+  const other = await Sandbox.connect(sb.id);
+  try {
+    assert.match(await other.setTags({ run: mark, stage: "b" }), /^aud_/);
+    assert.deepEqual((await sb.info()).tags, { run: mark, stage: "b" });
+    assert.deepEqual((await Sandbox.list({ tags: { run: mark, stage: "b" } })).map((s) => s.id), [sb.id]);
+    assert.deepEqual(await Sandbox.list({ tags: { run: mark, stage: "a" } }), []);
+    await assert.rejects(sb.setTags({ bad: 1 } as unknown as Record<string, string>), InvalidInputError);
+    const events = await Array.fromAsync(sb.logs());
+    const set = events.find((e) => e.type === "tags.set");
+    assert.ok(set?.type === "tags.set" && set.tags.stage === "b");
+  } finally {
+    await other.disconnect();
+  }
+});
+
+test("api files: write([{ path, data }, …]) writes several files in order and returns their entries", async () => {
+  await using sb = await Sandbox.create();
+  const out = await sb.files.write([
+    { path: "/app/p/a.py", data: "print(1)" },
+    { path: "/app/p/b.bin", data: new Uint8Array([1, 2, 3]), mode: 0o600 },
+    { path: "/app/p/c.txt", data: new Blob(["c"]) },
+  ], { mode: 0o640 });
+  assert.deepEqual(out.map((f) => [f.path, f.size, f.mode]), [["/app/p/a.py", 8, 0o640], ["/app/p/b.bin", 3, 0o600], [
+    "/app/p/c.txt",
+    1,
+    0o640,
+  ]]);
+  assert.equal(await sb.files.readText("/app/p/a.py"), "print(1)");
+  await assert.rejects(
+    sb.files.write([{ path: "/app/q/ok", data: "x" }, { path: "", data: "y" }]),
+    (e: unknown) => e instanceof InvalidInputError && e.details.field === "files[1].path",
+  );
+  assert.equal(await sb.files.exists("/app/q/ok"), false, "a batch with a bad entry wrote something");
+});
+
+test("api: Sandbox.create({ signal, timeoutSeconds }) gives up and leaves nothing behind", async () => {
+  const mark = crypto.randomUUID().slice(0, 8);
+  const before = new Set(readdirSync(STATE));
+  const ac = new AbortController();
+  const why = new Error("caller gave up");
+  setTimeout(() => ac.abort(why), 20);
+  const e = await Sandbox.create({ signal: ac.signal, tags: { run: mark } }).then(
+    async (sb) => (await sb.destroy(), null),
+    (e: unknown) => e,
+  );
+  // a create that beat the abort is fine; one that lost it rejects with the reason and is gone
+  if (e !== null) assert.equal(e, why);
+  const t = await Sandbox.create({ timeoutSeconds: 0.001, tags: { run: mark } }).then(
+    async (sb) => (await sb.destroy(), null),
+    (e: unknown) => e,
+  );
+  assert.ok(t instanceof TimeoutError, String(t));
+  assert.deepEqual(await Sandbox.list({ tags: { run: mark } }), []);
+  assert.deepEqual(readdirSync(STATE).filter((d) => !before.has(d)), [], "a sandbox folder was left behind");
+  const aborted = AbortSignal.abort(why);
+  await assert.rejects(Sandbox.create({ signal: aborted }), (x: unknown) => x === why);
+  await assert.rejects(
+    Sandbox.create({ timeoutSeconds: -1 }),
+    (x: unknown) => x instanceof InvalidInputError && x.details.field === "timeoutSeconds",
+  );
 });

@@ -97,6 +97,8 @@ export interface EngineSandbox {
   detach(): Promise<string>;
   /** Replaces the lease: the sandbox now ends `seconds` from now. Absent when the engine cannot. */
   setTtl?(seconds: number): Promise<string>;
+  /** Replaces the sandbox's tags; returns the audit id. */
+  setTags?(tags: Record<string, string>): Promise<string>;
   /** Lets go of a connected sandbox without changing it. */
   disconnect(): Promise<void>;
 }

@@ -382,6 +382,16 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     return id;
   }
 
+  setTags(tags: Record<string, string>): Promise<string> {
+    if (this.#state() === "destroyed") {
+      throw new NotFoundError(`sandbox ${this.id} is gone; cannot set its tags`, { details: { id: this.id } });
+    }
+    const meta = this.dir.readMeta() ?? this.meta;
+    this.meta = { ...meta, tags: { ...tags } };
+    this.dir.replace("meta.json", JSON.stringify(this.meta));
+    return Promise.resolve(this.dir.appendEvent("tags.set", { tags }));
+  }
+
   setTtl(seconds: number): Promise<string> {
     const s = this.#state();
     if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone; cannot set its TTL`, { details: { id: this.id } });
