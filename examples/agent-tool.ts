@@ -12,7 +12,6 @@
  * ```
  * @module
  */
-import process from "node:process";
 import { lines, Sandbox } from "../mod.ts";
 
 const generated = `

@@ -349,12 +349,12 @@ export class IntegrityError extends SandboxError {
 /**
  * The engine or mode lacks this capability. Never a silent fallback.
  *
- * @example An engine that is not built yet says so
+ * @example An option the local engine cannot enforce is refused, not ignored
  * ```ts
  * import assert from "node:assert/strict";
  * import { Sandbox, UnsupportedError } from "@mvm/sdk";
  *
- * await assert.rejects(Sandbox.create({ engine: "mvmctl" }), UnsupportedError);
+ * await assert.rejects(Sandbox.create({ rootfsSizeMb: 64 }), UnsupportedError);
  * ```
  */
 export class UnsupportedError extends SandboxError {
