@@ -387,11 +387,11 @@ export function verifyAuditDir(dir: string): AuditReport {
   try {
     pub = createPublicKey(readFileSync(`${dir}/key.pub`, "utf8"));
   } catch {
-    return bad(files[0], 0, "the chain's public key (key.pub) is missing or unreadable");
+    return bad(files[0]!, 0, "the chain's public key (key.pub) is missing or unreadable");
   }
   let prev = GENESIS;
   let seq = -1;
-  let lastFile = files[0];
+  let lastFile = files[0]!;
   let lastSize = 0;
   for (const [fi, file] of files.entries()) {
     if (file !== segmentName(fi + 1)) return bad(file, 0, `segment ${segmentName(fi + 1)} is missing`);

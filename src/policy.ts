@@ -146,7 +146,7 @@ export class NetworkPolicy {
     if (port === undefined) {
       const m = typeof host === "string" ? /^(.*):(\d{1,5})$/.exec(host) : null;
       if (!m) throw refuse("network.allow", "E_NETWORK_INVALID_PORT", `${JSON.stringify(host)} names no port; write "host:port"`);
-      return this.allow(m[1], Number(m[2]));
+      return this.allow(m[1]!, Number(m[2]));
     }
     const h = checkHost("network.allow.host", host);
     const p = checkPort("network.allow.port", port);

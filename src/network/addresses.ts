@@ -23,7 +23,7 @@ export function parseIPv4(s: string): number[] | null {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
   if (!m) return null;
   const o = m.slice(1).map(Number);
-  if (o.some((x, i) => x > 255 || (m[i + 1].length > 1 && m[i + 1][0] === "0"))) return null;
+  if (o.some((x, i) => x > 255 || (m[i + 1]!.length > 1 && m[i + 1]![0] === "0"))) return null;
   return o;
 }
 
@@ -34,13 +34,14 @@ export function parseIPv6(s: string): number[] | null {
     const lastColon = s.lastIndexOf(":");
     const v4 = parseIPv4(s.slice(lastColon + 1));
     if (!v4) return null;
-    s = s.slice(0, lastColon + 1) + ((v4[0] << 8) | v4[1]).toString(16) + ":" + ((v4[2] << 8) | v4[3]).toString(16);
+    const [a = 0, b = 0, c = 0, d = 0] = v4; // four octets: parseIPv4 returned them
+    s = s.slice(0, lastColon + 1) + ((a << 8) | b).toString(16) + ":" + ((c << 8) | d).toString(16);
   }
   const halves = s.split("::");
   if (halves.length > 2) return null;
   const words = (h: string) => h === "" ? [] : h.split(":");
-  const head = words(halves[0]);
-  const rest = halves.length === 2 ? words(halves[1]) : [];
+  const head = words(halves[0]!);
+  const rest = halves.length === 2 ? words(halves[1]!) : [];
   if ([...head, ...rest].some((w) => !/^[0-9a-fA-F]{1,4}$/.test(w))) return null;
   const given = head.length + rest.length;
   if (halves.length === 1 ? given !== 8 : given > 7) return null;
@@ -49,7 +50,7 @@ export function parseIPv6(s: string): number[] | null {
 }
 
 function classifyV4(o: number[]): AddressClass {
-  const [a, b] = o;
+  const [a = 0, b = 0] = o; // four octets: parseIPv4 returned them
   if (a === 0 || a === 127) return "restricted"; // this network, loopback
   if (a === 169 && b === 254) return "restricted"; // link-local, metadata 169.254.169.254 / 169.254.170.2
   if (a === 100 && b >= 64 && b <= 127) return "restricted"; // CGNAT, metadata 100.100.100.200
@@ -62,7 +63,8 @@ function classifyV4(o: number[]): AddressClass {
 function classifyV6(w: number[]): AddressClass {
   if (w.every((x) => x === 0)) return "restricted"; // ::
   if (w.slice(0, 7).every((x) => x === 0) && w[7] === 1) return "restricted"; // ::1
-  const v4At = (i: number) => [w[i] >> 8, w[i] & 255, w[i + 1] >> 8, w[i + 1] & 255];
+  const word = (i: number): number => w[i] ?? 0; // eight words: parseIPv6 returned them
+  const v4At = (i: number) => [word(i) >> 8, word(i) & 255, word(i + 1) >> 8, word(i + 1) & 255];
   // IPv4-mapped ::ffff:a.b.c.d and IPv4-compatible ::a.b.c.d
   if (w.slice(0, 5).every((x) => x === 0) && (w[5] === 0xffff || w[5] === 0)) return worst(classifyV4(v4At(6)), "public");
   if (w[0] === 0x64 && w[1] === 0xff9b) return worst(classifyV4(v4At(6)), "public"); // NAT64 64:ff9b::/96 and 64:ff9b:1::/48
@@ -70,10 +72,10 @@ function classifyV6(w: number[]): AddressClass {
   if (w[0] === 0x2001 && w[1] === 0) { // Teredo: the client's address is the last 32 bits, inverted
     return worst(classifyV4(v4At(6).map((x) => x ^ 255)), "public");
   }
-  if ((w[0] & 0xffc0) === 0xfe80) return "restricted"; // link-local
+  if ((word(0) & 0xffc0) === 0xfe80) return "restricted"; // link-local
   if (w[0] === 0xfd00 && w[1] === 0x0ec2 && w.slice(2, 7).every((x) => x === 0) && w[7] === 0x254) return "restricted"; // fd00:ec2::254
-  if ((w[0] & 0xfe00) === 0xfc00) return "private"; // ULA
-  if ((w[0] & 0xff00) === 0xff00) return "private"; // multicast
+  if ((word(0) & 0xfe00) === 0xfc00) return "private"; // ULA
+  if ((word(0) & 0xff00) === 0xff00) return "private"; // multicast
   return "public";
 }
 

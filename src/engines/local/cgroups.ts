@@ -100,7 +100,7 @@ export async function setLimits(
   layout: CgroupLayout,
   tag: string,
   id: string,
-  limits: { cpu?: number; memoryMb?: number; pidsLimit?: number },
+  limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined },
 ): Promise<void> {
   const out = await cgroupOpEnv(supervisorCgroupEnv(layout, tag, id, limits, []), "limits");
   if (out.startsWith("error ")) throw new TransportError(`cannot set the sandbox's limits: ${out.slice(6)}`, { details: { id } });

@@ -85,7 +85,7 @@ interface Launch {
   /** A sandbox for the warm pool: invisible to list() and connect() until a create claims it. */
   pooled: boolean;
   /** Egress to start once the sandbox is up (never for a pooled one). */
-  network?: SandboxSpec["network"];
+  network?: SandboxSpec["network"] | undefined;
   meta: Omit<Meta, "v" | "id" | "image" | "createdAt" | "expiresAt" | "ttlSeconds" | "limits" | "ownerPid" | "sandboxUid">;
 }
 
