@@ -49,7 +49,12 @@ test("audit: a fresh chain verifies; its key is 0600 in a 0700 folder; an append
 test("audit: verifyAudit names the first edited, removed, reordered, added or cut-off line", async () => {
   const cases: Array<[string, (ls: string[]) => string[], RegExp]> = [
     ["an edited entry", (ls) => ls.map((l, i) => i === 5 ? l.replace('"i":5', '"i":6') : l), /edited/],
-    ["an edited signature", (ls) => ls.map((l, i) => i === 5 ? l.replace(/"signature":"./, '"signature":"A') : l), /signature|prev_hash/],
+    // a different first character (one that was already "A" would change nothing)
+    [
+      "an edited signature",
+      (ls) => ls.map((l, i) => i === 5 ? l.replace(/"signature":"(.)/, (_, c: string) => `"signature":"${c === "A" ? "B" : "A"}`) : l),
+      /signature|prev_hash/,
+    ],
     ["a removed line", (ls) => ls.filter((_, i) => i !== 5), /removed|moved/],
     ["two lines swapped", (ls) => [...ls.slice(0, 5), ls[6], ls[5], ...ls.slice(7)], /removed|moved/],
     ["a repeated line", (ls) => [...ls.slice(0, 6), ls[5], ...ls.slice(6)], /removed|moved|added/],
