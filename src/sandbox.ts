@@ -219,10 +219,43 @@ export class Sandbox implements AsyncDisposable {
     return this.#inner.audit();
   }
 
-  /** Stops every process; files stay until `destroy`. Returns the audit id. @example `await sb.stop()` */
+  /**
+   * Stops the sandbox: every process in it ends (a paused one too), its files stay. While stopped,
+   * `files` keep working (the local engine serves them from a fresh jail with no guest process in
+   * it) and commands throw `ConflictError` naming the state; {@linkcode start} brings it back. The
+   * TTL keeps running. Returns the audit id.
+   *
+   * @example Stop, read, start
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Sandbox } from "@mvm/sdk";
+   *
+   * await using sb = await Sandbox.create();
+   * await sb.files.write("/app/state.txt", "kept");
+   * await sb.stop();
+   * assert.equal(await sb.files.readText("/app/state.txt"), "kept");
+   * await sb.start();
+   * assert.equal((await sb.commands.run(["cat", "/app/state.txt"])).stdout, "kept");
+   * ```
+   */
   async stop(): Promise<string> {
-    const id = await this.#inner.stop();
+    const id = await withHostPermissions(() => this.#inner.stop());
     this.#state = "stopped";
+    return id;
+  }
+
+  /**
+   * Starts a stopped sandbox again: `state` becomes `running` and commands run, with the files it
+   * had (`/tmp`, a tmpfs, starts empty, as after a reboot). Starting a running sandbox changes
+   * nothing. Returns the audit id.
+   *
+   * @example `await sb.start()`
+   */
+  async start(): Promise<string> {
+    const inner = this._engine();
+    if (!inner.startStopped) throw new UnsupportedError(`the ${this.#engine} engine cannot start a stopped sandbox again`);
+    const id = await withHostPermissions(() => inner.startStopped!());
+    this.#state = "running";
     return id;
   }
 

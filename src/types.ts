@@ -358,8 +358,9 @@ export interface LogEventBase {
  * `created`, `started` (the supervisor is up), `process.started`,
  * `process.exited`, `process.detached`, `network.connect` / `network.denied` (egress, with
  * `host`, `port`, `reason`), `files.write` / `files.mkdir` / `files.remove` /
- * `files.rename` / `files.writeTar`, `detached`, `ttl.set`, `tags.set`, `stopped`, `paused`,
- * `resumed` (and their `.noop` forms), `destroy.requested`, `destroyed` (with
+ * `files.rename` / `files.writeTar`, `detached`, `ttl.set`, `tags.set`, `stopped`,
+ * `sandbox.started` (after a stop), `paused`, `resumed` (and their `.noop`
+ * forms), `jail.restarted` (the fresh jail a stop leaves), `destroy.requested`, `destroyed` (with
  * its `reason`), and `console` (a plain line an engine relays). An engine that
  * relays another system's log (`mvmctl`) may deliver kinds not listed here;
  * keep a `default` branch.
@@ -410,7 +411,19 @@ export type LogEvent =
     | { type: "detached"; expiresAt: string }
     | { type: "ttl.set"; expiresAt: string; ttlSeconds: number }
     | { type: "tags.set"; tags: Record<string, string> }
-    | { type: "stopped" | "stop.noop" | "paused" | "pause.noop" | "resumed" | "resume.noop" | "destroy.requested" }
+    | {
+      type:
+        | "stopped"
+        | "stop.noop"
+        | "sandbox.started"
+        | "start.noop"
+        | "paused"
+        | "pause.noop"
+        | "resumed"
+        | "resume.noop"
+        | "destroy.requested";
+    }
+    | { type: "jail.restarted"; initPid: number }
     | { type: "destroyed"; reason: "owner-exited" | "ttl-expired" | "init-exited" | (string & {}) }
     | { type: "console"; line: string }
   );

@@ -2,8 +2,8 @@
 // the states and events it shows, and that parent death and TTL still clean up a paused sandbox.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
-import { ConflictError, type LogEvent, NotFoundError, Sandbox, UnsupportedError } from "../mod.ts";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { ConflictError, type LogEvent, NetworkPolicy, NotFoundError, Sandbox, TransportError, UnsupportedError } from "../mod.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
 import { processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
@@ -163,4 +163,114 @@ test("cold: the TTL ends a detached paused sandbox", async () => {
   await sb.disconnect();
   assert.ok(await waitFor(() => !left(), 10_000), "the paused sandbox outlived its TTL");
   await assert.rejects(Sandbox.connect(id), NotFoundError);
+});
+
+test("cold: stop ends every process and keeps the files, which stay readable and writable; start brings commands back", async () => {
+  await using sb = await Sandbox.create();
+  await sb.files.write("/app/kept.txt", "kept");
+  await sb.commands.run(["sh", "-c", "echo tmp > /tmp/t"]);
+  const p = await sb.commands.start(["sh", "-c", "(setsid sleep 1000 &) ; sleep 1000"]);
+  const stopId = await sb.stop();
+  assert.equal(sb.state, "stopped");
+  assert.equal((await sb.info()).state, "stopped");
+  // a process that stop() ended says so: its status is a TransportError naming the stop, never an exit
+  await assert.rejects(p.status, (e: unknown) => e instanceof TransportError && /stopped/.test(e.message));
+  assert.equal(await sb.files.readText("/app/kept.txt"), "kept");
+  assert.deepEqual((await sb.files.list("/app")).map((f) => f.name).sort(), ["kept.txt"]);
+  await sb.files.write("/app/while-stopped.txt", "w");
+  await assert.rejects(sb.commands.run(["true"]), (e: unknown) => {
+    assert.ok(e instanceof ConflictError, String(e));
+    assert.match(e.message, /is stopped/);
+    assert.match(e.message, /start\(\)/);
+    assert.equal((e.details as { state: string }).state, "stopped");
+    return true;
+  });
+  await assert.rejects(sb.pause(), ConflictError);
+  await assert.rejects(sb.resume(), ConflictError);
+  // another handle sees it stopped, stop again changes nothing
+  {
+    const other = await Sandbox.connect(sb.id);
+    assert.equal((await other.info()).state, "stopped");
+    assert.equal(await other.files.readText("/app/while-stopped.txt"), "w");
+    await other.stop();
+    await other.disconnect();
+  }
+  await sb.start();
+  assert.equal(sb.state, "running");
+  assert.equal((await sb.info()).state, "running");
+  const r = await sb.commands.run(["sh", "-c", "cat /app/kept.txt /app/while-stopped.txt; ls /tmp; ps -eo args= | grep -c '[s]leep 1000'"]);
+  assert.equal(r.stdout, "keptw0\n", "nothing of before the stop runs, /tmp starts empty");
+  // stop and start again, a few times; events and audit entries show every transition
+  for (let i = 0; i < 3; i++) {
+    await sb.stop();
+    await sb.start();
+    assert.equal((await sb.commands.run(["echo", String(i)])).stdout, `${i}\n`);
+  }
+  const types = (await Array.fromAsync(sb.logs())).map((e: LogEvent) => e.type);
+  assert.equal(types.filter((t) => t === "stopped").length, 4);
+  assert.equal(types.filter((t) => t === "sandbox.started").length, 4);
+  assert.equal(types.filter((t) => t === "jail.restarted").length, 4);
+  const audited = await Array.fromAsync(sb.audit());
+  assert.equal(audited.find((e) => e.id === stopId)?.event, "stopped");
+});
+
+test("cold: a stopped sandbox goes at its TTL and with its owner", async () => {
+  const [cmd, ...args] = runtimeCommand(`${FIX}scripts/paused-owner.ts`);
+  const owned = await runtime().spawn(cmd, [...args, "--stop"], { stderr: "null" });
+  const reader = owned.stdout!.getReader();
+  let out = "";
+  while (!out.includes("\n")) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    out += new TextDecoder().decode(value);
+  }
+  const id = out.trim();
+  assert.match(id, /^sbx-/);
+  const left = remains(id);
+  assert.ok(existsSync(`${STATE}/${id}/stopped`));
+  owned.kill("SIGKILL");
+  await owned.status;
+  assert.ok(await waitFor(() => !left(), 8000), "something of the stopped sandbox outlived its owner");
+
+  const c = await runtime().spawn(cmd, [...args, "--stop", "--detach", "--ttl", "3"], { stderr: "piped" });
+  const id2 = (await collectText(c.stdout!)).trim();
+  const err = await collectText(c.stderr!);
+  assert.equal((await c.status).code, 0, err);
+  const left2 = remains(id2);
+  const sb = await Sandbox.connect(id2);
+  assert.equal((await sb.info()).state, "stopped");
+  await sb.disconnect();
+  assert.ok(await waitFor(() => !left2(), 10_000), "the stopped sandbox outlived its TTL");
+});
+
+test("cold: a networked sandbox gets its egress back after stop and start (its fresh jail has a fresh network namespace)", async (t) => {
+  const policy = NetworkPolicy.denyByDefault().allowHttps("api.test").resolveTo("api.test", "10.213.255.2");
+  let sb: Sandbox;
+  try {
+    sb = await Sandbox.create({ network: policy });
+  } catch (e) {
+    if (e instanceof UnsupportedError) return t.skip(`no egress on this host: ${e.message}`);
+    throw e;
+  }
+  try {
+    const egress = () =>
+      readdirSync("/proc").filter((d) => {
+        try {
+          return /^\d+$/.test(d) &&
+            /\0mvm-egress\0\d+\0([^\0]*)\0/.exec(readFileSync(`/proc/${d}/cmdline`, "utf8"))?.[1] === `${STATE}/${sb.id}`;
+        } catch {
+          return false;
+        }
+      });
+    const resolve = async () => (await sb.commands.run(["getent", "hosts", "api.test"])).stdout;
+    assert.match(await resolve(), /^198\.1[89]\./);
+    const before = egress();
+    await sb.stop();
+    assert.ok(await waitFor(() => !before.some((p) => egress().includes(p)), 5000), "the old jail's proxy outlived it");
+    await sb.start();
+    assert.match(await resolve(), /^198\.1[89]\./, "no egress after start");
+    assert.equal(egress().length > 0, true);
+  } finally {
+    await sb.destroy();
+  }
 });

@@ -1873,3 +1873,33 @@ test("escape: the audit chain, its key and its lock are out of the guest's sight
   assert.equal(entries.find((e) => e.id === w.auditId)?.data?.path, `/app/x\n${forged}`);
   assert.ok(!entries.some((e) => e.id === "aud_00000000000000000000"));
 });
+
+test("escape: stop() leaves no guest process anywhere on the host (double-forked, setsid, ignoring signals, frozen first); start() runs nothing of the guest's", async () => {
+  await using sb = await Sandbox.create();
+  const mark = `mvm-stop-${TAG}`;
+  await sb.files.write(`/app/${mark}.sh`, `trap '' TERM HUP INT; while :; do sleep 1; done\n`, { mode: 0o755 });
+  const p = await sb.commands.start([
+    "sh",
+    "-c",
+    `(setsid sh /app/${mark}.sh </dev/null >/dev/null 2>&1 &) ; (sh -c 'sh /app/${mark}.sh &' &) ; exec sh /app/${mark}.sh`,
+  ]);
+  const onHost = () =>
+    readdirSync("/proc").filter((d) => {
+      try {
+        return /^\d+$/.test(d) && readFileSync(`/proc/${d}/cmdline`, "utf8").includes(mark);
+      } catch {
+        return false;
+      }
+    });
+  assert.ok(await waitFor(() => onHost().length >= 3, 10_000), `the guest's daemons did not start: ${onHost()}`);
+  await sb.pause();
+  await within(sb.stop(), 30_000, "stop of a paused sandbox");
+  await p.status.catch(() => {});
+  assert.ok(await waitFor(() => onHost().length === 0, 5000), `guest processes outlived stop(): ${onHost()}`);
+  // the fresh jail serves files, never runs the guest's
+  assert.match(await sb.files.readText(`/app/${mark}.sh`), /trap/);
+  await sb.start();
+  const r = await sb.commands.run(["sh", "-c", `ps -eo args= | grep -c '[${mark[0]}]${mark.slice(1)}'`]);
+  assert.equal(r.stdout, "0\n");
+  assert.equal(onHost().length, 0);
+});

@@ -88,6 +88,8 @@ export interface EngineSandbox {
   /** This sandbox's entries in the engine's audit chain, oldest first (also after destroy). */
   audit?(): ReadableStream<AuditEntry>;
   stop(): Promise<string>;
+  /** Brings a stopped sandbox back to running (`sb.start()`). */
+  startStopped?(): Promise<string>;
   /** Freezes every process (engines without a freezer leave it out: the SDK says UNSUPPORTED). */
   pause?(opts: { toDisk?: boolean }): Promise<string>;
   /** Thaws a paused sandbox; a running one stays as it is. */

@@ -67,6 +67,15 @@ export function egressConfig(policy: NetworkPolicy): string {
 
 /** Starts the sandbox's egress proxy and waits until its namespace is set up. @example `await startEgress(t, dir, policy)` */
 export async function startEgress(t: Tools, dir: SandboxDir, policy: NetworkPolicy): Promise<void> {
+  dir.write("egress.conf", egressConfig(policy));
+  await launchEgress(t, dir);
+}
+
+/**
+ * Starts the egress proxy for the sandbox's current init from its `egress.conf` (at create, and when
+ * a stopped sandbox starts again in a fresh jail). @example `await launchEgress(t, dir)`
+ */
+export async function launchEgress(t: Tools, dir: SandboxDir): Promise<void> {
   const { nft, ip } = egressTools(t);
   const setns = SETNS[process.arch];
   if (!setns) {
@@ -74,7 +83,6 @@ export async function startEgress(t: Tools, dir: SandboxDir, policy: NetworkPoli
   }
   const init = dir.readPids().init;
   if (!init) throw new TransportError(`sandbox ${dir.id} has no init to give a network to`, { details: { id: dir.id } });
-  dir.write("egress.conf", egressConfig(policy));
   const child = await runtime().spawn(t.perl, [
     "-e",
     ENTER_PL,

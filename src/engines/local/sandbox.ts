@@ -36,7 +36,11 @@ import { startProcess } from "./process.ts";
 import { type Runner, RunnerPool } from "./runners.ts";
 import { auditDir, DEFAULT_TMP_MB, type Meta, type SandboxDir } from "./state.ts";
 import { type AuditEntry, readAudit } from "../../audit.ts";
-import { killSandbox, teardown } from "./supervisor.ts";
+import { teardown } from "./supervisor.ts";
+import { launchEgress } from "./network.ts";
+
+/** How long stop() waits for the supervisor to end the jail and start a fresh one. */
+const STOP_TIMEOUT_MS = 15_000;
 
 /** How long a runner may take to acknowledge its job before it counts as stopped. */
 const ACK_TIMEOUT_MS = 3_000;
@@ -93,7 +97,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
   readonly id: string;
   readonly cgroups: SandboxCgroups | null;
   readonly files: EngineFiles;
-  readonly #pool: RunnerPool;
+  #pool: RunnerPool;
   #groups: string[] = [];
   #refill: Promise<number> | null = null;
   #toReap: string[] = [];
@@ -103,10 +107,15 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     this.id = dir.id;
     this.cgroups = readSandboxCgroups(dir.file("cgroups"), tools.tag, dir.id);
     this.files = audited(localFiles(this), this.dir);
-    this.#pool = new RunnerPool({
+    this.#pool = this.#newPool();
+  }
+
+  /** A client's runners; a stopped sandbox's fresh jail takes runners for file operations too. */
+  #newPool(): RunnerPool {
+    return new RunnerPool({
       id: this.id,
-      tools,
-      initPid: (what) => this.#assertRunning(what),
+      tools: this.tools,
+      initPid: (what) => this.#assertRunning(what, { stopped: true }),
       takeCgroups: async () => this.cgroups ? { cg: await this.#takeCgroup(), join: this.cgroups.join } : null,
       reap: (cg) => void this.reap(cg),
       killTree: (r, signal) => this.killTree(r, signal),
@@ -126,12 +135,13 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
   }
 
   /**
-   * Throws unless the sandbox runs (or, with `pausedToo`, is paused: alive but frozen); returns the
-   * pid of its init (the way in).
+   * Throws unless the sandbox runs (or is paused, alive but frozen, with `paused`; or is stopped, its
+   * jail holding no guest process, with `stopped`: file operations); returns the pid of its init (the
+   * way in).
    */
-  #assertRunning(what: string, pausedToo = false): number {
+  #assertRunning(what: string, allow: { paused?: boolean; stopped?: boolean } = {}): number {
     const s = this.#state();
-    if (s === "paused" && !pausedToo) {
+    if (s === "paused" && !allow.paused) {
       throw new ConflictError(`sandbox ${this.id} is paused; cannot ${what} (resume() it first, or pass { resume: true })`, {
         details: { id: this.id, state: s },
       });
@@ -139,10 +149,13 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     if (s === "destroyed") {
       throw new NotFoundError(`sandbox ${this.id} is gone (destroyed or its TTL ran out); cannot ${what}`, { details: { id: this.id } });
     }
-    if (s === "stopped") {
-      throw new ConflictError(`sandbox ${this.id} is stopped; cannot ${what} (destroy it, or create a new one)`, {
-        details: { id: this.id, state: s },
-      });
+    if (s === "stopped" && !(allow.stopped && this.dir.has("stopped.done"))) {
+      throw new ConflictError(
+        `sandbox ${this.id} is stopped; cannot ${what} (start() it first; its files can be read and written meanwhile)`,
+        {
+          details: { id: this.id, state: s },
+        },
+      );
     }
     const { init } = this.dir.readPids();
     if (!init || !this.dir.supervised() || !pidExists(init.pid)) {
@@ -155,7 +168,8 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
 
   deathError(what: string): Error | null {
     try {
-      this.#assertRunning(what, true);
+      // a file operation may run in a stopped sandbox's fresh jail; a process never outlives a stop
+      this.#assertRunning(what, { paused: true, stopped: what.startsWith("files.") });
       return null;
     } catch (e) {
       const why = (e as Error).message.replace(/; cannot .*$/, "");
@@ -206,8 +220,9 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
    */
   async exec(job: Job, keepStdin: boolean, what: string): Promise<Runner> {
     const frame = jobFrame(job);
+    const allow = { stopped: job.kind !== "command" };
     for (let attempt = 0;; attempt++) {
-      this.#assertRunning(what);
+      this.#assertRunning(what, allow);
       const r = await this.#pool.take(what, attempt > 0);
       r.child.ref();
       const writer = r.child.stdin!.getWriter();
@@ -228,7 +243,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
       r.child.kill("SIGKILL");
       r.out.cancel().catch(() => {});
       this.reap(r.cg);
-      this.#assertRunning(what);
+      this.#assertRunning(what, allow);
       if (attempt >= 2) {
         throw new TransportError(
           `could not start ${what} in sandbox ${this.id}: the SDK's runner ${
@@ -306,16 +321,72 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     return readAudit(auditDir(this.dir.root), { sandbox: this.id });
   }
 
+  /**
+   * Ends every process of the sandbox and keeps its files: the supervisor kills the jail (thawing it
+   * first when paused) and starts a fresh one with no guest process, through which file operations
+   * keep working until {@linkcode start}. The lease goes on.
+   */
   async stop(): Promise<string> {
     const s = this.#state();
     if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone`, { details: { id: this.id } });
-    if (s === "stopped") return this.dir.appendEvent("stop.noop");
+    if (s === "stopped") {
+      await this.#stopDone("stop");
+      return this.dir.appendEvent("stop.noop");
+    }
     this.#pool.close();
+    this.dir.unmark("stopped.done");
     this.dir.mark("stopped");
     const id = this.dir.appendEvent("stopped");
-    await killSandbox(this.dir, this.tools);
+    if (!this.dir.poke()) {
+      throw new TransportError(`sandbox ${this.id} is not running any more (its supervisor died); cannot stop it`, {
+        details: { id: this.id },
+      });
+    }
+    await this.#stopDone("stop");
     this.dir.unmark("paused");
+    this.#pool = this.#newPool();
     return id;
+  }
+
+  /** Waits until the supervisor has ended the jail's processes and started the fresh one. */
+  async #stopDone(what: string): Promise<void> {
+    const deadline = Date.now() + STOP_TIMEOUT_MS;
+    while (!this.dir.has("stopped.done")) {
+      if (this.#state() === "destroyed") {
+        throw new NotFoundError(`sandbox ${this.id} is gone; cannot ${what} it`, { details: { id: this.id } });
+      }
+      if (Date.now() > deadline || !this.dir.supervised()) {
+        throw new TransportError(
+          `sandbox ${this.id}: its supervisor did not restart the jail within ${STOP_TIMEOUT_MS / 1000} s; cannot ${what} it`,
+          {
+            details: { id: this.id },
+          },
+        );
+      }
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** Brings a stopped sandbox back to `running`: its fresh jail takes commands again. */
+  async startStopped(): Promise<string> {
+    const s = this.#state();
+    if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone; cannot start it`, { details: { id: this.id } });
+    if (s === "running") {
+      this.#assertRunning("start");
+      return this.dir.appendEvent("start.noop");
+    }
+    if (s === "paused") {
+      throw new ConflictError(`sandbox ${this.id} is paused; start() is for stopped sandboxes (use resume())`, {
+        details: { id: this.id, state: s },
+      });
+    }
+    await this.#stopDone("start");
+    this.#assertRunning("start", { stopped: true });
+    // the fresh jail has a fresh network namespace: its egress (if any) starts again before any command
+    if (existsSync(this.dir.file("egress.conf"))) await launchEgress(this.tools, this.dir);
+    this.dir.unmark("stopped");
+    this.dir.unmark("stopped.done");
+    return this.dir.appendEvent("sandbox.started");
   }
 
   /**
@@ -364,10 +435,10 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
         details: { id: this.id, state: s },
       });
     }
-    this.#assertRunning("resume", true);
+    this.#assertRunning("resume", { paused: true });
     const r = this.cgroups ? await freezeCgroup(this.cgroups.v2, false).catch(() => "failed" as const) : "nofreeze";
     if (r !== "ok") {
-      this.#assertRunning("resume", true);
+      this.#assertRunning("resume", { paused: true });
       throw new TransportError(`sandbox ${this.id} did not thaw within 2 s; it is still paused`, { details: { id: this.id } });
     }
     this.dir.unmark("paused");

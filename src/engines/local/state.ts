@@ -265,4 +265,4 @@ export class SandboxDir {
 /** Files the SDK writes. */
 export type StateFile = "meta.json" | "events.jsonl" | "oom.seen" | "bwrap.args" | "egress.conf" | "ttl";
 /** Marker files. */
-export type Marker = "destroying" | "stopped" | "detached" | "paused" | "pooled";
+export type Marker = "destroying" | "stopped" | "stopped.done" | "detached" | "paused" | "pooled";

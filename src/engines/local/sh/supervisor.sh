@@ -17,22 +17,27 @@ watch_pl=${MVM_WATCH_PL:-}; perl=${MVM_PERL:-perl}; unset MVM_WATCH_PL MVM_PERL
 owner_start=""; [ "$PPID" = "$owner" ] && owner_start=$(pid_start "$owner")
 now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
 ev() { printf '{"id":"sup-%s-%s","time":"%s","type":"%s","source":"supervisor"%s}\n' "$$" "$(date +%s%N)" "$(now)" "$1" "${2:-}" >> "$d/events.jsonl" 2>/dev/null; }
-cleanup() {
-  trap '' TERM INT HUP
-  : > "$d/destroying" 2>/dev/null
-  ev destroyed ",\"reason\":\"$1\""
-  [ -n "$wp" ] && kill "$wp" 2>/dev/null
+# end_jail: ends every process of the sandbox (its files stay)
+end_jail() {
   # a paused sandbox is thawed first: frozen processes (the host-side nsenters too) cannot reap or die
   [ -n "${MVM_CG_V2:-}" ] && cg_freeze "$MVM_CG_V2" 0
   # the sandbox's pid 1 first (the kernel then kills everything in its pid namespace, while the
   # host-side nsenters are still there to reap their children), then whatever is left in its groups
   # (cgroup.kill catches forks), then the launcher
-  # only while it is still the process that started then (after stop() its pid may have been recycled)
+  # only while it is still the process that started then (its pid may have been recycled)
   if [ -n "$reaper" ] && [ "$(pid_start "$reaper")" = "$reaper_start" ] && kill -KILL "$reaper" 2>/dev/null; then
     i=0; while alive "$reaper" && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.01; done
   fi
   [ -n "${MVM_CG_V2:-}" ] && cg_signal "$MVM_CG_V2" KILL
   if [ -n "$bw" ]; then kill -KILL "$bw" 2>/dev/null; wait "$bw" 2>/dev/null; fi
+  bw=""
+}
+cleanup() {
+  trap '' TERM INT HUP
+  : > "$d/destroying" 2>/dev/null
+  ev destroyed ",\"reason\":\"$1\""
+  [ -n "$wp" ] && kill "$wp" 2>/dev/null
+  end_jail
   # sweep retries until each group is gone: a client may still be making a per-process group
   for c in $all; do cg_sweep "$c"; done
   # a guest may have left folders without write permission (rootless: they are ours); nothing of it follows links
@@ -71,44 +76,61 @@ if [ -n "${MVM_CG_V2:-}" ]; then
   err=$(cg_limits) || { echo "$err"; cleanup failed; }
   { echo "$MVM_CG_V2"; echo "$memcg"; for c in $join; do echo "$c"; done; } > "$d/cgroups"
 fi
-mkfifo -m 600 "$d/info.fifo" "$d/ready.fifo" "$d/alive" "$d/ctl" || { echo "error cannot create fifos in $d"; cleanup failed; }
-exec 5<>"$d/ready.fifo"
-# bwrap reports its init's pid on fd 3; the sandbox's first command says "ready" on fd 4 once every
-# mount is in place; if bwrap ends first, the launcher says "exit N" on the same fifo.
-# The launcher dies with this supervisor (parent-death signal), and bwrap with the launcher, so a
-# killed supervisor takes its sandbox with it (the next create or list removes its folder).
-# Nothing of ours reaches the sandbox's environment (env -i), nor its pid 1's command line (bwrap
-# reads its arguments from bwrap.args on fd 6).
-MVM_SELF_CG="${MVM_CG_V2:-} $join" MVM_D="$d" MVM_INNER='for c in $MVM_SELF_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done
-  exec 3>"$MVM_D/info.fifo" 4>"$MVM_D/ready.fifo" 5>&- 6<"$MVM_D/bwrap.args" </dev/null >/dev/null 2>"$MVM_D/bwrap.err"
-  cd / && exec env -i PATH=/usr/bin:/bin "$@"' \
-  setpriv --pdeathsig KILL -- sh -c 'sh -c "$MVM_INNER" sh "$@"; echo "exit $?" >&5' mvm-launcher "$@" </dev/null >/dev/null 2>&1 &
-bw=$!
-# "alive" is held open for reading by this shell alone, so the SDK tells a live supervisor from a dead
-# one by opening it (the kernel drops a killed process's descriptors before its sandbox starts dying);
-# "ctl" carries the SDK's wake-ups to the watch, and is held here too so none is lost before it starts
+mkfifo -m 600 "$d/alive" "$d/ctl" || { echo "error cannot create fifos in $d"; cleanup failed; }
+# "alive" is held open for reading by this shell alone (the jail's launcher closes it), so the SDK tells
+# a live supervisor from a dead one by opening it (the kernel drops a killed process's descriptors
+# before its sandbox starts dying); "ctl" carries the SDK's wake-ups to the watch, and is held here too
+# so none is lost before it starts
 exec 7<>"$d/alive" 8<>"$d/ctl"
-info=""; while IFS= read -r line; do info="$info$line"; done < "$d/info.fifo"
-read -r ready <&5
-exec 5<&-
-rm -f "$d/info.fifo" "$d/ready.fifo"
-case "$info:$ready" in
-  *'"child-pid"'*:ready) ;;
-  *) wait "$bw" 2>/dev/null; bw=""; err=$(head -c 2000 "$d/bwrap.err" 2>/dev/null | tr '\n' ' '); echo "error $err"; cleanup failed;;
-esac
-reaper=${info#*'"child-pid"'}; reaper=${reaper#*:}; reaper=${reaper%%,*}; reaper=$((reaper))
-# the sandbox's init is its pid 1 (bwrap --as-pid-1): the SDK enters the sandbox through it, because
-# it cannot be traced from inside (see bwrap.ts)
-init=$reaper
-reaper_start=$(pid_start "$reaper")
-{ echo "init $init $(pid_start "$init")"; echo "reaper $reaper $(pid_start "$reaper")"; echo "supervisor $$ $(pid_start $$)"; } > "$d/pids.tmp" && mv "$d/pids.tmp" "$d/pids"
+# jail ARGV: starts bubblewrap (the sandbox's init, no guest process yet) and waits until it is up;
+# prints "error …" and fails when it does not come up. Run at create, and again after stop().
+jail() {
+  mkfifo -m 600 "$d/info.fifo" "$d/ready.fifo" || { echo "error cannot create fifos in $d"; return 1; }
+  exec 5<>"$d/ready.fifo"
+  # bwrap reports its init's pid on fd 3; the sandbox's first command says "ready" on fd 4 once every
+  # mount is in place; if bwrap ends first, the launcher says "exit N" on the same fifo.
+  # The launcher dies with this supervisor (parent-death signal), and bwrap with the launcher, so a
+  # killed supervisor takes its sandbox with it (the next create or list removes its folder).
+  # Nothing of ours reaches the sandbox's environment (env -i), nor its pid 1's command line (bwrap
+  # reads its arguments from bwrap.args on fd 6).
+  MVM_SELF_CG="${MVM_CG_V2:-} $join" MVM_D="$d" MVM_INNER='for c in $MVM_SELF_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done
+    exec 3>"$MVM_D/info.fifo" 4>"$MVM_D/ready.fifo" 5>&- 6<"$MVM_D/bwrap.args" </dev/null >/dev/null 2>"$MVM_D/bwrap.err"
+    cd / && exec env -i PATH=/usr/bin:/bin "$@"' \
+    setpriv --pdeathsig KILL -- sh -c 'sh -c "$MVM_INNER" sh "$@"; echo "exit $?" >&5' mvm-launcher "$@" </dev/null >/dev/null 2>&1 7<&- 8<&- &
+  bw=$!
+  info=""; while IFS= read -r line; do info="$info$line"; done < "$d/info.fifo"
+  read -r ready <&5
+  exec 5<&-
+  rm -f "$d/info.fifo" "$d/ready.fifo"
+  case "$info:$ready" in
+    *'"child-pid"'*:ready) ;;
+    *) wait "$bw" 2>/dev/null; bw=""; err=$(head -c 2000 "$d/bwrap.err" 2>/dev/null | tr '\n' ' '); echo "error $err"; return 1;;
+  esac
+  reaper=${info#*'"child-pid"'}; reaper=${reaper#*:}; reaper=${reaper%%,*}; reaper=$((reaper))
+  # the sandbox's init is its pid 1 (bwrap --as-pid-1): the SDK enters the sandbox through it, because
+  # it cannot be traced from inside (see bwrap.ts)
+  init=$reaper
+  reaper_start=$(pid_start "$reaper")
+  { echo "init $init $(pid_start "$init")"; echo "reaper $reaper $(pid_start "$reaper")"; echo "supervisor $$ $(pid_start $$)"; } > "$d/pids.tmp" && mv "$d/pids.tmp" "$d/pids"
+}
+jail "$@" || cleanup failed
 echo "ready $init $$"
 exec </dev/null >/dev/null 2>&1
 ev started ",\"initPid\":$init,\"ttlSeconds\":$ttl"
 # blocks in the kernel until something ends the lease (sh/watch.pl); a signal to this shell (destroy)
-# interrupts the wait
-"$perl" -e "$watch_pl" "$d" "$owner" "$owner_start" "$bw" "$ttl" 7<&- & wp=$!
-wait "$wp"; rc=$?; wp=""
+# interrupts the wait. After stop() (exit 13) every process ends and a fresh jail with no guest process
+# serves file operations until start(); the lease goes on with the time it had left.
+left=$ttl
+while :; do
+  "$perl" -e "$watch_pl" "$d" "$owner" "$owner_start" "$bw" "$left" 7<&- & wp=$!
+  wait "$wp"; rc=$?; wp=""
+  [ $rc = 13 ] || break
+  read -r left < "$d/ttl.left" 2>/dev/null || left=1
+  end_jail
+  jail "$@" >/dev/null || cleanup failed
+  : > "$d/stopped.done"
+  ev jail.restarted ",\"initPid\":$init"
+done
 case $rc in
   10) reason="owner-exited";; 11) reason="ttl-expired";; 12) reason="init-exited";;
   0) exit 0;; *) reason=failed;;

@@ -2,7 +2,8 @@
 # periodically. It waits (select) on pidfds of the owner, of the sandbox's launcher and of the
 # supervisor itself, on the control fifo the SDK writes to when the lease changes, and on the TTL as
 # the timeout. Its exit status says why it returned:
-#   10 owner-exited, 11 ttl-expired, 12 init-exited, 0 the supervisor is gone, 125 setup failed.
+#   10 owner-exited, 11 ttl-expired, 12 init-exited, 13 stop() asks for a fresh jail (the seconds
+#   left of the lease are then in STATE_DIR/ttl.left), 0 the supervisor is gone, 125 setup failed.
 # Argv: STATE_DIR OWNER_PID OWNER_START LAUNCHER_PID TTL_SECONDS
 # A detached sandbox outlives its owner; a stopped one outlives its init (markers in STATE_DIR).
 # A new lease is a number of seconds from now in STATE_DIR/ttl, announced by a byte on STATE_DIR/ctl
@@ -34,6 +35,12 @@ sub uptime {
   return (split(/ /, $u))[0];
 }
 my $deadline = uptime() + $ttl;
+# stop() marks the folder "stopped" and wakes the watch; the supervisor answers with "stopped.done"
+sub stop_asked { return -e "$d/stopped" && !-e "$d/stopped.done" }
+sub restart {
+  if (open(my $f, ">", "$d/ttl.left")) { printf $f "%d\n", int($deadline - uptime()) + 1; close($f) }
+  exit 13;
+}
 my $ofh = pidfd($owner);
 # the owner must be the process that started us: same pid and start time. One already gone ends the
 # lease unless it detached first: a short-lived client (the CLI's create) may exit before this runs.
@@ -43,6 +50,7 @@ unless ($ofh && $owner_start ne "" && start_of($owner) eq $owner_start) {
 }
 # the launcher may be gone (and reaped) already: a sandbox stopped right after it started
 my $lfh = pidfd($launcher);
+restart() if stop_asked();
 exit 12 unless $lfh || -e "$d/stopped";
 my $sfh = pidfd(getppid()) or exit 0;
 # the control fifo is fd 8, opened by the supervisor
@@ -62,12 +70,14 @@ while (1) {
       close($f);
       $deadline = uptime() + $s if defined $s && $s =~ /^\d+(\.\d+)?$/;
     }
+    restart() if stop_asked();
   }
   if ($ofh && vec($rout, fileno($ofh), 1)) {
     exit 10 unless -e "$d/detached";
     undef $ofh;
   }
   if ($lfh && vec($rout, fileno($lfh), 1)) {
+    restart() if stop_asked();
     exit 12 unless -e "$d/stopped";
     undef $lfh;
   }
