@@ -143,6 +143,7 @@ export class Files {
     checkPath(path);
     const mode = options.mode ?? 0o644;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw invalid("mode", "must be a file mode between 0 and 0o7777");
+    if (options.resume) await this.#sb._resumeIfPaused();
     return await this.#sb._engine().files.write(path, toStream(data), { mode, createParents: options.createParents ?? true });
   }
   /** Lists a directory. @example `const entries = await sb.files.list("/app")` */
