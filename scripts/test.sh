@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the one test suite under Deno and under Bun; ends with "N passed, N failed".
+# Runs the one test suite under Deno, Bun and Node; ends with "N passed, N failed".
 # Usage: bash scripts/test.sh [test files…]   (default: every tests/*.test.ts)
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,19 +31,28 @@ p=${p:-0}; f=${f:-0}; [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
 echo "bun: $p passed, $f failed"
 total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
 
-# Node runs the runtime shim's tests (node:child_process and its pure helpers), bundled to JavaScript by
-# bun build: Node 20 cannot load TypeScript, and the sandbox suites need a runtime that can (they spawn .ts scripts).
-if command -v node >/dev/null 2>&1 && [ $# -eq 0 ]; then
-  echo "== node $(node --version) (tests/shim.test.ts tests/runtime.test.ts)"
-  rm -rf .node-test
-  for t in shim runtime; do $BIN/bun build "tests/$t.test.ts" --target=node --outfile=".node-test/$t.test.mjs" >/dev/null; done
-  node --test .node-test/*.test.mjs 2>&1 | tee /tmp/mvm-test-node.log | grep -E '^(not )?ok |^# (pass|fail)'
-  rc=${PIPESTATUS[0]}
-  p=$(sed -nE 's/^# pass ([0-9]+)$/\1/p' /tmp/mvm-test-node.log); f=$(sed -nE 's/^# fail ([0-9]+)$/\1/p' /tmp/mvm-test-node.log)
-  p=${p:-0}; f=${f:-0}; [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-  echo "node: $p passed, $f failed"
-  total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
-  rm -rf .node-test
+# Node runs every suite too. Node 20 cannot load TypeScript, so each file is bundled by bun build into
+# tests/<name>.test.node.mjs beside it (its import.meta.url paths stay right); a script a test spawns is bundled
+# the same way by runtimeCommand in tests/helpers.ts. The bundles are deleted when this script ends.
+if command -v node >/dev/null 2>&1; then
+  node_major=$(node -p 'process.versions.node.split(".")[0]')
+  echo "== node $(node --version)"
+  if [ "$node_major" -lt 20 ]; then
+    echo "node: skipped, the SDK needs Node 20 or later"
+  else
+    trap 'find . -path ./node_modules -prune -o -name "*.node.mjs" -type f -exec rm -f {} +' EXIT
+    node_files=(); bundle_fail=0
+    for f in "${files[@]}"; do
+      if $BIN/bun build "$f" --target=node --outfile="${f%.ts}.node.mjs" >/dev/null; then node_files+=("${f%.ts}.node.mjs")
+      else echo "node: bundling $f failed"; bundle_fail=$((bundle_fail+1)); fi
+    done
+    MVM_TEST_BUN="$PWD/$BIN/bun" node --test "${node_files[@]}" 2>&1 | tee /tmp/mvm-test-node.log | grep -E '^(not )?ok |^# (pass|fail)'
+    rc=${PIPESTATUS[0]}
+    p=$(sed -nE 's/^# pass ([0-9]+)$/\1/p' /tmp/mvm-test-node.log); f=$(sed -nE 's/^# fail ([0-9]+)$/\1/p' /tmp/mvm-test-node.log)
+    p=${p:-0}; f=$(( ${f:-0} + bundle_fail )); [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    echo "node: $p passed, $f failed"
+    total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
+  fi
 fi
 
 # nothing may outlive the suites: a sandbox folder or cgroup they made that is still there after a grace period is a leak

@@ -2,6 +2,7 @@
 // signal deaths, timeouts under check, status that no unread stream holds up, files conveniences,
 // names, typed messages. Every sandbox is created with `await using`, so a failing test leaves
 // nothing behind.
+import { availableParallelism } from "node:os";
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
@@ -173,7 +174,7 @@ test("api files: a write under /usr is PERMISSION_DENIED saying the path is read
 test("api: info() reports the limits the sandbox really has, also those not set", async () => {
   await using sb = await Sandbox.create({ tmpSizeMb: 64 });
   const l = (await sb.info()).limits;
-  const cores = navigator.hardwareConcurrency;
+  const cores = availableParallelism(); // Node 20 has no navigator
   assert.ok(l.cpu !== undefined && l.cpu > 0 && l.cpu <= cores, `cpu ${l.cpu} of ${cores}`);
   assert.ok(l.memoryMb !== undefined && l.memoryMb > 16, `memoryMb ${l.memoryMb}`);
   assert.ok(l.pidsLimit !== undefined && l.pidsLimit > 16, `pidsLimit ${l.pidsLimit}`);

@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { ConflictError, type LogEvent, NetworkPolicy, NotFoundError, Sandbox, TransportError, UnsupportedError } from "../mod.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
-import { processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
+import { collect, processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -53,7 +53,7 @@ test("cold: a counter stops while paused and goes on after resume, 10 cycles", a
   }
   await p.kill("SIGKILL");
   assert.equal((await p.status).signal, "SIGKILL");
-  const types = (await Array.fromAsync(sb.logs())).map((e: LogEvent) => e.type);
+  const types = (await collect(sb.logs())).map((e: LogEvent) => e.type);
   assert.equal(types.filter((t) => t === "paused").length, 10);
   assert.equal(types.filter((t) => t === "resumed").length, 10);
 });
@@ -99,7 +99,7 @@ test("cold: a paused sandbox refuses commands and files with CONFLICT naming the
   assert.equal((await sb.info()).state, "running");
   await assert.rejects(sb.pause({ toDisk: true }), (e: unknown) => e instanceof UnsupportedError && /CRIU/.test(e.message));
   assert.equal((await sb.info()).state, "running");
-  const types = (await Array.fromAsync(sb.logs())).map((e: LogEvent) => e.type);
+  const types = (await collect(sb.logs())).map((e: LogEvent) => e.type);
   assert.ok(types.includes("pause.noop") && types.includes("resume.noop"));
 });
 

@@ -9,15 +9,34 @@
  * ```
  * @module
  */
+import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
 
-/** The argv that runs `file` under the runtime running the tests. */
+/** The argv that runs `file` under the runtime running the tests (on Node, `file` bundled to JavaScript first). */
 export function runtimeCommand(file: string): string[] {
   const g = globalThis as Record<string, unknown>;
   if (g.Deno) return [process.execPath, "run", "-A", "--no-check", file];
-  return [process.execPath, file];
+  if (g.Bun || !file.endsWith(".ts")) return [process.execPath, file];
+  return [process.execPath, bundleForNode(file)];
+}
+
+const bundled = new Map<string, string>();
+
+/**
+ * Node 20 cannot run TypeScript: `file` bundled by `bun build --target=node` into `<file>.node.mjs` beside it, so
+ * its `import.meta.url` paths stay the same (scripts/test.sh deletes these files after the run).
+ */
+export function bundleForNode(file: string): string {
+  let out = bundled.get(file);
+  if (out === undefined) {
+    out = file.replace(/\.ts$/, ".node.mjs");
+    const bun = process.env.MVM_TEST_BUN || new URL("../node_modules/.bin/bun", import.meta.url).pathname;
+    execFileSync(bun, ["build", file, "--target=node", `--outfile=${out}`], { stdio: ["ignore", "ignore", "inherit"] });
+    bundled.set(file, out);
+  }
+  return out;
 }
 
 /** The name of the runtime running the tests. */
@@ -103,5 +122,12 @@ export function sandboxPids(dir: string): { init: number; reaper: number; superv
       if (k === "init" || k === "reaper" || k === "supervisor") out[k] = Number(pid);
     }
   } catch { /* not there */ }
+  return out;
+}
+
+/** Every item of an async iterable (`Array.fromAsync`, which Node 20 lacks). */
+export async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const x of items) out.push(x);
   return out;
 }

@@ -37,7 +37,9 @@ export const nodeRuntime: Runtime = defineRuntime(
         } else reject(e);
       });
       c.once("spawn", () => {
-        const status = new Promise<ReturnType<typeof exitStatus>>((res) => c.once("close", (code, sig) => res(exitStatus(code, sig))));
+        // "exit", not "close": "close" waits for every stdio stream to end, so an unread stream would hold
+        // up status; Deno's and Bun's statuses resolve when the process exits, and so does this one
+        const status = new Promise<ReturnType<typeof exitStatus>>((res) => c.once("exit", (code, sig) => res(exitStatus(code, sig))));
         resolve({
           pid: c.pid!,
           stdin: c.stdin ? Writable.toWeb(c.stdin) as WritableStream<Uint8Array> : null,

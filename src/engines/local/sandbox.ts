@@ -10,6 +10,7 @@
  * ```
  * @module
  */
+import { availableParallelism } from "node:os";
 import { existsSync } from "node:fs";
 import { ConflictError, NotFoundError, TransportError, UnsupportedError } from "../../errors.ts";
 import { pidExists } from "../../runtime/mod.ts";
@@ -50,9 +51,9 @@ export function newCgroupName(): string {
   return `p${crypto.randomUUID().slice(0, 13)}`;
 }
 
-/** The host's cores, as the runtime reports them (0 when it does not). */
+/** The host's cores, as the runtime reports them (Node 20 has no `navigator`: node:os there). */
 function hostCpus(): number {
-  return (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? 0;
+  return (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency ?? availableParallelism();
 }
 
 /** What the local engine can do. */
