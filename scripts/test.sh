@@ -43,6 +43,9 @@ if command -v node >/dev/null 2>&1; then
     trap 'find . -path ./node_modules -prune -o -name "*.node.mjs" -type f -exec rm -f {} +' EXIT
     node_files=(); bundle_fail=0
     for f in "${files[@]}"; do
+      case "$f" in
+        *commands-detached.test.ts) echo "node: skipping $f: the SDK starts a detached command's keeper by its path beside the SDK's source, which a test bundle moves"; continue ;;
+      esac
       if $BIN/bun build "$f" --target=node --outfile="${f%.ts}.node.mjs" >/dev/null; then node_files+=("${f%.ts}.node.mjs")
       else echo "node: bundling $f failed"; bundle_fail=$((bundle_fail+1)); fi
     done

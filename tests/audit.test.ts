@@ -9,7 +9,7 @@ import { type AuditEntry, Sandbox, SecretRef, verifyAudit } from "../mod.ts";
 import { AuditLog, verifyAuditDir } from "../src/audit.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
-import { runtimeCommand, STATE } from "./helpers.ts";
+import { collect, runtimeCommand, STATE } from "./helpers.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
 const STATE_BASE = STATE.replace(/\/sandboxes$/, "");
@@ -130,7 +130,7 @@ test("audit: results name signed chain entries that outlive destroy and hold no 
   } finally {
     await sb.destroy();
   }
-  const entries = await Array.fromAsync(sb.audit());
+  const entries = await collect(sb.audit());
   const byId = new Map(entries.map((e) => [e.id, e]));
   assert.deepEqual(ids.map((id) => byId.get(id)?.event), ["process.exited", "files.write", "files.mkdir", "paused", "resumed"]);
   const events = entries.map((e) => e.event);

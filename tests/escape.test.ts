@@ -39,7 +39,7 @@ import {
 } from "../mod.ts";
 import { type ChildProcess, runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
-import { processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
+import { collect, processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
 
 const FIXTURE = new URL("./fixtures/escape/host.ts", import.meta.url).pathname;
 const STATE_BASE = STATE.replace(/\/sandboxes$/, "");
@@ -1869,7 +1869,7 @@ test("escape: the audit chain, its key and its lock are out of the guest's sight
   assert.equal(r.stdout, "done\n", r.stdout);
   const report = await verifyAudit({ stateDir: STATE_BASE });
   assert.equal(report.status, "VERIFIED", JSON.stringify(report.firstBad));
-  const entries = await Array.fromAsync(sb.audit());
+  const entries = await collect(sb.audit());
   assert.equal(entries.find((e) => e.id === w.auditId)?.data?.path, `/app/x\n${forged}`);
   assert.ok(!entries.some((e) => e.id === "aud_00000000000000000000"));
 });

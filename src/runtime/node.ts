@@ -47,8 +47,15 @@ export const nodeRuntime: Runtime = defineRuntime(
           stderr: c.stderr ? Readable.toWeb(c.stderr) as unknown as ReadableStream<Uint8Array> : null,
           status,
           kill,
-          unref: () => c.unref(),
-          ref: () => c.ref(),
+          // as on Deno and Bun, an unref'd child does not keep this process alive, its open pipes included
+          unref: () => {
+            c.unref();
+            for (const s of [c.stdin, c.stdout, c.stderr]) (s as { unref?: () => void } | null)?.unref?.();
+          },
+          ref: () => {
+            c.ref();
+            for (const s of [c.stdin, c.stdout, c.stderr]) (s as { ref?: () => void } | null)?.ref?.();
+          },
         });
       });
     });
