@@ -21,7 +21,7 @@ import { lines } from "../mod.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { signalExitCode } from "../src/signals.ts";
 import { readdirSync } from "node:fs";
-import { runtimeCommand, STATE } from "./helpers.ts";
+import { collect, runtimeCommand, STATE } from "./helpers.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
 
@@ -38,7 +38,7 @@ async function splitLines(chunks: Array<Uint8Array | string>): Promise<string[]>
       c.close();
     },
   });
-  return await Array.fromAsync(src.pipeThrough(lines()));
+  return await collect(src.pipeThrough(lines()));
 }
 
 test("api units: lines() splits at \\n and \\r\\n, keeps a last line without newline and empty lines", async () => {
