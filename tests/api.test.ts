@@ -293,7 +293,7 @@ test("api: setTags replaces a live sandbox's tags, seen by info(), list() and ot
     assert.deepEqual((await Sandbox.list({ tags: { run: mark, stage: "b" } })).map((s) => s.id), [sb.id]);
     assert.deepEqual(await Sandbox.list({ tags: { run: mark, stage: "a" } }), []);
     await assert.rejects(sb.setTags({ bad: 1 } as unknown as Record<string, string>), InvalidInputError);
-    const events = await Array.fromAsync(sb.logs());
+    const events = await collect(sb.logs());
     const set = events.find((e) => e.type === "tags.set");
     assert.ok(set?.type === "tags.set" && set.tags.stage === "b");
   } finally {
