@@ -206,11 +206,11 @@ test("cold: stop ends every process and keeps the files, which stay readable and
     await sb.start();
     assert.equal((await sb.commands.run(["echo", String(i)])).stdout, `${i}\n`);
   }
-  const types = (await Array.fromAsync(sb.logs())).map((e: LogEvent) => e.type);
+  const types = (await collect(sb.logs())).map((e: LogEvent) => e.type);
   assert.equal(types.filter((t) => t === "stopped").length, 4);
   assert.equal(types.filter((t) => t === "sandbox.started").length, 4);
   assert.equal(types.filter((t) => t === "jail.restarted").length, 4);
-  const audited = await Array.fromAsync(sb.audit());
+  const audited = await collect(sb.audit());
   assert.equal(audited.find((e) => e.id === stopId)?.event, "stopped");
 });
 
