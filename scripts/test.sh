@@ -45,6 +45,9 @@ if command -v node >/dev/null 2>&1; then
     for f in "${files[@]}"; do
       case "$f" in
         *commands-detached.test.ts | *mvmctl-live.test.ts) echo "node: skipping $f: the SDK (or the CLI it runs) starts a detached command's keeper by its path beside the SDK's source, which a test bundle moves"; continue ;;
+        # the attack, fault and scale suites drive the engine's own helpers (the same shell and Perl on every
+        # runtime) for ~3.5 min on Node; they run on Deno and Bun, and the suite stays under its 20-minute budget
+        *escape.test.ts | *faults.test.ts | *scale.test.ts) [ -n "${MVM_NODE_ALL:-}" ] || { echo "node: skipping $f (runs on Deno and Bun; MVM_NODE_ALL=1 runs it here too)"; continue; } ;;
       esac
       if $BIN/bun build "$f" --target=node --outfile="${f%.ts}.node.mjs" >/dev/null; then node_files+=("${f%.ts}.node.mjs")
       else echo "node: bundling $f failed"; bundle_fail=$((bundle_fail+1)); fi
