@@ -12,6 +12,7 @@
  * ```
  * @module
  */
+import process from "node:process";
 import { lines, Sandbox } from "../mod.ts";
 
 const generated = `
@@ -22,7 +23,10 @@ for i, line in enumerate(sys.stdin):
 open("/app/out/result.txt", "w").write("done\\n")
 `;
 
-await using sb = await Sandbox.create({ memoryMb: 256, pidsLimit: 64, ttl: "5m", tags: { example: "agent-tool" } });
+// limits need root (or a delegated cgroup): asked for without them they are refused, never ignored; without
+// them the sandbox is still isolated, just not capped
+const limits = process.getuid?.() === 0 ? { memoryMb: 256, pidsLimit: 64 } : {};
+await using sb = await Sandbox.create({ ...limits, ttl: "5m", tags: { example: "agent-tool" } });
 await sb.files.write("/app/tool.py", generated);
 await sb.files.mkdir("/app/out");
 
