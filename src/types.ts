@@ -424,7 +424,7 @@ export type LogEvent =
         | "destroy.requested";
     }
     | { type: "jail.restarted"; initPid: number }
-    | { type: "destroyed"; reason: "owner-exited" | "ttl-expired" | "init-exited" | (string & {}) }
+    | { type: "destroyed"; reason: "owner-exited" | "ttl-expired" | "init-exited" | (string & Record<never, never>) }
     | { type: "console"; line: string }
   );
 

@@ -78,7 +78,7 @@ const HOST_END = `10.213.${N}.1`;
 const tmp = mkdtempSync(`${tmpdir()}/mvm-net-test-`);
 let server: ReturnType<typeof spawn> | undefined;
 let hostServices: Server[] = [];
-let hostPorts: number[] = [];
+const hostPorts: number[] = [];
 let ca = "";
 const sh = (...argv: string[]) => execFileSync(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] }).toString();
 
