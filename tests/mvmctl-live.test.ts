@@ -4,12 +4,12 @@
 // are skipped with the reason printed.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { CommandExitError, ConflictError, InvalidInputError, NotFoundError, Sandbox, UnsupportedError } from "../mod.ts";
 import { collectText } from "../src/streams.ts";
-import { runtimeCommand, sha256Stream } from "./helpers.ts";
+import { runtimeCommand, sha256Stream, STATE, waitFor } from "./helpers.ts";
 
 const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
 const BIN_DIR = mkdtempSync(`${tmpdir()}/mvm-cli-bin-`);
@@ -153,7 +153,67 @@ skipBecause("OOM kills are reported (oomKilled)", "machine run has no memory fla
 skipBecause("pidsLimit stops a fork bomb", "machine run has no pids flag");
 skipBecause("results carry audit ids naming log events", "the machine verbs return no audit ids (auditId is empty on this path)");
 skipBecause("a SIGKILLed owner takes its sandbox with it", "machines boot detached (machine run -d) and live until their TTL or rm");
-skipBecause("pause, snapshot, fork", "the mvmctl engine's capabilities() say false: no pause/snapshot verbs are driven yet");
+test("mvmctl live: pause stops a counter (machine pause), resume lets it go on (machine resume); paused refuses commands", async () => {
+  await using sb = await create();
+  assert.equal(sb.capabilities().pause, true);
+  // the counter the guest writes to /app/n, read on the host from the sandbox's folder (our CLI's local engine)
+  const file = `${STATE}/${sb.id}/root/app/n`;
+  const counter = (): number => {
+    for (;;) {
+      try {
+        const t = readFileSync(file, "utf8").trim();
+        if (t) return Number(t);
+      } catch { /* between the guest's rename and the next */ }
+    }
+  };
+  const p = await sb.commands.start(["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /app/n.t; mv /app/n.t /app/n; sleep 0.005; done"]);
+  assert.ok(await waitFor(() => existsSync(file), 10_000), "the counter never started");
+  for (let cycle = 0; cycle < 2; cycle++) {
+    const from = counter();
+    assert.ok(await waitFor(() => counter() > from, 5000, 10), `cycle ${cycle}: the counter does not run before pausing`);
+    await sb.pause();
+    assert.equal(sb.state, "paused");
+    const frozen = counter();
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(counter(), frozen, `cycle ${cycle}: the counter moved while paused`);
+    assert.equal((await sb.info()).state, "paused");
+    if (cycle === 0) await assert.rejects(sb.commands.run(["true"]), ConflictError);
+    await sb.resume();
+    assert.equal((await sb.info()).state, "running");
+    assert.ok(await waitFor(() => counter() > frozen, 5000, 10), `cycle ${cycle}: the counter did not go on after resume`);
+  }
+  await assert.rejects(sb.pause({ toDisk: true }), UnsupportedError);
+  await p.kill("SIGKILL");
+});
+
+test("mvmctl live: setTtl (machine set-ttl) moves the lease; a short one ends the machine", async () => {
+  const sb = await create({ tags: { ttl: "set" } });
+  try {
+    const before = Date.parse((await sb.info()).expiresAt);
+    await sb.setTtl("1h");
+    const after = Date.parse((await sb.info()).expiresAt);
+    assert.ok(after - before > 40 * 60_000, `expiresAt moved from ${before} to ${after}`);
+    await assert.rejects(sb.setTtl("soon"), InvalidInputError);
+    await sb.setTtl(2);
+    const gone = await waitForAsync(
+      async () => (await Sandbox.list({ engine: "mvmctl", tags: { suite: TAG, ttl: "set" } })).length === 0,
+      15_000,
+    );
+    assert.ok(gone, "the machine outlived the TTL set on it");
+  } finally {
+    await sb.destroy().catch(() => {});
+  }
+});
+
+async function waitForAsync(fn: () => Promise<boolean>, ms: number): Promise<boolean> {
+  for (const end = Date.now() + ms; Date.now() < end;) {
+    if (await fn()) return true;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return false;
+}
+
+skipBecause("snapshot, fork", "the mvmctl engine's capabilities() say false: no snapshot/checkpoint verbs are driven yet");
 skipBecause(
   "prod machines refuse guest verbs",
   "our CLI boots dev machines only; the refusal is tested against the stand-in in tests/mvmctl.test.ts",

@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { NetworkPolicy, NotFoundError, Sandbox, TimeoutError, TransportError, UnsupportedError } from "../mod.ts";
-import { parseEnvelope, parseRecords } from "../src/engines/mvmctl/wire.ts";
+import { parseColdResult, parseEnvelope, parseRecords } from "../src/engines/mvmctl/wire.ts";
 import { splitCliLine } from "../src/engines/mvmctl/process.ts";
 import { parseMachine } from "../src/cli/machine.ts";
 
@@ -92,6 +92,11 @@ test("mvmctl (stand-in CLI): every verb the engine spawns matches its argv fixtu
     const info = await sb.info();
     assert.deepEqual([info.state, info.name, info.ttlSeconds, info.tags], ["running", "web", 60, { team: "x" }]);
     assert.equal((await Sandbox.list({ engine: "mvmctl", tags: { team: "x" } })).length, 1);
+    await sb.pause();
+    assert.equal(sb.state, "paused");
+    await sb.resume();
+    assert.equal(sb.state, "running");
+    await sb.setTtl("2m");
     await sb.stop();
     await sb.destroy();
 
@@ -146,6 +151,29 @@ test("mvmctl (stand-in CLI): prod machines refuse guest verbs before any call; c
     await assert.rejects(Sandbox.create({ engine: "mvmctl", memoryMb: 256 }), UnsupportedError);
     assert.equal(calls().length, 0);
   });
+});
+
+test("mvmctl (stand-in CLI): pause/resume results are read fail-closed; pause({ toDisk }) is refused before any call", async () => {
+  await withStandin({ STANDIN_PAUSE_LINE: "" }, async (calls) => {
+    const sb = await Sandbox.create({ engine: "mvmctl", name: "web" });
+    const e = await sb.pause().catch((e) => e);
+    assert.ok(e instanceof TransportError && /did not print "web: paused/.test(e.message), String(e));
+    const before = calls().length;
+    await assert.rejects(sb.pause({ toDisk: true }), UnsupportedError);
+    assert.equal(calls().length, before, "no call was made for a refused tier");
+  });
+  await withStandin({ STANDIN_PAUSE_LINE: "other: paused" }, async () => {
+    const sb = await Sandbox.create({ engine: "mvmctl", name: "web" });
+    await assert.rejects(sb.pause(), TransportError, "a line about another machine does not count");
+  });
+  assert.deepEqual(parseColdResult("progress\nsbx-a: paused (epoch 3, vmstate 10 B, mem 20 B)\n", ["web", "sbx-a"], "paused"), {
+    state: "paused",
+    epoch: 3,
+    vmstateBytes: 10,
+    memBytes: 20,
+  });
+  assert.deepEqual(parseColdResult("web: resumed\n", ["web"], "resumed"), { state: "resumed" });
+  assert.throws(() => parseColdResult("web: resumed\n", ["web"], "paused"), TransportError);
 });
 
 test("mvmctl (stand-in CLI): proc wait's exit codes are the guest's; 128+signal and 124 decode; the CLI's line leaves stderr", async () => {
@@ -216,7 +244,8 @@ test("mvmctl (stand-in CLI): MVM_SDK_MODE=live with MVM_CLI_BIN selects the mvmc
     const sb = await Sandbox.create({ name: "web" });
     assert.equal(sb.engine, "mvmctl");
     const caps = sb.capabilities();
-    assert.deepEqual([caps.commands, caps.files, caps.logs, caps.snapshot, caps.limits.memory, caps.network], [
+    assert.deepEqual([caps.commands, caps.files, caps.logs, caps.pause, caps.snapshot, caps.limits.memory, caps.network], [
+      true,
       true,
       true,
       true,

@@ -17,6 +17,7 @@ import { NotFoundError, UnsupportedError } from "../errors.ts";
 import { signalName, SIGNALS } from "../engines/mvmctl/argv.ts";
 import { Sandbox } from "../sandbox.ts";
 import type { FileInfo, SandboxInfo } from "../types.ts";
+import { parseTtl } from "../ttl.ts";
 import { checkSandboxId } from "../validate.ts";
 import { type FlagSpec, num, pairs, parseArgs, type Parsed, usage } from "./args.ts";
 import { print, printErr, stderrStream, stdinStream, stdoutStream } from "./io.ts";
@@ -165,6 +166,51 @@ export const MACHINE_VERBS: Record<string, MachineVerb> = {
     async run(a) {
       const sb = await resolve(a.positionals[0]!);
       await sb.destroy();
+      return 0;
+    },
+  },
+
+  pause: {
+    usage: "machine pause VM   (freezes every process: the cgroup freezer, memory stays in RAM)",
+    flags: { "primed-barrier": { kind: "bool" }, "primed-timeout": { kind: "string" } },
+    positionals: 1,
+    async run(a) {
+      if (a.flags["primed-barrier"]) {
+        throw new UnsupportedError("--primed-barrier: the local engine has no guest agent to prime before pausing; omit it");
+      }
+      num(a.flags["primed-timeout"], "--primed-timeout");
+      const vm = a.positionals[0]!;
+      await withVm(vm, (sb) => sb.pause());
+      // upstream's shape is `<vm>: paused (epoch N, vmstate X B, mem Y B)`; nothing is written to disk here
+      await print(`${vm}: paused (cgroup freezer, memory kept in RAM)\n`);
+      return 0;
+    },
+  },
+
+  resume: {
+    usage: "machine resume VM [--warm]   (--warm is what the freezer always does: memory was never left)",
+    flags: { warm: { kind: "bool" } },
+    positionals: 1,
+    async run(a) {
+      const vm = a.positionals[0]!;
+      await withVm(vm, (sb) => sb.resume());
+      await print(`${vm}: resumed\n`);
+      return 0;
+    },
+  },
+
+  "set-ttl": {
+    usage: "machine set-ttl VM DURATION   (30m, 1h, 3600s, 3600: the machine ends that long from now)",
+    flags: {},
+    positionals: 2,
+    async run(a) {
+      const [vm, dur] = [a.positionals[0]!, a.positionals[1]!];
+      const seconds = parseTtl(dur, "DURATION");
+      const expires = await withVm(vm, async (sb) => {
+        await sb.setTtl(seconds);
+        return (await sb.info()).expiresAt;
+      });
+      await print(`${vm}: ttl set to ${seconds}s (expires ${expires})\n`);
       return 0;
     },
   },

@@ -93,6 +93,9 @@ export const machineArgv = {
   logs: (vm: string, follow: boolean): string[] => ["machine", "logs", vm, ...(follow ? ["--follow"] : []), "--lines", "100"],
   stop: (vm: string): string[] => ["machine", "stop", vm, "--yes"],
   rm: (vm: string): string[] => ["machine", "rm", vm, "--force"],
+  pause: (vm: string): string[] => ["machine", "pause", vm],
+  resume: (vm: string): string[] => ["machine", "resume", vm],
+  setTtl: (vm: string, seconds: number): string[] => ["machine", "set-ttl", vm, `${seconds}s`],
 } as const;
 
 /** Linux signal numbers by name, for `proc signal`. */

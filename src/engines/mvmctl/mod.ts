@@ -26,7 +26,7 @@ import { machineArgv } from "./argv.ts";
 import { cliConfig, MachineCli } from "./cli.ts";
 import { machineFiles } from "./files.ts";
 import { startMachineProcess } from "./process.ts";
-import { type MachineRecord, parseEnvelope, parseRecords, stateOf } from "./wire.ts";
+import { type MachineRecord, parseColdResult, parseEnvelope, parseRecords, stateOf } from "./wire.ts";
 
 /** What the mvmctl engine offers through the machine verbs. */
 export function mvmctlCapabilities(): Capabilities {
@@ -35,7 +35,7 @@ export function mvmctlCapabilities(): Capabilities {
     files: true,
     logs: true,
     detach: true,
-    pause: false,
+    pause: true,
     snapshot: false,
     fork: false,
     limits: { cpu: false, memory: false, pids: false },
@@ -176,6 +176,37 @@ class MachineSandbox implements EngineSandbox {
 
   async stop(): Promise<string> {
     await this.cli.capture(machineArgv.stop(this.vm));
+    return "";
+  }
+
+  /**
+   * `machine pause <vm>`, its result read fail-closed. `{ toDisk: true }` is refused before any
+   * call: the verb has no flag that demands a memory snapshot, and a CLI may pause in RAM (ours
+   * does, with the cgroup freezer), so the tier asked for could not be guaranteed.
+   */
+  async pause(opts: { toDisk?: boolean }): Promise<string> {
+    if (opts.toDisk) {
+      throw new UnsupportedError(
+        "pause({ toDisk: true }): `mvmctl machine pause` has no flag that demands a memory snapshot on disk, so the mvmctl engine " +
+          "cannot guarantee that tier; use pause() without toDisk",
+        { details: { vm: this.vm } },
+      );
+    }
+    const { stdout } = await this.cli.capture(machineArgv.pause(this.vm));
+    parseColdResult(new TextDecoder().decode(stdout), [this.vm, this.id], "paused");
+    return "";
+  }
+
+  /** `machine resume <vm>`, its result read fail-closed. */
+  async resume(): Promise<string> {
+    const { stdout } = await this.cli.capture(machineArgv.resume(this.vm));
+    parseColdResult(new TextDecoder().decode(stdout), [this.vm, this.id], "resumed");
+    return "";
+  }
+
+  /** `machine set-ttl <vm> <N>s`: the machine now ends N seconds from now. */
+  async setTtl(seconds: number): Promise<string> {
+    await this.cli.capture(machineArgv.setTtl(this.vm, seconds));
     return "";
   }
 

@@ -163,3 +163,52 @@ export function parseList(v: unknown, dir: string): FileInfo[] {
     };
   });
 }
+
+/** What `machine pause` / `machine resume` said, read from its plain-text result line. */
+export interface ColdResult {
+  /** `paused` or `resumed`. */
+  state: "paused" | "resumed";
+  /** The numbers in the parenthesis (`epoch`, `vmstate`, `mem`), when it has them. */
+  epoch?: number;
+  vmstateBytes?: number;
+  memBytes?: number;
+}
+
+/**
+ * Reads `machine pause`/`resume`'s result (`<vm>: paused (epoch N, vmstate X B, mem Y B)`,
+ * `<vm>: resumed …`), fail-closed: a call that exited 0 but does not say `<vm>: <expected>` on a
+ * line of its own is refused, since the machine's state is then unknown.
+ *
+ * @example
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { parseColdResult } from "./wire.ts";
+ * assert.deepEqual(parseColdResult("web: paused (epoch 3, vmstate 10 B, mem 20 B)\n", ["web"], "paused"), {
+ *   state: "paused", epoch: 3, vmstateBytes: 10, memBytes: 20,
+ * });
+ * ```
+ */
+export function parseColdResult(text: string, vms: string[], want: "paused" | "resumed"): ColdResult {
+  for (const raw of text.split("\n")) {
+    const line = raw.trim();
+    const colon = line.indexOf(": ");
+    if (colon < 0 || !vms.includes(line.slice(0, colon))) continue;
+    const m = /^(paused|resumed)(?: \((.*)\))?$/.exec(line.slice(colon + 2));
+    if (!m || m[1] !== want) continue;
+    const out: ColdResult = { state: want };
+    const num = (k: string) => {
+      const n = new RegExp(`(?:^|, )${k} (\\d+)`).exec(m[2] ?? "")?.[1];
+      return n === undefined ? undefined : Number(n);
+    };
+    const epoch = num("epoch"), vmstate = num("vmstate"), mem = num("mem");
+    if (epoch !== undefined) out.epoch = epoch;
+    if (vmstate !== undefined) out.vmstateBytes = vmstate;
+    if (mem !== undefined) out.memBytes = mem;
+    return out;
+  }
+  throw new TransportError(
+    `mvmctl machine ${want === "paused" ? "pause" : "resume"} exited 0 but did not print "${vms[0]}: ${want} …"; ` +
+      `the machine's state is unknown (fail closed): check it with mvmctl machine ls`,
+    { details: { vm: vms[0], got: text.slice(0, 500) } },
+  );
+}
