@@ -20,7 +20,7 @@ import {
 import { lines } from "../mod.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { signalExitCode } from "../src/signals.ts";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { collect, runtimeCommand, STATE } from "./helpers.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
@@ -337,9 +337,18 @@ test("api: Sandbox.create({ signal, timeoutSeconds }) gives up and leaves nothin
     async (sb) => (await sb.destroy(), null),
     (e: unknown) => e,
   );
-  assert.ok(t instanceof TimeoutError, String(t));
+  // the same for a timeout (a create that claims the warm pool's spare can beat even 1 ms)
+  if (t !== null) assert.ok(t instanceof TimeoutError, String(t));
   assert.deepEqual(await Sandbox.list({ tags: { run: mark } }), []);
-  assert.deepEqual(readdirSync(STATE).filter((d) => !before.has(d)), [], "a sandbox folder was left behind");
+  // a folder of these creates (tagged run=mark) left behind; the warm pool's untagged spares are the engine's own
+  const ours = (d: string) => {
+    try {
+      return JSON.parse(readFileSync(`${STATE}/${d}/meta.json`, "utf8")).tags?.run === mark;
+    } catch {
+      return false;
+    }
+  };
+  assert.deepEqual(readdirSync(STATE).filter((d) => !before.has(d) && ours(d)), [], "a sandbox folder was left behind");
   const aborted = AbortSignal.abort(why);
   await assert.rejects(Sandbox.create({ signal: aborted }), (x: unknown) => x === why);
   await assert.rejects(

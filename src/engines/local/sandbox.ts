@@ -17,6 +17,7 @@ import { pidExists } from "../../runtime/mod.ts";
 import type { Capabilities, CommandInfo, LogEvent, SandboxInfo } from "../../types.ts";
 import type { EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions } from "../contract.ts";
 import {
+  type EffectiveLimits,
   effectiveLimits,
   freezeCgroup,
   makeCgroups,
@@ -49,6 +50,20 @@ const ACK_TIMEOUT_MS = 3_000;
 /** A fresh per-process cgroup name. */
 export function newCgroupName(): string {
   return `p${crypto.randomUUID().slice(0, 13)}`;
+}
+
+/** Effective limits by sandbox id: they are fixed at create, and reading them costs a helper spawn. */
+const LIMITS = new Map<string, Promise<EffectiveLimits>>();
+
+function cachedLimits(id: string, dirs: string[], fallback: EffectiveLimits): Promise<EffectiveLimits> {
+  let p = LIMITS.get(id);
+  if (!p) {
+    if (LIMITS.size >= 1024) LIMITS.clear();
+    p = effectiveLimits(dirs, hostCpus());
+    LIMITS.set(id, p);
+    p.catch(() => LIMITS.delete(id));
+  }
+  return p.catch(() => fallback);
 }
 
 /** The host's cores, as the runtime reports them (Node 20 has no `navigator`: node:os there). */
@@ -185,7 +200,8 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     if ((state === "running" || state === "paused") && this.deathError("run") !== null) state = "destroyed";
     const cg = this.cgroups;
     const dirs = cg ? [cg.v2, ...(cg.memory ? [cg.memory] : []), ...cg.join] : [];
-    const limits = await effectiveLimits(dirs, hostCpus()).catch(() => ({ ...m.limits }));
+    const { cpu, memoryMb, pidsLimit } = m.limits;
+    const limits = await cachedLimits(this.id, dirs, { cpu, memoryMb, pidsLimit } as EffectiveLimits);
     this.dir.audit("sandbox.info", { state });
     return {
       id: m.id,
