@@ -10,8 +10,8 @@
  * @module
  */
 
-/** Linux signal numbers (x86-64 and arm64 share them). */
-const NUMBERS: Record<string, number> = {
+/** Linux signal numbers by name (x86-64 and arm64 share them). */
+export const SIGNALS: Readonly<Record<string, number>> = {
   SIGHUP: 1,
   SIGINT: 2,
   SIGQUIT: 3,
@@ -52,5 +52,5 @@ const NUMBERS: Record<string, number> = {
  * @example `signalExitCode("SIGTERM") // 143`
  */
 export function signalExitCode(signal: string): number {
-  return 128 + (NUMBERS[signal] ?? 0);
+  return 128 + (SIGNALS[signal] ?? 0);
 }

@@ -15,6 +15,8 @@
  * @module
  */
 
+import { SIGNALS } from "../../signals.ts";
+
 /** What `machine run` takes. */
 export interface RunArgs {
   name: string;
@@ -98,33 +100,8 @@ export const machineArgv = {
   setTtl: (vm: string, seconds: number): string[] => ["machine", "set-ttl", vm, `${seconds}s`],
 } as const;
 
-/** Linux signal numbers by name, for `proc signal`. */
-export const SIGNALS: Readonly<Record<string, number>> = {
-  SIGHUP: 1,
-  SIGINT: 2,
-  SIGQUIT: 3,
-  SIGILL: 4,
-  SIGTRAP: 5,
-  SIGABRT: 6,
-  SIGBUS: 7,
-  SIGFPE: 8,
-  SIGKILL: 9,
-  SIGUSR1: 10,
-  SIGSEGV: 11,
-  SIGUSR2: 12,
-  SIGPIPE: 13,
-  SIGALRM: 14,
-  SIGTERM: 15,
-  SIGCHLD: 17,
-  SIGCONT: 18,
-  SIGSTOP: 19,
-  SIGTSTP: 20,
-  SIGTTIN: 21,
-  SIGTTOU: 22,
-  SIGXCPU: 24,
-  SIGXFSZ: 25,
-  SIGWINCH: 28,
-};
+/** Linux signal numbers by name, for `proc signal` (the one table, in src/signals.ts). */
+export { SIGNALS };
 
 /** The name of a signal number (`SIG9` for one without a name here). @example `signalName(9) // "SIGKILL"` */
 export function signalName(n: number): string {
