@@ -159,18 +159,18 @@ function refill(t: Tools, image: string, tmpMb: number): void {
   };
 }
 
+/** The limits a create asks for, with the engine's default pids limit where cgroups exist. */
+function limitsOf(spec: SandboxSpec, t: Tools, tmpMb: number): Meta["limits"] {
+  return { cpu: spec.cpu, memoryMb: spec.memoryMb, pidsLimit: spec.pidsLimit ?? (t.layout ? DEFAULT_PIDS : undefined), tmpSizeMb: tmpMb };
+}
+
 async function claim(t: Tools, spec: SandboxSpec, image: string, tmpMb: number, env: Record<string, string>): Promise<LocalSandbox | null> {
   if (!spare || spare.image !== image || spare.tmpMb !== tmpMb) return null;
   const taken = spare.sb;
   spare = null;
   const sb = await taken;
   if (!sb) return null;
-  const limits = {
-    cpu: spec.cpu,
-    memoryMb: spec.memoryMb,
-    pidsLimit: spec.pidsLimit ?? (t.layout ? DEFAULT_PIDS : undefined),
-    tmpSizeMb: tmpMb,
-  };
+  const limits = limitsOf(spec, t, tmpMb);
   try {
     if (sb.deathError("hand out") !== null) throw new Error("the pooled sandbox died");
     if (t.layout && (limits.cpu || limits.memoryMb || limits.pidsLimit !== sb.meta.limits.pidsLimit)) {
@@ -215,12 +215,7 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
   for (const [k, ref] of Object.entries(spec.secrets)) env[k] = ref.placeholder;
   let sb = networked ? null : await claim(t, spec, image, tmpMb, env);
   if (!sb) {
-    const limits = {
-      cpu: spec.cpu,
-      memoryMb: spec.memoryMb,
-      pidsLimit: spec.pidsLimit ?? (t.layout ? DEFAULT_PIDS : undefined),
-      tmpSizeMb: tmpMb,
-    };
+    const limits = limitsOf(spec, t, tmpMb);
     sb = await launch(t, {
       image,
       tmpMb,

@@ -184,7 +184,7 @@ export class SandboxDir {
    * nobody reads the fifo: the supervisor is gone.
    */
   poke(): boolean {
-    return this.#ctl("t");
+    return this.#fifo("ctl", "t");
   }
   /**
    * Whether the sandbox's supervisor still holds its lease: it keeps the `alive` fifo open for reading
@@ -192,9 +192,6 @@ export class SandboxDir {
    */
   supervised(): boolean {
     return this.#fifo("alive", "");
-  }
-  #ctl(byte: string): boolean {
-    return this.#fifo("ctl", byte);
   }
   #fifo(name: "alive" | "ctl", byte: string): boolean {
     let fd: number;
