@@ -1903,3 +1903,28 @@ test("escape: stop() leaves no guest process anywhere on the host (double-forked
   assert.equal(r.stdout, "0\n");
   assert.equal(onHost().length, 0);
 });
+
+test("escape: the lease's watch, its control fifos and the pidfds it waits on are out of the guest's reach: a guest that hunts for them and kills all it can still ends on time", async () => {
+  const sb = await Sandbox.create({ ttl: "10m" });
+  try {
+    const r = await sb.commands.run([
+      "sh",
+      "-c",
+      [
+        // the host-side supervisor, its watch and the state folder's fifos are not in the guest's pid or mount namespace
+        'for p in /proc/[0-9]*; do c=$(tr \'\\0\' \' \' < $p/cmdline 2>/dev/null); case "$c" in *mvm-wat"ch"*|*mvm-super"visor"*) echo found $c;; esac; done',
+        "find / -xdev \\( -name alive -o -name ctl -o -name ttl \\) -type p 2>/dev/null | sed 's/^/fifo /'",
+        "kill -9 -1 2>/dev/null; echo done",
+      ].join("; "),
+    ]).catch((e) => e);
+    if (!(r instanceof Error)) {
+      assert.equal(r.stdout.split("\n").filter((l: string) => l.startsWith("found") || l.startsWith("fifo")).join("\n"), "");
+    }
+    // the lease still moves and still ends the sandbox: the guest could not reach what enforces it
+    const dir = `${STATE}/${sb.id}`;
+    await sb.setTtl(1);
+    assert.ok(await waitFor(() => !existsSync(dir), 15_000), "a guest's attack kept the sandbox past its lease");
+  } finally {
+    await sb.destroy().catch(() => {});
+  }
+});
