@@ -1913,7 +1913,7 @@ test("escape: the lease's watch, its control fifos and the pidfds it waits on ar
       [
         // the host-side supervisor, its watch and the state folder's fifos are not in the guest's pid or mount namespace
         'for p in /proc/[0-9]*; do c=$(tr \'\\0\' \' \' < $p/cmdline 2>/dev/null); case "$c" in *mvm-wat"ch"*|*mvm-super"visor"*) echo found $c;; esac; done',
-        "find / -xdev \\( -name alive -o -name ctl -o -name ttl \\) -type p 2>/dev/null | sed 's/^/fifo /'",
+        "find / -xdev \\( -name alive -o -name '*.alive' -o -name ctl -o -name ttl \\) -type p 2>/dev/null | sed 's/^/fifo /'",
         "kill -9 -1 2>/dev/null; echo done",
       ].join("; "),
     ]).catch((e) => e);

@@ -11,6 +11,7 @@ import {
   hostPlatform,
   permissionRefusal,
   pidExists,
+  refusedFlag,
   runtime,
   withHostPermissions,
 } from "../src/runtime/mod.ts";
@@ -242,4 +243,12 @@ test("runHooks: runs hooks in order and goes on past one that throws", () => {
   }, () => ran.push("c")], (e) => reported.push(e));
   assert.deepEqual(ran, ["a", "c"]);
   assert.deepEqual(reported, [boom]);
+});
+
+test("refusedFlag: the flag with the value Deno's message names; --allow-all and valueless messages give the bare flag", () => {
+  assert.equal(refusedFlag('Requires run access to "/bin/sh", run again with the --allow-run flag'), "--allow-run=/bin/sh");
+  assert.equal(refusedFlag('Requires env access to "HOME", run again with the --allow-env flag'), "--allow-env=HOME");
+  assert.equal(refusedFlag('Requires all access to "/proc/1/stat", run again with the --allow-all flag'), "--allow-all");
+  assert.equal(refusedFlag("Requires run access, run again with the --allow-run flag"), "--allow-run");
+  assert.equal(refusedFlag("no flag here"), null);
 });

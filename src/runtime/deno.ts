@@ -79,7 +79,11 @@ export const denoRuntime: Runtime = defineRuntime(
 
 function mapSpawnError(cmd: string, e: unknown): Error {
   if (e instanceof deno().errors.NotFound) return binaryNotFound(cmd, e);
-  const refused = permissionRefusal(e, "--allow-run", `running ${cmd} (the SDK needs ${DENO_FLAGS})`);
+  const refused = permissionRefusal(
+    e,
+    `--allow-run=${cmd}`,
+    `running ${cmd} (the SDK needs ${DENO_FLAGS}, or the scoped set in the README)`,
+  );
   if (refused) return refused;
   return e instanceof Error ? e : new Error(String(e));
 }

@@ -12,16 +12,42 @@
  * ```
  * @module
  */
+import { statSync } from "node:fs";
 import process from "node:process";
 import { runtime } from "./detect.ts";
-import { permissionRefusal } from "./permissions.ts";
+import { isRefusal, permissionRefusal, SDK_ENV } from "./permissions.ts";
 
-/** Reads an environment variable; under Deno without --allow-env, says which flag is missing. @example `getEnv("HOME")` */
+/**
+ * Reads an environment variable. Under Deno without `--allow-env` for it: a name of
+ * `SDK_ENV.optional` counts as unset; any other is a `PermissionDeniedError` naming
+ * `--allow-env=<name>` and every name the SDK reads, so one run tells the whole list.
+ *
+ * @example `getEnv("HOME")`
+ */
 export function getEnv(name: string): string | undefined {
   try {
     return process.env[name];
   } catch (e) {
-    throw permissionRefusal(e, `--allow-env=${name}`, `reading the environment variable ${name}`) ?? e;
+    if (isRefusal(e) && SDK_ENV.optional.includes(name)) return undefined;
+    const all = [...SDK_ENV.required, ...SDK_ENV.optional].join(",");
+    throw permissionRefusal(e, `--allow-env=${name}`, `reading the environment variable ${name} (the SDK reads --allow-env=${all})`) ?? e;
+  }
+}
+
+/**
+ * Whether a host path exists (following symlinks). Under Deno without read access to it, a
+ * `PermissionDeniedError` naming `--allow-read=<path>`, never a silent false.
+ *
+ * @example `hostFileExists("/usr/bin/bwrap")`
+ */
+export function hostFileExists(path: string): boolean {
+  try {
+    statSync(path);
+    return true;
+  } catch (e) {
+    const refused = permissionRefusal(e, `--allow-read=${path}`, `reading ${path}`);
+    if (refused) throw refused;
+    return false;
   }
 }
 
@@ -37,7 +63,8 @@ export function hostUid(): Promise<number> {
     try {
       if (typeof process.getuid === "function") return process.getuid();
     } catch { /* Deno without --allow-sys */ }
-    const c = await runtime().spawn("id", ["-u"], { stderr: "null" });
+    // through /bin/sh, the one program besides perl the SDK runs on the host (--allow-run stays exact)
+    const c = await runtime().spawn("/bin/sh", ["-c", "exec id -u"], { clearEnv: true, env: { PATH: "/usr/bin:/bin" }, stderr: "null" });
     const text = await new Response(c.stdout).text();
     await c.status;
     return Number(text.trim());
@@ -56,15 +83,19 @@ export function pidExists(pid: number): boolean {
 }
 
 /**
- * The argv that runs a script file on the runtime this code runs on: `deno run` with the SDK's
- * permissions (`--allow-run --allow-read --allow-write --allow-env`), `bun FILE`, `node FILE`.
+ * The argv that runs a script file on the runtime this code runs on: `deno run` with `denoFlags`
+ * (default the SDK's unscoped permissions, `--allow-run --allow-read --allow-write --allow-env`),
+ * `bun FILE`, `node FILE`.
  *
- * @example `const [cmd, ...args] = scriptArgv("/path/keeper.ts")`
+ * @example `const [cmd, ...args] = scriptArgv("/path/keeper.ts", ["--allow-run=/usr/bin/perl,/bin/sh"])`
  */
-export function scriptArgv(file: string): string[] {
+export function scriptArgv(
+  file: string,
+  denoFlags: readonly string[] = ["--allow-run", "--allow-read", "--allow-write", "--allow-env"],
+): string[] {
   switch (runtime().name) {
     case "deno":
-      return [process.execPath, "run", "--allow-run", "--allow-read", "--allow-write", "--allow-env", "--no-prompt", file];
+      return [process.execPath, "run", ...denoFlags, "--no-prompt", file];
     default:
       return [process.execPath, file];
   }

@@ -18,5 +18,5 @@
  */
 export type { ChildProcess, ExitStatus, FileLock, Runtime, RuntimeName, SpawnOptions, Stdio } from "./types.ts";
 export { detectRuntime, runtime } from "./detect.ts";
-export { getEnv, hostPid, hostPlatform, hostUid, onExit, pidExists, scriptArgv } from "./host.ts";
-export { permissionRefusal, withHostPermissions } from "./permissions.ts";
+export { getEnv, hostFileExists, hostPid, hostPlatform, hostUid, onExit, pidExists, scriptArgv } from "./host.ts";
+export { hostRefusal, isRefusal, permissionRefusal, refusedFlag, SDK_ENV, withHostPermissions } from "./permissions.ts";

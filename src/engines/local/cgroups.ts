@@ -17,7 +17,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
-import { TransportError } from "../../errors.ts";
+import { PermissionDeniedError, TransportError } from "../../errors.ts";
 import { runtime } from "../../runtime/mod.ts";
 import { collectText } from "../../streams.ts";
 import { CGROUP_SH } from "./scripts.gen.ts";
@@ -68,7 +68,14 @@ export function detectCgroups(): Promise<CgroupLayout | null> {
     if (kind !== "v2" && kind !== "hybrid") return null;
     const v = (s: string | undefined) => (s && s !== "-" ? s : undefined);
     return { kind: kind as CgroupLayout["kind"], v2: v2 ?? "", v1: { memory: v(mem), cpu: v(cpu), pids: v(pids) } };
-  }).catch(() => null);
+  }).catch((e) => {
+    // a refused /bin/sh must not pass for a host without cgroups (limits would then be refused as needing root)
+    if (e instanceof PermissionDeniedError) {
+      cached = undefined;
+      throw e;
+    }
+    return null;
+  });
 }
 
 /** The environment the supervisor needs to make a sandbox's groups with its limits. */

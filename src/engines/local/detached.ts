@@ -24,12 +24,16 @@ import {
   TransportError,
   UnsupportedError,
 } from "../../errors.ts";
-import { pidExists, runtime, scriptArgv } from "../../runtime/mod.ts";
+import { runtime, scriptArgv } from "../../runtime/mod.ts";
+import { denoFlags } from "./preflight.ts";
 import type { CommandInfo, ProcessStatus } from "../../types.ts";
 import type { EngineProcess, EngineStartOptions } from "../contract.ts";
 import type { KeeperJob } from "./keeper.ts";
 import type { LocalSandbox } from "./sandbox.ts";
 import { Spool, type Spool as SpoolT, tailSpool } from "./spool.ts";
+
+/** Makes the keeper's fifo and holds it open (fd 9, inherited by the keeper), then runs the keeper. */
+const KEEPER_SH = 'f=$1; shift; PATH=/usr/bin:/bin mkfifo -m 600 "$f" || exit 125; exec 9<>"$f"; exec "$@"';
 
 /** What a detached command's id looks like. */
 export const CMD_ID_RE: RegExp = /^cmd-[a-z0-9]{12}$/;
@@ -74,9 +78,16 @@ export async function startDetached(sb: LocalSandbox, argv: string[], opts: Engi
   const job: KeeperJob = { sandboxId: sb.id, cmdId: id, argv, env: opts.env };
   if (opts.cwd !== undefined) job.cwd = opts.cwd;
   if (opts.timeoutSeconds !== undefined) job.timeoutSeconds = opts.timeoutSeconds;
-  const [cmd, ...args] = scriptArgv(keeperPath());
-  // a session of its own: neither this process's end nor a terminal's ^C reaches it
-  const child = await runtime().spawn(sb.tools.setsid, [cmd!, ...args], { stdin: "piped", stdout: "null", stderr: "null" });
+  // on Deno the keeper gets the engine's scoped permissions, never more than it needs
+  const [cmd, ...args] = scriptArgv(keeperPath(), denoFlags(sb.tools));
+  // /bin/sh makes the fifo the keeper holds open for its whole life (its liveness, asked without
+  // signalling a pid), then setsid: a session of its own, so neither this process's end nor a
+  // terminal's ^C reaches it
+  const child = await runtime().spawn(
+    "/bin/sh",
+    ["-c", KEEPER_SH, "mvm-keeper", spool.keeperFifo, sb.tools.setsid, cmd!, ...args],
+    { stdin: "piped", stdout: "null", stderr: "null" },
+  );
   spool.writeMeta({ id, argv0: argv[0] ?? "", argc: argv.length, startedAt: new Date().toISOString(), keeperPid: child.pid });
   const w = child.stdin!.getWriter();
   await w.write(new TextEncoder().encode(JSON.stringify(job)));
@@ -107,7 +118,7 @@ function deadCheck(sb: LocalSandbox, spool: SpoolT): () => Error | null {
   return () => {
     if (spool.readStatus()) return null;
     if (!sb.dir.exists() || !spool.exists()) return new TransportError(`sandbox ${sb.id} is gone; the command's output may be incomplete`);
-    if (meta && !pidExists(meta.keeperPid) && !spool.readStatus()) {
+    if (meta && !spool.keeperAlive() && !spool.readStatus()) {
       return new TransportError(`the keeper of command ${meta.id} died; its output may be incomplete and its status is unknown`);
     }
     return null;
@@ -182,7 +193,7 @@ export function listDetached(sb: LocalSandbox): CommandInfo[] {
       argv0: meta.argv0,
       argc: meta.argc,
       startedAt: meta.startedAt,
-      running: !st && pidExists(meta.keeperPid),
+      running: !st && spool.keeperAlive(),
     };
     if (st?.status) info.status = st.status as ProcessStatus;
     out.push(info);

@@ -16,7 +16,7 @@
 import { createHash } from "node:crypto";
 import { chmodSync, copyFileSync, existsSync, mkdirSync, realpathSync, renameSync, rmSync, statSync } from "node:fs";
 import { NotFoundError } from "../../errors.ts";
-import { getEnv } from "../../runtime/mod.ts";
+import { getEnv, hostFileExists } from "../../runtime/mod.ts";
 import { trustedDir } from "./state.ts";
 
 /** The tools copied, by the name they have under `/.mvm`. */
@@ -45,7 +45,7 @@ const SOURCES: Record<string, string[]> = {
 
 function source(name: string): string {
   for (const p of SOURCES[name] ?? [`/usr/bin/${name}`, `/bin/${name}`]) {
-    if (existsSync(p)) return realpathSync(p);
+    if (hostFileExists(p)) return realpathSync(p);
   }
   throw new NotFoundError(`the local engine needs ${name} on the host (coreutils, findutils, tar, util-linux, a POSIX sh)`, {
     details: { binary: name },

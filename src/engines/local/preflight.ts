@@ -12,10 +12,10 @@
  * ```
  * @module
  */
-import { existsSync, lstatSync, readlinkSync, statSync } from "node:fs";
+import { lstatSync, readlinkSync, statSync } from "node:fs";
 import process from "node:process";
 import { NotFoundError, PermissionDeniedError, UnsupportedError } from "../../errors.ts";
-import { getEnv, hostPlatform, hostUid } from "../../runtime/mod.ts";
+import { getEnv, hostFileExists, hostPlatform, hostUid, isRefusal, permissionRefusal, SDK_ENV } from "../../runtime/mod.ts";
 import { type CgroupLayout, detectCgroups } from "./cgroups.ts";
 import { installHelpers } from "./helpers.ts";
 import { rootTag, stateBase, trustedDir } from "./state.ts";
@@ -44,13 +44,38 @@ export interface Tools {
 
 const KEYCTL: Record<string, number> = { x64: 250, arm64: 219, riscv64: 219, ia32: 288, arm: 311, ppc64: 271, s390x: 280, loong64: 219 };
 
-/** Finds a binary on PATH, then in the usual places. @example `which("bwrap")` */
+/**
+ * Where the engine looks for host programs, in order. A fixed list, not PATH: the host-side tools run
+ * with privileges the guest lacks, so a PATH entry must not choose them, and a scoped Deno
+ * `--allow-read` then needs only these folders (`/usr` and `/bin`, `/sbin`), never every PATH entry.
+ */
+export const TOOL_DIRS: readonly string[] = ["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin", "/usr/local/sbin"];
+
+/** Finds a host program in {@linkcode TOOL_DIRS}. @example `which("bwrap") // "/usr/bin/bwrap"` */
 export function which(bin: string): string | null {
-  for (const dir of (getEnv("PATH") ?? "/usr/bin:/bin").split(":")) {
-    if (dir.startsWith("/") && existsSync(`${dir}/${bin}`)) return `${dir}/${bin}`;
-  }
-  for (const dir of ["/usr/bin", "/usr/sbin", "/bin", "/sbin"]) if (existsSync(`${dir}/${bin}`)) return `${dir}/${bin}`;
+  for (const dir of TOOL_DIRS) if (hostFileExists(`${dir}/${bin}`)) return `${dir}/${bin}`;
   return null;
+}
+
+/** Host folders the engine reads (never writes): its programs, the helpers' sources, `/bin`, `/lib*` as mirrored into sandboxes. */
+export const HOST_READ: readonly string[] = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"];
+
+/**
+ * The exact Deno permissions the local engine needs with these tools: `--allow-run` for the two
+ * programs it starts on the host (perl, the entry of every helper, and `/bin/sh`), `--allow-read`
+ * for the state folder and {@linkcode HOST_READ}, `--allow-write` for the state folder, and
+ * `--allow-env` for the names in `SDK_ENV`. A detached command's keeper runs with exactly these.
+ *
+ * @example `denoFlags(await preflight()) // ["--allow-run=/usr/bin/perl,/bin/sh", …]`
+ */
+export function denoFlags(t: Pick<Tools, "perl" | "root">): string[] {
+  const base = t.root.replace(/\/sandboxes$/, "");
+  return [
+    `--allow-run=${t.perl},/bin/sh`,
+    `--allow-read=${[base, ...HOST_READ].join(",")}`,
+    `--allow-write=${base}`,
+    `--allow-env=${[...SDK_ENV.required, ...SDK_ENV.optional].join(",")}`,
+  ];
 }
 
 let tools: Promise<Tools> | undefined;
@@ -80,7 +105,7 @@ async function preflightOnce(): Promise<Tools> {
     );
   }
   const wanted = getEnv("MVM_BWRAP");
-  const bwrap = wanted ? (existsSync(wanted) ? wanted : null) : which("bwrap");
+  const bwrap = wanted ? (hostFileExists(wanted) ? wanted : null) : which("bwrap");
   if (!bwrap) {
     throw new NotFoundError(
       `bubblewrap (bwrap) is not installed${
@@ -119,7 +144,11 @@ function hostRootEntries(): HostRootEntry[] {
       const st = lstatSync(`/${name}`);
       if (st.isSymbolicLink()) out.push({ name, target: readlinkSync(`/${name}`) });
       else if (st.isDirectory()) out.push({ name });
-    } catch { /* not on this host */ }
+    } catch (e) {
+      // a refusal would silently leave the folder out of every sandbox
+      const refused = permissionRefusal(e, `--allow-read=/${name}`, `looking at /${name} (mirrored into every sandbox)`);
+      if (refused) throw refused;
+    }
   }
   return out;
 }
@@ -131,7 +160,15 @@ function hostRootEntries(): HostRootEntry[] {
 function assertSearchable(dir: string): void {
   let p = dir;
   while (p !== "/" && p !== "") {
-    const mode = statSync(p).mode;
+    let mode: number;
+    try {
+      mode = statSync(p).mode;
+    } catch (e) {
+      // a folder above the state directory that a scoped Deno --allow-read does not cover: bwrap says
+      // so itself if it cannot reach the state directory
+      if (isRefusal(e)) return;
+      throw e;
+    }
     if ((mode & 0o001) === 0) {
       throw new PermissionDeniedError(
         `the state directory ${dir} cannot be reached by sandbox users: ${p} is not searchable by others (mode ${

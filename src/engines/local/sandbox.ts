@@ -13,7 +13,6 @@
 import { availableParallelism } from "node:os";
 import { existsSync } from "node:fs";
 import { ConflictError, NotFoundError, TransportError, UnsupportedError } from "../../errors.ts";
-import { pidExists } from "../../runtime/mod.ts";
 import type { Capabilities, CommandInfo, LogEvent, SandboxInfo } from "../../types.ts";
 import type { EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions } from "../contract.ts";
 import {
@@ -174,7 +173,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
       );
     }
     const { init } = this.dir.readPids();
-    if (!init || !this.dir.supervised() || !pidExists(init.pid)) {
+    if (!init || !this.dir.supervised() || !this.dir.jailed()) {
       throw new TransportError(`sandbox ${this.id} is not running any more (its init or supervisor died); cannot ${what}`, {
         details: { id: this.id },
       });

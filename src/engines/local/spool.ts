@@ -36,6 +36,7 @@ import {
   writeSync,
 } from "node:fs";
 import { ConflictError, TransportError } from "../../errors.ts";
+import { fifoHasReader } from "./state.ts";
 
 /** Bytes per output segment. */
 export const SEGMENT = 1 << 20;
@@ -125,6 +126,14 @@ export class Spool {
   }
   readMeta(): SpoolMeta | null {
     return this.#readJson("meta.json") as SpoolMeta | null;
+  }
+  /** The fifo its keeper holds open for reading while it lives (made by the shell that starts it). */
+  get keeperFifo(): string {
+    return `${this.path}/keeper.alive`;
+  }
+  /** Whether the keeper still lives: it alone holds {@linkcode keeperFifo} open, so no pid is signalled. */
+  keeperAlive(): boolean {
+    return fifoHasReader(this.keeperFifo);
   }
   markStarted(): void {
     this.#commit("started", "");

@@ -29,7 +29,7 @@ import {
 } from "node:fs";
 import { AuditLog, newAuditId } from "../../audit.ts";
 import { PermissionDeniedError } from "../../errors.ts";
-import { getEnv } from "../../runtime/mod.ts";
+import { getEnv, permissionRefusal } from "../../runtime/mod.ts";
 
 /** The base folder of all local state. @example `stateBase(0) // "/var/lib/mvm"` */
 export function stateBase(uid: number): string {
@@ -56,6 +56,8 @@ export function trustedDir(path: string, uid: number, mode: number): void {
   try {
     mkdirSync(path, { recursive: true, mode });
   } catch (e) {
+    const refused = permissionRefusal(e, `--allow-write=${path}`, `creating the state directory ${path}`);
+    if (refused) throw refused;
     throw new PermissionDeniedError(
       `cannot create the state directory ${path}: ${(e as Error).message}; set MVM_STATE_DIR to a writable folder`,
       {
@@ -144,7 +146,7 @@ export class SandboxDir {
     this.path = `${root}/${id}`;
   }
   /** Path of a file in the folder. */
-  file(name: StateFile | "cgroups" | "pids" | "bwrap.err" | "root" | "ctl" | "alive" | Marker): string {
+  file(name: StateFile | "cgroups" | "pids" | "bwrap.err" | "root" | "ctl" | "alive" | "jail.alive" | Marker): string {
     return `${this.path}/${name}`;
   }
   /** Whether the folder is still there. */
@@ -184,31 +186,22 @@ export class SandboxDir {
    * nobody reads the fifo: the supervisor is gone.
    */
   poke(): boolean {
-    return this.#fifo("ctl", "t");
+    return fifoHasReader(this.file("ctl"), "t");
   }
   /**
    * Whether the sandbox's supervisor still holds its lease: it keeps the `alive` fifo open for reading
    * while it lives, so this asks the kernel, not a pid that may have been recycled.
    */
   supervised(): boolean {
-    return this.#fifo("alive", "");
+    return fifoHasReader(this.file("alive"));
   }
-  #fifo(name: "alive" | "ctl", byte: string): boolean {
-    let fd: number;
-    try {
-      // O_NONBLOCK: the open fails at once (ENXIO) when no process has the fifo open for reading
-      fd = openSync(this.file(name), constants.O_WRONLY | constants.O_NONBLOCK);
-    } catch {
-      return false;
-    }
-    try {
-      if (byte) writeSync(fd, byte);
-      return true;
-    } catch {
-      return false;
-    } finally {
-      closeSync(fd);
-    }
+  /**
+   * Whether the sandbox's jail (bwrap, and so its init) still runs: its launcher alone holds the
+   * `jail.alive` fifo open for reading. A fifo, not a signal to a pid: no recycled pid is mistaken
+   * for it, and Deno lets it be asked with a scoped `--allow-write` (signalling needs all of `--allow-run`).
+   */
+  jailed(): boolean {
+    return fifoHasReader(this.file("jail.alive"));
   }
   readMeta(): Meta | null {
     try {
@@ -256,6 +249,33 @@ export class SandboxDir {
   /** Appends an entry to the state root's audit chain only (operations that read state); returns its id. */
   audit(type: string, fields: Record<string, unknown> = {}): string {
     return auditLog(this.root).append(type, fields, { sandbox: this.id, source: "sdk" });
+  }
+}
+
+/**
+ * Whether a process holds the fifo at `path` open for reading (and, with `byte`, writes it to the fifo):
+ * the open for writing fails at once (ENXIO, O_NONBLOCK) when none does. How the SDK asks whether a
+ * supervisor, a jail or a keeper still lives, without signalling a pid.
+ *
+ * @example `fifoHasReader(dir.file("alive"))`
+ */
+export function fifoHasReader(path: string, byte = ""): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch (e) {
+    // under Deno, a refusal is the caller's missing permission, not a dead process
+    const refused = permissionRefusal(e, `--allow-write=${path}`, `asking whether a helper lives (${path})`);
+    if (refused) throw refused;
+    return false;
+  }
+  try {
+    if (byte) writeSync(fd, byte);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
   }
 }
 

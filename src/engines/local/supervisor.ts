@@ -100,7 +100,7 @@ function startFailure(t: Tools, id: string, said: string): TransportError {
   const what = `bubblewrap (${t.bwrap}${fromEnv ? ", named by MVM_BWRAP" : ""})`;
   const why = said ? `${what} failed: ${said}` : `${what} exited before the sandbox was up, without saying why`;
   const todo = fromEnv
-    ? `check that MVM_BWRAP names a working bubblewrap (${t.bwrap} --version should print "bubblewrap 0.x"), or unset it to use the bwrap on PATH`
+    ? `check that MVM_BWRAP names a working bubblewrap (${t.bwrap} --version should print "bubblewrap 0.x"), or unset it to use the host's bwrap (found in /usr/bin, /bin …)`
     : `check that bubblewrap works on this host: "bwrap --unshare-all --ro-bind / / true" should exit 0 (unprivileged user namespaces may be ` +
       `disabled: sysctl kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns)`;
   return new TransportError(`could not start sandbox ${id}: ${why}; ${todo}`, { details: { id, bwrap: t.bwrap, fromEnv } });

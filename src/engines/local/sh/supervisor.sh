@@ -85,7 +85,10 @@ exec 7<>"$d/alive" 8<>"$d/ctl"
 # jail ARGV: starts bubblewrap (the sandbox's init, no guest process yet) and waits until it is up;
 # prints "error …" and fails when it does not come up. Run at create, and again after stop().
 jail() {
-  mkfifo -m 600 "$d/info.fifo" "$d/ready.fifo" || { echo "error cannot create fifos in $d"; return 1; }
+  # "jail.alive" is held open for reading by the launcher alone, while the jail's bwrap (and so its
+  # init) lives: the SDK asks it, as it asks "alive", instead of signalling a pid
+  rm -f "$d/jail.alive"
+  mkfifo -m 600 "$d/info.fifo" "$d/ready.fifo" "$d/jail.alive" || { echo "error cannot create fifos in $d"; return 1; }
   exec 5<>"$d/ready.fifo"
   # bwrap reports its init's pid on fd 3; the sandbox's first command says "ready" on fd 4 once every
   # mount is in place; if bwrap ends first, the launcher says "exit N" on the same fifo.
@@ -94,9 +97,9 @@ jail() {
   # Nothing of ours reaches the sandbox's environment (env -i), nor its pid 1's command line (bwrap
   # reads its arguments from bwrap.args on fd 6).
   MVM_SELF_CG="${MVM_CG_V2:-} $join" MVM_D="$d" MVM_INNER='for c in $MVM_SELF_CG; do echo $$ > "$c/cgroup.procs" || exit 125; done
-    exec 3>"$MVM_D/info.fifo" 4>"$MVM_D/ready.fifo" 5>&- 6<"$MVM_D/bwrap.args" </dev/null >/dev/null 2>"$MVM_D/bwrap.err"
+    exec 3>"$MVM_D/info.fifo" 4>"$MVM_D/ready.fifo" 5>&- 9<&- 6<"$MVM_D/bwrap.args" </dev/null >/dev/null 2>"$MVM_D/bwrap.err"
     cd / && exec env -i PATH=/usr/bin:/bin "$@"' \
-    setpriv --pdeathsig KILL -- sh -c 'sh -c "$MVM_INNER" sh "$@"; echo "exit $?" >&5' mvm-launcher "$@" </dev/null >/dev/null 2>&1 7<&- 8<&- &
+    setpriv --pdeathsig KILL -- sh -c 'sh -c "$MVM_INNER" sh "$@"; echo "exit $?" >&5' mvm-launcher "$@" </dev/null >/dev/null 2>&1 7<&- 8<&- 9<>"$d/jail.alive" &
   bw=$!
   info=""; while IFS= read -r line; do info="$info$line"; done < "$d/info.fifo"
   read -r ready <&5
