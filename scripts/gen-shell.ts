@@ -23,6 +23,7 @@ const programs: Array<[string, string, string[]]> = [
   ["WATCH_PL", "The supervisor's watch: waits in the kernel for owner death, init exit, TTL or a new lease (sh/watch.pl).", [
     "watch.pl",
   ]],
+  ["PTY_PL", "In-sandbox PTY helper: one command on a pseudo-terminal of the sandbox's own devpts (sh/pty.pl).", ["pty.pl"]],
   ["RUNNER_SH", "In-sandbox runner with the file agent (sh/agent.sh + sh/runner.sh).", ["agent.sh", "runner.sh"]],
 ];
 

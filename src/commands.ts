@@ -43,6 +43,27 @@ function shellArgv(argv: unknown, shell: unknown): unknown {
   return argv;
 }
 
+/** The `pty`, `cols` and `rows` options, checked: the terminal's size, or undefined without `pty`. */
+function ptyOption(o: CommandOptions): { cols: number; rows: number } | undefined {
+  if (o.pty !== undefined && typeof o.pty !== "boolean") throw invalid("pty", "must be true or false");
+  if (!o.pty) {
+    if (o.cols !== undefined || o.rows !== undefined) throw invalid(o.cols !== undefined ? "cols" : "rows", "needs pty: true");
+    return undefined;
+  }
+  if (o.detached) throw new UnsupportedError("a detached command cannot have a terminal (pty) yet; start it without one of them");
+  return checkPtySize(o.cols ?? 80, o.rows ?? 24);
+}
+
+/** A terminal size: whole numbers from 1 to 65535 (a `winsize` field). */
+function checkPtySize(cols: unknown, rows: unknown): { cols: number; rows: number } {
+  for (const [name, v] of [["cols", cols], ["rows", rows]] as const) {
+    if (typeof v !== "number" || !Number.isInteger(v) || v < 1 || v > 65535) {
+      throw invalid(name, `must be a whole number from 1 to 65535, got ${String(v)}`);
+    }
+  }
+  return { cols: cols as number, rows: rows as number };
+}
+
 /** The longest `timeoutSeconds`: 2^31 - 1 ms, the most a timer can wait before it fires at once instead. */
 export const MAX_TIMEOUT_SECONDS = 2147483;
 
@@ -168,6 +189,29 @@ export class SandboxProcess implements AsyncDisposable {
   get status(): Promise<ProcessStatus> {
     return this.#status ?? this.#p.status;
   }
+  /**
+   * Changes the size of the process's terminal (started with `pty: true`): the program gets
+   * SIGWINCH and `stty size` shows the new size. A process that has ended is left as it is. Without
+   * a terminal it is `UnsupportedError`; a size outside 1..65535 is `InvalidInputError`.
+   *
+   * @example
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Sandbox } from "@mvm/sdk";
+   *
+   * await using sb = await Sandbox.create();
+   * const p = await sb.commands.start(["sh", "-c", "read x; stty size"], { pty: true, cols: 80, rows: 24 });
+   * await p.resize(120, 40);
+   * const w = p.stdin.getWriter();
+   * await w.write(new TextEncoder().encode("\r"));
+   * assert.match(await new Response(p.stdout).text(), /40 120/);
+   * ```
+   */
+  async resize(cols: number, rows: number): Promise<void> {
+    if (!this.#p.resize) throw new UnsupportedError("resize needs a process started with { pty: true }; this one has no terminal");
+    const s = checkPtySize(cols, rows);
+    await this.#p.resize(s.cols, s.rows);
+  }
   /** Signals the whole process tree (default SIGTERM). @example `await p.kill("SIGKILL")` */
   kill(signal = "SIGTERM"): Promise<void> {
     return this.#p.kill(signal);
@@ -240,6 +284,7 @@ export class Commands {
     });
     if (options.cwd !== undefined) checkPath(options.cwd, "cwd");
     if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalid("signal", "must be an AbortSignal");
+    const pty = ptyOption(options);
     const stdinData = options.stdin === undefined ? undefined : toStream(options.stdin, "stdin");
     if (options.resume) await this.#sb._resumeIfPaused();
     const engine = this.#sb._engine();
@@ -252,6 +297,7 @@ export class Commands {
       timeoutSeconds,
       signal: options.signal,
       detached: options.detached === true,
+      ...(pty ? { pty } : {}),
     });
     return new SandboxProcess(p, stdinData ? new StdinFeed(stdinData, p) : undefined);
   }

@@ -158,6 +158,20 @@ export interface CommandOptions {
    * folder. Disposing its handle lets it run; `kill()` stops it. Not with `signal`.
    */
   detached?: boolean;
+  /**
+   * `start` only: run the command on a pseudo-terminal made inside the sandbox, as its controlling
+   * terminal (`isatty` is true for its stdin, stdout and stderr). Its stderr is merged into
+   * `stdout` as on any terminal (`stderr` ends empty); `stdin` takes keystrokes (`"\x03"`, Ctrl-C,
+   * interrupts the foreground program); closing `stdin` sends the terminal's end-of-file character
+   * (Ctrl-D) when it is in line mode; `resize(cols, rows)` changes its size. `TERM` is
+   * `xterm-256color` unless `env` sets it. Engines whose `capabilities().pty` is false refuse it
+   * (`UnsupportedError`); not with `detached`.
+   */
+  pty?: boolean;
+  /** With `pty`: the terminal's width in columns (default 80, 1 to 65535). */
+  cols?: number;
+  /** With `pty`: the terminal's height in rows (default 24, 1 to 65535). */
+  rows?: number;
 }
 
 /**
@@ -462,4 +476,6 @@ export interface Capabilities {
   limits: { cpu: boolean; memory: boolean; pids: boolean };
   /** Network: none at all, or an egress allowlist. */
   network: "none" | "allowlist";
+  /** Commands on a pseudo-terminal (`commands.start(argv, { pty: true })`, `resize()`). */
+  pty: boolean;
 }

@@ -753,6 +753,59 @@ print(json.dumps(sorted(set(h for h in hits if 'pipe:' in h or 'socket:' in h)))
   for (const r of results) assert.match(r, /^0 (NC)*ok\n/, `a start went wrong under the forger: ${r}`);
 });
 
+/** Tries to write a forged size frame into every PTY helper's stdin (via /proc/N/fd/0), and to find them. */
+const FORGE_PTY_PY = String.raw`
+import json, os
+me = os.getpid(); helpers = []; forged = []
+for d in os.listdir('/proc'):
+    if not d.isdigit() or int(d) == me: continue
+    try: c = open('/proc/%s/cmdline' % d, 'rb').read()
+    except OSError: continue
+    if not c.startswith(b'mvm-pty'): continue
+    helpers.append(int(d))
+    try:
+        f = os.open('/proc/%s/fd/0' % d, os.O_WRONLY | os.O_NONBLOCK)
+        os.write(f, b'W\0\0\0\x04\0\x07\0\x07'); os.close(f); forged.append(int(d))
+    except OSError: pass
+print(json.dumps({'helpers': helpers, 'forged': forged}))
+`;
+
+test("escape: a PTY command's helper cannot be traced, read or fed forged frames by other commands or by its own program; a wrecked /dev/ptmx does not matter; a program that kills its helper ends only itself", async () => {
+  await using sb = await Sandbox.create(); // a successful attack may wreck it
+  // the guest replaces /dev/ptmx and tries to move /dev/pts away: the helper opens /dev/pts/ptmx, a mount point
+  const wreck = await sb.commands.run([
+    "sh",
+    "-c",
+    "rm -f /dev/ptmx; ln -s /dev/null /dev/ptmx; mv /dev/pts /dev/pts.x 2>/dev/null && echo moved; umount /dev/pts 2>/dev/null && echo unmounted; true",
+  ]);
+  assert.equal(wreck.stdout, "", "the guest moved or unmounted /dev/pts");
+  const victim = await sb.commands.start(["sh", "-c", "read x; stty size"], { pty: true, cols: 91, rows: 17 });
+  const forge = await guestJson(sb, FORGE_PTY_PY);
+  assert.equal(forge.helpers.length, 1, `no PTY helper found: ${JSON.stringify(forge)}`);
+  assert.deepEqual(forge.forged, [], "a guest wrote into a PTY helper's stdin");
+  // every takeover attempt against the helper, from another command and from a PTY command's own program
+  const outside = await guestJson(sb, ATTACK_PY, ["1.5"]);
+  const own = await sb.commands.run(["python3", "-c", ATTACK_PY, "1.5"], { pty: true, cols: 400, timeoutSeconds: 60 });
+  const inside = JSON.parse(own.stdout || "{}");
+  for (const [res, who] of [[outside, "another command"], [inside, "the PTY program itself"]] as const) {
+    assert.ok(res.seen?.some((s: string) => / mvm-pty/.test(s)), `${who} saw no PTY helper: ${own.stdout.slice(0, 300)}`);
+    // guest programs (the victim's sh) are the guest's own; only SDK helpers must resist
+    assertNoTakeover(
+      { hits: res.hits.filter((h: { cmd: string }) => !/^(sh|stty|sleep|python3) /.test(h.cmd)) },
+      `against PTY helpers, by ${who}`,
+    );
+  }
+  const w = victim.stdin.getWriter();
+  await w.write(new TextEncoder().encode("\r"));
+  const v = await victim.output();
+  assert.match(v.stdout, /^\r\n17 91\r\n$/, "the terminal's size is not the one the SDK set");
+  // a program that kills its own helper ends itself (the terminal hangs up); the sandbox goes on
+  const suicide = await sb.commands.run(["sh", "-c", "kill -9 $PPID; sleep 30"], { pty: true, timeoutSeconds: 60 });
+  assert.deepEqual([suicide.signal, suicide.timedOut], ["SIGKILL", false]);
+  assert.equal((await sb.commands.run(["echo", "ok"], { pty: true })).stdout, "ok\r\n");
+  assert.equal((await sb.commands.run(["echo", "ok"])).stdout, "ok\n");
+});
+
 test("escape: /proc/N/root and /proc/N/cwd of every other process lead only into the sandbox's own root", async () => {
   const sb = await shared();
   await sb.commands.run(["true"]);

@@ -23,6 +23,8 @@ export interface EngineStartOptions {
   signal?: AbortSignal | undefined;
   /** Hand the process to a keeper so it outlives this process (engines with `commands.list/connect`). */
   detached?: boolean | undefined;
+  /** Run on a pseudo-terminal of this size (engines whose `capabilities().pty` is true). */
+  pty?: { cols: number; rows: number } | undefined;
 }
 
 /** A guest process as an engine runs it. */
@@ -34,6 +36,8 @@ export interface EngineProcess {
   readonly status: Promise<ProcessStatus>;
   /** Sends a signal to the whole process tree. */
   kill(signal?: string): Promise<void>;
+  /** A PTY process's new terminal size (the program gets SIGWINCH); absent without a PTY. */
+  resize?(cols: number, rows: number): Promise<void>;
   /** A detached process's id (for `connectCommand`). */
   readonly id?: string;
   /** Whether the process outlives its handle (disposing the handle then does not kill it). */

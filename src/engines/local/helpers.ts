@@ -35,6 +35,8 @@ export const HELPER_TOOLS: readonly string[] = [
   "tar",
   "setsid",
   "env",
+  // the PTY helper's interpreter (sh/pty.pl): run from here, the helper cannot be traced by guest code
+  "perl",
 ];
 
 const SOURCES: Record<string, string[]> = {

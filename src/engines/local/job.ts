@@ -16,7 +16,14 @@ import { encodeName } from "./bytes.ts";
 
 /** What a runner is asked to do: a guest command, or one file-agent operation. */
 export type Job =
-  | { kind: "command"; argv: string[]; env: Record<string, string>; cwd: string }
+  | {
+    kind: "command";
+    argv: string[];
+    env: Record<string, string>;
+    cwd: string;
+    /** Exec this instead of argv, once argv's program was found (the PTY helper, which gets argv itself). */
+    via?: string[];
+  }
   | { kind: "agent"; op: string; args: string[]; nonce: string };
 
 /** One shell word, single-quoted. @example `shellWord("it's") // "'it'\\''s'"` */
@@ -43,7 +50,8 @@ export function jobFrame(job: Job): Uint8Array {
     }
     parts.push(`command -v ${shellWord(job.argv[0] ?? "")} >/dev/null 2>&1 || { printf N; exit 127; }`);
     parts.push("printf X");
-    parts.push(`exec ${viaEnv.length ? `/.mvm/env ${viaEnv.join(" ")} ` : ""}${job.argv.map(shellWord).join(" ")}`);
+    if (job.via) parts.push(`exec ${job.via.map(shellWord).join(" ")}`);
+    else parts.push(`exec ${viaEnv.length ? `/.mvm/env ${viaEnv.join(" ")} ` : ""}${job.argv.map(shellWord).join(" ")}`);
     script = parts.join("\n");
   }
   const lines = script.split("\n").length;

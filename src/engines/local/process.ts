@@ -19,6 +19,7 @@ import { agent } from "./agent.ts";
 import type { SandboxCore } from "./core.ts";
 import { absolute } from "./files.ts";
 import { guestOutput } from "./output.ts";
+import { DEFAULT_PTY_SIZE, PTY_VIA, ptyInput, ptyStart } from "./pty.ts";
 import { GUEST_PATH, type Runner } from "./runners.ts";
 
 /** Environment every guest process starts with, before the sandbox's and the command's own. */
@@ -85,9 +86,24 @@ async function startReport(core: SandboxCore, r: Runner, program: string, path: 
 export async function startProcess(core: SandboxCore, argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
   const cwd = opts.cwd === undefined ? "/" : absolute(opts.cwd);
   const started = performance.now();
-  const env = { ...baseEnv(), ...core.meta.env, ...opts.env };
-  const r = await core.exec({ kind: "command", argv, env, cwd }, true, "start a process");
+  const pty = opts.pty ? { ...DEFAULT_PTY_SIZE, ...opts.pty } : undefined;
+  // a terminal says what it is, unless the caller says otherwise
+  const env: Record<string, string> = { ...baseEnv(), ...(pty ? { TERM: "xterm-256color" } : {}), ...core.meta.env, ...opts.env };
+  const r = await core.exec({ kind: "command", argv, env, cwd, ...(pty ? { via: [...PTY_VIA] } : {}) }, true, "start a process");
   await startReport(core, r, argv[0] ?? "", env.PATH ?? "", cwd);
+  if (pty) {
+    try {
+      // without cgroups a kill reaches only the helper's session: the helper passes it on
+      await ptyStart(r, argv, env, pty, r.cg === null);
+    } catch (e) {
+      await core.killTree(r, "SIGKILL");
+      r.child.kill("SIGKILL");
+      await r.child.status.catch(() => {});
+      core.reap(r.cg);
+      throw core.deathError("start a process") ?? e;
+    }
+  }
+  const input = pty ? ptyInput(r.child.stdin!) : undefined;
   const { child, cg } = r;
   r.child.ref();
   core.dir.appendEvent("process.started", { pid: child.pid, argv0: argv[0], argc: argv.length, cwd });
@@ -121,7 +137,8 @@ export async function startProcess(core: SandboxCore, argv: string[], opts: Engi
   const status: Promise<ProcessStatus> = Promise.all([exited, out.done, err.done]).then(async ([s]) => {
     streamsDone = true;
     // the process is gone: its stdin pipe is let go now, not when a collector gets to it
-    if (!child.stdin!.locked) child.stdin!.abort().catch(() => {});
+    if (input) input.close();
+    else if (!child.stdin!.locked) child.stdin!.abort().catch(() => {});
     clearTimeout(timer);
     opts.signal?.removeEventListener("abort", onAbort);
     const killed = s.signal === "SIGKILL" || s.code === 137;
@@ -149,10 +166,11 @@ export async function startProcess(core: SandboxCore, argv: string[], opts: Engi
   });
   status.catch(() => {});
   return {
-    stdin: child.stdin!,
+    stdin: input?.stdin ?? child.stdin!,
     stdout: out.stream,
     stderr: err.stream,
     status,
     kill: (signal = "SIGTERM") => core.killTree(r, signal),
+    ...(input ? { resize: input.resize } : {}),
   };
 }

@@ -82,6 +82,7 @@ export function localCapabilities(): Capabilities {
     fork: false,
     limits: { cpu: true, memory: true, pids: true },
     network: "none",
+    pty: true,
   };
 }
 

@@ -40,6 +40,8 @@ export function mvmctlCapabilities(): Capabilities {
     fork: false,
     limits: { cpu: false, memory: false, pids: false },
     network: "allowlist",
+    // upstream's `machine proc start` has no terminal flag (upstream-contract §3)
+    pty: false,
   };
 }
 
@@ -135,6 +137,13 @@ class MachineSandbox implements EngineSandbox {
   }
 
   start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
+    if (opts.pty) {
+      throw new UnsupportedError(
+        "the mvmctl engine cannot give a command a terminal: upstream's `mvmctl machine proc start` has no tty/pty flag " +
+          "(and `proc stdin` no resize); start it without pty, or use the local engine",
+        { details: { verb: "machine proc start", option: "pty" } },
+      );
+    }
     this.guard("start a process");
     return startMachineProcess(this, argv, opts);
   }

@@ -133,6 +133,11 @@ class RecordSandbox implements EngineSandbox {
     });
   }
   start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess> {
+    if (opts.pty) {
+      return Promise.reject(
+        new UnsupportedError("record mode cannot record a terminal (pty): upstream's command_start has argv and env only"),
+      );
+    }
     if (opts.timeoutSeconds !== undefined || opts.cwd !== undefined) {
       return Promise.reject(
         new UnsupportedError(
@@ -221,6 +226,7 @@ export const recordEngine: Engine = {
       fork: false,
       limits: { cpu: true, memory: true, pids: false },
       network: "allowlist",
+      pty: false,
     };
   },
   create(spec: SandboxSpec): Promise<EngineSandbox> {
