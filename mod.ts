@@ -20,7 +20,7 @@ export { Sandbox } from "./src/sandbox.ts";
 export { AUDIT_ROTATE_BYTES, type AuditEntry, type AuditReport, verifyAudit } from "./src/audit.ts";
 export { Commands, SandboxProcess } from "./src/commands.ts";
 export { type FileData, Files, type WriteOptions } from "./src/files.ts";
-export { type EgressRule, NetworkPolicy, type SecretAuthType, SecretRef } from "./src/policy.ts";
+export { type EgressRule, NetworkPolicy, type SecretAuthType, SecretRef, type SecretRefOptions, type SecretSource } from "./src/policy.ts";
 export {
   AdmissionError,
   CleanupError,

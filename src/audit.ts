@@ -48,6 +48,7 @@ import {
 } from "node:fs";
 import { InternalError, PermissionDeniedError } from "./errors.ts";
 import { type FileLock, runtime } from "./runtime/mod.ts";
+import { redactJson } from "./redact.ts";
 
 /** One audit entry: what happened, when, to which sandbox. Never a secret value. */
 export interface AuditEntry {
@@ -103,7 +104,8 @@ export function newAuditId(): string {
 }
 
 /** The signed line for an entry after `prev` (the previous line's SHA-256, or genesis). */
-function makeLine(key: KeyObject, entry: AuditEntry, prev: Uint8Array): string {
+function makeLine(key: KeyObject, raw: AuditEntry, prev: Uint8Array): string {
+  const entry = redactJson(raw); // never a secret value in the chain, whatever a caller passed
   const bytes = enc.encode(JSON.stringify(entry));
   const sig = sign(null, concat(bytes, prev), key);
   return JSON.stringify({ entry, canonical: b64u(bytes), prev_hash: b64u(prev), signature: b64u(new Uint8Array(sig)) });

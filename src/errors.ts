@@ -17,6 +17,7 @@
  * ```
  * @module
  */
+import { redact, redactJson } from "./redact.ts";
 
 /** Every stable error code the SDK uses, one per error class. */
 export type ErrorCode =
@@ -90,9 +91,10 @@ export class SandboxError extends Error {
   readonly details: Record<string, unknown>;
   /** Builds an error of this class's category; `options.cause` becomes the standard `Error.cause`. */
   constructor(message: string, options: SandboxErrorOptions = {}) {
-    super(message, options.cause !== undefined ? { cause: options.cause } : undefined);
+    // a secret value never leaves in an error: message (and so the stack) and details are redacted
+    super(redact(message), options.cause !== undefined ? { cause: options.cause } : undefined);
     this.code = options.code ?? (new.target as typeof SandboxError).code;
-    this.details = options.details ?? {};
+    this.details = redactJson(options.details ?? {});
     this.name = new.target.name;
   }
 }

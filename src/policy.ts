@@ -8,9 +8,9 @@
  * import { NetworkPolicy, SecretRef } from "@mvm/sdk";
  *
  * const network = NetworkPolicy.denyByDefault().allowHttps("api.openai.com");
- * const secrets = { OPENAI_API_KEY: SecretRef.from("openai-api-key") };
+ * const secrets = { OPENAI_API_KEY: SecretRef.from("openai-api-key") }; // read from $OPENAI_API_KEY at create
  * assert.deepEqual(network.hosts, ["api.openai.com"]);
- * assert.equal(secrets.OPENAI_API_KEY.placeholder, "mvm-secret:openai-api-key");
+ * assert.deepEqual(secrets.OPENAI_API_KEY.from, { env: "OPENAI_API_KEY" });
  * ```
  * @module
  */
@@ -122,13 +122,33 @@ export function hostMatches(rule: string, name: string): boolean {
 export class NetworkPolicy {
   readonly #rules: EgressRule[];
   readonly #pins: ReadonlyMap<string, readonly string[]>;
-  private constructor(rules: EgressRule[], pins: ReadonlyMap<string, readonly string[]>) {
+  readonly #cas: readonly string[];
+  private constructor(rules: EgressRule[], pins: ReadonlyMap<string, readonly string[]>, cas: readonly string[] = []) {
     this.#rules = rules;
     this.#pins = pins;
+    this.#cas = cas;
   }
   /** A policy that allows nothing (the default of every sandbox). @example `NetworkPolicy.denyByDefault()` */
   static denyByDefault(): NetworkPolicy {
     return new NetworkPolicy([], new Map());
+  }
+  /**
+   * A new policy whose egress proxy also trusts `pem` (one or more PEM certificates) when it verifies
+   * the servers of hosts a secret is bound to, besides the host's system CAs: for private CAs and
+   * test servers. It never weakens verification: the name must still match, and nothing is trusted
+   * unless given here explicitly.
+   * @example `NetworkPolicy.denyByDefault().allowHttps("api.internal").withUpstreamCa(readFileSync("corp-ca.pem", "utf8"))`
+   */
+  withUpstreamCa(pem: string): NetworkPolicy {
+    if (typeof pem !== "string" || !/^(-----BEGIN CERTIFICATE-----\s+[A-Za-z0-9+\/=\s]+-----END CERTIFICATE-----\s*)+$/.test(pem.trim())) {
+      throw invalid("network.upstreamCa", "must be PEM certificates (-----BEGIN CERTIFICATE----- …)");
+    }
+    const one = pem.trim().replace(/\r\n/g, "\n") + "\n";
+    return new NetworkPolicy([...this.#rules], this.#pins, [...this.#cas, one]);
+  }
+  /** The extra CAs the proxy trusts for upstream servers (PEM), see `withUpstreamCa`. @example `p.upstreamCa.length` */
+  get upstreamCa(): string[] {
+    return [...this.#cas];
   }
   /** A new policy that also allows HTTPS (port 443) to `host`. @example `p.allowHttps("api.github.com")` */
   allowHttps(host: string): NetworkPolicy {
@@ -151,7 +171,7 @@ export class NetworkPolicy {
     const h = checkHost("network.allow.host", host);
     const p = checkPort("network.allow.port", port);
     if (this.#rules.some((r) => r.host === h && r.port === p)) return this;
-    return new NetworkPolicy([...this.#rules, { host: h, port: p }], this.#pins);
+    return new NetworkPolicy([...this.#rules, { host: h, port: p }], this.#pins, this.#cas);
   }
   /**
    * A new policy in which `host` resolves to `addresses` instead of through the host's DNS: for
@@ -173,7 +193,7 @@ export class NetworkPolicy {
     }
     const pins = new Map(this.#pins);
     pins.set(h, [...addresses]);
-    return new NetworkPolicy(this.#rules, pins);
+    return new NetworkPolicy(this.#rules, pins, this.#cas);
   }
   /** The allowed destinations, in the order they were added. @example `p.rules.length` */
   get rules(): readonly EgressRule[] {
@@ -211,8 +231,51 @@ const AUTH_TYPES: readonly SecretAuthType[] = ["bearer", "basic", "hmac", "sigv4
 const SECRET_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,127}$/;
 
 /**
- * A reference to a secret held outside the sandbox. The guest only ever sees
- * an opaque placeholder; the value is never read by the SDK.
+ * Where the host reads a secret's value when a sandbox is created: an environment variable of the
+ * creating process, a file, or a function of the caller's (given the secret's name; it may be async,
+ * e.g. a vault lookup). The value is read once per create, before any process of the sandbox starts.
+ *
+ * @example The three sources
+ * ```ts
+ * import type { SecretSource } from "@mvm/sdk";
+ *
+ * const fromEnv: SecretSource = { env: "OPENAI_API_KEY" };
+ * const fromFile: SecretSource = { file: "/run/secrets/openai" };
+ * const fromVault: SecretSource = async (name) => `value of ${name}`;
+ * console.log(fromEnv, fromFile, typeof fromVault);
+ * ```
+ */
+export type SecretSource = { env: string } | { file: string } | ((name: string) => string | Promise<string>);
+
+/**
+ * How a secret is bound: its hosts, how it is presented, where its value comes from, and whether the
+ * guest may see it.
+ *
+ * @example A bearer token from a file, for one API
+ * ```ts
+ * import { SecretRef, type SecretRefOptions } from "@mvm/sdk";
+ *
+ * const options: SecretRefOptions = { hosts: ["api.openai.com"], type: "bearer", from: { file: "/run/secrets/openai" } };
+ * console.log(String(SecretRef.from("openai-api-key", options))); // "SecretRef(openai-api-key)"
+ * ```
+ */
+export interface SecretRefOptions {
+  /** Hosts the value may be sent to (names, `*.suffix`); empty or omitted: the sandbox's allowlisted hosts. */
+  hosts?: string[] | undefined;
+  /** `"bearer"` (default) or `"basic"`; `"hmac"` and `"sigv4"` are recorded, and refused by the local engine. */
+  type?: SecretAuthType | undefined;
+  /** Where the value is read at create; default: the environment variable named like the secret (upper case, `_` for other characters). */
+  from?: SecretSource | undefined;
+  /** Pass the real value into the guest's environment instead of a placeholder. The guest can then leak it: only for values it must hold. */
+  exposeToGuest?: boolean | undefined;
+}
+
+/**
+ * A reference to a secret held outside the sandbox. The guest sees a placeholder
+ * (`mvm-secret-` and 48 hex digits, fresh for each sandbox) in its environment; the egress proxy
+ * swaps it for the real value only in requests to the hosts the secret is bound to. The value is
+ * read on the host at create, from `from` (default: an environment variable named like the
+ * secret), and never written to the sandbox's state, logs or errors.
  *
  * @example A secret bound to one host
  * ```ts
@@ -220,7 +283,8 @@ const SECRET_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._\/-]{0,127}$/;
  * import { SecretRef } from "@mvm/sdk";
  *
  * const key = SecretRef.from("openai-api-key", { hosts: ["api.openai.com"], type: "bearer" });
- * assert.equal(key.placeholder, "mvm-secret:openai-api-key");
+ * assert.deepEqual(key.from, { env: "OPENAI_API_KEY" });
+ * assert.equal(key.exposeToGuest, false);
  * assert.equal(String(key), "SecretRef(openai-api-key)");
  * ```
  */
@@ -231,28 +295,53 @@ export class SecretRef {
   readonly hosts: readonly string[];
   /** How the egress boundary presents it. */
   readonly type: SecretAuthType;
-  private constructor(name: string, hosts: string[], type: SecretAuthType) {
+  /** Where its value is read at create. */
+  readonly from: SecretSource;
+  /** Whether the guest gets the real value (an explicit opt-in) instead of a placeholder. */
+  readonly exposeToGuest: boolean;
+  private constructor(name: string, hosts: string[], type: SecretAuthType, from: SecretSource, exposeToGuest: boolean) {
     this.name = name;
     this.hosts = hosts;
     this.type = type;
+    this.from = from;
+    this.exposeToGuest = exposeToGuest;
     Object.freeze(this);
   }
-  /** A reference by name. @example `SecretRef.from("openai-api-key")` */
-  static from(name: string, options: { hosts?: string[]; type?: SecretAuthType } = {}): SecretRef {
+  /**
+   * A reference by name. @example `SecretRef.from("openai-api-key")`, `SecretRef.from("gh", { hosts: ["api.github.com"], from: { env: "GH_TOKEN" } })`
+   */
+  static from(name: string, options: SecretRefOptions = {}): SecretRef {
     if (typeof name !== "string" || !SECRET_NAME_RE.test(name)) {
       throw invalid("secret.name", "must be 1-128 characters of letters, digits, '.', '_', '-' or '/', starting with a letter or digit");
     }
+    if (options === null || typeof options !== "object") throw invalid("secret.options", "must be an object");
     const hosts = (options.hosts ?? []).map((h, i) => checkHost(`secret.hosts[${i}]`, h));
     const type = options.type ?? "bearer";
     if (!AUTH_TYPES.includes(type)) throw invalid("secret.type", `must be one of ${AUTH_TYPES.join(", ")}`);
-    return new SecretRef(name, hosts, type);
+    const from = options.from ?? { env: name.toUpperCase().replace(/[^A-Z0-9_]/g, "_") };
+    if (typeof from === "function") { /* a resolver of the caller's */ }
+    else if (from === null || typeof from !== "object") {
+      throw invalid("secret.from", 'must be { env: "NAME" }, { file: "/path" } or a function (name) => value');
+    } else if ("env" in from) {
+      if (typeof from.env !== "string" || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(from.env)) {
+        throw invalid("secret.from.env", "must be an environment variable name");
+      }
+    } else if ("file" in from) {
+      if (typeof from.file !== "string" || !from.file.startsWith("/")) throw invalid("secret.from.file", "must be an absolute path");
+    } else throw invalid("secret.from", 'must be { env: "NAME" }, { file: "/path" } or a function (name) => value');
+    if (options.exposeToGuest !== undefined && typeof options.exposeToGuest !== "boolean") {
+      throw invalid("secret.exposeToGuest", "must be true or false");
+    }
+    return new SecretRef(name, hosts, type, typeof from === "function" ? from : { ...from }, options.exposeToGuest === true);
   }
-  /** The value the guest sees in place of the secret. @example `ref.placeholder // "mvm-secret:openai-api-key"` */
-  get placeholder(): string {
-    return `mvm-secret:${this.name}`;
-  }
-  /** A reference never prints a value (it has none). @example `String(ref)` */
+  /** A reference never prints a value (it holds none). @example `String(ref)` */
   toString(): string {
     return `SecretRef(${this.name})`;
+  }
+  /** JSON form: the name, hosts, type and where the value comes from; never a value. @example `JSON.stringify(ref)` */
+  toJSON(): { name: string; hosts: string[]; type: SecretAuthType; from: string; exposeToGuest: boolean } {
+    const f = this.from;
+    const from = typeof f === "function" ? "resolver" : "env" in f ? `env:${f.env}` : `file:${f.file}`;
+    return { name: this.name, hosts: [...this.hosts], type: this.type, from, exposeToGuest: this.exposeToGuest };
   }
 }

@@ -115,7 +115,7 @@ test("audit: results name signed chain entries that outlive destroy and hold no 
   const secretArg = `arg-value-${crypto.randomUUID()}`;
   const sb = await Sandbox.create({
     env: { TOKEN: secretEnv },
-    secrets: { API_KEY: SecretRef.from("audit-test-key", { hosts: ["example.com"] }) },
+    secrets: { API_KEY: SecretRef.from("audit-test-key", { hosts: ["example.com"], from: () => "audit-test-secret-value" }) },
   });
   let ids: string[];
   try {

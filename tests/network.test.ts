@@ -4,14 +4,13 @@
 // addresses happen inside the sandbox's own namespace, which has no route out.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:net";
-import { tmpdir } from "node:os";
+import { execFileSync } from "node:child_process";
+import { readdirSync, readFileSync } from "node:fs";
 import { InvalidInputError, type LogEvent, NetworkPolicy, Sandbox } from "../mod.ts";
 import { classifyAddress } from "../src/network/addresses.ts";
 import { hostMatches } from "../src/policy.ts";
 import { runtimeCommand, STATE, waitFor } from "./helpers.ts";
+import { startTestNet, type TestNet } from "./netns.ts";
 
 const code = (c: string) => (e: unknown) => e instanceof InvalidInputError && e.details.code === c;
 
@@ -68,79 +67,20 @@ test("network addresses: upstream's never-reachable list, embedded IPv4 included
   assert.equal(classifyAddress("01.2.3.4"), null);
 });
 
-// --- a server namespace: 10.213.N.2 behind a veth pair whose host end is 10.213.N.1 -------------
+// --- a server namespace: 10.213.N.2 behind a veth pair whose host end is 10.213.N.1 (tests/netns.ts)
 
-const N = 1 + Math.floor(Math.random() * 250);
-const NS = `mvmt-${process.pid}-${N}`;
-const VETH = `mvt${N}h${process.pid % 1000}`;
-const SRV = `10.213.${N}.2`;
-const HOST_END = `10.213.${N}.1`;
-const tmp = mkdtempSync(`${tmpdir()}/mvm-net-test-`);
-let server: ReturnType<typeof spawn> | undefined;
-let hostServices: Server[] = [];
-const hostPorts: number[] = [];
+let net: TestNet;
+let SRV = "";
+let HOST_END = "";
 let ca = "";
-const sh = (...argv: string[]) => execFileSync(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] }).toString();
+let hostPorts: number[] = [];
 
 before(async () => {
-  sh("ip", "netns", "add", NS);
-  sh("ip", "link", "add", VETH, "type", "veth", "peer", "name", `${VETH}p`);
-  sh("ip", "link", "set", `${VETH}p`, "netns", NS);
-  sh("ip", "addr", "add", `${HOST_END}/30`, "dev", VETH);
-  sh("ip", "link", "set", VETH, "up");
-  sh("ip", "netns", "exec", NS, "sh", "-c", `ip addr add ${SRV}/30 dev ${VETH}p && ip link set ${VETH}p up && ip link set lo up`);
-  sh(
-    "openssl",
-    "req",
-    "-x509",
-    "-newkey",
-    "ec",
-    "-pkeyopt",
-    "ec_paramgen_curve:prime256v1",
-    "-nodes",
-    "-days",
-    "1",
-    "-subj",
-    "/CN=api.test",
-    "-addext",
-    "subjectAltName=DNS:api.test,DNS:a.wild.test",
-    "-keyout",
-    `${tmp}/key.pem`,
-    "-out",
-    `${tmp}/cert.pem`,
-  );
-  ca = readFileSync(`${tmp}/cert.pem`, "utf8");
-  const script = new URL("./fixtures/network/server.py", import.meta.url).pathname;
-  server = spawn(
-    "ip",
-    ["netns", "exec", NS, "/usr/bin/python3", script, SRV, `${tmp}/cert.pem`, `${tmp}/key.pem`, "80:http", "443:https", "8080:http"],
-    { stdio: ["ignore", "pipe", "inherit"] },
-  );
-  await new Promise<void>((resolve, reject) => {
-    server!.stdout!.once("data", () => resolve());
-    server!.once("exit", (c) => reject(new Error(`test server exited ${c}`)));
-  });
-  // services of the host itself: one on its loopback, one on the veth's host end
-  for (const addr of ["127.0.0.1", HOST_END]) {
-    const s = createServer((c) => c.end("host-service\n"));
-    await new Promise<void>((r) => s.listen(0, addr, r));
-    hostServices.push(s);
-    hostPorts.push((s.address() as { port: number }).port);
-  }
+  net = await startTestNet();
+  ({ srv: SRV, hostEnd: HOST_END, ca, hostPorts } = net);
 });
 
-after(() => {
-  server?.kill("SIGKILL");
-  for (const s of hostServices) s.close();
-  hostServices = [];
-  try {
-    sh("ip", "link", "del", VETH);
-  } catch { /* gone with the namespace */ }
-  try {
-    sh("ip", "netns", "del", NS);
-  } catch { /* never made */ }
-  rmSync(tmp, { recursive: true, force: true });
-});
+after(() => net?.stop());
 
 type Probe = Record<string, unknown>;
 type Result = { ok: boolean; error?: string; status?: number; body?: { path: string; host: string }; addrs?: string[] };

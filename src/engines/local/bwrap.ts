@@ -42,6 +42,8 @@ export interface BwrapInput {
   helpers: string;
   tmpBytes: number;
   hostRoot: HostRootEntry[];
+  /** A CA bundle (the system's CAs and the sandbox's egress CA) bound read-only over the system bundle path of the sandbox's `/etc` view. */
+  caBundle?: string | undefined;
   /** As root: run bubblewrap as this unprivileged host uid, through setpriv. */
   asUid?: { setpriv: string; uid: number } | undefined;
 }
@@ -99,6 +101,7 @@ export function bwrapArgv(i: BwrapInput): { argv: string[]; args: string[] } {
     "--ro-bind",
     "/etc",
     "/etc",
+    ...(i.caBundle ? ["--ro-bind", i.caBundle, "/etc/ssl/certs/ca-certificates.crt"] : []),
     ...binds,
     "--ro-bind",
     i.helpers,

@@ -15,8 +15,9 @@
  * ```
  * @module
  */
-import { chmodSync, chownSync, mkdirSync, readdirSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { InvalidInputError, NotFoundError, UnsupportedError } from "../../errors.ts";
+import { type ResolvedSecret, resolveSecrets } from "../../secrets.ts";
 import { getEnv, hostPid } from "../../runtime/mod.ts";
 import type { SandboxSpec } from "../../spec.ts";
 import type { SandboxInfo } from "../../types.ts";
@@ -24,7 +25,7 @@ import type { Engine, EngineSandbox } from "../contract.ts";
 import { bwrapArgv } from "./bwrap.ts";
 import { resolveImage } from "./image.ts";
 import { claimName, lookupName, releaseName } from "./names.ts";
-import { EGRESS_ENV, egressTools, startEgress } from "./network.ts";
+import { CA_ENV, EGRESS_ENV, egressTools, makeCa, startEgress, substituted } from "./network.ts";
 import { preflight, type Tools } from "./preflight.ts";
 import { setLimits } from "./cgroups.ts";
 import { localCapabilities, LocalSandbox, newCgroupName } from "./sandbox.ts";
@@ -86,6 +87,8 @@ interface Launch {
   pooled: boolean;
   /** Egress to start once the sandbox is up (never for a pooled one). */
   network?: SandboxSpec["network"] | undefined;
+  /** Secrets its egress proxy substitutes (then it gets a CA of its own). */
+  secrets?: ResolvedSecret[] | undefined;
   meta: Omit<Meta, "v" | "id" | "image" | "createdAt" | "expiresAt" | "ttlSeconds" | "limits" | "ownerPid" | "sandboxUid">;
 }
 
@@ -108,6 +111,8 @@ async function launch(t: Tools, l: Launch): Promise<LocalSandbox> {
   };
   const pool = Array.from({ length: 8 }, newCgroupName);
   try {
+    // the sandbox's own CA, made before it starts: its bundle is bound into the sandbox's /etc view
+    const ca = l.secrets?.length ? await makeCa(dir.id, t.perl) : undefined;
     const { argv, args } = bwrapArgv({
       // as root, bwrap runs from its execute-only copy, so its pid 1 cannot be traced either; an
       // unprivileged bwrap must stay dumpable to write its own uid map
@@ -117,6 +122,7 @@ async function launch(t: Tools, l: Launch): Promise<LocalSandbox> {
       helpers: t.helpers,
       tmpBytes: l.tmpMb * 1024 * 1024,
       hostRoot: t.hostRoot,
+      caBundle: ca ? dir.file("ca-bundle.crt") : undefined,
       asUid: isRoot ? { setpriv: t.setpriv, uid: sandboxUid } : undefined,
     });
     await startSupervisor(t, { dir, ttlSeconds: l.ttlSeconds, limits: l.limits, pool, bwrapArgv: argv }, () => {
@@ -124,8 +130,15 @@ async function launch(t: Tools, l: Launch): Promise<LocalSandbox> {
       if (l.pooled) dir.mark("pooled");
       else dir.appendEvent("created", { image: l.image, ttlSeconds: l.ttlSeconds, limits: l.limits, tags: meta.tags });
       dir.write("bwrap.args", args.map((a) => a + "\0").join(""));
+      if (ca) {
+        // the key stays on the host, in the state folder the guest cannot reach; the bundle is public
+        writeFileSync(dir.file("ca.key"), ca.key, { mode: 0o600 });
+        writeFileSync(dir.file("ca.crt"), ca.cert, { mode: 0o600 });
+        writeFileSync(dir.file("ca-bundle.crt"), ca.bundle, { mode: 0o644 });
+        chmodSync(dir.file("ca-bundle.crt"), 0o644);
+      }
     });
-    if (l.network) await startEgress(t, dir, l.network);
+    if (l.network) await startEgress(t, dir, l.network, l.secrets);
     const sb = new LocalSandbox(dir, meta, t);
     sb.adoptCgroups(pool);
     sb.warm();
@@ -211,8 +224,26 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
   const tmpMb = spec.tmpSizeMb ?? DEFAULT_TMP_MB;
   // a networked sandbox gets its egress when it starts, so it never comes from the pool
   const networked = spec.network.rules.length > 0;
-  const env: Record<string, string> = { ...(networked ? EGRESS_ENV : {}), ...spec.env };
-  for (const [k, ref] of Object.entries(spec.secrets)) env[k] = ref.placeholder;
+  // every value is read before any process of the sandbox starts; the guest gets placeholders
+  const secrets = await resolveSecrets(spec.secrets, spec.network.hosts);
+  for (const [k, v] of Object.entries(spec.env)) {
+    const s = secrets.find((s) => v.includes(s.value));
+    if (s) {
+      throw new InvalidInputError(
+        `env.${k} holds the value of secret ${
+          JSON.stringify(s.name)
+        }: pass it only as a secret (exposeToGuest: true if the guest must hold it)`,
+        { details: { field: `env.${k}`, secret: s.name } },
+      );
+    }
+  }
+  const sub = networked ? substituted(secrets) : [];
+  const env: Record<string, string> = { ...(networked ? EGRESS_ENV : {}), ...(sub.length > 0 ? CA_ENV : {}), ...spec.env };
+  const exposed: Record<string, string> = {};
+  for (const s of secrets) {
+    if (s.exposeToGuest) exposed[s.key] = s.value;
+    else env[s.key] = s.placeholder;
+  }
   let sb = networked ? null : await claim(t, spec, image, tmpMb, env);
   if (!sb) {
     const limits = limitsOf(spec, t, tmpMb);
@@ -223,9 +254,11 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
       limits,
       pooled: false,
       network: networked ? spec.network : undefined,
+      secrets: sub,
       meta: { template: spec.template, name: spec.name, workloadId: spec.workloadId, tags: spec.tags, env },
     });
   }
+  if (Object.keys(exposed).length > 0) sb.dir.writeExposed(exposed);
   // the next spare starts once this sandbox's first runner is in place: on a small machine, starting
   // both at once would make the caller's first command wait for the spare's start too
   sb.warmed().then(() => refill(t, image, tmpMb));

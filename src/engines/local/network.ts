@@ -13,10 +13,13 @@
  * ```
  * @module
  */
+import { existsSync, readFileSync } from "node:fs";
 import process from "node:process";
 import { TransportError, UnsupportedError } from "../../errors.ts";
-import type { NetworkPolicy } from "../../policy.ts";
+import { type NetworkPolicy, SecretRef } from "../../policy.ts";
+import { redact } from "../../redact.ts";
 import { runtime } from "../../runtime/mod.ts";
+import { type ResolvedSecret, resolveSecrets, secretBinding } from "../../secrets.ts";
 import { collectText } from "../../streams.ts";
 import { type Tools, which } from "./preflight.ts";
 import { GUEST_PATH } from "./runners.ts";
@@ -36,6 +39,84 @@ export const EGRESS_ENV: Readonly<Record<string, string>> = Object.freeze({
   NO_PROXY: "localhost,127.0.0.1,::1",
   no_proxy: "localhost,127.0.0.1,::1",
 });
+
+/** Where a sandbox with bound secrets finds its CA: the system bundle path of its own `/etc` view (the host's is never changed). */
+export const GUEST_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt";
+
+/** The variables that make common clients trust the sandbox's CA (with the system's CAs, in one bundle). */
+export const CA_ENV: Readonly<Record<string, string>> = Object.freeze({
+  SSL_CERT_FILE: GUEST_CA_BUNDLE,
+  NODE_EXTRA_CA_CERTS: GUEST_CA_BUNDLE,
+  REQUESTS_CA_BUNDLE: GUEST_CA_BUNDLE,
+  CURL_CA_BUNDLE: GUEST_CA_BUNDLE,
+  DENO_CERT: GUEST_CA_BUNDLE,
+});
+
+let sslPerl: Promise<boolean> | undefined;
+
+/** `openssl` arguments for a self-signed certificate with a fresh EC P-256 key (then `-days`, `-subj`, extensions, outputs). */
+export const EC_SELF_SIGNED: readonly string[] = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+
+/** Resolved secrets of the sandboxes this process created or started, for starting their proxy again after stop(). */
+const held = new Map<string, ResolvedSecret[]>();
+
+/** The secrets the egress proxy substitutes: those not exposed to the guest and bound to some host. */
+export function substituted(secrets: readonly ResolvedSecret[]): ResolvedSecret[] {
+  return secrets.filter((s) => !s.exposeToGuest && s.hosts.length > 0);
+}
+
+/**
+ * Makes the sandbox's own CA on the host (openssl, EC P-256, valid 32 days: longer than any lease)
+ * and returns its key and certificate as PEM, plus the bundle the guest trusts (the host's system
+ * CAs and this one). The key is written only to the sandbox's state folder, 0600, which the guest
+ * cannot reach. @example `const ca = await makeCa("sbx-…", "/usr/bin/perl")`
+ */
+export async function makeCa(id: string, perl: string): Promise<{ key: string; cert: string; bundle: string }> {
+  sslPerl ??= runtime().spawn(perl, ["-MIO::Socket::SSL", "-e1"], { stdout: "null", stderr: "null" }).then((c) => c.status).then((s) =>
+    s.code === 0
+  );
+  if (!await sslPerl) {
+    throw new UnsupportedError(
+      "secrets bound to hosts need the Perl module IO::Socket::SSL on the host (package libio-socket-ssl-perl): the egress proxy terminates TLS with it",
+      { details: { field: "secrets" } },
+    );
+  }
+  const openssl = which("openssl");
+  if (!openssl) {
+    throw new UnsupportedError("secrets bound to hosts need openssl on the host (package openssl) to make the sandbox's CA; install it", {
+      details: { field: "secrets" },
+    });
+  }
+  if (!existsSync(GUEST_CA_BUNDLE)) {
+    throw new UnsupportedError(
+      `secrets bound to hosts need the host's CA bundle at ${GUEST_CA_BUNDLE} (package ca-certificates): the sandbox's CA joins it in the sandbox's own view`,
+      { details: { field: "secrets" } },
+    );
+  }
+  const child = await runtime().spawn(openssl, [
+    ...EC_SELF_SIGNED,
+    "-days",
+    "32",
+    "-subj",
+    `/CN=mvm egress CA of sandbox ${id}`,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE,pathlen:0",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+    "-keyout",
+    "-",
+    "-out",
+    "-",
+  ], { clearEnv: true, env: { PATH: GUEST_PATH }, stdout: "piped", stderr: "piped" });
+  const [out, err, st] = await Promise.all([collectText(child.stdout!), collectText(child.stderr!), child.status]);
+  const key = /-----BEGIN PRIVATE KEY-----[^-]+-----END PRIVATE KEY-----\n/.exec(out)?.[0];
+  const cert = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\n/.exec(out)?.[0];
+  if (st.code !== 0 || !key || !cert) {
+    throw new TransportError(`openssl could not make the sandbox's CA: ${err.trim().split("\n").pop() ?? `exit ${st.code}`}`);
+  }
+  const system = readFileSync(GUEST_CA_BUNDLE, "utf8");
+  return { key, cert, bundle: `${system}${system.endsWith("\n") ? "" : "\n"}# mvm egress CA of sandbox ${id}\n${cert}` };
+}
 
 /** The host tools egress needs, or an `UnsupportedError` that says what is missing. @example `egressTools(t)` */
 export function egressTools(t: Tools): { nft: string; ip: string } {
@@ -58,17 +139,79 @@ export function egressTools(t: Tools): { nft: string; ip: string } {
   return { nft, ip };
 }
 
-/** The proxy's rules file: one `rule HOST PORT` or `pin NAME ADDR…` per line. @example `egressConfig(policy)` */
-export function egressConfig(policy: NetworkPolicy): string {
+/**
+ * The proxy's rules file: one `rule HOST PORT`, `pin NAME ADDR…`, `secret PLACEHOLDER TYPE HOST…` or
+ * `tls CA_CERT CA_KEY [UPSTREAM_CA]` per line (never a secret's value). @example `egressConfig(policy)`
+ */
+export function egressConfig(policy: NetworkPolicy, secrets: readonly ResolvedSecret[] = [], tls: string[] = []): string {
   const lines = policy.rules.map((r) => `rule ${r.host} ${r.port}`);
   for (const [name, addrs] of Object.entries(policy.pins)) lines.push(`pin ${name} ${addrs.join(" ")}`);
+  for (const s of substituted(secrets)) lines.push(`secret ${s.placeholder} ${s.type} ${s.hosts.join(" ")}`);
+  if (tls.length > 0) lines.push(`tls ${tls.join(" ")}`);
   return lines.join("\n") + "\n";
 }
 
-/** Starts the sandbox's egress proxy and waits until its namespace is set up. @example `await startEgress(t, dir, policy)` */
-export async function startEgress(t: Tools, dir: SandboxDir, policy: NetworkPolicy): Promise<void> {
-  dir.write("egress.conf", egressConfig(policy));
+/**
+ * Starts the sandbox's egress proxy and waits until its namespace is set up. With secrets to
+ * substitute, the CA (made by {@linkcode makeCa} before the sandbox started) is in the state folder,
+ * and the bindings (no values) go to `secrets.json` so a later start() can read the values again.
+ * @example `await startEgress(t, dir, policy, secrets)`
+ */
+export async function startEgress(
+  t: Tools,
+  dir: SandboxDir,
+  policy: NetworkPolicy,
+  secrets: readonly ResolvedSecret[] = [],
+): Promise<void> {
+  const sub = substituted(secrets);
+  const tls: string[] = [];
+  if (sub.length > 0) {
+    tls.push(dir.file("ca.crt"), dir.file("ca.key"));
+    if (policy.upstreamCa.length > 0) {
+      dir.write("upstream-ca.crt", policy.upstreamCa.join(""));
+      tls.push(dir.file("upstream-ca.crt"));
+    }
+    dir.write("secrets.json", JSON.stringify(sub.map(secretBinding)));
+    held.set(dir.id, sub);
+  }
+  dir.write("egress.conf", egressConfig(policy, sub, tls));
   await launchEgress(t, dir);
+}
+
+/**
+ * The values the proxy of a sandbox needs: those this process resolved, else read again from their
+ * sources (an environment variable or a file; a resolver function lives only in the process that
+ * created the sandbox, which must then be the one to start() it).
+ */
+async function heldSecrets(dir: SandboxDir): Promise<ResolvedSecret[]> {
+  const mine = held.get(dir.id);
+  if (mine) return mine;
+  let bindings: Omit<ResolvedSecret, "value">[];
+  try {
+    bindings = JSON.parse(readFileSync(dir.file("secrets.json"), "utf8"));
+  } catch {
+    return [];
+  }
+  const out: ResolvedSecret[] = [];
+  for (const b of bindings) {
+    if (b.source === "resolver") {
+      throw new UnsupportedError(
+        `sandbox ${dir.id}: secret ${JSON.stringify(b.name)} came from a resolver function of the process that created it; ` +
+          `start() the sandbox from that process, or bind the secret to an environment variable or a file`,
+        { details: { id: dir.id, secret: b.name } },
+      );
+    }
+    const from = b.source.startsWith("env:") ? { env: b.source.slice(4) } : { file: b.source.slice(5) };
+    const [r] = await resolveSecrets({ [b.key]: SecretRef.from(b.name, { hosts: b.hosts, type: b.type, from }) }, b.hosts);
+    out.push({ ...r!, placeholder: b.placeholder, hosts: b.hosts });
+  }
+  held.set(dir.id, out);
+  return out;
+}
+
+/** Forgets the values this process holds for a sandbox (at destroy). @example `forgetSecrets(id)` */
+export function forgetSecrets(id: string): void {
+  held.delete(id);
 }
 
 /**
@@ -77,6 +220,7 @@ export async function startEgress(t: Tools, dir: SandboxDir, policy: NetworkPoli
  */
 export async function launchEgress(t: Tools, dir: SandboxDir): Promise<void> {
   const { nft, ip } = egressTools(t);
+  const secrets = await heldSecrets(dir);
   const setns = SETNS[process.arch];
   if (!setns) {
     throw new UnsupportedError(`egress does not know setns(2)'s number on ${process.arch} yet`, { details: { field: "network" } });
@@ -99,7 +243,12 @@ export async function launchEgress(t: Tools, dir: SandboxDir): Promise<void> {
     dir.file("egress.conf"),
     nft,
     ip,
-  ], { clearEnv: true, env: { PATH: GUEST_PATH }, stdin: "null", stdout: "piped", stderr: "null" });
+  ], { clearEnv: true, env: { PATH: GUEST_PATH }, stdin: "piped", stdout: "piped", stderr: "null" });
+  // the values go through the proxy's stdin (a pipe only it holds), never its argv or environment
+  const w = child.stdin!.getWriter();
+  const lines = secrets.map((s) => `${s.placeholder} ${btoa(String.fromCharCode(...new TextEncoder().encode(s.value)))}\n`).join("");
+  await w.write(new TextEncoder().encode(lines)).catch(() => {});
+  await w.close().catch(() => {});
   let timer: ReturnType<typeof setTimeout> | undefined;
   const text = await Promise.race([
     collectText(child.stdout!),
@@ -109,7 +258,7 @@ export async function launchEgress(t: Tools, dir: SandboxDir): Promise<void> {
   const line = text.split("\n").find((l) => l.startsWith("ready ") || l.startsWith("error ")) ?? text.trim();
   if (!line.startsWith("ready ")) {
     child.kill("SIGKILL");
-    throw new TransportError(`the sandbox's egress proxy failed to start: ${line.replace(/^error /, "") || "no reason given"}`, {
+    throw new TransportError(`the sandbox's egress proxy failed to start: ${redact(line.replace(/^error /, "")) || "no reason given"}`, {
       details: { id: dir.id },
     });
   }

@@ -88,7 +88,13 @@ export async function startProcess(core: SandboxCore, argv: string[], opts: Engi
   const started = performance.now();
   const pty = opts.pty ? { ...DEFAULT_PTY_SIZE, ...opts.pty } : undefined;
   // a terminal says what it is, unless the caller says otherwise
-  const env: Record<string, string> = { ...baseEnv(), ...(pty ? { TERM: "xterm-256color" } : {}), ...core.meta.env, ...opts.env };
+  const env: Record<string, string> = {
+    ...baseEnv(),
+    ...(pty ? { TERM: "xterm-256color" } : {}),
+    ...core.meta.env,
+    ...core.dir.readExposed(),
+    ...opts.env,
+  };
   const r = await core.exec({ kind: "command", argv, env, cwd, ...(pty ? { via: [...PTY_VIA] } : {}) }, true, "start a process");
   await startReport(core, r, argv[0] ?? "", env.PATH ?? "", cwd);
   if (pty) {

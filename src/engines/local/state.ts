@@ -30,6 +30,7 @@ import {
 import { AuditLog, newAuditId } from "../../audit.ts";
 import { PermissionDeniedError } from "../../errors.ts";
 import { getEnv, permissionRefusal } from "../../runtime/mod.ts";
+import { redact, redactJson } from "../../redact.ts";
 
 /** The base folder of all local state. @example `stateBase(0) // "/var/lib/mvm"` */
 export function stateBase(uid: number): string {
@@ -173,12 +174,12 @@ export class SandboxDir {
   }
   /** Writes a state file, 0600 whatever the umask. */
   write(name: StateFile, data: string): void {
-    writeFileSync(this.file(name), data, { mode: 0o600 });
+    writeFileSync(this.file(name), redact(data), { mode: 0o600 });
   }
   /** Replaces a state file at once: readers see the old or the new content, never a part. */
   replace(name: StateFile, data: string): void {
     const tmp = `${this.file(name)}.${crypto.randomUUID().slice(0, 8)}.tmp`;
-    writeFileSync(tmp, data, { mode: 0o600 });
+    writeFileSync(tmp, redact(data), { mode: 0o600 });
     renameSync(tmp, this.file(name));
   }
   /**
@@ -202,6 +203,20 @@ export class SandboxDir {
    */
   jailed(): boolean {
     return fifoHasReader(this.file("jail.alive"));
+  }
+  /**
+   * The secrets the guest gets as themselves (`exposeToGuest`), kept apart from meta.json (0600, never
+   * redacted: the caller chose to hand them to the guest); `{}` for most sandboxes.
+   */
+  readExposed(): Record<string, string> {
+    try {
+      return JSON.parse(readFileSync(this.file("exposed.json"), "utf8"));
+    } catch {
+      return {};
+    }
+  }
+  writeExposed(env: Record<string, string>): void {
+    writeFileSync(this.file("exposed.json"), JSON.stringify(env), { mode: 0o600 });
   }
   readMeta(): Meta | null {
     try {
@@ -238,7 +253,7 @@ export class SandboxDir {
     try {
       appendFileSync(
         this.file("events.jsonl"),
-        JSON.stringify({ id, time: new Date().toISOString(), type, source: "sdk", ...fields }) + "\n",
+        JSON.stringify(redactJson({ id, time: new Date().toISOString(), type, source: "sdk", ...fields })) + "\n",
         {
           mode: 0o600,
         },
@@ -280,6 +295,18 @@ export function fifoHasReader(path: string, byte = ""): boolean {
 }
 
 /** Files the SDK writes. */
-export type StateFile = "meta.json" | "events.jsonl" | "oom.seen" | "bwrap.args" | "egress.conf" | "ttl";
+export type StateFile =
+  | "meta.json"
+  | "events.jsonl"
+  | "oom.seen"
+  | "bwrap.args"
+  | "egress.conf"
+  | "ttl"
+  | "secrets.json"
+  | "ca.key"
+  | "ca.crt"
+  | "ca-bundle.crt"
+  | "upstream-ca.crt"
+  | "exposed.json";
 /** Marker files. */
 export type Marker = "destroying" | "stopped" | "stopped.done" | "detached" | "paused" | "pooled";

@@ -8,17 +8,25 @@
 # and absolute URIs) for programs that honour proxy variables. Everything else is refused at once
 # by nftables (TCP reset, ICMP for the rest). Nothing the guest sends is executed or followed; what it
 # names is only compared with the rules. One process serves every connection (at most 256 at once).
+# Secrets: for hosts a secret is bound to, TLS is terminated here (a leaf certificate per name, signed
+# by the sandbox's own CA, whose key never enters the sandbox), the upstream is verified as any client
+# would (system CAs, plus the policy's extra ones), and each request's head has the sandbox's
+# placeholders swapped for the real values — only those bound to that host, and only when the request's
+# Host, the TLS SNI and the connection's destination name the same host; anything else is refused.
+# Each terminated connection is served by a forked child (plain blocking I/O). A placeholder never
+# leaves in clear text: a plain connection that carries one is refused. The values come on stdin
+# ("PLACEHOLDER BASE64" lines), never in argv or the environment; IO::Socket::SSL is loaded only then.
 # Args: mvm-egress SETNS_SYSCALL_NUMBER STATE_DIR INIT_PID INIT_START CONFIG_FILE NFT IP
-# Config lines: "rule HOST PORT" | "pin NAME ADDR..."
+# Config lines: "rule HOST PORT" | "pin NAME ADDR..." | "secret PLACEHOLDER TYPE HOST..." | "tls CA_CERT CA_KEY [UPSTREAM_CA]"
 use strict;
 use warnings;
 use Errno;
-use Socket qw(PF_INET PF_INET6 AF_INET AF_INET6 SOCK_STREAM SOCK_DGRAM SOL_SOCKET SO_REUSEADDR SO_LINGER IPPROTO_IP IPPROTO_TCP TCP_NODELAY inet_aton inet_ntoa inet_pton pack_sockaddr_in unpack_sockaddr_in pack_sockaddr_in6 unpack_sockaddr_in6 getaddrinfo);
+use Socket qw(MSG_PEEK PF_INET PF_INET6 AF_INET AF_INET6 SOCK_STREAM SOCK_DGRAM SOL_SOCKET SO_REUSEADDR SO_LINGER IPPROTO_IP IPPROTO_TCP TCP_NODELAY inet_aton inet_ntoa inet_pton pack_sockaddr_in unpack_sockaddr_in pack_sockaddr_in6 unpack_sockaddr_in6 getaddrinfo);
 
 shift @ARGV if @ARGV && $ARGV[0] eq "mvm-egress";
 my ($setns, $dir, $init, $init_start, $conf, $nft, $ipbin) = @ARGV;
 my $GW = "198.18.0.1";
-my (@rules, %pin, %name2ip, %ip2name);
+my (@rules, %pin, %name2ip, %ip2name, %secret, @tls, %kids);
 my $next = 1;
 
 sub fail { print "error $_[0]\n"; exit 1 }
@@ -38,8 +46,26 @@ while (my $l = <$cf>) {
   my @w = split / /, $l;
   if ($w[0] eq "rule") { push @rules, [$w[1], $w[2]] }
   elsif ($w[0] eq "pin") { $pin{$w[1]} = [@w[2 .. $#w]] }
+  elsif ($w[0] eq "secret") { $secret{$w[1]} = { type => $w[2], hosts => [@w[3 .. $#w]] } }
+  elsif ($w[0] eq "tls") { @tls = @w[1 .. $#w] }
 }
 close $cf;
+my ($cacert, $cakey, $leafkey, %leaf);
+if (%secret) {
+  require MIME::Base64;
+  while (my $l = <STDIN>) {
+    chomp $l;
+    my ($ph, $v) = split / /, $l;
+    $secret{$ph}{value} = MIME::Base64::decode_base64($v) if defined $v && $secret{$ph};
+  }
+  for (values %secret) { fail("a bound secret came without its value") unless defined $_->{value} }
+  @tls >= 2 or fail("secrets are bound but no CA was given");
+  eval { require IO::Socket::SSL; require IO::Socket::SSL::Utils; 1 } or fail("secrets need the Perl module IO::Socket::SSL (apt-get install libio-socket-ssl-perl)");
+  $cacert = IO::Socket::SSL::Utils::PEM_file2cert($tls[0]);
+  $cakey = IO::Socket::SSL::Utils::PEM_file2key($tls[1]);
+  $leafkey = IO::Socket::SSL::Utils::KEY_create_ec();
+  $cacert && $cakey && $leafkey or fail("cannot load the sandbox's CA");
+}
 
 sub fake_for {
   my $name = shift;
@@ -54,6 +80,8 @@ sub matches { my ($r, $n) = @_; return substr($r, 0, 2) eq "*." ? (length($n) > 
 sub name_allowed { my $n = shift; for (@rules) { return 1 if matches($_->[0], $n) } return 0 }
 sub allowed { my ($n, $p) = @_; for (@rules) { return 1 if $_->[1] == $p && matches($_->[0], $n) } return 0 }
 sub is_v4 { return $_[0] =~ /^\d{1,3}(\.\d{1,3}){3}$/ }
+sub bound_to { my ($ph, $n) = @_; for (@{ $secret{$ph}{hosts} }) { return 1 if matches($_, $n) } return 0 }
+sub bound { my $n = shift; for (keys %secret) { return 1 if bound_to($_, $n) } return 0 }
 for (@rules) { fake_for($_->[0]) unless is_v4($_->[0]) || substr($_->[0], 0, 2) eq "*." }
 
 # the same table as src/network/addresses.ts: restricted never, private only when named exactly
@@ -150,6 +178,7 @@ my $ul = listen_on(53, SOCK_DGRAM);
 syscall($setns, fileno($hostns), 0x40000000) == 0 or fail("setns back to the host: $!");
 close $sbns; close $hostns;
 $SIG{PIPE} = "IGNORE";
+$SIG{CHLD} = sub { while ((my $p = waitpid(-1, 1)) > 0) { delete $kids{$p} } }; # WNOHANG
 print "ready $$\n";
 open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null"); open(STDIN, "<", "/dev/null");
 
@@ -227,6 +256,7 @@ sub start_upstream {
   my ($cands, $why) = candidates($name, $port);
   return deny($k, $name, $port, $why) unless $cands;
   @$x{qw(name port cands)} = ($name, $port, [@$cands]);
+  $x->{bound} = 1 if %secret && bound($name);
   try_connect($x) or deny($k, $name, $port, "connect-failed");
 }
 
@@ -321,11 +351,32 @@ sub on_connected {
 sub pump {
   my ($k, $cr, $cw, $ur, $uw) = @_;
   my $x = $conns{$k};
+  if ($cr && $x->{bound} && !$x->{checked} && $x->{state} eq "relay") {
+    # a host a secret is bound to: look at the first bytes without taking them; TLS is terminated here
+    my $peek = "";
+    if (length $x->{out}) { $cr = 0 } # the CONNECT answer goes out first
+    elsif (defined recv($x->{c}, $peek, 16384, MSG_PEEK) && length($peek) && ord($peek) == 0x16) {
+      $x->{checked} = 1;
+      my $sni = sni_of($peek);
+      if (defined $sni && $sni ne $x->{name}) { ev("network.denied", $sni, 0, "name-mismatch"); drop($k, 1); return 1 }
+      terminate($k);
+      return 1;
+    }
+  }
   if ($cr) {
     my $r = sysread($x->{c}, my $buf, 262144);
     if (defined $r && $r == 0) { $x->{ceof} = 1 }
     elsif (!defined $r) { return 0 unless $!{EAGAIN} }
     else {
+      if (%secret) { # a placeholder never leaves in clear text (nor in a spliced stream, where it can only be a placeholder)
+        my $scan = ($x->{tail} // "") . $buf;
+        if ($scan =~ /mvm-secret-[0-9a-f]{48}/) {
+          my ($h, $p) = $scan =~ m{^[A-Z]{3,10} http://([A-Za-z0-9._-]+)(?::(\d{1,5}))?} ? (lc $1, $2 // 80) : ("", 0);
+          deny($k, $x->{name} // $h, $x->{port} // $p, "placeholder-in-cleartext");
+          return 1;
+        }
+        $x->{tail} = substr($scan, -58);
+      }
       if ($x->{state} eq "head") {
         $x->{in} .= $buf;
         return 0 if length($x->{in}) > 16384;
@@ -359,6 +410,152 @@ sub pump {
   shutdown($x->{up}, 1), $x->{ushut} = 1 if $x->{ceof} && !$x->{ushut} && $x->{up} && $x->{state} eq "relay" && !length $x->{in};
   shutdown($x->{c}, 1), $x->{cshut} = 1 if $x->{ueof} && !$x->{cshut} && !length $x->{out};
   return !($x->{ceof} && $x->{ueof} && !length($x->{in}) && !length($x->{out})) && !($x->{ceof} && $x->{state} ne "relay");
+}
+
+# --- TLS termination for hosts a secret is bound to: one forked child per connection -------------
+sub terminate {
+  my $k = shift;
+  my $x = $conns{$k};
+  my ($name, $port) = @$x{qw(name port)};
+  if (keys(%kids) >= 64) { ev("network.denied", $name, $port, "too-many-connections"); return drop($k, 1) }
+  # the leaf for this name is made here, so every later child has it
+  $leaf{$name} //= eval {
+    (IO::Socket::SSL::Utils::CERT_create(subject => { commonName => substr($name, 0, 64) }, subjectAltNames => [[DNS => $name]],
+      issuer => [$cacert, $cakey], key => $leafkey, purpose => "server", not_before => time() - 3600, not_after => time() + 86400 * 32))[0];
+  };
+  $leaf{$name} or do { ev("network.denied", $name, $port, "no-certificate"); return drop($k, 1) };
+  my $pid = fork();
+  if (!defined $pid) { ev("network.denied", $name, $port, "fork-failed"); return drop($k, 1) }
+  if ($pid) { $kids{$pid} = 1; delete $conns{$k}; close $x->{c}; close $x->{up}; return }
+  $SIG{CHLD} = "DEFAULT";
+  close $_ for ($tl, $pl, $ul);
+  for my $o (values %conns) { next if $o == $x; close $o->{c}; close $o->{up} if $o->{up} }
+  %conns = ();
+  serve_tls($x, $leaf{$name});
+  exit 0;
+}
+
+sub blocking { my ($s, $on) = @_; my $f = fcntl($s, 3, 0); fcntl($s, 4, $on ? $f & ~04000 : $f | 04000) }
+# writes all of $data (non-blocking sockets: waits while the peer is full); exits when it cannot
+sub put {
+  my ($s, $data) = @_;
+  while (length $data) {
+    my $w = syswrite($s, $data);
+    if ($w) { substr($data, 0, $w, ""); next }
+    exit 0 unless $!{EAGAIN} || $!{EWOULDBLOCK};
+    my $v = ""; vec($v, fileno($s), 1) = 1;
+    select(my $r = $v, my $w2 = $v, undef, 1);
+  }
+}
+
+sub serve_tls {
+  my ($x, $cert) = @_;
+  my ($name, $port) = @$x{qw(name port)};
+  my $parent = getppid();
+  blocking($_, 1) for ($x->{c}, $x->{up});
+  $SIG{ALRM} = sub { ev("network.denied", $name, $port, "tls-timeout"); exit 0 };
+  alarm 20;
+  my $g = IO::Socket::SSL->start_SSL($x->{c}, SSL_server => 1, SSL_cert => $cert, SSL_key => $leafkey, SSL_alpn_protocols => ["http/1.1"])
+    or do { ev("network.denied", $name, $port, "guest-tls-failed"); exit 0 };
+  my %up = (SSL_verify_mode => 1, SSL_verifycn_scheme => "http", SSL_verifycn_name => $name, SSL_alpn_protocols => ["http/1.1"]);
+  $up{SSL_hostname} = $name unless is_v4($name);
+  if (defined $tls[2]) { $up{SSL_ca_file} = $tls[2]; $up{SSL_ca_path} = "/etc/ssl/certs" }
+  my $u = IO::Socket::SSL->start_SSL($x->{up}, %up);
+  my $deny = sub {
+    my ($why, $status) = @_;
+    ev("network.denied", $name, $port, $why);
+    my $body = "mvm: this request to " . clean($name) . " is refused by the sandbox's secret policy ($why)\n";
+    $g->blocking(1);
+    syswrite($g, "HTTP/1.1 " . ($status // 403) . " Refused\r\nContent-Type: text/plain\r\nContent-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body");
+    exit 0;
+  };
+  $u or $deny->("upstream-tls-unverified", 502);
+  alarm 0;
+  ev("network.connect", $name, $port, "tls-terminated");
+  $_->blocking(0) for ($g, $u);
+  my ($in, $mode, $left, $geof, $idle) = ("", "head", 0, 0, time() + 3600);
+
+  my $swap = sub {
+    my $v = shift;
+    $v =~ s/(mvm-secret-[0-9a-f]{48})/$secret{$1} && bound_to($1, $name) ? $secret{$1}{value} : $deny->("placeholder-not-bound")/ge;
+    return $v;
+  };
+  my $head = sub {
+    my @lines = split /\r\n/, shift;
+    my $req = shift @lines // "";
+    $req =~ /^[A-Z]{3,10} \S+ HTTP\/1\.[01]$/ or $deny->("not-http", 400);
+    my ($host, $cl, $chunked, $upgrade);
+    for (@lines) {
+      my ($k, $v) = /^([!#\$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/ or $deny->("bad-header", 400);
+      my $lk = lc $k;
+      if ($lk eq "host") { $deny->("two-hosts", 400) if defined $host; ($host = lc $v) =~ s/:\d{1,5}$// }
+      elsif ($lk eq "content-length") { $deny->("bad-length", 400) if $v !~ /^\d{1,15}$/ || (defined $cl && $cl != $v); $cl = $v }
+      elsif ($lk eq "transfer-encoding") { $deny->("bad-length", 400) if lc($v) ne "chunked"; $chunked = 1 }
+      elsif ($lk eq "upgrade") { $upgrade = 1 }
+    }
+    # the Host a request names, the TLS name and the connection's destination must agree
+    $deny->("name-mismatch") unless defined $host && $host eq $name;
+    $deny->("bad-length", 400) if $chunked && defined $cl;
+    for (@lines) {
+      my ($k, $v) = split /:/, $_, 2;
+      if (lc($k) eq "authorization" && $v =~ /^[ \t]*Basic[ \t]+([A-Za-z0-9+\/=]+)[ \t]*$/i) {
+        my $d = MIME::Base64::decode_base64($1);
+        if ($d =~ /mvm-secret-/) { $_ = "$k: Basic " . MIME::Base64::encode_base64($swap->($d), ""); next }
+      }
+      $_ = "$k:" . $swap->($v) if $v =~ /mvm-secret-/;
+    }
+    ($mode, $left) = $upgrade ? ("raw", 0) : $chunked ? ("size", 0) : ($cl // 0) > 0 ? ("len", $cl) : ("head", 0);
+    return join("\r\n", $req, @lines) . "\r\n\r\n";
+  };
+  # what of the guest's bytes may go upstream now: request heads rewritten, bodies as they are
+  my $frame = sub {
+    my $out = "";
+    while (length $in) {
+      if ($mode eq "head") {
+        my $i = index($in, "\r\n\r\n");
+        if ($i < 0) { $deny->("head-too-large", 431) if length($in) > 65536; last }
+        $out .= $head->(substr($in, 0, $i + 4, ""));
+      } elsif ($mode eq "len" || $mode eq "data") {
+        my $n = $left < length($in) ? $left : length($in);
+        $out .= substr($in, 0, $n, "");
+        $left -= $n;
+        $mode = $mode eq "len" ? "head" : "size" if $left == 0;
+      } elsif ($mode eq "size" || $mode eq "trailer") {
+        my $i = index($in, "\r\n");
+        if ($i < 0) { $deny->("bad-chunk", 400) if length($in) > 4096; last }
+        my $line = substr($in, 0, $i + 2, "");
+        $out .= $line;
+        if ($mode eq "trailer") { $mode = "head" if $line eq "\r\n"; next }
+        $line =~ /^([0-9a-fA-F]{1,12})/ or $deny->("bad-chunk", 400);
+        ($mode, $left) = hex($1) == 0 ? ("trailer", 0) : ("data", hex($1) + 2);
+      } else { $out .= $in; $in = "" }
+    }
+    return $out;
+  };
+
+  while (1) {
+    my ($gr, $ur) = (!$geof && $g->pending, $u->pending);
+    if (!$gr && !$ur) {
+      my $v = "";
+      vec($v, fileno($g), 1) = 1 unless $geof;
+      vec($v, fileno($u), 1) = 1;
+      my $n = select(my $rv = $v, undef, undef, 1);
+      exit 0 if getppid() != $parent || time() > $idle;
+      next if $n <= 0;
+      ($gr, $ur) = (!$geof && vec($rv, fileno($g), 1), vec($rv, fileno($u), 1));
+    }
+    $idle = time() + 3600;
+    if ($ur) {
+      my $r = sysread($u, my $b, 65536);
+      if ($r) { put($g, $b) }
+      elsif (defined $r || !($!{EAGAIN} || $!{EWOULDBLOCK})) { exit 0 }
+    }
+    if ($gr) {
+      my $r = sysread($g, my $b, 65536);
+      if ($r) { $in .= $b; my $o = $frame->(); put($u, $o) if length $o }
+      elsif (defined $r || !($!{EAGAIN} || $!{EWOULDBLOCK})) { $geof = 1 }
+    }
+  }
 }
 
 # --- DNS: allowed names get their stand-in address, the rest NXDOMAIN ----------------------------
