@@ -85,7 +85,10 @@ async function read(key: string, ref: SecretRef, source: string): Promise<string
       v = readFileSync(f.file, "utf8").replace(/\r?\n$/, "");
     } catch (e) {
       const code = (e as { code?: string }).code ?? "error";
-      if (code === "EACCES" || code === "EPERM" || code === "ERR_PERMISSION_DENIED" || (e as Error).name === "PermissionDenied") {
+      if (
+        code === "EACCES" || code === "EPERM" || code === "ERR_PERMISSION_DENIED" ||
+        ["PermissionDenied", "NotCapable"].includes((e as Error).name)
+      ) {
         throw missing(`${where(source)} cannot be read by this process (${code}; under Deno, --allow-read must cover it)`);
       }
       throw missing(`${where(source)} could not be read (${code})`);

@@ -13,7 +13,7 @@
  * ```
  * @module
  */
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import process from "node:process";
 import { TransportError, UnsupportedError } from "../../errors.ts";
 import { type NetworkPolicy, SecretRef } from "../../policy.ts";
@@ -52,8 +52,6 @@ export const CA_ENV: Readonly<Record<string, string>> = Object.freeze({
   DENO_CERT: GUEST_CA_BUNDLE,
 });
 
-let sslPerl: Promise<boolean> | undefined;
-
 /** `openssl` arguments for a self-signed certificate with a fresh EC P-256 key (then `-days`, `-subj`, extensions, outputs). */
 export const EC_SELF_SIGNED: readonly string[] = ["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
 
@@ -72,28 +70,19 @@ export function substituted(secrets: readonly ResolvedSecret[]): ResolvedSecret[
  * cannot reach. @example `const ca = await makeCa("sbx-…", "/usr/bin/perl")`
  */
 export async function makeCa(id: string, perl: string): Promise<{ key: string; cert: string; bundle: string }> {
-  sslPerl ??= runtime().spawn(perl, ["-MIO::Socket::SSL", "-e1"], { stdout: "null", stderr: "null" }).then((c) => c.status).then((s) =>
-    s.code === 0
-  );
-  if (!await sslPerl) {
-    throw new UnsupportedError(
-      "secrets bound to hosts need the Perl module IO::Socket::SSL on the host (package libio-socket-ssl-perl): the egress proxy terminates TLS with it",
-      { details: { field: "secrets" } },
-    );
-  }
   const openssl = which("openssl");
   if (!openssl) {
     throw new UnsupportedError("secrets bound to hosts need openssl on the host (package openssl) to make the sandbox's CA; install it", {
       details: { field: "secrets" },
     });
   }
-  if (!existsSync(GUEST_CA_BUNDLE)) {
-    throw new UnsupportedError(
-      `secrets bound to hosts need the host's CA bundle at ${GUEST_CA_BUNDLE} (package ca-certificates): the sandbox's CA joins it in the sandbox's own view`,
-      { details: { field: "secrets" } },
-    );
-  }
-  const child = await runtime().spawn(openssl, [
+  // one Perl step (the program every host-side helper starts from, so scoped Deno permissions hold):
+  // it checks IO::Socket::SSL loads (the proxy needs it), runs openssl and appends the system bundle
+  const child = await runtime().spawn(perl, [
+    "-e",
+    MAKE_CA_PL,
+    GUEST_CA_BUNDLE,
+    openssl,
     ...EC_SELF_SIGNED,
     "-days",
     "32",
@@ -109,14 +98,37 @@ export async function makeCa(id: string, perl: string): Promise<{ key: string; c
     "-",
   ], { clearEnv: true, env: { PATH: GUEST_PATH }, stdout: "piped", stderr: "piped" });
   const [out, err, st] = await Promise.all([collectText(child.stdout!), collectText(child.stderr!), child.status]);
-  const key = /-----BEGIN PRIVATE KEY-----[^-]+-----END PRIVATE KEY-----\n/.exec(out)?.[0];
-  const cert = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\n/.exec(out)?.[0];
-  if (st.code !== 0 || !key || !cert) {
-    throw new TransportError(`openssl could not make the sandbox's CA: ${err.trim().split("\n").pop() ?? `exit ${st.code}`}`);
+  if (st.code === 3) {
+    throw new UnsupportedError(
+      "secrets bound to hosts need the Perl module IO::Socket::SSL on the host (package libio-socket-ssl-perl): the egress proxy terminates TLS with it",
+      { details: { field: "secrets" } },
+    );
   }
-  const system = readFileSync(GUEST_CA_BUNDLE, "utf8");
+  if (st.code === 4) {
+    throw new UnsupportedError(
+      `secrets bound to hosts need the host's CA bundle at ${GUEST_CA_BUNDLE} (package ca-certificates): the sandbox's CA joins it in the sandbox's own view`,
+      { details: { field: "secrets" } },
+    );
+  }
+  const [pems = "", system = ""] = out.split("\n#--system-bundle--\n");
+  const key = /-----BEGIN PRIVATE KEY-----[^-]+-----END PRIVATE KEY-----\n/.exec(pems)?.[0];
+  const cert = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\n/.exec(pems)?.[0];
+  if (st.code !== 0 || !key || !cert || !system.includes("-----BEGIN CERTIFICATE-----")) {
+    throw new TransportError(`openssl could not make the sandbox's CA: ${err.trim().split("\n").pop() || `exit ${st.code}`}`);
+  }
   return { key, cert, bundle: `${system}${system.endsWith("\n") ? "" : "\n"}# mvm egress CA of sandbox ${id}\n${cert}` };
 }
+
+const MAKE_CA_PL = `
+eval { require IO::Socket::SSL; 1 } or exit 3;
+my $bundle = shift @ARGV;
+open(my $b, "<", $bundle) or exit 4;
+open(my $o, "-|", @ARGV) or exit 5;
+local $/;
+my $pem = <$o>;
+close($o) or exit 6;
+print $pem, "\n#--system-bundle--\n", <$b>;
+`;
 
 /** The host tools egress needs, or an `UnsupportedError` that says what is missing. @example `egressTools(t)` */
 export function egressTools(t: Tools): { nft: string; ip: string } {
