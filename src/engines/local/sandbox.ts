@@ -38,7 +38,7 @@ import { type Runner, RunnerPool } from "./runners.ts";
 import { auditDir, DEFAULT_TMP_MB, type Meta, type SandboxDir } from "./state.ts";
 import { type AuditEntry, readAudit } from "../../audit.ts";
 import { teardown } from "./supervisor.ts";
-import { launchEgress } from "./network.ts";
+import { forgetSecrets, launchEgress } from "./network.ts";
 
 /** How long stop() waits for the supervisor to end the jail and start a fresh one. */
 const STOP_TIMEOUT_MS = 15_000;
@@ -466,6 +466,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     this.#pool.close();
     const id = this.dir.appendEvent("destroy.requested");
     await teardown(this.dir, this.tools);
+    forgetSecrets(this.id);
     if (this.meta.name !== undefined) await releaseName(this.tools.root, this.meta.name, this.id);
     return id;
   }
