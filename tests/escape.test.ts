@@ -1116,7 +1116,7 @@ test("escape: guest symlinks to host files and to the state folder never bring h
     await child?.destroy();
     await again?.destroy();
     await sb.destroy();
-    if (snapId) await Snapshot.delete(snapId).catch(() => {});
+    for (const id of [snapId, child?.restoredFrom?.snapshotId]) if (id) await Snapshot.delete(id).catch(() => {});
     rmSync(canary, { force: true });
   }
 });
