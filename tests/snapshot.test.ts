@@ -101,8 +101,13 @@ test("snapshot: a fork of a sandbox holding 100 MB; both sides change independen
     assert.equal(again.restoredFrom?.rehashed, true);
     assert.equal(await again.files.readText("/app/n.txt"), "parent\n");
   }
-  // a snapshot of the fork (read through its overlay) names its parent and holds the fork's files
+  // stop and start remount the fork's overlay in a fresh jail; a snapshot of the stopped fork (read through that
+  // overlay) names its parent and holds the fork's files
+  await child.stop();
+  assert.equal(await child.files.readText("/app/n.txt"), "child\n");
   const s2 = await child.snapshot({ retention: 60 });
+  await child.start();
+  assert.equal((await child.commands.run(["cat", "/app/n.txt"])).stdout, "child\n");
   assert.equal(s2.parent, snap.id);
   assert.equal(s2.digests.content.find((c) => c.name === "app/n.txt")?.sha256, sha("child\n"));
   assert.ok(s2.digests.content.some((c) => c.name === "app/new"));
