@@ -2,12 +2,12 @@
 # Runs the one test suite under Deno, Bun and Node; ends with "N passed, N failed".
 # Usage: bash scripts/test.sh [test files…]   (default: every tests/*.test.ts)
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 BIN=./node_modules/.bin
 [ -x "$BIN/deno" ] && [ -x "$BIN/bun" ] || { echo "deno/bun missing: run 'npm ci' first" >&2; exit 2; }
 files=("$@"); [ ${#files[@]} -gt 0 ] || files=(tests/*.test.ts)
 export NO_COLOR=1; unset FORCE_COLOR
-total_pass=0; total_fail=0; status=0
+total_pass=0; total_fail=0
 state=${MVM_STATE_DIR:-/var/lib/mvm}/sandboxes
 [ "$(id -u)" = 0 ] || state=${MVM_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/mvm}/sandboxes
 cgroups() { ls -d /sys/fs/cgroup/mvm/*/sbx-* /sys/fs/cgroup/*/mvm/*/sbx-* 2>/dev/null | sort; }

@@ -264,7 +264,7 @@ test("api messages: MVM_BWRAP naming a program that is not bubblewrap says what 
   await c.status;
   assert.equal(out.code, "TRANSPORT");
   assert.match(out.message, /bubblewrap \(\/usr\/bin\/false, named by MVM_BWRAP\) exited before the sandbox was up/);
-  assert.match(out.message, /unset it to use the bwrap on PATH/);
+  assert.match(out.message, /unset it to use the host.s bwrap/);
 });
 
 test("api: a shell command line runs only with shell: true; a string without it is refused", async () => {

@@ -157,11 +157,13 @@ test("local commands: start gives streams both ways, kill reaches the whole tree
 test("local commands: timeoutSeconds kills the whole tree and reports timedOut", async () => {
   await using sb = await Sandbox.create();
   const t0 = Date.now();
-  const r = await sb.commands.run(["sh", "-c", "sleep 1000 & sleep 1000"], { timeoutSeconds: 1 });
+  // a marker of this run's own: another suite on this host (Deno's and Bun's run at once) may sleep too
+  const marker = `1000.${Date.now() % 100000}${Math.floor(Math.random() * 1000)}`;
+  const r = await sb.commands.run(["sh", "-c", `sleep ${marker} & sleep ${marker}`], { timeoutSeconds: 1 });
   assert.equal(r.timedOut, true);
   assert.equal(r.signal, "SIGKILL");
   assert.ok(Date.now() - t0 < 5000);
-  assert.ok(await waitFor(() => pidsMatching("sleep 1000").length === 0, 3000), "a process outlived the timeout");
+  assert.ok(await waitFor(() => pidsMatching(`sleep ${marker}`).length === 0, 3000), "a process outlived the timeout");
 });
 
 test("local commands: an AbortSignal kills the process", async () => {

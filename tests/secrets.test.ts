@@ -6,7 +6,7 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { type LogEvent, NetworkPolicy, NotFoundError, Sandbox, SecretRef, UnsupportedError } from "../mod.ts";
@@ -167,7 +167,8 @@ print(h.open(q, timeout=20).read().decode())' && ` +
   const walk = (d: string) => {
     for (const n of readdirSync(d)) {
       const p = `${d}/${n}`;
-      const st = statSync(p, { throwIfNoEntry: false });
+      // lstat: a guest's symlink (in another sandbox's root under this state root) is never followed
+      const st = lstatSync(p, { throwIfNoEntry: false });
       if (st?.isDirectory()) walk(p);
       else if (st?.isFile() && st.size < 64 * 1024 * 1024) files.push(readFileSync(p, "latin1"));
     }
@@ -185,16 +186,6 @@ print(h.open(q, timeout=20).read().decode())' && ` +
   for (const v of [v1, v2, v3]) {
     for (const f of secretForms(v)) assert.ok(!haystack.includes(f), `a form of a secret value leaked: ${f}`);
   }
-});
-
-test("secrets: an upstream whose certificate the host does not trust never gets the value (no withUpstreamCa: 502)", async () => {
-  const v = canary("unverified");
-  await using sb = await Sandbox.create({
-    network: NetworkPolicy.denyByDefault().allowHttps("api.test").resolveTo("api.test", net.srv),
-    secrets: { K: SecretRef.from("k", { from: () => v }) }, // bound to the allowed hosts
-  });
-  const r = await sb.commands.run(["sh", "-c", 'curl -sS -m 20 -w " %{http_code}" -H "Authorization: Bearer $K" https://api.test/hash/u']);
-  assert.match(r.stdout, /\(upstream-tls-unverified\)\n 502$/, r.stdout + r.stderr);
 });
 
 test("secrets: exposeToGuest passes the value itself, the explicit opt-in", async () => {
