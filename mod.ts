@@ -17,6 +17,14 @@
  * @module
  */
 export { Sandbox } from "./src/sandbox.ts";
+export {
+  DEFAULT_SNAPSHOT_RETENTION_SECONDS,
+  type RestoreInfo,
+  Snapshot,
+  type SnapshotClass,
+  type SnapshotInfo,
+  type SnapshotOptions,
+} from "./src/snapshot.ts";
 export { AUDIT_ROTATE_BYTES, type AuditEntry, type AuditReport, verifyAudit } from "./src/audit.ts";
 export { Commands, SandboxProcess } from "./src/commands.ts";
 export { type FileData, Files, type WriteOptions } from "./src/files.ts";

@@ -24,6 +24,8 @@ const programs: Array<[string, string, string[]]> = [
     "watch.pl",
   ]],
   ["PTY_PL", "In-sandbox PTY helper: one command on a pseudo-terminal of the sandbox's own devpts (sh/pty.pl).", ["pty.pl"]],
+  ["SNAPSHOT_SH", "Host-side snapshot helper: capture a frozen root, restore a tree by copy (sh/snapshot.sh).", ["snapshot.sh"]],
+  ["OVERLAY_SH", "Launcher step of an overlay-restored sandbox, in its private mount namespace (sh/overlay.sh).", ["overlay.sh"]],
   ["RUNNER_SH", "In-sandbox runner with the file agent (sh/agent.sh + sh/runner.sh).", ["agent.sh", "runner.sh"]],
 ];
 

@@ -77,7 +77,8 @@ export function redact(text: string, values?: Iterable<string>): string {
 }
 
 /**
- * A JSON-shaped value with every string in it redacted (a copy when anything changed).
+ * A JSON-shaped value with every string in it redacted (plain objects and arrays are copied; other
+ * objects are left as they are).
  * @example `redactJson({ tags: { t: value } })`
  */
 export function redactJson<T>(value: T): T {
@@ -85,7 +86,10 @@ export function redactJson<T>(value: T): T {
   const walk = (v: unknown): unknown => {
     if (typeof v === "string") return redact(v);
     if (Array.isArray(v)) return v.map(walk);
-    if (v !== null && typeof v === "object") return Object.fromEntries(Object.entries(v).map(([k, x]) => [redact(k), walk(x)]));
+    const proto = v !== null && typeof v === "object" ? Object.getPrototypeOf(v) : undefined;
+    if (proto === Object.prototype || proto === null) {
+      return Object.fromEntries(Object.entries(v as object).map(([k, x]) => [redact(k), walk(x)]));
+    }
     return v;
   };
   return walk(value) as T;

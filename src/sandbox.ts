@@ -20,7 +20,8 @@ import { parseTtl } from "./ttl.ts";
 import type { Engine, EngineSandbox } from "./engines/contract.ts";
 import { getEngine } from "./engines/mod.ts";
 import { withHostPermissions } from "./runtime/mod.ts";
-import { normalizeCreate, resolveEngine, specEnvBytes } from "./spec.ts";
+import { normalizeCreate, resolveEngine, type SandboxSpec, specEnvBytes } from "./spec.ts";
+import { DEFAULT_SNAPSHOT_RETENTION_SECONDS, type RestoreInfo, type SnapshotInfo, type SnapshotOptions } from "./snapshot.ts";
 import type { Capabilities, CreateOptions, EngineName, LogEvent, SandboxInfo, SandboxState } from "./types.ts";
 import { checkRange, checkSandboxId, checkStringMap, NAME_RE } from "./validate.ts";
 import { Commands, MAX_TIMEOUT_SECONDS } from "./commands.ts";
@@ -80,6 +81,10 @@ export class Sandbox implements AsyncDisposable {
   static async create(templateOrOptions?: string | CreateOptions, options?: CreateOptions): Promise<Sandbox> {
     const { spec, engine } = normalizeCreate(templateOrOptions, options);
     const opts = (typeof templateOrOptions === "string" ? options : templateOrOptions) ?? {};
+    return await Sandbox.#createSpec(spec, engine, opts);
+  }
+
+  static async #createSpec(spec: SandboxSpec, engine: EngineName | undefined, opts: CreateOptions): Promise<Sandbox> {
     const { signal } = opts;
     if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid("signal", "must be an AbortSignal");
     const timeoutSeconds = checkRange(opts.timeoutSeconds, "timeoutSeconds", {
@@ -300,6 +305,77 @@ export class Sandbox implements AsyncDisposable {
     const id = await withHostPermissions(() => inner.resume!());
     this.#state = "running";
     return id;
+  }
+
+  /**
+   * Captures the sandbox's filesystem (its writable `/`; `/tmp`, a tmpfs, is not kept) into a sealed
+   * snapshot, while every process of it is frozen (a paused sandbox stays paused). The content list
+   * holds a SHA-256 per file and one root digest; the seal is HMAC-SHA256 under the host's key.
+   * Retention is explicit: `retention` (seconds, `"7d"`, or `"forever"`), default 7 days, shown in
+   * `expiresAt`. `class: "vm_full"` (memory too) needs a checkpoint tool: the local engine throws
+   * `UnsupportedError` with the reason, never a filesystem snapshot in its place.
+   *
+   * @example Snapshot, then start a new sandbox from it
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Sandbox, Snapshot } from "@mvm/sdk";
+   *
+   * await using sb = await Sandbox.create();
+   * await sb.files.write("/app/model.txt", "trained");
+   * const snap = await sb.snapshot({ name: "trained", retention: "1h" });
+   * assert.ok(snap.digests.content.some((f) => f.name === "app/model.txt"));
+   * const copy = await Sandbox.create({ snapshot: snap });
+   * assert.equal(await copy.files.readText("/app/model.txt"), "trained");
+   * await copy.destroy();
+   * await Snapshot.delete(snap.id);
+   * ```
+   */
+  async snapshot(options: SnapshotOptions = {}): Promise<SnapshotInfo> {
+    if (options === null || typeof options !== "object") throw invalid("options", "must be an object");
+    const { name, retention, class: cls = "fs_quick" } = options;
+    if (name !== undefined && (typeof name !== "string" || !NAME_RE.test(name))) {
+      throw invalid("name", "must be 1-64 characters of letters, digits, '.', '_' or '-'");
+    }
+    if (cls !== "fs_quick" && cls !== "vm_full") throw invalid("class", 'must be "fs_quick" or "vm_full"');
+    const retentionSeconds = retention === "forever" ? null : parseTtl(retention ?? DEFAULT_SNAPSHOT_RETENTION_SECONDS, "retention");
+    const inner = this._engine();
+    if (!inner.snapshot) throw new UnsupportedError(`the ${this.#engine} engine cannot snapshot sandboxes`);
+    return await withHostPermissions(() => inner.snapshot!({ name, retentionSeconds, class: cls }));
+  }
+
+  /**
+   * A new, independent sandbox that starts from this one's files: a fresh snapshot (default
+   * retention; or `options.snapshot`, one taken before) and a create from it with `options`. Its
+   * `restoredFrom` names the snapshot. A fork from the snapshot it just took reuses the digests it
+   * computed (`rehashed: false`); its seal and epoch are still checked.
+   *
+   * @example Both sides change independently
+   * ```ts
+   * import assert from "node:assert/strict";
+   * import { Sandbox, Snapshot } from "@mvm/sdk";
+   *
+   * await using sb = await Sandbox.create();
+   * await sb.files.write("/app/n.txt", "1");
+   * const child = await sb.fork();
+   * await child.files.write("/app/n.txt", "2");
+   * assert.equal(await sb.files.readText("/app/n.txt"), "1");
+   * assert.equal(child.restoredFrom?.verified, true);
+   * await child.destroy();
+   * await Snapshot.delete(child.restoredFrom!.snapshotId);
+   * ```
+   */
+  async fork(options: CreateOptions = {}): Promise<Sandbox> {
+    if (options === null || typeof options !== "object") throw invalid("options", "must be an object");
+    if (options.snapshot !== undefined) return await Sandbox.create({ engine: this.#engine, ...options });
+    const snap = await this.snapshot();
+    const { spec, engine } = normalizeCreate({ engine: this.#engine, ...options, snapshot: snap.id });
+    spec.snapshot = { id: snap.id, verify: true, reuse: true };
+    return await Sandbox.#createSpec(spec, engine, options);
+  }
+
+  /** How this sandbox was restored, when it started from a snapshot (`info().restoredFrom` too). */
+  get restoredFrom(): RestoreInfo | undefined {
+    return this.#inner.restoredFrom;
   }
 
   /** @internal For `{ resume: true }`: resumes the sandbox when the engine says it is paused. */

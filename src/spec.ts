@@ -19,7 +19,7 @@ import { NetworkPolicy, SecretRef } from "./policy.ts";
 import { getEnv } from "./runtime/mod.ts";
 import { parseTtl } from "./ttl.ts";
 import type { CreateOptions, EngineName } from "./types.ts";
-import { ARG_ENV_BUDGET, checkEnv, checkRange, checkStringMap, envBytes } from "./validate.ts";
+import { ARG_ENV_BUDGET, checkEnv, checkRange, checkStringMap, envBytes, snapshotId } from "./validate.ts";
 
 /**
  * The resource ranges `Sandbox.create` accepts (inclusive); anything outside
@@ -63,6 +63,8 @@ export interface SandboxSpec {
   network: NetworkPolicy;
   /** True when the caller passed `network` explicitly. */
   networkGiven: boolean;
+  /** Start from this snapshot; `reuse`: the caller sealed it a moment ago (a fork), so its files need not be hashed again. */
+  snapshot?: { id: string; verify: boolean; reuse: boolean } | undefined;
 }
 
 const KNOWN_KEYS = new Set([
@@ -85,6 +87,8 @@ const KNOWN_KEYS = new Set([
   "name",
   "signal",
   "timeoutSeconds",
+  "snapshot",
+  "verify",
 ]);
 
 /** Validates create arguments (`create()`, `create("python-3.12", opts)` or `create(opts)`). @example `normalizeCreate({ ttl: "5m" })` */
@@ -179,6 +183,9 @@ export function normalizeCreate(a?: string | CreateOptions, b?: CreateOptions): 
     network,
     networkGiven: opts.network !== undefined,
   };
+  if (opts.verify !== undefined && typeof opts.verify !== "boolean") throw invalid("verify", "must be true or false");
+  if (opts.snapshot !== undefined) spec.snapshot = { id: snapshotId(opts.snapshot), verify: opts.verify !== false, reuse: false };
+  else if (opts.verify !== undefined) throw invalid("verify", "applies only to a create from a snapshot");
   return { spec, engine: opts.engine };
 }
 

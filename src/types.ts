@@ -14,6 +14,7 @@
  * @module
  */
 import type { NetworkPolicy, SecretRef } from "./policy.ts";
+import type { RestoreInfo, SnapshotInfo } from "./snapshot.ts";
 
 /**
  * Lifecycle states, always explicit. The local engine reports `running`,
@@ -109,6 +110,14 @@ export interface CreateOptions {
   signal?: AbortSignal;
   /** Most seconds to wait for the sandbox; past it, `create` destroys what was made and throws `TimeoutError`. */
   timeoutSeconds?: number;
+  /**
+   * Start from a sealed snapshot (its id or its {@linkcode SnapshotInfo}): the new sandbox's `/` holds
+   * the snapshot's files. Its seal, epoch and digests are checked first (`IntegrityError` when they do
+   * not match); see `restoredFrom` on the sandbox.
+   */
+  snapshot?: string | SnapshotInfo;
+  /** `false` restores a snapshot without checking it (recorded as `snapshot.unverified`). Default true. */
+  verify?: boolean;
 }
 
 /**
@@ -307,6 +316,8 @@ export interface SandboxInfo {
    * was asked for).
    */
   limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined; tmpSizeMb?: number | undefined };
+  /** The snapshot it was restored from, and how (absent for a sandbox that did not start from one). */
+  restoredFrom?: RestoreInfo | undefined;
 }
 
 /**

@@ -241,3 +241,15 @@ export function checkMovablePath(path: unknown, field: string, what: "removed" |
   }
   return p;
 }
+
+/** Snapshot ids: `snap-` and 12 of [a-z0-9]. */
+export const SNAPSHOT_ID_RE: RegExp = /^snap-[a-z0-9]{12}$/;
+
+/** Checks a snapshot id (or the id of a {@linkcode SnapshotInfo}). @example `snapshotId("snap-000000000000")` */
+export function snapshotId(v: unknown, field = "snapshot"): string {
+  const id = typeof v === "object" && v !== null ? (v as { id?: unknown }).id : v;
+  if (typeof id !== "string" || !SNAPSHOT_ID_RE.test(id)) {
+    throw invalid(field, "must be a snapshot id (snap- and 12 of a-z, 0-9) or a SnapshotInfo");
+  }
+  return id;
+}

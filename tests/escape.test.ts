@@ -14,6 +14,7 @@ import {
   chmodSync,
   chownSync,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -33,6 +34,7 @@ import {
   PermissionDeniedError,
   Sandbox,
   type SandboxError,
+  Snapshot,
   TransportError,
   UnsupportedError,
   verifyAudit,
@@ -1042,6 +1044,80 @@ test("escape: a guest symlink to / is followed only inside the sandbox (reads an
   } finally {
     rmSync(`/root/${name}`, { force: true });
     rmSync(`/tmp/${name}`, { force: true });
+  }
+});
+
+test("escape: guest symlinks to host files and to the state folder never bring host bytes into a snapshot, out of a restore, or under a fork's chown", async () => {
+  const canary = `/root/mvm-escape-snap-${TAG}`;
+  writeFileSync(canary, `host-secret-${TAG}`, { mode: 0o600 });
+  const sb = await Sandbox.create();
+  let child: Sandbox | undefined;
+  let again: Sandbox | undefined;
+  let snapId = "";
+  try {
+    const snaps = `${STATE_BASE}/snapshots`;
+    await sb.commands.run([
+      "sh",
+      "-c",
+      [
+        `ln -s ${canary} /app/canary; ln -s /etc/shadow /x; ln -s ${snaps}/key /app/key; ln -s ${STATE_BASE} /app/state`,
+        "mkdir /app/d && echo in > /app/d/f && mkfifo /app/fifo && ln /app/d/f /app/hard",
+      ].join("; "),
+    ], { check: true });
+    // a guest that keeps swapping a folder for a link to the host's state folder while the snapshot runs
+    const flip = await sb.commands.start([
+      "sh",
+      "-c",
+      `while :; do mv /app/d /app/d2; ln -s ${STATE_BASE} /app/d; rm -f /app/d; mv /app/d2 /app/d; done`,
+    ]);
+    const snap = await sb.snapshot({ retention: 600 });
+    snapId = snap.id;
+    await flip.kill("SIGKILL");
+    const tree = `${snaps}/${snap.id}/tree`;
+    for (const l of ["app/canary", "x", "app/key", "app/state"]) {
+      assert.ok(lstatSync(`${tree}/${l}`).isSymbolicLink(), `${l} is not a symlink in the snapshot`);
+    }
+    assert.deepEqual(snap.skipped, [{ name: "app/fifo", kind: "fifo" }]);
+    const key = readFileSync(`${snaps}/key`);
+    const walk = (dir: string): string[] =>
+      readdirSync(dir).flatMap((n) => {
+        const p = `${dir}/${n}`;
+        const st = lstatSync(p);
+        return st.isDirectory() ? walk(p) : st.isFile() ? [p] : [];
+      });
+    for (const f of walk(tree)) {
+      const bytes = readFileSync(f);
+      assert.ok(!bytes.includes(`host-secret-${TAG}`) && !bytes.equals(key), `${f} holds host bytes`);
+    }
+    assert.equal(
+      existsSync(`${tree}/app/d2`) || lstatSync(`${tree}/app/d`).isDirectory() || lstatSync(`${tree}/app/d`).isSymbolicLink(),
+      true,
+    );
+
+    // the fork: its links lead nowhere on the host, and its restore (a chown of every entry) followed none of them
+    child = await sb.fork();
+    const r = await child.commands.run(["sh", "-c", "cat /app/canary /app/key /app/state/snapshots/key /x; ls /app/state /app/d/"]);
+    assert.ok(!r.stdout.includes(`host-secret-${TAG}`) && !r.stdout.includes(key.toString("latin1")), r.stdout);
+    for (const [p, m] of [[canary, 0o600], [`${snaps}/key`, 0o600], [snaps, 0o700], [STATE_BASE, -1]] as const) {
+      const st = lstatSync(p);
+      assert.equal(st.uid, process.getuid?.(), `${p} changed owner`);
+      if (m >= 0) assert.equal(st.mode & 0o777, m, `${p} changed mode`);
+    }
+    // a guest of the fork rewrites and removes all it can: the snapshot (its lower layer) still verifies
+    await child.commands.run([
+      "sh",
+      "-c",
+      "rm -rf /app /root/* 2>/dev/null; echo evil > /x; chmod 777 / 2>/dev/null; mkdir /app; echo evil > /app/n; true",
+    ]);
+    again = await Sandbox.create({ snapshot: snap.id });
+    assert.equal(again.restoredFrom?.verified, true);
+    assert.equal(await again.files.readText("/app/d/f").catch(() => "in\n"), "in\n");
+  } finally {
+    await child?.destroy();
+    await again?.destroy();
+    await sb.destroy();
+    for (const id of [snapId, child?.restoredFrom?.snapshotId]) if (id) await Snapshot.delete(id).catch(() => {});
+    rmSync(canary, { force: true });
   }
 });
 

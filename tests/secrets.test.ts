@@ -188,6 +188,16 @@ print(h.open(q, timeout=20).read().decode())' && ` +
   }
 });
 
+test("secrets: an upstream whose certificate the host does not trust never gets the value (no withUpstreamCa: 502)", async () => {
+  const v = canary("unverified");
+  await using sb = await Sandbox.create({
+    network: NetworkPolicy.denyByDefault().allowHttps("api.test").resolveTo("api.test", net.srv),
+    secrets: { K: SecretRef.from("k", { from: () => v }) }, // bound to the allowed hosts
+  });
+  const r = await sb.commands.run(["sh", "-c", 'curl -sS -m 20 -w " %{http_code}" -H "Authorization: Bearer $K" https://api.test/hash/u']);
+  assert.match(r.stdout, /\(upstream-tls-unverified\)\n 502$/, r.stdout + r.stderr);
+});
+
 test("secrets: exposeToGuest passes the value itself, the explicit opt-in", async () => {
   const v = canary("exposed");
   await using sb = await Sandbox.create({

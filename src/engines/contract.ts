@@ -13,6 +13,7 @@
  */
 import type { AuditEntry } from "../audit.ts";
 import type { SandboxSpec } from "../spec.ts";
+import type { RestoreInfo, SnapshotClass, SnapshotInfo } from "../snapshot.ts";
 import type { Capabilities, CommandInfo, EngineName, FileInfo, LogEvent, ProcessStatus, SandboxInfo } from "../types.ts";
 
 /** Options an engine receives for a guest process (validated already). */
@@ -107,6 +108,24 @@ export interface EngineSandbox {
   setTags?(tags: Record<string, string>): Promise<string>;
   /** Lets go of a connected sandbox without changing it. */
   disconnect(): Promise<void>;
+  /** Captures the sandbox's filesystem into a sealed snapshot (absent: the engine has none). */
+  snapshot?(opts: EngineSnapshotOptions): Promise<SnapshotInfo>;
+  /** How it was restored, when it started from a snapshot. */
+  readonly restoredFrom?: RestoreInfo | undefined;
+}
+
+/** What an engine's snapshot takes (validated already; `retentionSeconds: null` keeps it forever). */
+export interface EngineSnapshotOptions {
+  name?: string | undefined;
+  retentionSeconds: number | null;
+  class: SnapshotClass;
+}
+
+/** An engine's snapshot store (`Snapshot.list/get/delete`). */
+export interface EngineSnapshots {
+  list(): Promise<SnapshotInfo[]>;
+  get(id: string): Promise<SnapshotInfo>;
+  delete(id: string): Promise<string>;
 }
 
 /** A backend. */
@@ -116,6 +135,8 @@ export interface Engine {
   create(spec: SandboxSpec): Promise<EngineSandbox>;
   connect(id: string): Promise<EngineSandbox>;
   list(filter: { tags?: Record<string, string> | undefined }): Promise<SandboxInfo[]>;
+  /** Its snapshots (absent: the engine keeps none). */
+  readonly snapshots?: EngineSnapshots;
   /** The id of the live sandbox with this name, or null; without it, `Sandbox.connect({ name })` searches `list()`. */
   findByName?(name: string): Promise<string | null>;
 }

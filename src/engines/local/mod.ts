@@ -26,7 +26,9 @@ import { bwrapArgv } from "./bwrap.ts";
 import { resolveImage } from "./image.ts";
 import { claimName, lookupName, releaseName } from "./names.ts";
 import { CA_ENV, EGRESS_ENV, egressTools, makeCa, startEgress, substituted } from "./network.ts";
-import { preflight, type Tools } from "./preflight.ts";
+import { preflight, type Tools, which } from "./preflight.ts";
+import { overlaySafe, type Restorable, restoreInfo, runShell, snapshotStore } from "./snapshot.ts";
+import { OVERLAY_SH } from "./scripts.gen.ts";
 import { setLimits } from "./cgroups.ts";
 import { localCapabilities, LocalSandbox, newCgroupName } from "./sandbox.ts";
 import { DEFAULT_TMP_MB, type Meta, SandboxDir } from "./state.ts";
@@ -62,23 +64,47 @@ function refuseUnsupported(spec: SandboxSpec, t: Tools): void {
   }
 }
 
-/** The folder a sandbox starts with: `/root`, `/app`, owned by the sandbox's uid; state files 0600. */
-function makeFolder(dir: SandboxDir, t: Tools, meta: Meta): void {
+/**
+ * The folder a sandbox starts with: `/root`, `/app`, owned by the sandbox's uid; state files 0600. A
+ * sandbox restored on an overlay gets an empty mount point and the layer's `upper`/`work` folders
+ * instead (its launcher mounts the snapshot's tree there); one restored by copy gets the tree copied
+ * in and given to its uid.
+ */
+async function makeFolder(dir: SandboxDir, t: Tools, meta: Meta, restore?: Restore): Promise<void> {
   const isRoot = t.uid === 0;
   mkdirSync(dir.path, { mode: 0o700 });
   chmodSync(dir.path, isRoot ? 0o711 : 0o700);
   const root = dir.file("root");
+  if (restore?.mode === "overlay") {
+    for (const [p, mode] of [[root, 0o755], [`${dir.path}/upper`, 0o755], [`${dir.path}/work`, 0o700]] as const) {
+      mkdirSync(p, { mode });
+      chmodSync(p, mode);
+    }
+    snapshotStore(t).addUser(restore.from.info.id, dir.id);
+    dir.write("meta.json", JSON.stringify(meta));
+    dir.write("events.jsonl", "");
+    return;
+  }
   mkdirSync(`${root}/root`, { recursive: true, mode: 0o700 });
   mkdirSync(`${root}/app`, { mode: 0o755 });
   chmodSync(root, 0o755);
   chmodSync(`${root}/app`, 0o755);
   if (isRoot) { for (const p of [root, `${root}/root`, `${root}/app`]) chownSync(p, meta.sandboxUid, meta.sandboxUid); }
+  if (restore) await runShell(["restore", restore.from.tree, root, String(meta.sandboxUid)], `copy snapshot ${restore.from.info.id} in`);
   dir.write("meta.json", JSON.stringify(meta));
   dir.write("events.jsonl", "");
 }
 
+/** A restore: the checked snapshot and how its tree becomes the sandbox's `/`. */
+interface Restore {
+  from: Restorable;
+  mode: "overlay" | "copy";
+}
+
 /** What a sandbox is started with; the rest of its spec is applied when it is handed out. */
 interface Launch {
+  /** Start from a snapshot. */
+  restore?: Restore | undefined;
   image: string;
   tmpMb: number;
   ttlSeconds: number;
@@ -108,6 +134,7 @@ async function launch(t: Tools, l: Launch): Promise<LocalSandbox> {
     limits: l.limits,
     ownerPid: hostPid(),
     sandboxUid,
+    ...(l.restore ? { restoredFrom: restoreInfo(l.restore.from, l.restore.mode) } : {}),
   };
   const pool = Array.from({ length: 8 }, newCgroupName);
   try {
@@ -125,10 +152,41 @@ async function launch(t: Tools, l: Launch): Promise<LocalSandbox> {
       caBundle: ca ? dir.file("ca-bundle.crt") : undefined,
       asUid: isRoot ? { setpriv: t.setpriv, uid: sandboxUid } : undefined,
     });
-    await startSupervisor(t, { dir, ttlSeconds: l.ttlSeconds, limits: l.limits, pool, bwrapArgv: argv }, () => {
-      makeFolder(dir, t, meta);
+    // an overlay restore mounts the snapshot's tree in a mount namespace of the launcher's own, which
+    // no other process sees and which ends with the sandbox's last process: nothing to unmount, ever
+    const overlay = l.restore?.mode === "overlay"
+      ? [
+        which("unshare") ?? "/usr/bin/unshare",
+        "--mount",
+        "--propagation",
+        "private",
+        "--",
+        "/bin/sh",
+        "-c",
+        OVERLAY_SH,
+        "mvm-overlay",
+        l.restore.from.tree,
+        `${dir.path}/upper`,
+        `${dir.path}/work`,
+        dir.file("root"),
+        String(sandboxUid),
+        `${dir.path}/owned`,
+      ]
+      : [];
+    await startSupervisor(t, { dir, ttlSeconds: l.ttlSeconds, limits: l.limits, pool, bwrapArgv: [...overlay, ...argv] }, async () => {
+      await makeFolder(dir, t, meta, l.restore);
       if (l.pooled) dir.mark("pooled");
-      else dir.appendEvent("created", { image: l.image, ttlSeconds: l.ttlSeconds, limits: l.limits, tags: meta.tags });
+      else {
+        dir.appendEvent("created", {
+          image: l.image,
+          ttlSeconds: l.ttlSeconds,
+          limits: l.limits,
+          tags: meta.tags,
+          ...(meta.restoredFrom
+            ? { snapshot: meta.restoredFrom.snapshotId, verified: meta.restoredFrom.verified, restore: meta.restoredFrom.restore }
+            : {}),
+        });
+      }
       dir.write("bwrap.args", args.map((a) => a + "\0").join(""));
       if (ca) {
         // the key stays on the host, in the state folder the guest cannot reach; the bundle is public
@@ -244,7 +302,13 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
     if (s.exposeToGuest) exposed[s.key] = s.value;
     else env[s.key] = s.placeholder;
   }
-  let sb = networked ? null : await claim(t, spec, image, tmpMb, env);
+  // a restore starts its own sandbox (its root is the snapshot's), checked before anything is made
+  let restore: Restore | undefined;
+  if (spec.snapshot) {
+    const from = await snapshotStore(t).open(spec.snapshot.id, { verify: spec.snapshot.verify, reuse: spec.snapshot.reuse });
+    restore = { from, mode: t.uid === 0 && overlaySafe(from.tree) && overlaySafe(t.root) ? "overlay" : "copy" };
+  }
+  let sb = networked || restore ? null : await claim(t, spec, image, tmpMb, env);
   if (!sb) {
     const limits = limitsOf(spec, t, tmpMb);
     sb = await launch(t, {
@@ -253,6 +317,7 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
       ttlSeconds: spec.ttlSeconds,
       limits,
       pooled: false,
+      restore,
       network: networked ? spec.network : undefined,
       secrets: sub,
       meta: { template: spec.template, name: spec.name, workloadId: spec.workloadId, tags: spec.tags, env },
@@ -325,4 +390,16 @@ async function list(filter: { tags?: Record<string, string> | undefined }): Prom
 }
 
 /** The local engine. @example `await localEngine.create(spec)` */
-export const localEngine: Engine = { name: "local", capabilities: localCapabilities, create, connect, list, findByName };
+export const localEngine: Engine = {
+  name: "local",
+  capabilities: localCapabilities,
+  create,
+  connect,
+  list,
+  findByName,
+  snapshots: {
+    list: async () => snapshotStore(await preflight()).list(),
+    get: async (id) => snapshotStore(await preflight()).get(id),
+    delete: async (id) => snapshotStore(await preflight()).delete(id),
+  },
+};

@@ -29,6 +29,8 @@ import type { SandboxDir } from "./state.ts";
 const PROXY_URL = "http://198.18.0.1:998";
 /** setns(2)'s syscall number per architecture (Node's `process.arch` names). */
 const SETNS: Record<string, number> = { x64: 308, arm64: 268, riscv64: 268, loong64: 268, s390x: 339, ppc64: 350 };
+/** splice(2)'s, for the proxy's copy-free relay (0: bytes go through Perl). */
+const SPLICE: Record<string, number> = { x64: 275, arm64: 76, riscv64: 76, loong64: 76, s390x: 306, ppc64: 283 };
 
 /** Proxy variables every guest process of a networked sandbox gets (transparent interception works without them). */
 export const EGRESS_ENV: Readonly<Record<string, string>> = Object.freeze({
@@ -255,6 +257,7 @@ export async function launchEgress(t: Tools, dir: SandboxDir): Promise<void> {
     dir.file("egress.conf"),
     nft,
     ip,
+    String(SPLICE[process.arch] ?? 0),
   ], { clearEnv: true, env: { PATH: GUEST_PATH }, stdin: "piped", stdout: "piped", stderr: "null" });
   // the values go through the proxy's stdin (a pipe only it holds), never its argv or environment
   const w = child.stdin!.getWriter();

@@ -14,7 +14,9 @@ import { availableParallelism } from "node:os";
 import { existsSync } from "node:fs";
 import { ConflictError, NotFoundError, TransportError, UnsupportedError } from "../../errors.ts";
 import type { Capabilities, CommandInfo, LogEvent, SandboxInfo } from "../../types.ts";
-import type { EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions } from "../contract.ts";
+import type { EngineFiles, EngineProcess, EngineSandbox, EngineSnapshotOptions, EngineStartOptions } from "../contract.ts";
+import type { RestoreInfo, SnapshotInfo } from "../../snapshot.ts";
+import { snapshotStore } from "./snapshot.ts";
 import {
   type EffectiveLimits,
   effectiveLimits,
@@ -38,7 +40,7 @@ import { type Runner, RunnerPool } from "./runners.ts";
 import { auditDir, DEFAULT_TMP_MB, type Meta, type SandboxDir } from "./state.ts";
 import { type AuditEntry, readAudit } from "../../audit.ts";
 import { teardown } from "./supervisor.ts";
-import { launchEgress } from "./network.ts";
+import { forgetSecrets, launchEgress } from "./network.ts";
 
 /** How long stop() waits for the supervisor to end the jail and start a fresh one. */
 const STOP_TIMEOUT_MS = 15_000;
@@ -78,8 +80,8 @@ export function localCapabilities(): Capabilities {
     logs: true,
     detach: true,
     pause: true,
-    snapshot: false,
-    fork: false,
+    snapshot: true,
+    fork: true,
     limits: { cpu: true, memory: true, pids: true },
     network: "none",
     pty: true,
@@ -216,6 +218,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
       ttlSeconds: m.ttlSeconds,
       detached: this.dir.has("detached"),
       limits: { ...limits, tmpSizeMb: m.limits.tmpSizeMb ?? DEFAULT_TMP_MB },
+      ...(m.restoredFrom ? { restoredFrom: { ...m.restoredFrom } } : {}),
     };
   }
 
@@ -462,10 +465,71 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     return this.dir.appendEvent("resumed");
   }
 
+  /** How the sandbox was restored, when it started from a snapshot. */
+  get restoredFrom(): RestoreInfo | undefined {
+    return this.meta.restoredFrom ? { ...this.meta.restoredFrom } : undefined;
+  }
+
+  /**
+   * Captures the sandbox's writable root into a sealed snapshot while its processes are frozen (a
+   * paused sandbox stays paused, a stopped one holds no guest process); thawed after, even on failure.
+   * A sandbox restored on an overlay is copied from inside its launcher's mount namespace, where the
+   * overlay is mounted.
+   */
+  async snapshot(opts: EngineSnapshotOptions): Promise<SnapshotInfo> {
+    if (opts.class === "vm_full") {
+      throw new UnsupportedError(
+        `a vm_full snapshot (memory too) needs a memory checkpoint tool: ${criuProbe()}; take an fs_quick snapshot for the files only`,
+        { details: { class: "vm_full" } },
+      );
+    }
+    const s = this.#state();
+    if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone; cannot snapshot it`, { details: { id: this.id } });
+    if (!this.cgroups && s !== "stopped") {
+      throw new UnsupportedError(
+        "a consistent snapshot of a running sandbox needs the cgroup freezer, and this host gives the SDK no writable cgroups: stop() it first, then snapshot",
+      );
+    }
+    if (s === "stopped") await this.#stopDone("snapshot");
+    const init = this.#assertRunning("snapshot", { paused: true, stopped: true });
+    const store = snapshotStore(this.tools);
+    store.sweep();
+    const { id, tmp } = store.stage();
+    try {
+      let froze = false;
+      try {
+        if (this.cgroups && !this.dir.has("paused")) {
+          froze = true;
+          const r = await freezeCgroup(this.cgroups.v2, true).catch(() => "failed" as const);
+          if (r !== "ok") {
+            throw new TransportError(`sandbox ${this.id} did not freeze within 2 s; no snapshot was taken`, { details: { id: this.id } });
+          }
+        }
+        await store.copyIn(this.dir.file("root"), tmp, this.meta.restoredFrom?.restore === "overlay" ? init : undefined);
+      } finally {
+        // a pause() from elsewhere meanwhile keeps it frozen
+        if (froze && this.cgroups && !this.dir.has("paused")) await freezeCgroup(this.cgroups.v2, false).catch(() => {});
+      }
+      const now = Date.now();
+      return await store.seal(id, tmp, {
+        name: opts.name,
+        sandboxId: this.id,
+        class: "fs_quick",
+        createdAt: new Date(now).toISOString(),
+        expiresAt: opts.retentionSeconds === null ? null : new Date(now + opts.retentionSeconds * 1000).toISOString(),
+        parent: this.meta.restoredFrom?.snapshotId ?? null,
+      });
+    } catch (e) {
+      store.discard(tmp);
+      throw e;
+    }
+  }
+
   async destroy(): Promise<string> {
     this.#pool.close();
     const id = this.dir.appendEvent("destroy.requested");
     await teardown(this.dir, this.tools);
+    forgetSecrets(this.id);
     if (this.meta.name !== undefined) await releaseName(this.tools.root, this.meta.name, this.id);
     return id;
   }

@@ -29,6 +29,7 @@ import {
 } from "node:fs";
 import { AuditLog, newAuditId } from "../../audit.ts";
 import { PermissionDeniedError } from "../../errors.ts";
+import type { RestoreInfo } from "../../snapshot.ts";
 import { getEnv, permissionRefusal } from "../../runtime/mod.ts";
 import { redact, redactJson } from "../../redact.ts";
 
@@ -99,6 +100,8 @@ export interface Meta {
   env: Record<string, string>;
   ownerPid: number;
   sandboxUid: number;
+  /** The snapshot it was restored from, and how. */
+  restoredFrom?: RestoreInfo | undefined;
 }
 
 /** A process the supervisor reported, with its start time (so a recycled pid is never taken for it). */

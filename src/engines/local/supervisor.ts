@@ -53,7 +53,7 @@ export interface SupervisorInput {
  *
  * @example `await startSupervisor(t, input, () => makeFolder(dir))`
  */
-export async function startSupervisor(t: Tools, i: SupervisorInput, prepare: () => void): Promise<void> {
+export async function startSupervisor(t: Tools, i: SupervisorInput, prepare: () => void | Promise<void>): Promise<void> {
   const sup = await runtime().spawn(t.perl, [
     "-e",
     ENTER_PL,
@@ -81,7 +81,7 @@ export async function startSupervisor(t: Tools, i: SupervisorInput, prepare: () 
   });
   const w = sup.stdin!.getWriter();
   try {
-    prepare();
+    await prepare();
   } catch (e) {
     await w.close().catch(() => {});
     sup.unref();

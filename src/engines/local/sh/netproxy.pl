@@ -16,7 +16,9 @@
 # Each terminated connection is served by a forked child (plain blocking I/O). A placeholder never
 # leaves in clear text: a plain connection that carries one is refused. The values come on stdin
 # ("PLACEHOLDER BASE64" lines), never in argv or the environment; IO::Socket::SSL is loaded only then.
-# Args: mvm-egress SETNS_SYSCALL_NUMBER STATE_DIR INIT_PID INIT_START CONFIG_FILE NFT IP
+# Upstream-to-guest bytes of a plain relay move by splice(2) through a pipe (no copy through Perl);
+# guest-to-upstream bytes are read, since they are checked.
+# Args: mvm-egress SETNS_SYSCALL_NUMBER STATE_DIR INIT_PID INIT_START CONFIG_FILE NFT IP [SPLICE_SYSCALL_NUMBER]
 # Config lines: "rule HOST PORT" | "pin NAME ADDR..." | "secret PLACEHOLDER TYPE HOST..." | "tls CA_CERT CA_KEY [UPSTREAM_CA]"
 use strict;
 use warnings;
@@ -24,9 +26,11 @@ use Errno;
 use Socket qw(MSG_PEEK PF_INET PF_INET6 AF_INET AF_INET6 SOCK_STREAM SOCK_DGRAM SOL_SOCKET SO_REUSEADDR SO_LINGER IPPROTO_IP IPPROTO_TCP TCP_NODELAY inet_aton inet_ntoa inet_pton pack_sockaddr_in unpack_sockaddr_in pack_sockaddr_in6 unpack_sockaddr_in6 getaddrinfo);
 
 shift @ARGV if @ARGV && $ARGV[0] eq "mvm-egress";
-my ($setns, $dir, $init, $init_start, $conf, $nft, $ipbin) = @ARGV;
+my ($setns, $dir, $init, $init_start, $conf, $nft, $ipbin, $SPLICE) = @ARGV;
+$SPLICE //= 0;
 my $GW = "198.18.0.1";
 my (@rules, %pin, %name2ip, %ip2name, %secret, @tls, %kids);
+my $proxy_pid = $$;
 my $next = 1;
 
 sub fail { print "error $_[0]\n"; exit 1 }
@@ -191,7 +195,8 @@ my %resolved; # name => [expiry, candidates...]
 my $MAXBUF = 1048576;
 sub nonblock { my $s = shift; my $f = fcntl($s, 3, 0); fcntl($s, 4, $f | 04000) } # F_GETFL, F_SETFL, O_NONBLOCK
 sub rst { my $c = shift; setsockopt($c, SOL_SOCKET, SO_LINGER, pack("ii", 1, 0)); close $c }
-sub drop { my ($k, $reset) = @_; my $x = delete $conns{$k} or return; close $x->{up} if $x->{up}; $reset ? rst($x->{c}) : close($x->{c}) }
+sub drop { my ($k, $reset) = @_; my $x = delete $conns{$k} or return; close $x->{up} if $x->{up}; unpipe($x); $reset ? rst($x->{c}) : close($x->{c}) }
+sub unpipe { my $x = shift; close $x->{pr} if $x->{pr}; close $x->{pw} if $x->{pw}; delete @$x{qw(pr pw)} }
 sub deny {
   my ($k, $host, $port, $why) = @_;
   my $x = $conns{$k};
@@ -338,6 +343,12 @@ sub on_connected {
   if ($err) { close $x->{up}; delete $x->{up}; return try_connect($x) || deny($k, $x->{name}, $x->{port}, "connect-failed") }
   setsockopt($_, IPPROTO_TCP, TCP_NODELAY, 1) for ($x->{c}, $x->{up});
   $x->{state} = "relay"; $x->{deadline} = time() + 3600;
+  if ($SPLICE && pipe(my $pr, my $pw)) { # without a pipe (out of descriptors), bytes go through Perl
+    nonblock($_) for ($pr, $pw);
+    fcntl($pw, 1031, 1048576); # F_SETPIPE_SZ, up to the system's pipe-max-size
+    @$x{qw(pr pw inpipe)} = ($pr, $pw, 0);
+    $x->{pcap} = fcntl($pw, 1032, 0) || 65536; # F_GETPIPE_SZ
+  }
   if (!$x->{checked} && length $x->{in}) { # bytes a client sent before its CONNECT was answered
     $x->{checked} = 1;
     my $other = names_other($x->{in}, $x->{name}, $x->{alias});
@@ -391,7 +402,12 @@ sub pump {
       $x->{in} .= $buf;
     }
   }
-  if ($ur) {
+  if ($ur && $x->{pw}) {
+    my $n = syscall($SPLICE, fileno($x->{up}), 0, fileno($x->{pw}), 0, $x->{pcap} - $x->{inpipe}, 3); # SPLICE_F_MOVE | NONBLOCK
+    if ($n > 0) { $x->{inpipe} += $n }
+    elsif ($n == 0) { $x->{ueof} = 1 }
+    elsif (!$!{EAGAIN}) { return 0 }
+  } elsif ($ur) {
     my $r = sysread($x->{up}, my $buf, 262144);
     if (defined $r && $r == 0) { $x->{ueof} = 1 }
     elsif (!defined $r) { return 0 unless $!{EAGAIN} }
@@ -407,9 +423,15 @@ sub pump {
     return 0 if !defined $w && !$!{EAGAIN};
     substr($x->{out}, 0, $w, "") if $w;
   }
+  if ($x->{inpipe} && !length $x->{out}) {
+    my $n = syscall($SPLICE, fileno($x->{pr}), 0, fileno($x->{c}), 0, $x->{inpipe}, 3);
+    if ($n > 0) { $x->{inpipe} -= $n }
+    elsif (!$!{EAGAIN}) { return 0 }
+  }
+  my $pending = length($x->{out}) || $x->{inpipe};
   shutdown($x->{up}, 1), $x->{ushut} = 1 if $x->{ceof} && !$x->{ushut} && $x->{up} && $x->{state} eq "relay" && !length $x->{in};
-  shutdown($x->{c}, 1), $x->{cshut} = 1 if $x->{ueof} && !$x->{cshut} && !length $x->{out};
-  return !($x->{ceof} && $x->{ueof} && !length($x->{in}) && !length($x->{out})) && !($x->{ceof} && $x->{state} ne "relay");
+  shutdown($x->{c}, 1), $x->{cshut} = 1 if $x->{ueof} && !$x->{cshut} && !$pending;
+  return !($x->{ceof} && $x->{ueof} && !length($x->{in}) && !$pending) && !($x->{ceof} && $x->{state} ne "relay");
 }
 
 # --- TLS termination for hosts a secret is bound to: one forked child per connection -------------
@@ -426,10 +448,10 @@ sub terminate {
   $leaf{$name} or do { ev("network.denied", $name, $port, "no-certificate"); return drop($k, 1) };
   my $pid = fork();
   if (!defined $pid) { ev("network.denied", $name, $port, "fork-failed"); return drop($k, 1) }
-  if ($pid) { $kids{$pid} = 1; delete $conns{$k}; close $x->{c}; close $x->{up}; return }
+  if ($pid) { $kids{$pid} = 1; delete $conns{$k}; close $x->{c}; close $x->{up}; unpipe($x); return }
   $SIG{CHLD} = "DEFAULT";
   close $_ for ($tl, $pl, $ul);
-  for my $o (values %conns) { next if $o == $x; close $o->{c}; close $o->{up} if $o->{up} }
+  for my $o (values %conns) { unpipe($o); next if $o == $x; close $o->{c}; close $o->{up} if $o->{up} }
   %conns = ();
   serve_tls($x, $leaf{$name});
   exit 0;
@@ -443,6 +465,7 @@ sub put {
     my $w = syswrite($s, $data);
     if ($w) { substr($data, 0, $w, ""); next }
     exit 0 unless $!{EAGAIN} || $!{EWOULDBLOCK};
+    exit 0 if getppid() != $proxy_pid; # the proxy (and so the sandbox) is gone
     my $v = ""; vec($v, fileno($s), 1) = 1;
     select(my $r = $v, my $w2 = $v, undef, 1);
   }
@@ -451,7 +474,6 @@ sub put {
 sub serve_tls {
   my ($x, $cert) = @_;
   my ($name, $port) = @$x{qw(name port)};
-  my $parent = getppid();
   blocking($_, 1) for ($x->{c}, $x->{up});
   $SIG{ALRM} = sub { ev("network.denied", $name, $port, "tls-timeout"); exit 0 };
   alarm 20;
@@ -540,7 +562,7 @@ sub serve_tls {
       vec($v, fileno($g), 1) = 1 unless $geof;
       vec($v, fileno($u), 1) = 1;
       my $n = select(my $rv = $v, undef, undef, 1);
-      exit 0 if getppid() != $parent || time() > $idle;
+      exit 0 if getppid() != $proxy_pid || time() > $idle;
       next if $n <= 0;
       ($gr, $ur) = (!$geof && vec($rv, fileno($g), 1), vec($rv, fileno($u), 1));
     }
@@ -592,10 +614,10 @@ while (1) {
   for my $x (values %conns) {
     my $st = $x->{state};
     vec($rin, fileno($x->{c}), 1) = 1 if !$x->{ceof} && length($x->{in}) < $MAXBUF && $st ne "connecting";
-    vec($win, fileno($x->{c}), 1) = 1 if length $x->{out};
+    vec($win, fileno($x->{c}), 1) = 1 if length($x->{out}) || $x->{inpipe};
     next unless $x->{up};
     vec($win, fileno($x->{up}), 1) = 1 if $st eq "connecting" || ($st eq "relay" && length $x->{in});
-    vec($rin, fileno($x->{up}), 1) = 1 if $st eq "relay" && !$x->{ueof} && length($x->{out}) < $MAXBUF;
+    vec($rin, fileno($x->{up}), 1) = 1 if $st eq "relay" && !$x->{ueof} && length($x->{out}) < $MAXBUF && ($x->{inpipe} // 0) < ($x->{pcap} // 1);
   }
   my $n = select(my $rout = $rin, my $wout = $win, undef, 1);
   my $now = time();
