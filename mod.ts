@@ -28,6 +28,7 @@ export {
 export { AUDIT_ROTATE_BYTES, type AuditEntry, type AuditReport, verifyAudit } from "./src/audit.ts";
 export { Commands, SandboxProcess } from "./src/commands.ts";
 export { type FileData, Files, type WriteOptions } from "./src/files.ts";
+export type { TransferOptions, TransferProgress, TransferResult } from "./src/transfer.ts";
 export { type EgressRule, NetworkPolicy, type SecretAuthType, SecretRef, type SecretRefOptions, type SecretSource } from "./src/policy.ts";
 export {
   AdmissionError,

@@ -12,8 +12,9 @@
  * ```
  * @module
  */
-import { invalid, NotFoundError } from "./errors.ts";
-import type { WrittenFile } from "./engines/contract.ts";
+import { invalid, NotFoundError, UnsupportedError } from "./errors.ts";
+import type { EngineFiles, WrittenFile } from "./engines/contract.ts";
+import { download, type TransferOptions, type TransferResult, upload } from "./transfer.ts";
 import { collectBytes, toStream } from "./streams.ts";
 import type { FileInfo } from "./types.ts";
 import { checkMovablePath, checkPath } from "./validate.ts";
@@ -195,6 +196,98 @@ export class Files {
   /** Packs `dir` into a tar stream (paths relative to it). @example `await (await sb.files.readTar("/app")).pipeTo(file.writable)` */
   async readTar(dir: string): Promise<ReadableStream<Uint8Array>> {
     return await this.#sb._engine().files.readTar(checkPath(dir, "dir"));
+  }
+  /**
+   * Sets the mode of a path (a symlink's target's, as `chmod` does); returns its
+   * metadata with the audit id. A read-only path is a `PermissionDeniedError`.
+   *
+   * @example `await sb.files.chmod("/app/run.sh", 0o755)`
+   */
+  async chmod(path: string, mode: number): Promise<WrittenFile> {
+    if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw invalid("mode", "must be a mode between 0 and 0o7777");
+    return await this.#verb("chmod")(checkPath(path), mode);
+  }
+  /**
+   * Copies a file, or a folder with `{ recursive: true }`, inside the sandbox;
+   * symlinks inside are copied as symlinks, modes and times kept. Something
+   * already at `to` is a `ConflictError` unless `{ overwrite: true }` (a folder
+   * there never is replaced). Returns the copy's metadata with the audit id.
+   *
+   * @example `await sb.files.copy("/app/src", "/app/src.bak", { recursive: true })`
+   */
+  async copy(from: string, to: string, options: { recursive?: boolean; overwrite?: boolean } = {}): Promise<WrittenFile> {
+    const opts = { recursive: options.recursive === true, overwrite: options.overwrite === true };
+    return await this.#verb("copy")(checkPath(from, "from"), checkMovablePath(to, "to", "replaced"), opts);
+  }
+  /**
+   * Makes a symlink at `path` pointing at `target` (stored as given, not
+   * resolved; relative targets are relative to the link's folder). Something
+   * already at `path` is a `ConflictError`. Returns the link's metadata with the
+   * audit id.
+   *
+   * @example `await sb.files.symlink("main.py", "/app/entry.py")`
+   */
+  async symlink(target: string, path: string): Promise<WrittenFile> {
+    return await this.#verb("symlink")(checkPath(target, "target"), checkPath(path));
+  }
+  /**
+   * The canonical absolute path of `path` in the sandbox, every symlink
+   * resolved; a path (or link target) that does not exist is a `NotFoundError`.
+   *
+   * @example `await sb.files.realpath("/app/entry.py") // "/app/main.py"`
+   */
+  async realpath(path: string): Promise<string> {
+    return await this.#verb("realpath")(checkPath(path));
+  }
+  /**
+   * Copies a host file or folder into the sandbox: a folder's contents land in
+   * `sandboxDir` (made if missing), a file lands there under its own name.
+   * Host symlinks inside a folder become symlinks (never followed), special
+   * files are skipped (listed in `skipped`); sandbox files at the same paths
+   * are replaced. `onProgress({ bytes, files })` reports a long transfer.
+   *
+   * @example `const r = await sb.files.upload("./src", "/app/src", { onProgress: (p) => console.log(p.bytes) })`
+   */
+  async upload(hostPath: string, sandboxDir: string, options: TransferOptions = {}): Promise<TransferResult> {
+    checkPath(hostPath, "hostPath");
+    checkPath(sandboxDir, "sandboxDir");
+    return await upload(this.#transferFiles(), hostPath, sandboxDir, options);
+  }
+  /**
+   * Copies a sandbox file or folder to the host: a folder's contents land in
+   * `hostDir` (made if missing), a file lands there under its own name.
+   * Everything in a sandbox is the guest's: a sandbox symlink is never
+   * followed, and is written on the host only when its target stays inside
+   * the download (relative, no `..`), else skipped and listed in `skipped`
+   * with special files; every file is created new, and a host file (or
+   * symlink) already at a path is a `ConflictError` unless
+   * `{ overwrite: true }`.
+   *
+   * @example `const r = await sb.files.download("/app/out", "./out"); r.skipped // [{ path, reason }]`
+   */
+  async download(sandboxPath: string, hostDir: string, options: TransferOptions = {}): Promise<TransferResult> {
+    checkPath(sandboxPath, "sandboxPath");
+    checkPath(hostDir, "hostDir");
+    return await download(this.#transferFiles(), sandboxPath, hostDir, options);
+  }
+  #transferFiles() {
+    return {
+      write: (path: string, data: ReadableStream<Uint8Array>, o: { mode: number; createParents: boolean }) => this.#writeOne(path, data, o),
+      readStream: (path: string) => this.readStream(path),
+      list: (path: string) => this.list(path),
+      stat: (path: string) => this.stat(path),
+      mkdir: (path: string, o: { parents: boolean; mode: number }) => this.mkdir(path, o),
+      remove: (path: string) => this.remove(path),
+      symlink: (target: string, path: string) => this.symlink(target, path),
+      readlink: (path: string) => this.#verb("readlink")(checkPath(path)),
+    };
+  }
+  /** An optional verb of the engine, or UNSUPPORTED naming it. */
+  #verb<K extends "chmod" | "copy" | "symlink" | "realpath" | "readlink">(name: K): NonNullable<EngineFiles[K]> {
+    const files = this.#sb._engine().files;
+    const fn = files[name];
+    if (!fn) throw new UnsupportedError(`files.${name} is not offered by the ${this.#sb.engine} engine`, { details: { op: name } });
+    return fn.bind(files) as NonNullable<EngineFiles[K]>;
   }
   /**
    * Renames (moves) a path, replacing what was at `to`; returns the metadata

@@ -71,22 +71,8 @@ export function stdinStream(): ReadableStream<Uint8Array> {
   }, { highWaterMark: 0 });
 }
 
-/** A host file as a stream of 256 KiB chunks. @example `await hostFileStream("/tmp/a")` */
-export async function hostFileStream(path: string): Promise<ReadableStream<Uint8Array>> {
-  const h = await open(path, "r");
-  return new ReadableStream<Uint8Array>({
-    async pull(c) {
-      const buf = new Uint8Array(256 * 1024);
-      const { bytesRead } = await h.read(buf, 0, buf.length, null);
-      if (bytesRead === 0) {
-        await h.close();
-        return c.close();
-      }
-      c.enqueue(buf.subarray(0, bytesRead));
-    },
-    cancel: () => h.close(),
-  }, { highWaterMark: 0 });
-}
+/** A host file as a stream of 256 KiB chunks (the one `files.upload` reads with). */
+export { hostFileStream } from "../transfer.ts";
 
 /**
  * A host file as a stream: by default a new one (refused if anything, a symlink included, is

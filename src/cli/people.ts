@@ -10,10 +10,11 @@
  * ```
  * @module
  */
-import { mkdirSync, readdirSync, statSync } from "node:fs";
-import { ConflictError, NotFoundError, UnsupportedError } from "../errors.ts";
+import { mkdirSync, statSync } from "node:fs";
+import { NotFoundError, UnsupportedError } from "../errors.ts";
 import { Sandbox } from "../sandbox.ts";
 import type { CommandOptions, CreateOptions, EngineName, FileInfo, SandboxInfo } from "../types.ts";
+import type { TransferResult } from "../transfer.ts";
 import { type FlagSpec, num, pairs, type Parsed, usage } from "./args.ts";
 import { hostFileStream, newHostFile, print, printErr, stderrIsTty, stderrStream, stdinStream, stdoutStream } from "./io.ts";
 
@@ -99,31 +100,38 @@ class Progress {
   tap(): TransformStream<Uint8Array, Uint8Array> {
     return new TransformStream({
       transform: (chunk, c) => {
-        this.bytes += chunk.length;
-        const now = Date.now();
-        if (stderrIsTty() && now - this.#last >= 500) {
-          this.#last = now;
-          this.#shown = true;
-          printErr(`\r${this.label}: ${(this.bytes / 1048576).toFixed(1)} MiB`);
-        }
+        this.update(this.bytes + chunk.length);
         c.enqueue(chunk);
       },
     });
+  }
+  /** The bytes moved so far (a folder transfer's `onProgress`). */
+  update(bytes: number): void {
+    this.bytes = bytes;
+    const now = Date.now();
+    if (stderrIsTty() && now - this.#last >= 500) {
+      this.#last = now;
+      this.#shown = true;
+      printErr(`\r${this.label}: ${(this.bytes / 1048576).toFixed(1)} MiB`);
+    }
   }
   async done(): Promise<void> {
     if (this.#shown) await printErr(`\r${this.label}: ${(this.bytes / 1048576).toFixed(1)} MiB, done\n`);
   }
 }
 
-async function copyIn(sb: Sandbox, host: string, guest: string, top: boolean, p: Progress): Promise<number> {
+/** Names what a folder transfer left out, on stderr. */
+async function reportSkipped(r: TransferResult): Promise<void> {
+  for (const s of r.skipped) await printErr(`mvm cp: skipped ${s.path} (${s.reason})\n`);
+}
+
+/** A host file or folder into the sandbox: a folder through `files.upload`, its contents into `guest`. */
+async function copyIn(sb: Sandbox, host: string, guest: string, p: Progress): Promise<number> {
   const st = statSync(host);
   if (st.isDirectory()) {
-    await sb.files.mkdir(guest, { parents: top, mode: st.mode & 0o777 }).catch((e) => {
-      if (!(e instanceof ConflictError)) throw e; // already there: copy into it
-    });
-    let n = 0;
-    for (const name of readdirSync(host).sort()) n += await copyIn(sb, `${host}/${name}`, `${guest.replace(/\/+$/, "")}/${name}`, false, p);
-    return n;
+    const r = await sb.files.upload(host, guest, { onProgress: (x) => p.update(x.bytes) });
+    await reportSkipped(r);
+    return r.files + r.dirs + r.symlinks;
   }
   if (!st.isFile()) {
     await printErr(`mvm cp: skipped ${host} (not a regular file or folder)\n`);
@@ -133,24 +141,22 @@ async function copyIn(sb: Sandbox, host: string, guest: string, top: boolean, p:
   return 1;
 }
 
-async function copyOut(sb: Sandbox, guest: string, host: string, info: FileInfo, top: boolean, p: Progress): Promise<number> {
+/** A sandbox file or folder out: a folder through `files.download`, into a folder this command makes. */
+async function copyOut(sb: Sandbox, guest: string, host: string, info: FileInfo, p: Progress): Promise<number> {
   if (info.type === "dir") {
-    // a fresh folder for each guest folder (never one that is already there, a symlink included),
-    // so nothing the guest named can be written outside the destination
+    // a fresh folder (never one that is already there, a symlink included), so nothing the guest
+    // named can be written outside the destination; download writes only new files under it
     mkdirSync(host, { mode: 0o755 });
-    let n = 0;
-    for (const e of await sb.files.list(guest)) {
-      if (e.name === "" || e.name === "." || e.name === ".." || e.name.includes("/") || e.name.includes("\0")) continue;
-      n += await copyOut(sb, `${guest.replace(/\/+$/, "")}/${e.name}`, `${host}/${e.name}`, e, false, p);
-    }
-    return n;
+    const r = await sb.files.download(guest, host, { onProgress: (x) => p.update(x.bytes) });
+    await reportSkipped(r);
+    return r.files + r.dirs + r.symlinks;
   }
   if (info.type !== "file") {
     await printErr(`mvm cp: skipped ${guest} (a ${info.type}, not a regular file or folder)\n`);
     return 0;
   }
-  // the top-level destination is the user's choice; files inside a copied folder are always new
-  const out = top ? await newHostFile(host, info.mode, false) : await newHostFile(host, info.mode);
+  // the destination is the user's choice
+  const out = await newHostFile(host, info.mode, false);
   await (await sb.files.readStream(guest)).pipeThrough(p.tap()).pipeTo(out);
   return 1;
 }
@@ -293,8 +299,9 @@ export const PEOPLE_VERBS: Record<string, Verb> = {
     help: "mvm cp SRC DST      one of them ID:/path\n\n" +
       "  mvm cp ./app sbx-…:/app        a host folder in (made if missing; into it if it is a folder)\n" +
       "  mvm cp sbx-…:/app/out.txt .    a file out (into a host folder, or to that path)\n" +
-      "  Folders copy their regular files and folders; symlinks and other kinds are skipped and named.\n" +
-      "  Out of a sandbox, a folder's contents are only ever written into folders this command made.",
+      "  Folders go through files.upload / files.download: files, folders and symlinks; other kinds are skipped and named.\n" +
+      "  Out of a sandbox, a folder's contents are only ever written into a folder this command made, as new files;\n" +
+      "  a sandbox symlink is kept only when it stays inside the copy (relative, no ..), else skipped and named.",
     flags: {},
     async run(a) {
       if (a.positionals.length !== 2) throw usage("cp takes SRC and DST");
@@ -308,7 +315,7 @@ export const PEOPLE_VERBS: Record<string, Verb> = {
         const existing = await sb.files.stat(target).catch(() => null);
         if (existing?.type === "dir" || target.endsWith("/")) target = `${target.replace(/\/+$/, "")}/${base(src)}`;
         const p = new Progress(`${src} → ${gd.id}:${target}`);
-        const n = await copyIn(sb, src.replace(/\/+$/, "") || "/", target, true, p);
+        const n = await copyIn(sb, src.replace(/\/+$/, "") || "/", target, p);
         await p.done();
         if (n === 0 && !statSync(src).isDirectory()) return 1;
         return 0;
@@ -319,7 +326,7 @@ export const PEOPLE_VERBS: Record<string, Verb> = {
       if (hostIsDir(dst)) target = `${dst.replace(/\/+$/, "")}/${base(gs!.path) || "root"}`;
       else if (info.type === "dir" && dst.endsWith("/")) throw new NotFoundError(`${dst} is not a folder on the host`);
       const p = new Progress(`${gs!.id}:${gs!.path} → ${target}`);
-      const n = await copyOut(sb, gs!.path, target, info, true, p);
+      const n = await copyOut(sb, gs!.path, target, info, p);
       await p.done();
       return n === 0 && info.type !== "dir" ? 1 : 0;
     },

@@ -75,6 +75,16 @@ export interface EngineFiles {
   writeTar(dir: string, tar: ReadableStream<Uint8Array>): Promise<string>;
   /** Packs a directory into a tar stream. */
   readTar(dir: string): Promise<ReadableStream<Uint8Array>>;
+  /** Sets a path's mode (absent: the engine cannot; the SDK says UNSUPPORTED). */
+  chmod?(path: string, mode: number): Promise<WrittenFile>;
+  /** Copies a file, or a tree with `recursive`, inside the sandbox; symlinks are copied as symlinks. */
+  copy?(from: string, to: string, opts: { recursive: boolean; overwrite: boolean }): Promise<WrittenFile>;
+  /** Makes a symlink at `path` pointing at `target` (taken as it is, not resolved). */
+  symlink?(target: string, path: string): Promise<WrittenFile>;
+  /** The canonical absolute path (every symlink resolved; the path must exist). */
+  realpath?(path: string): Promise<string>;
+  /** A symlink's target, as stored. */
+  readlink?(path: string): Promise<string>;
 }
 
 /** One sandbox as an engine holds it. Lifecycle verbs return the audit id of what they recorded. */

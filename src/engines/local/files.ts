@@ -48,6 +48,12 @@ export function parseInfos(out: Uint8Array): FileInfo[] {
   return infos;
 }
 
+/** Bytes up to the first NUL (the agent ends a path it prints with one). */
+function trimNul(b: Uint8Array): Uint8Array {
+  const i = b.indexOf(0);
+  return i < 0 ? b : b.subarray(0, i);
+}
+
 /** The file API of one sandbox. @example `const files = localFiles(core)` */
 export function localFiles(core: SandboxCore): EngineFiles {
   const event = (type: string, fields: Record<string, unknown>) => core.dir.appendEvent(type, fields);
@@ -112,6 +118,26 @@ export function localFiles(core: SandboxCore): EngineFiles {
       await agent(core, "remove", [absolute(path), opts.recursive ? "1" : "0"], path);
       return event("files.remove", { path: absolute(path), recursive: opts.recursive });
     },
+    chmod: async (path, mode) => {
+      const p = absolute(path);
+      const [info] = parseInfos(await agent(core, "chmod", [p, mode.toString(8)], path));
+      if (!info) throw new InternalError(`files.chmod ${JSON.stringify(path)}: no file info came back`);
+      return { ...info, auditId: event("files.chmod", { path: p, mode }) };
+    },
+    copy: async (from, to, opts) => {
+      const [f, t] = [absolute(from), absolute(to)];
+      const [info] = parseInfos(await agent(core, "copy", [f, t, opts.recursive ? "1" : "0", opts.overwrite ? "1" : "0"], from));
+      if (!info) throw new InternalError(`files.copy ${JSON.stringify(from)}: no file info came back`);
+      return { ...info, auditId: event("files.copy", { from: f, to: t, recursive: opts.recursive }) };
+    },
+    symlink: async (target, path) => {
+      const p = absolute(path);
+      const [info] = parseInfos(await agent(core, "symlink", [target, p], path));
+      if (!info) throw new InternalError(`files.symlink ${JSON.stringify(path)}: no file info came back`);
+      return { ...info, auditId: event("files.symlink", { path: p }) };
+    },
+    realpath: async (path) => decodeName(trimNul(await agent(core, "realpath", [absolute(path)], path))),
+    readlink: async (path) => decodeName(trimNul(await agent(core, "readlink", [absolute(path)], path))),
     rename: async (from, to) => {
       const [info] = parseInfos(await agent(core, "rename", [absolute(from), absolute(to)], from));
       if (!info) throw new InternalError(`files.rename ${JSON.stringify(from)}: no file info came back`);

@@ -107,6 +107,8 @@ function audited(files: EngineFiles, dir: SandboxDir): EngineFiles {
     readTar: (path) => read("files.readTar", path, files.readTar(path)),
     list: (path) => read("files.list", path, files.list(path)),
     stat: (path) => read("files.stat", path, files.stat(path)),
+    realpath: (path) => read("files.realpath", path, files.realpath!(path)),
+    readlink: (path) => read("files.readlink", path, files.readlink!(path)),
   };
 }
 

@@ -6,7 +6,8 @@
 # classifies its errno text (the part after the last ": ", never a guest-chosen name).
 # Ops: read PATH OFFSET LENGTH | write PATH MODE PARENTS | list PATH | stat PATH |
 #      commit PATH NONCE | mkdir PATH MODE PARENTS | remove PATH RECURSIVE | rename FROM TO | tarin DIR |
-#      tarout DIR | cleanup DIR NONCE | cwdcheck PATH
+#      tarout DIR | cleanup DIR NONCE | cwdcheck PATH | chmod PATH MODE | copy FROM TO RECURSIVE OVERWRITE |
+#      symlink TARGET PATH | realpath PATH | readlink PATH
 mvm_agent() {
   T=/.mvm
   LC_ALL=C
@@ -86,6 +87,34 @@ mvm_agent() {
       # the temporary file of a write that failed or was not committed: .mvm-write.<nonce> in its directory
       case "$2" in *[!0-9a-f]*|"") mvm_fail INVALID_INPUT "bad nonce";; esac
       "$T/rm" -f -- "$1/.mvm-write.$2"; exit 0;;
+    chmod)
+      [ -e "$1" ] || mvm_missing "$1"
+      mvm_run "$T/chmod" "$2" -- "$1"
+      mvm_info "$1";;
+    copy)
+      # a copy never follows a symlink inside what it copies (-P), keeps modes and times, and never
+      # goes into an existing folder at the destination (-T: the destination is the copy's own name)
+      [ -e "$1" ] || [ -L "$1" ] || mvm_missing "$1"
+      if [ -d "$1" ] && [ ! -L "$1" ] && [ "$3" != 1 ]; then mvm_fail IS_A_DIRECTORY "is a directory (copy it with { recursive: true })"; fi
+      if [ -e "$2" ] || [ -L "$2" ]; then
+        [ "$4" = 1 ] || mvm_fail CONFLICT "the destination exists (pass { overwrite: true } to replace it)"
+        if [ -d "$2" ] && [ ! -L "$2" ]; then mvm_fail IS_A_DIRECTORY "the destination is a directory"; fi
+      fi
+      case "$2/" in "$1"/*) mvm_fail INVALID_INPUT "cannot copy a folder into itself";; esac
+      # a symlink replaced is replaced, never written through
+      if [ -L "$2" ]; then mvm_run "$T/rm" -f -- "$2"; fi
+      mvm_run "$T/cp" -P -R -T --preserve=mode,timestamps -- "$1" "$2"
+      mvm_info "$2";;
+    symlink)
+      if [ -e "$2" ] || [ -L "$2" ]; then mvm_fail CONFLICT "the path exists"; fi
+      mvm_run "$T/ln" -s -T -- "$1" "$2"
+      mvm_info "$2";;
+    realpath)
+      [ -e "$1" ] || { [ -L "$1" ] && mvm_fail NOT_FOUND "a symlink whose target does not exist"; mvm_missing "$1"; }
+      exec "$T/readlink" -z -e -- "$1";;
+    readlink)
+      [ -L "$1" ] || { [ -e "$1" ] && mvm_fail INVALID_INPUT "is not a symlink"; mvm_missing "$1"; }
+      exec "$T/readlink" -z -- "$1";;
     cwdcheck)
       [ -d "$1" ] || { [ -e "$1" ] && mvm_fail NOT_A_DIRECTORY "Not a directory"; mvm_missing "$1"; };;
     *) mvm_fail INTERNAL "unknown op";;

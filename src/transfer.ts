@@ -1,0 +1,382 @@
+/**
+ * Host ↔ sandbox copies of files and folders (`sb.files.upload` / `sb.files.download`), built on the
+ * per-file verbs every engine has (`write`, `readStream`, `list`, `mkdir`, `symlink`, `readlink`).
+ *
+ * Everything in a sandbox is the guest's, its symlinks included: a download never follows one, writes
+ * one on the host only when its target stays inside the download (relative, no `..`), and writes every
+ * file as a new one (`O_EXCL`: never through a symlink), refusing to replace a host file unless
+ * `{ overwrite: true }`; what it leaves out is in `skipped`, with the reason.
+ *
+ * @example A folder in, a folder out
+ * ```ts
+ * import assert from "node:assert/strict";
+ * import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { Sandbox } from "@mvm/sdk";
+ *
+ * const src = mkdtempSync(`${tmpdir()}/src-`);
+ * writeFileSync(`${src}/a.txt`, "a");
+ * await using sb = await Sandbox.create();
+ * await sb.files.upload(src, "/app/proj");
+ * const out = mkdtempSync(`${tmpdir()}/out-`);
+ * const r = await sb.files.download("/app/proj", out);
+ * assert.equal(r.files, 1);
+ * assert.equal(readFileSync(`${out}/a.txt`, "utf8"), "a");
+ * ```
+ * @module
+ */
+import { lstatSync, mkdirSync, readdirSync, readlinkSync, type Stats, statSync, symlinkSync, unlinkSync } from "node:fs";
+import { type FileHandle, open } from "node:fs/promises";
+import { ConflictError, NotADirectoryError, NotFoundError, PermissionDeniedError, SandboxError } from "./errors.ts";
+import { hostRefusal } from "./runtime/mod.ts";
+import type { FileInfo } from "./types.ts";
+
+/**
+ * How far a transfer got: bytes of file content and files done so far.
+ *
+ * @example A progress line
+ * ```ts
+ * import type { TransferProgress } from "@mvm/sdk";
+ * const line = (p: TransferProgress) => `${p.files} files, ${(p.bytes / 1048576).toFixed(1)} MiB`;
+ * ```
+ */
+export interface TransferProgress {
+  /** Bytes of file content moved so far. */
+  bytes: number;
+  /** Files done so far. */
+  files: number;
+}
+
+/**
+ * Options of `files.upload` and `files.download`.
+ *
+ * @example Progress of a long transfer
+ * ```ts
+ * import type { TransferOptions } from "@mvm/sdk";
+ * const options: TransferOptions = { onProgress: ({ bytes, files }) => console.log(`${files} files, ${bytes} bytes`) };
+ * ```
+ */
+export interface TransferOptions {
+  /** Called as content flows (at most every 250 ms while a file streams) and after each file. */
+  onProgress?: (progress: TransferProgress) => void;
+  /** Download only: replace host files (and symlinks) already at a destination path; default false (`ConflictError`). */
+  overwrite?: boolean;
+}
+
+/**
+ * What a transfer did: files, folders and symlinks written, bytes of file content, and each entry
+ * left out with the reason (special files, symlinks that would lead out of the download, names that
+ * are not UTF-8).
+ *
+ * @example Reading what was skipped
+ * ```ts
+ * import type { TransferResult } from "@mvm/sdk";
+ * const report = (r: TransferResult) => r.skipped.map((s) => `${s.path}: ${s.reason}`).join("\n");
+ * ```
+ */
+export interface TransferResult {
+  /** Regular files written. */
+  files: number;
+  /** Folders made (or merged into) below the target. */
+  dirs: number;
+  /** Symlinks made. */
+  symlinks: number;
+  /** Bytes of file content. */
+  bytes: number;
+  /** What was left out: the path on the side it came from, and why. */
+  skipped: Array<{ path: string; reason: string }>;
+}
+
+/** The per-file verbs a transfer is built on (the SDK's `Files`). */
+export interface TransferFiles {
+  write(path: string, data: ReadableStream<Uint8Array>, options: { mode: number; createParents: boolean }): Promise<unknown>;
+  readStream(path: string): Promise<ReadableStream<Uint8Array>>;
+  list(path: string): Promise<FileInfo[]>;
+  stat(path: string): Promise<FileInfo>;
+  mkdir(path: string, options: { parents: boolean; mode: number }): Promise<unknown>;
+  remove(path: string): Promise<unknown>;
+  symlink(target: string, path: string): Promise<unknown>;
+  readlink(path: string): Promise<string>;
+}
+
+/** Counts and reports progress, throttled while a file streams. */
+class Tally {
+  readonly result: TransferResult = { files: 0, dirs: 0, symlinks: 0, bytes: 0, skipped: [] };
+  #last = 0;
+  constructor(readonly onProgress: TransferOptions["onProgress"]) {}
+  counted(): TransformStream<Uint8Array, Uint8Array> {
+    return new TransformStream({
+      transform: (chunk, c) => {
+        this.result.bytes += chunk.length;
+        if (this.onProgress && Date.now() - this.#last >= 250) this.report();
+        c.enqueue(chunk);
+      },
+    });
+  }
+  report(): void {
+    this.#last = Date.now();
+    this.onProgress?.({ bytes: this.result.bytes, files: this.result.files });
+  }
+  skip(path: string, reason: string): void {
+    this.result.skipped.push({ path, reason });
+  }
+}
+
+const join = (dir: string, name: string) => `${dir.replace(/\/+$/, "")}/${name}`;
+const baseName = (p: string) => p.replace(/\/+$/, "").split("/").pop() || "";
+
+/** A host file as a stream of 256 KiB chunks, pulled as the consumer asks. @example `await hostFileStream("/tmp/a")` */
+export async function hostFileStream(path: string): Promise<ReadableStream<Uint8Array>> {
+  const h = await open(path, "r");
+  return new ReadableStream<Uint8Array>({
+    async pull(c) {
+      const buf = new Uint8Array(256 * 1024);
+      const { bytesRead } = await h.read(buf, 0, buf.length, null);
+      if (bytesRead === 0) {
+        await h.close();
+        return c.close();
+      }
+      c.enqueue(buf.subarray(0, bytesRead));
+    },
+    cancel: () => h.close(),
+  }, { highWaterMark: 0 });
+}
+
+/** A host error as a typed one: Deno's refusals name their flag; a missing path is NOT_FOUND. */
+function hostError(e: unknown, op: string, path: string): unknown {
+  if (e instanceof SandboxError) return e;
+  const refused = hostRefusal(e);
+  if (refused) return refused;
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const msg = `files.${op}: host path ${JSON.stringify(path)}: ${(e as Error)?.message ?? e}`;
+  if (code === "ENOENT") return new NotFoundError(msg, { cause: e, details: { hostPath: path } });
+  if (code === "EACCES" || code === "EPERM" || code === "EROFS") {
+    return new PermissionDeniedError(msg, { cause: e, details: { hostPath: path } });
+  }
+  if (code === "ENOTDIR") return new NotADirectoryError(msg, { cause: e, details: { hostPath: path } });
+  if (code === "EEXIST") return new ConflictError(msg, { cause: e, details: { hostPath: path } });
+  return e;
+}
+
+/**
+ * Copies a host file or folder into the sandbox: a file lands in `sandboxDir` under its own name, a
+ * folder's contents land in `sandboxDir` (made if missing). Host symlinks inside a folder are made as
+ * symlinks (never followed); special files are skipped. Sandbox files at the same paths are replaced.
+ *
+ * @example `await upload(sb.files, "./src", "/app/src", {})`
+ */
+export async function upload(
+  files: TransferFiles,
+  hostPath: string,
+  sandboxDir: string,
+  options: TransferOptions,
+): Promise<TransferResult> {
+  const t = new Tally(options.onProgress);
+  let st: Stats;
+  try {
+    st = statSync(hostPath); // the path the caller named may be a symlink: that one is followed
+  } catch (e) {
+    throw hostError(e, "upload", hostPath);
+  }
+  await files.mkdir(sandboxDir, { parents: true, mode: 0o755 });
+  if (st.isDirectory()) await pushDir(files, hostPath, sandboxDir, t);
+  else await pushEntry(files, hostPath, join(sandboxDir, baseName(hostPath)), st, t);
+  t.report();
+  return t.result;
+}
+
+async function pushDir(files: TransferFiles, host: string, guest: string, t: Tally): Promise<void> {
+  let names: string[];
+  try {
+    names = readdirSync(host).sort();
+  } catch (e) {
+    throw hostError(e, "upload", host);
+  }
+  for (const name of names) {
+    const h = join(host, name);
+    let st: Stats;
+    try {
+      st = lstatSync(h);
+    } catch (e) {
+      throw hostError(e, "upload", h);
+    }
+    await pushEntry(files, h, join(guest, name), st, t);
+  }
+}
+
+async function pushEntry(files: TransferFiles, h: string, g: string, st: Stats, t: Tally): Promise<void> {
+  if (st.isDirectory()) {
+    await files.mkdir(g, { parents: false, mode: st.mode & 0o777 }).catch((e) => {
+      if (!(e instanceof ConflictError) && !(e instanceof SandboxError && e.code === "CONFLICT")) throw e;
+    });
+    t.result.dirs++;
+    return await pushDir(files, h, g, t);
+  }
+  if (st.isSymbolicLink()) {
+    let target: string;
+    try {
+      target = readlinkSync(h);
+    } catch (e) {
+      throw hostError(e, "upload", h);
+    }
+    try {
+      await files.symlink(target, g);
+    } catch (e) {
+      if (!(e instanceof ConflictError)) throw e;
+      await files.remove(g);
+      await files.symlink(target, g);
+    }
+    t.result.symlinks++;
+    return;
+  }
+  if (!st.isFile()) return t.skip(h, "not a regular file, folder or symlink");
+  let data: ReadableStream<Uint8Array>;
+  try {
+    data = await hostFileStream(h);
+  } catch (e) {
+    throw hostError(e, "upload", h);
+  }
+  await files.write(g, data.pipeThrough(t.counted()), { mode: st.mode & 0o7777, createParents: false });
+  t.result.files++;
+  t.report();
+}
+
+/**
+ * Whether a symlink's target, written at any depth of a download, stays inside it whatever the other
+ * symlinks there point at: relative, and no `..` component (so it only ever leads down).
+ *
+ * @example `linkStaysInside("lib/a.so") // true; linkStaysInside("../x") // false`
+ */
+export function linkStaysInside(target: string): boolean {
+  return target !== "" && !target.startsWith("/") && !target.includes("\0") && !target.split("/").includes("..");
+}
+
+/** A name from the sandbox that can be a host file name as it is (no separator, no `.`/`..`, valid UTF-8). */
+function hostName(name: string): string | null {
+  if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) return "not a file name";
+  if (/[\uD800-\uDFFF]/.test(name)) return "its name is not valid UTF-8";
+  return null;
+}
+
+/**
+ * Copies a sandbox file or folder to the host: a folder's contents land in `hostDir` (made if missing),
+ * a file lands in `hostDir` under its own name. Never follows a sandbox symlink; see the module's text.
+ *
+ * @example `await download(sb.files, "/app/out", "./out", { overwrite: true })`
+ */
+export async function download(
+  files: TransferFiles,
+  sandboxPath: string,
+  hostDir: string,
+  options: TransferOptions,
+): Promise<TransferResult> {
+  const t = new Tally(options.onProgress);
+  const info = await files.stat(sandboxPath);
+  try {
+    mkdirSync(hostDir, { recursive: true, mode: 0o755 });
+    if (!statSync(hostDir).isDirectory()) {
+      throw new NotADirectoryError(`files.download: host path ${JSON.stringify(hostDir)} is not a folder`, {
+        details: { hostPath: hostDir },
+      });
+    }
+  } catch (e) {
+    throw hostError(e, "download", hostDir);
+  }
+  const overwrite = options.overwrite === true;
+  if (info.type === "dir") await pullDir(files, sandboxPath, hostDir, overwrite, t);
+  else await pullEntry(files, info, sandboxPath, join(hostDir, info.name), overwrite, t);
+  t.report();
+  return t.result;
+}
+
+async function pullDir(files: TransferFiles, guest: string, host: string, overwrite: boolean, t: Tally): Promise<void> {
+  for (const e of await files.list(guest)) {
+    const g = join(guest, e.name);
+    const bad = hostName(e.name);
+    if (bad) {
+      t.skip(g, bad);
+      continue;
+    }
+    await pullEntry(files, e, g, join(host, e.name), overwrite, t);
+  }
+}
+
+/** Makes way for a new entry at `h`: nothing there, or (with `overwrite`) a file or symlink removed; never a folder. */
+function clear(h: string, overwrite: boolean, op: string): void {
+  let st: Stats;
+  try {
+    st = lstatSync(h);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException)?.code === "ENOENT") return;
+    throw hostError(e, op, h);
+  }
+  if (!overwrite || st.isDirectory()) {
+    throw new ConflictError(
+      `files.download: ${JSON.stringify(h)} exists on the host${st.isDirectory() ? " and is a folder" : ""}; ` +
+        (st.isDirectory() ? "remove it first" : "pass { overwrite: true } to replace it"),
+      { details: { hostPath: h } },
+    );
+  }
+  try {
+    unlinkSync(h);
+  } catch (e) {
+    throw hostError(e, op, h);
+  }
+}
+
+async function pullEntry(files: TransferFiles, e: FileInfo, g: string, h: string, overwrite: boolean, t: Tally): Promise<void> {
+  if (e.type === "dir") {
+    try {
+      mkdirSync(h, { mode: (e.mode & 0o777) | 0o700 });
+    } catch (err) {
+      // a folder already there (a real one, never a symlink) takes the contents; anything else makes way
+      const st = (err as NodeJS.ErrnoException)?.code === "EEXIST" ? lstatSync(h) : null;
+      if (!st?.isDirectory()) {
+        if (!st) throw hostError(err, "download", h);
+        clear(h, overwrite, "download");
+        mkdirSync(h, { mode: (e.mode & 0o777) | 0o700 });
+      }
+    }
+    t.result.dirs++;
+    return await pullDir(files, g, h, overwrite, t);
+  }
+  if (e.type === "symlink") {
+    const target = await files.readlink(g);
+    if (!linkStaysInside(target)) {
+      return t.skip(g, `a symlink to ${JSON.stringify(target)}, which could lead out of the download (absolute or with "..")`);
+    }
+    clear(h, overwrite, "download");
+    try {
+      symlinkSync(target, h);
+    } catch (err) {
+      throw hostError(err, "download", h);
+    }
+    t.result.symlinks++;
+    return;
+  }
+  if (e.type !== "file") return t.skip(g, `a ${e.type} file, not a regular file, folder or symlink`);
+  clear(h, overwrite, "download");
+  let fh: FileHandle;
+  try {
+    // O_EXCL: a new file, never one reached through a symlink
+    fh = await open(h, "wx", e.mode & 0o777);
+  } catch (err) {
+    throw hostError(err, "download", h);
+  }
+  try {
+    const stream = (await files.readStream(g)).pipeThrough(t.counted());
+    for await (const chunk of stream) {
+      let at = 0;
+      while (at < chunk.length) at += (await fh.write(chunk, at, chunk.length - at)).bytesWritten;
+    }
+    await fh.close();
+  } catch (err) {
+    await fh.close().catch(() => {});
+    try {
+      unlinkSync(h); // no half file left behind
+    } catch { /* gone */ }
+    throw hostError(err, "download", h);
+  }
+  t.result.files++;
+  t.report();
+}

@@ -1,0 +1,170 @@
+/**
+ * The file verbs beyond read/write: chmod, copy, symlink, realpath inside a sandbox, and upload /
+ * download between host folders and a sandbox, with the sandbox's symlinks treated as hostile.
+ * One sandbox per test, shared by its assertions.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import {
+  ConflictError,
+  InvalidInputError,
+  IsADirectoryError,
+  NotFoundError,
+  PermissionDeniedError,
+  Sandbox,
+  type TransferProgress,
+} from "../mod.ts";
+
+test("files: chmod, copy, symlink and realpath inside the sandbox, with typed errors and audit ids", async () => {
+  await using sb = await Sandbox.create();
+  await sb.files.write("/app/run.sh", "#!/bin/sh\necho ran\n");
+  const m = await sb.files.chmod("/app/run.sh", 0o755);
+  assert.equal(m.mode, 0o755);
+  assert.match(m.auditId, /^aud_/);
+  assert.equal((await sb.commands.run(["/app/run.sh"])).stdout, "ran\n");
+  await assert.rejects(sb.files.chmod("/usr/bin/env", 0o777), PermissionDeniedError);
+  await assert.rejects(sb.files.chmod("/app/missing", 0o644), NotFoundError);
+  await assert.rejects(sb.files.chmod("/app/run.sh", 0o10000), InvalidInputError);
+
+  // symlink and realpath
+  const l = await sb.files.symlink("run.sh", "/app/link");
+  assert.equal(l.type, "symlink");
+  assert.match(l.auditId, /^aud_/);
+  assert.equal(await sb.files.realpath("/app/link"), "/app/run.sh");
+  assert.equal(await sb.files.realpath("/app/./link"), "/app/run.sh");
+  await assert.rejects(sb.files.symlink("x", "/app/link"), ConflictError);
+  await sb.files.symlink("/nowhere", "/app/dangling");
+  await assert.rejects(sb.files.realpath("/app/dangling"), NotFoundError);
+  await assert.rejects(sb.files.symlink("x", "/usr/bin/evil-link"), PermissionDeniedError);
+
+  // copy: a file, a tree (its symlink copied as a symlink), refusals
+  await sb.files.write("/app/src/a.txt", "a");
+  await sb.files.symlink("a.txt", "/app/src/alias");
+  const c = await sb.files.copy("/app/run.sh", "/app/run2.sh");
+  assert.equal(c.mode, 0o755);
+  assert.match(c.auditId, /^aud_/);
+  assert.equal(await sb.files.readText("/app/run2.sh"), "#!/bin/sh\necho ran\n");
+  await assert.rejects(sb.files.copy("/app/src", "/app/dst"), IsADirectoryError);
+  const tree = await sb.files.copy("/app/src", "/app/dst", { recursive: true });
+  assert.equal(tree.type, "dir");
+  assert.equal((await sb.files.stat("/app/dst/alias")).type, "symlink");
+  assert.equal(await sb.files.readText("/app/dst/alias"), "a");
+  await assert.rejects(sb.files.copy("/app/run.sh", "/app/run2.sh"), ConflictError);
+  await sb.files.write("/app/other", "other");
+  await sb.files.copy("/app/other", "/app/run2.sh", { overwrite: true });
+  assert.equal(await sb.files.readText("/app/run2.sh"), "other");
+  await assert.rejects(sb.files.copy("/app/src", "/app/src/inner", { recursive: true }), InvalidInputError);
+  await assert.rejects(sb.files.copy("/app/missing", "/app/x"), NotFoundError);
+  await assert.rejects(sb.files.copy("/app/other", "/usr/bin/other"), PermissionDeniedError);
+});
+
+test("files: upload and download a folder tree with progress; a second download refuses to overwrite unless asked", async () => {
+  const host = mkdtempSync(`${tmpdir()}/mvm-up-`);
+  try {
+    mkdirSync(`${host}/src/deep`, { recursive: true });
+    writeFileSync(`${host}/src/main.py`, "print('hi')\n");
+    writeFileSync(`${host}/src/deep/big.bin`, new Uint8Array(3 << 20).fill(7));
+    writeFileSync(`${host}/src/run.sh`, "echo x\n", { mode: 0o755 });
+    symlinkSync("main.py", `${host}/src/entry.py`);
+    execFileSync("mkfifo", [`${host}/src/pipe`]);
+    await using sb = await Sandbox.create();
+    const seen: TransferProgress[] = [];
+    const up = await sb.files.upload(`${host}/src`, "/app/proj", { onProgress: (p) => seen.push(p) });
+    assert.deepEqual({ ...up, skipped: up.skipped.map((s) => s.path) }, {
+      files: 3,
+      dirs: 1,
+      symlinks: 1,
+      bytes: (3 << 20) + 12 + 7,
+      skipped: [`${host}/src/pipe`],
+    });
+    assert.deepEqual(seen.at(-1), { bytes: up.bytes, files: 3 });
+    assert.ok(seen.length >= 3, `progress was reported ${seen.length} times`);
+    assert.equal(await sb.files.readText("/app/proj/main.py"), "print('hi')\n");
+    assert.equal((await sb.files.stat("/app/proj/run.sh")).mode, 0o755);
+    assert.equal((await sb.files.stat("/app/proj/entry.py")).type, "symlink");
+    assert.equal((await sb.files.stat("/app/proj/deep/big.bin")).size, 3 << 20);
+    // a single file lands under its own name
+    await sb.files.upload(`${host}/src/main.py`, "/app/one");
+    assert.equal(await sb.files.readText("/app/one/main.py"), "print('hi')\n");
+
+    const out = `${host}/out`;
+    const down = await sb.files.download("/app/proj", out);
+    assert.deepEqual([down.files, down.dirs, down.symlinks, down.bytes, down.skipped], [3, 1, 1, up.bytes, []]);
+    assert.deepEqual(readdirSync(out).sort(), ["deep", "entry.py", "main.py", "run.sh"]);
+    assert.equal(readFileSync(`${out}/entry.py`, "utf8"), "print('hi')\n");
+    assert.equal(readlinkSync(`${out}/entry.py`), "main.py");
+    assert.equal(statSync(`${out}/run.sh`).mode & 0o777, 0o755);
+    assert.equal(statSync(`${out}/deep/big.bin`).size, 3 << 20);
+    await assert.rejects(sb.files.download("/app/proj", out), ConflictError);
+    await sb.files.write("/app/proj/main.py", "print('new')\n");
+    await sb.files.download("/app/proj", out, { overwrite: true });
+    assert.equal(readFileSync(`${out}/main.py`, "utf8"), "print('new')\n");
+    await assert.rejects(sb.files.download("/app/missing", out), NotFoundError);
+    await assert.rejects(sb.files.upload(`${host}/missing`, "/app/x"), NotFoundError);
+  } finally {
+    rmSync(host, { recursive: true, force: true });
+  }
+});
+
+test("files: a hostile download: guest symlinks out of the folder are skipped, never followed; host symlinks in the way are replaced, never written through", async () => {
+  const host = mkdtempSync(`${tmpdir()}/mvm-down-`);
+  try {
+    const outside = `${host}/outside`;
+    mkdirSync(outside);
+    writeFileSync(`${outside}/secret`, "host secret");
+    await using sb = await Sandbox.create();
+    // what a guest can leave behind: links to host-looking absolute paths, links up and out, a link
+    // that only becomes dangerous through another one, a fifo, and names set to collide with host traps
+    await sb.commands.run([
+      "sh",
+      "-c",
+      [
+        "mkdir -p /app/evil/sub && cd /app/evil",
+        "ln -s /etc/passwd abs && ln -s ../../.. up && ln -s . self && ln -s self/../.. chained && ln -s sub/f ok",
+        "echo guest > sub/f && mkfifo fifo && echo trapped > trap && mkdir trapdir && echo in > trapdir/x",
+        "printf 'x' > \"$(printf 'bad\\377name')\"",
+      ].join(" && "),
+    ], { check: true });
+    const out = `${host}/out`;
+    mkdirSync(out);
+    symlinkSync(`${outside}/secret`, `${out}/trap`); // a host symlink where the guest has a file
+    symlinkSync(outside, `${out}/trapdir`); // and one where the guest has a folder
+    await assert.rejects(sb.files.download("/app/evil", out), ConflictError);
+    const r = await sb.files.download("/app/evil", out, { overwrite: true });
+    assert.deepEqual(r.skipped.map((s) => s.path).sort(), [
+      "/app/evil/abs",
+      "/app/evil/bad\udcffname",
+      "/app/evil/chained",
+      "/app/evil/fifo",
+      "/app/evil/up",
+    ]);
+    // nothing outside the download changed, and nothing in it leads out
+    assert.equal(readFileSync(`${outside}/secret`, "utf8"), "host secret");
+    assert.deepEqual(readdirSync(outside), ["secret"]);
+    assert.equal(lstatSync(`${out}/trap`).isFile(), true);
+    assert.equal(readFileSync(`${out}/trap`, "utf8"), "trapped\n");
+    assert.equal(lstatSync(`${out}/trapdir`).isDirectory(), true);
+    assert.equal(readFileSync(`${out}/trapdir/x`, "utf8"), "in\n");
+    assert.equal(readlinkSync(`${out}/ok`), "sub/f");
+    assert.equal(readFileSync(`${out}/ok`, "utf8"), "guest\n");
+    assert.equal(readlinkSync(`${out}/self`), ".");
+    assert.equal(existsSync(`${out}/abs`) || existsSync(`${out}/up`) || existsSync(`${out}/chained`), false);
+  } finally {
+    rmSync(host, { recursive: true, force: true });
+  }
+});
