@@ -59,7 +59,7 @@ test(
     const t = await preflight();
     const flags = denoFlags(t);
     const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
-    const documented = denoFlags({ perl: "/usr/bin/perl", root: "$STATE/sandboxes" }).join(" ");
+    const documented = denoFlags({ perl: "/usr/bin/perl", root: "$STATE/sandboxes", bwrap: "/usr/bin/bwrap" }).join(" ");
     assert.ok(readme.includes(documented), `the README does not show the scoped flags: ${documented}`);
     const r = await runScoped(flags, ...(t.layout ? ["limits"] : []));
     assert.equal(r.error, undefined, JSON.stringify(r.error));

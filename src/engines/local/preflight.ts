@@ -68,11 +68,13 @@ export const HOST_READ: readonly string[] = ["/usr", "/bin", "/sbin", "/lib", "/
  *
  * @example `denoFlags(await preflight()) // ["--allow-run=/usr/bin/perl,/bin/sh", …]`
  */
-export function denoFlags(t: Pick<Tools, "perl" | "root">): string[] {
+export function denoFlags(t: Pick<Tools, "perl" | "root" | "bwrap">): string[] {
   const base = t.root.replace(/\/sandboxes$/, "");
+  // a bubblewrap named by MVM_BWRAP outside the system folders is read too
+  const bwrap = HOST_READ.some((d) => t.bwrap.startsWith(`${d}/`)) ? [] : [t.bwrap];
   return [
     `--allow-run=${t.perl},/bin/sh`,
-    `--allow-read=${[base, ...HOST_READ].join(",")}`,
+    `--allow-read=${[base, ...HOST_READ, ...bwrap].join(",")}`,
     `--allow-write=${base}`,
     `--allow-env=${[...SDK_ENV.required, ...SDK_ENV.optional].join(",")}`,
   ];
