@@ -1,12 +1,15 @@
-// Cold mode on the local engine, against real sandboxes: pause/resume through the cgroup freezer,
+// Cold mode on the local engine, against real sandboxes: pause/resume through the cgroup freezer (v2's
+// cgroup.freeze, and the v1 freezer controller, chosen by MVM_FREEZER at create, where the host has both),
 // the states and events it shows, and that parent death and TTL still clean up a paused sandbox.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import process from "node:process";
 import { ConflictError, type LogEvent, NetworkPolicy, NotFoundError, Sandbox, TransportError, UnsupportedError } from "../mod.ts";
+import { detectCgroups } from "../src/engines/local/cgroups.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
-import { collect, processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
+import { collect, firstLine, processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -26,6 +29,29 @@ function advances(id: string, from: number, ms = 5000): Promise<boolean> {
   return waitFor(() => counter(id) > from, ms, 10);
 }
 
+/** Which freezers this host offers (the engine's own detection), for the tests that run through each. */
+const layout = await detectCgroups();
+const FREEZERS = [layout?.v2Freeze && "v2", layout?.v1.freezer && "v1"].filter((f): f is "v1" | "v2" => !!f);
+
+/** Creates a sandbox whose pause() uses the given freezer (MVM_FREEZER is read at create). */
+async function createWith(freezer: "v1" | "v2"): Promise<Sandbox> {
+  const before = process.env.MVM_FREEZER;
+  process.env.MVM_FREEZER = freezer;
+  try {
+    return await Sandbox.create();
+  } finally {
+    if (before === undefined) delete process.env.MVM_FREEZER;
+    else process.env.MVM_FREEZER = before;
+  }
+}
+
+/** The v1 freezer group a sandbox joined, from its supervisor's list of groups. */
+function v1Group(id: string): string | undefined {
+  return readFileSync(`${STATE}/${id}/cgroups`, "utf8").split("\n").find((l) =>
+    layout?.v1.freezer && l.startsWith(`${layout.v1.freezer}/`)
+  );
+}
+
 /** Everything of a sandbox the host can see: its folder, its supervisor and init, its cgroups. */
 function remains(id: string): () => boolean {
   const dir = `${STATE}/${id}`;
@@ -34,8 +60,14 @@ function remains(id: string): () => boolean {
   return () => existsSync(dir) || processAlive(reaper) || processAlive(supervisor) || cg.some((d) => existsSync(d));
 }
 
-test("cold: a counter stops while paused and goes on after resume, 10 cycles", async () => {
-  await using sb = await Sandbox.create();
+for (const freezer of FREEZERS) {
+  test(`cold: a counter stops while paused and goes on after resume, 10 cycles (${freezer} freezer)`, () => counterCycles(freezer));
+}
+
+async function counterCycles(freezer: "v1" | "v2"): Promise<void> {
+  await using sb = await createWith(freezer);
+  const group = v1Group(sb.id);
+  assert.equal(group !== undefined, freezer === "v1", `the sandbox joined a v1 freezer group: ${group}`);
   const p = await sb.commands.start(["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /app/n.t; mv /app/n.t /app/n; sleep 0.005; done"]);
   assert.ok(await waitFor(() => existsSync(`${STATE}/${sb.id}/root/app/n`), 5000));
   for (let cycle = 0; cycle < 10; cycle++) {
@@ -44,6 +76,7 @@ test("cold: a counter stops while paused and goes on after resume, 10 cycles", a
     assert.match(pauseId, /^aud_/);
     assert.equal(sb.state, "paused");
     const frozen = counter(sb.id);
+    if (group) assert.equal(readFileSync(`${group}/freezer.state`, "utf8").trim(), "FROZEN");
     await sleep(100);
     assert.equal(counter(sb.id), frozen, `cycle ${cycle}: the counter moved while paused`);
     assert.equal((await sb.info()).state, "paused");
@@ -56,7 +89,7 @@ test("cold: a counter stops while paused and goes on after resume, 10 cycles", a
   const types = (await collect(sb.logs())).map((e: LogEvent) => e.type);
   assert.equal(types.filter((t) => t === "paused").length, 10);
   assert.equal(types.filter((t) => t === "resumed").length, 10);
-});
+}
 
 test("cold: a paused sandbox refuses commands and files with CONFLICT naming the state, unless { resume: true }", async () => {
   await using sb = await Sandbox.create();
@@ -131,38 +164,37 @@ test("cold: stop and destroy work on a paused sandbox and leave nothing frozen b
   await assert.rejects(sb2.resume(), NotFoundError);
 });
 
-test("cold: a SIGKILLed owner takes its paused sandbox with it", async () => {
+test("cold: a SIGKILLed owner takes its paused sandbox with it (each freezer)", async () => {
   const [cmd, ...args] = runtimeCommand(`${FIX}scripts/paused-owner.ts`);
-  const c = await runtime().spawn(cmd, args, { stderr: "null" });
-  const reader = c.stdout!.getReader();
-  let out = "";
-  while (!out.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  const id = out.trim();
-  assert.match(id, /^sbx-/);
-  const left = remains(id);
-  assert.ok(existsSync(`${STATE}/${id}/paused`));
-  c.kill("SIGKILL");
-  await c.status;
-  assert.ok(await waitFor(() => !left(), 8000), "something of the paused sandbox outlived its owner");
+  // one owner per freezer, at once
+  await Promise.all(FREEZERS.map(async (freezer) => {
+    const c = await runtime().spawn(cmd, args, { stderr: "null", env: { MVM_FREEZER: freezer } });
+    const id = await firstLine(c.stdout!);
+    assert.match(id, /^sbx-/);
+    const left = remains(id);
+    assert.ok(existsSync(`${STATE}/${id}/paused`));
+    if (freezer === "v1") assert.equal(readFileSync(`${v1Group(id)}/freezer.state`, "utf8").trim(), "FROZEN");
+    c.kill("SIGKILL");
+    await c.status;
+    assert.ok(await waitFor(() => !left(), 8000), `something of the paused sandbox (${freezer} freezer) outlived its owner`);
+  }));
 });
 
-test("cold: the TTL ends a detached paused sandbox", async () => {
+test("cold: the TTL ends a detached paused sandbox (each freezer)", async () => {
   const [cmd, ...args] = runtimeCommand(`${FIX}scripts/paused-owner.ts`);
-  const c = await runtime().spawn(cmd, [...args, "--detach", "--ttl", "3"], { stderr: "piped" });
-  const id = (await collectText(c.stdout!)).trim();
-  const err = await collectText(c.stderr!);
-  assert.equal((await c.status).code, 0, err);
-  assert.match(id, /^sbx-/);
-  const left = remains(id);
-  const sb = await Sandbox.connect(id);
-  assert.equal((await sb.info()).state, "paused");
-  await sb.disconnect();
-  assert.ok(await waitFor(() => !left(), 10_000), "the paused sandbox outlived its TTL");
-  await assert.rejects(Sandbox.connect(id), NotFoundError);
+  await Promise.all(FREEZERS.map(async (freezer) => {
+    const c = await runtime().spawn(cmd, [...args, "--detach", "--ttl", "3"], { stderr: "piped", env: { MVM_FREEZER: freezer } });
+    const id = (await collectText(c.stdout!)).trim();
+    const err = await collectText(c.stderr!);
+    assert.equal((await c.status).code, 0, err);
+    assert.match(id, /^sbx-/);
+    const left = remains(id);
+    const sb = await Sandbox.connect(id);
+    assert.equal((await sb.info()).state, "paused");
+    await sb.disconnect();
+    assert.ok(await waitFor(() => !left(), 10_000), `the paused sandbox (${freezer} freezer) outlived its TTL`);
+    await assert.rejects(Sandbox.connect(id), NotFoundError);
+  }));
 });
 
 test("cold: stop ends every process and keeps the files, which stay readable and writable; start brings commands back", async () => {
@@ -217,14 +249,7 @@ test("cold: stop ends every process and keeps the files, which stay readable and
 test("cold: a stopped sandbox goes at its TTL and with its owner", async () => {
   const [cmd, ...args] = runtimeCommand(`${FIX}scripts/paused-owner.ts`);
   const owned = await runtime().spawn(cmd, [...args, "--stop"], { stderr: "null" });
-  const reader = owned.stdout!.getReader();
-  let out = "";
-  while (!out.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  const id = out.trim();
+  const id = await firstLine(owned.stdout!);
   assert.match(id, /^sbx-/);
   const left = remains(id);
   assert.ok(existsSync(`${STATE}/${id}/stopped`));

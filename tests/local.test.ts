@@ -21,7 +21,18 @@ import {
 } from "../mod.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
-import { pidsMatching, processAlive, rss, RUNTIME, runtimeCommand, sandboxPids, sha256Stream, STATE, waitFor } from "./helpers.ts";
+import {
+  firstLine,
+  pidsMatching,
+  processAlive,
+  rss,
+  RUNTIME,
+  runtimeCommand,
+  sandboxPids,
+  sha256Stream,
+  STATE,
+  waitFor,
+} from "./helpers.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
 const text = (s: string) => new TextEncoder().encode(s);
@@ -297,14 +308,7 @@ test("local lifecycle: TTL is enforced on a detached sandbox with no client", as
 test("local lifecycle: a SIGKILLed owner takes its sandbox with it within 5 s", async () => {
   const [cmd, ...args] = runtimeCommand(`${FIX}scripts/owner.ts`);
   const c = await runtime().spawn(cmd, args, { stderr: "null" });
-  const reader = c.stdout!.getReader();
-  let out = "";
-  while (!out.includes("\n")) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    out += new TextDecoder().decode(value);
-  }
-  const id = out.trim();
+  const id = await firstLine(c.stdout!);
   assert.match(id, /^sbx-/);
   const dir = `${STATE}/${id}`;
   const cg = readFileSync(`${dir}/cgroups`, "utf8").trim().split("\n").filter((l) => l !== "-");

@@ -28,7 +28,7 @@ export const DENO_FLAGS = "--allow-run --allow-read --allow-write --allow-env";
  */
 export const SDK_ENV: { readonly required: readonly string[]; readonly optional: readonly string[] } = {
   required: ["MVM_SDK_MODE", "MVM_SDK_OUT_PATH", "MVM_STATE_DIR", "XDG_STATE_HOME", "HOME"],
-  optional: ["MVM_BWRAP", "MVM_WARM_POOL", "MVM_CLI_BIN", "MVM_MACHINE_TIMEOUT_SEC", "MVM_MACHINE_MAX_OUTPUT_BYTES"],
+  optional: ["MVM_BWRAP", "MVM_WARM_POOL", "MVM_FREEZER", "MVM_CLI_BIN", "MVM_MACHINE_TIMEOUT_SEC", "MVM_MACHINE_MAX_OUTPUT_BYTES"],
 };
 
 /** Whether `e` is a Deno permission refusal (`NotCapable`, or `PermissionDenied` on Deno). @example `isRefusal(e)` */

@@ -17,8 +17,8 @@
  * @module
  */
 import { readFileSync } from "node:fs";
-import { PermissionDeniedError, TransportError } from "../../errors.ts";
-import { runtime } from "../../runtime/mod.ts";
+import { InvalidInputError, PermissionDeniedError, TransportError } from "../../errors.ts";
+import { getEnv, runtime } from "../../runtime/mod.ts";
 import { collectText } from "../../streams.ts";
 import { CGROUP_SH } from "./scripts.gen.ts";
 import type { ProcId } from "./state.ts";
@@ -28,9 +28,14 @@ export interface CgroupLayout {
   kind: "v2" | "hybrid";
   /** The v2 hierarchy used for whole-tree kills. */
   v2: string;
-  /** v1 controller mounts (hybrid only). */
-  v1: { memory?: string | undefined; cpu?: string | undefined; pids?: string | undefined };
+  /** v1 controller mounts (hybrid only; `freezer` wherever the v1 freezer is mounted). */
+  v1: { memory?: string | undefined; cpu?: string | undefined; pids?: string | undefined; freezer?: string | undefined };
+  /** Whether v2 groups have `cgroup.freeze` (Linux ≥ 5.2). */
+  v2Freeze: boolean;
 }
+
+/** Which freezer a sandbox's pause() uses: cgroup v2's `cgroup.freeze`, or a v1 `freezer` group. */
+export type FreezerKind = "v1" | "v2";
 
 /** A sandbox's cgroups, as its supervisor made them. */
 export interface SandboxCgroups {
@@ -64,10 +69,15 @@ let cached: Promise<CgroupLayout | null> | undefined;
 /** Finds a usable, writable cgroup layout, or null (not root and no delegation). @example `await detectCgroups()` */
 export function detectCgroups(): Promise<CgroupLayout | null> {
   return cached ??= cgroupOp("detect").then((line): CgroupLayout | null => {
-    const [kind, v2, mem, cpu, pids] = line.split(" ");
+    const [kind, v2, mem, cpu, pids, frz, v2fz] = line.split(" ");
     if (kind !== "v2" && kind !== "hybrid") return null;
     const v = (s: string | undefined) => (s && s !== "-" ? s : undefined);
-    return { kind: kind as CgroupLayout["kind"], v2: v2 ?? "", v1: { memory: v(mem), cpu: v(cpu), pids: v(pids) } };
+    return {
+      kind: kind as CgroupLayout["kind"],
+      v2: v2 ?? "",
+      v1: { memory: v(mem), cpu: v(cpu), pids: v(pids), freezer: v(frz) },
+      v2Freeze: v2fz === "1",
+    };
   }).catch((e) => {
     // a refused /bin/sh must not pass for a host without cgroups (limits would then be refused as needing root)
     if (e instanceof PermissionDeniedError) {
@@ -78,15 +88,43 @@ export function detectCgroups(): Promise<CgroupLayout | null> {
   });
 }
 
-/** The environment the supervisor needs to make a sandbox's groups with its limits. */
+/**
+ * The freezer new sandboxes use: cgroup v2's where groups have `cgroup.freeze`, else the v1 `freezer`
+ * controller where it is mounted, else none (pause() is then UNSUPPORTED). `MVM_FREEZER=v1` or `v2`
+ * (read at each create) asks for one; a freezer the host lacks is then none, never the other.
+ *
+ * @example `chooseFreezer(layout) // "v2" on a kernel ≥ 5.2`
+ */
+export function chooseFreezer(layout: CgroupLayout | null): FreezerKind | null {
+  const want = getEnv("MVM_FREEZER") || "auto";
+  if (want !== "auto" && want !== "v1" && want !== "v2") {
+    throw new InvalidInputError(`MVM_FREEZER must be v1, v2 or auto (it is ${JSON.stringify(want)})`, {
+      details: { field: "MVM_FREEZER" },
+    });
+  }
+  if (!layout) return null;
+  const v1 = layout.v1.freezer ? "v1" : null;
+  const v2 = layout.v2Freeze ? "v2" : null;
+  return want === "v1" ? v1 : want === "v2" ? v2 : v2 ?? v1;
+}
+
+/** A sandbox's v1 freezer group (it joins one when pause() uses the v1 freezer), or undefined. @example `v1FreezerGroup(cg, layout)` */
+export function v1FreezerGroup(cgroups: SandboxCgroups | null, layout: CgroupLayout | null): string | undefined {
+  const mount = layout?.v1.freezer;
+  return mount ? cgroups?.join.find((g) => g.startsWith(`${mount}/mvm/`)) : undefined;
+}
+
+/** The environment the supervisor needs to make a sandbox's groups with its limits (and its v1 freezer group, with `freezer: "v1"`). */
 export function supervisorCgroupEnv(
   layout: CgroupLayout,
   tag: string,
   id: string,
   limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined },
   pool: string[],
+  freezer: FreezerKind | null = null,
 ): Record<string, string> {
   return {
+    MVM_CG_FRZ: freezer === "v1" && layout.v1.freezer ? `${layout.v1.freezer}/mvm/${tag}/${id}` : "",
     MVM_CG_POOL: pool.join(" "),
     MVM_CG_KIND: layout.kind,
     MVM_CG_V2: `${layout.v2}/mvm/${tag}/${id}`,
@@ -167,7 +205,7 @@ export async function makeCgroups(dirs: string[]): Promise<string[]> {
  * Removes this state root's groups whose sandbox folder is gone. @example `await collectOrphanCgroups(layout, root, tag)`
  */
 export async function collectOrphanCgroups(layout: CgroupLayout, stateRoot: string, tag: string): Promise<void> {
-  const roots = [layout.v2, layout.v1.memory, layout.v1.cpu, layout.v1.pids].filter((r): r is string => !!r);
+  const roots = [layout.v2, layout.v1.memory, layout.v1.cpu, layout.v1.pids, layout.v1.freezer].filter((r): r is string => !!r);
   await cgroupOp("gc", stateRoot, tag, ...roots);
 }
 
@@ -191,9 +229,9 @@ export async function removeCgroups(dirs: string[]): Promise<void> {
 }
 
 /**
- * Freezes (`true`) or thaws (`false`) a group and everything under it through cgroup v2's
- * `cgroup.freeze`, and waits until the kernel reports it done. Returns `"ok"`, `"nofreeze"` (the
- * group has no v2 freezer) or `"failed"`. @example `await freezeCgroup(v2, true)`
+ * Freezes (`true`) or thaws (`false`) a group and everything under it — through cgroup v2's
+ * `cgroup.freeze`, or `freezer.state` for a v1 freezer group — and waits until the kernel reports it
+ * done. Returns `"ok"`, `"nofreeze"` (the group has no freezer) or `"failed"`. @example `await freezeCgroup(v2, true)`
  */
 export async function freezeCgroup(dir: string, frozen: boolean): Promise<"ok" | "nofreeze" | "failed"> {
   const out = await cgroupOp(frozen ? "freeze" : "thaw", dir);

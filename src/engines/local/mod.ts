@@ -29,7 +29,7 @@ import { CA_ENV, EGRESS_ENV, egressTools, makeCa, startEgress, substituted } fro
 import { preflight, type Tools, which } from "./preflight.ts";
 import { overlaySafe, type Restorable, restoreInfo, runShell, snapshotStore } from "./snapshot.ts";
 import { OVERLAY_SH } from "./scripts.gen.ts";
-import { setLimits } from "./cgroups.ts";
+import { chooseFreezer, type FreezerKind, setLimits } from "./cgroups.ts";
 import { localCapabilities, LocalSandbox, newCgroupName } from "./sandbox.ts";
 import { DEFAULT_TMP_MB, type Meta, SandboxDir } from "./state.ts";
 import { ID_RE, reapStale, startSupervisor, teardown } from "./supervisor.ts";
@@ -111,6 +111,7 @@ interface Launch {
   limits: Meta["limits"];
   /** A sandbox for the warm pool: invisible to list() and connect() until a create claims it. */
   pooled: boolean;
+  freezer: FreezerKind | null;
   /** Egress to start once the sandbox is up (never for a pooled one). */
   network?: SandboxSpec["network"] | undefined;
   /** Secrets its egress proxy substitutes (then it gets a CA of its own). */
@@ -173,7 +174,14 @@ async function launch(t: Tools, l: Launch): Promise<LocalSandbox> {
         `${dir.path}/owned`,
       ]
       : [];
-    await startSupervisor(t, { dir, ttlSeconds: l.ttlSeconds, limits: l.limits, pool, bwrapArgv: [...overlay, ...argv] }, async () => {
+    await startSupervisor(t, {
+      dir,
+      ttlSeconds: l.ttlSeconds,
+      limits: l.limits,
+      pool,
+      freezer: l.freezer,
+      bwrapArgv: [...overlay, ...argv],
+    }, async () => {
       await makeFolder(dir, t, meta, l.restore);
       if (l.pooled) dir.mark("pooled");
       else {
@@ -213,20 +221,22 @@ async function launch(t: Tools, l: Launch): Promise<LocalSandbox> {
  * invisible to list() and connect(), never ran anything, and is owned by this process like any other
  * (its supervisor ends it when this process dies). `MVM_WARM_POOL=0` turns it off.
  */
-let spare: { image: string; tmpMb: number; sb: Promise<LocalSandbox | null> } | null = null;
+let spare: { image: string; tmpMb: number; freezer: FreezerKind | null; sb: Promise<LocalSandbox | null> } | null = null;
 
 function poolEnabled(): boolean {
   return getEnv("MVM_WARM_POOL") !== "0";
 }
 
-function refill(t: Tools, image: string, tmpMb: number): void {
+function refill(t: Tools, image: string, tmpMb: number, freezer: FreezerKind | null): void {
   if (!poolEnabled() || spare) return;
   const ttlSeconds = 86_400;
   const limits = { pidsLimit: t.layout ? DEFAULT_PIDS : undefined, tmpSizeMb: tmpMb };
   spare = {
     image,
     tmpMb,
-    sb: launch(t, { image, tmpMb, ttlSeconds, limits, pooled: true, meta: { workloadId: "", tags: {}, env: {} } }).catch(() => null),
+    freezer,
+    sb: launch(t, { image, tmpMb, ttlSeconds, limits, pooled: true, freezer, meta: { workloadId: "", tags: {}, env: {} } })
+      .catch(() => null),
   };
 }
 
@@ -235,8 +245,15 @@ function limitsOf(spec: SandboxSpec, t: Tools, tmpMb: number): Meta["limits"] {
   return { cpu: spec.cpu, memoryMb: spec.memoryMb, pidsLimit: spec.pidsLimit ?? (t.layout ? DEFAULT_PIDS : undefined), tmpSizeMb: tmpMb };
 }
 
-async function claim(t: Tools, spec: SandboxSpec, image: string, tmpMb: number, env: Record<string, string>): Promise<LocalSandbox | null> {
-  if (!spare || spare.image !== image || spare.tmpMb !== tmpMb) return null;
+async function claim(
+  t: Tools,
+  spec: SandboxSpec,
+  image: string,
+  tmpMb: number,
+  freezer: FreezerKind | null,
+  env: Record<string, string>,
+): Promise<LocalSandbox | null> {
+  if (!spare || spare.image !== image || spare.tmpMb !== tmpMb || spare.freezer !== freezer) return null;
   const taken = spare.sb;
   spare = null;
   const sb = await taken;
@@ -280,6 +297,7 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
   refuseUnsupported(spec, t);
   await reapStale(t, true);
   const tmpMb = spec.tmpSizeMb ?? DEFAULT_TMP_MB;
+  const freezer = chooseFreezer(t.layout);
   // a networked sandbox gets its egress when it starts, so it never comes from the pool
   const networked = spec.network.rules.length > 0;
   // every value is read before any process of the sandbox starts; the guest gets placeholders
@@ -308,7 +326,7 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
     const from = await snapshotStore(t).open(spec.snapshot.id, { verify: spec.snapshot.verify, reuse: spec.snapshot.reuse });
     restore = { from, mode: t.uid === 0 && overlaySafe(from.tree) && overlaySafe(t.root) ? "overlay" : "copy" };
   }
-  let sb = networked || restore ? null : await claim(t, spec, image, tmpMb, env);
+  let sb = networked || restore ? null : await claim(t, spec, image, tmpMb, freezer, env);
   if (!sb) {
     const limits = limitsOf(spec, t, tmpMb);
     sb = await launch(t, {
@@ -318,6 +336,7 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
       limits,
       pooled: false,
       restore,
+      freezer,
       network: networked ? spec.network : undefined,
       secrets: sub,
       meta: { template: spec.template, name: spec.name, workloadId: spec.workloadId, tags: spec.tags, env },
@@ -326,7 +345,7 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
   if (Object.keys(exposed).length > 0) sb.dir.writeExposed(exposed);
   // the next spare starts once this sandbox's first runner is in place: on a small machine, starting
   // both at once would make the caller's first command wait for the spare's start too
-  sb.warmed().then(() => refill(t, image, tmpMb));
+  sb.warmed().then(() => refill(t, image, tmpMb, freezer));
   if (spec.name !== undefined) {
     // after the folder exists, so a create that lost the race sees this one as live
     try {

@@ -27,6 +27,7 @@ import {
   type SandboxCgroups,
   signalCgroup,
   signalSession,
+  v1FreezerGroup,
 } from "./cgroups.ts";
 import type { SandboxCore } from "./core.ts";
 import { localFiles } from "./files.ts";
@@ -144,7 +145,18 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
 
   capabilities(): Capabilities {
     const limits = this.cgroups !== null;
-    return { ...localCapabilities(), pause: limits, limits: { cpu: limits, memory: limits, pids: limits } };
+    const pause = limits && (this.#v1Freezer !== undefined || this.tools.layout?.v2Freeze === true);
+    return { ...localCapabilities(), pause, limits: { cpu: limits, memory: limits, pids: limits } };
+  }
+
+  /** The sandbox's v1 freezer group, when its pause() uses the v1 freezer (see `chooseFreezer`). */
+  get #v1Freezer(): string | undefined {
+    return v1FreezerGroup(this.cgroups, this.tools.layout);
+  }
+
+  /** The group pause() freezes: the v1 freezer group the sandbox joined, else its v2 group. */
+  #freezeGroup(cg: SandboxCgroups): string {
+    return this.#v1Freezer ?? cg.v2;
   }
 
   #state(): SandboxInfo["state"] {
@@ -412,8 +424,8 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
   }
 
   /**
-   * Freezes every process of the sandbox (cgroup v2's freezer; the host-side helpers in its groups
-   * too). The TTL keeps running. Idempotent.
+   * Freezes every process of the sandbox (cgroup v2's freezer, or the v1 freezer group it joined at
+   * create; the host-side helpers in its groups too). The TTL keeps running. Idempotent.
    */
   async pause(opts: { toDisk?: boolean } = {}): Promise<string> {
     if (opts.toDisk) throw new UnsupportedError(`pause({ toDisk: true }) needs a memory checkpoint tool: ${criuProbe()}`);
@@ -430,13 +442,15 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     }
     // marked first, so no new operation starts while the freezer works
     this.dir.mark("paused");
-    const r = await freezeCgroup(this.cgroups.v2, true).catch(() => "failed" as const);
+    const group = this.#freezeGroup(this.cgroups);
+    const r = await freezeCgroup(group, true).catch(() => "failed" as const);
     if (r !== "ok") {
-      await freezeCgroup(this.cgroups.v2, false).catch(() => {});
+      await freezeCgroup(group, false).catch(() => {});
       this.dir.unmark("paused");
       if (r === "nofreeze") {
         throw new UnsupportedError(
-          `cannot pause sandbox ${this.id}: its cgroup ${this.cgroups.v2} has no cgroup.freeze (cgroup v2's freezer needs Linux ≥ 5.2)`,
+          `cannot pause sandbox ${this.id}: its cgroup ${group} has no freezer (cgroup v2's cgroup.freeze needs Linux ≥ 5.2; ` +
+            `without it, sandboxes use the v1 freezer controller when it is mounted, and none is here)`,
         );
       }
       this.#assertRunning("pause");
@@ -458,7 +472,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
       });
     }
     this.#assertRunning("resume", { paused: true });
-    const r = this.cgroups ? await freezeCgroup(this.cgroups.v2, false).catch(() => "failed" as const) : "nofreeze";
+    const r = this.cgroups ? await freezeCgroup(this.#freezeGroup(this.cgroups), false).catch(() => "failed" as const) : "nofreeze";
     if (r !== "ok") {
       this.#assertRunning("resume", { paused: true });
       throw new TransportError(`sandbox ${this.id} did not thaw within 2 s; it is still paused`, { details: { id: this.id } });

@@ -19,12 +19,14 @@ import { collectText } from "../../streams.ts";
 import {
   collectOrphanCgroups,
   freezeCgroup,
+  type FreezerKind,
   killProc,
   procsAlive,
   readSandboxCgroups,
   removeCgroups,
   signalCgroup,
   supervisorCgroupEnv,
+  v1FreezerGroup,
 } from "./cgroups.ts";
 import type { Tools } from "./preflight.ts";
 import { GUEST_PATH } from "./runners.ts";
@@ -42,6 +44,8 @@ export interface SupervisorInput {
   limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined };
   /** Per-process groups for the supervisor to make at once. */
   pool: string[];
+  /** The freezer pause() will use (`chooseFreezer`): with `v1`, the supervisor makes and joins a v1 freezer group. */
+  freezer: FreezerKind | null;
   bwrapArgv: string[];
 }
 
@@ -73,7 +77,7 @@ export async function startSupervisor(t: Tools, i: SupervisorInput, prepare: () 
       PATH: GUEST_PATH,
       MVM_PERL: t.perl,
       MVM_WATCH_PL: WATCH_PL,
-      ...(t.layout ? supervisorCgroupEnv(t.layout, t.tag, i.dir.id, i.limits, i.pool) : {}),
+      ...(t.layout ? supervisorCgroupEnv(t.layout, t.tag, i.dir.id, i.limits, i.pool, i.freezer) : {}),
     },
     stdin: "piped",
     stdout: "piped",
@@ -126,7 +130,10 @@ async function readReadyLine(child: ChildProcess): Promise<string> {
 export async function killSandbox(dir: SandboxDir, t: Tools): Promise<void> {
   const cgroups = readSandboxCgroups(dir.file("cgroups"), t.tag, dir.id);
   // a paused sandbox is thawed first: frozen processes (the host-side nsenters too) cannot reap or die
-  if (cgroups && dir.has("paused")) await freezeCgroup(cgroups.v2, false).catch(() => {});
+  if (cgroups && dir.has("paused")) {
+    const v1 = v1FreezerGroup(cgroups, t.layout);
+    await freezeCgroup(v1 ?? cgroups.v2, false).catch(() => {});
+  }
   // pid 1 first: the host-side nsenters are still there to reap their children, so the pid
   // namespace can finish dying; then whatever is left in the sandbox's groups
   await killProc(dir.readPids().reaper, "KILL", true).catch(() => {});

@@ -18,9 +18,24 @@ cg_signal() {
   [ $fz = 1 ] && echo 0 > "$1/cgroup.freeze" 2>/dev/null
   return 0
 }
-# cg_freeze DIR 1|0: freeze or thaw a group and everything under it (cgroup v2's cgroup.freeze), and wait
-# (up to 2 s) until the kernel says it is done; fails when the group has no freezer or does not settle
+# cg_freeze DIR 1|0: freeze or thaw a group and everything under it (cgroup v2's cgroup.freeze, or a v1
+# freezer group's freezer.state), and wait (up to 2 s) until the kernel says it is done; fails (2) when
+# the group has no freezer, (1) when it does not settle
 cg_freeze() {
+  if [ -e "$1/freezer.state" ]; then
+    want=FROZEN; [ "$2" = 0 ] && want=THAWED
+    echo "$want" > "$1/freezer.state" 2>/dev/null || return 1
+    i=0
+    while [ $i -lt 1000 ]; do
+      # reading the state is what moves a v1 group from FREEZING to FROZEN once every task stopped
+      v=; read -r v < "$1/freezer.state" 2>/dev/null; [ "$v" = "$want" ] && return 0
+      # a task forked while the group was freezing can slip through (it then runs on, FREEZING for good):
+      # asking again freezes whatever is in the group now
+      i=$((i+1)); [ $((i % 5)) = 0 ] && echo "$want" > "$1/freezer.state" 2>/dev/null
+      sleep 0.002
+    done
+    return 1
+  fi
   [ -e "$1/cgroup.freeze" ] || return 2
   echo "$2" > "$1/cgroup.freeze" 2>/dev/null || return 1
   i=0
@@ -38,6 +53,8 @@ cg_oom() {
   echo 0
 }
 cg_sweep() {
+  # a v1 freezer group is thawed first: its frozen tasks would not die
+  [ -e "$1/freezer.state" ] && echo THAWED > "$1/freezer.state" 2>/dev/null
   i=0
   while [ -d "$1" ] && [ $i -lt 100 ]; do
     for sub in "$1"/*/; do [ -d "$sub" ] && { cg_signal "$sub" KILL; rmdir "$sub" 2>/dev/null; }; done

@@ -3,14 +3,15 @@
 op=$1; shift
 case "$op" in
   detect)
-    v2=; mem=; cpu=; pids=
+    v2=; mem=; cpu=; pids=; frz=
     while read -r _ mnt typ opts _; do
       case "$typ" in
         cgroup2) [ -z "$v2" ] && v2=$mnt;;
         cgroup)
           case ",$opts," in *,memory,*) mem=$mnt;; esac
           case ",$opts," in *,cpu,*) cpu=$mnt;; esac
-          case ",$opts," in *,pids,*) pids=$mnt;; esac;;
+          case ",$opts," in *,pids,*) pids=$mnt;; esac
+          case ",$opts," in *,freezer,*) frz=$mnt;; esac;;
       esac
     done < /proc/self/mounts
     [ -n "$v2" ] || { echo none; exit 0; }
@@ -23,7 +24,9 @@ case "$op" in
       echo "+memory +pids +cpu" > "$v2/mvm/cgroup.subtree_control" 2>/dev/null
       mem=; cpu=; pids=
     fi
-    echo "$kind $v2 ${mem:--} ${cpu:--} ${pids:--}";;
+    # the freezers: the v1 controller's mount (or -), and whether v2 groups have cgroup.freeze
+    v2fz=0; [ -e "$v2/mvm/cgroup.freeze" ] && v2fz=1
+    echo "$kind $v2 ${mem:--} ${cpu:--} ${pids:--} ${frz:--} $v2fz";;
   signal) cg_signal "$1" "$2" "${3:-}";;
   session)
     # no cgroups: signal the session of the process whose parent is $1 (nsenter's child, a session leader)

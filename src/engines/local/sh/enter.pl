@@ -1,7 +1,7 @@
 # Host-side entry of every process the local engine starts toward a sandbox (supervisor, runners).
 # Before anything of the sandbox runs it: joins a fresh anonymous session keyring (the caller's keys
 # stay the caller's), closes every inherited descriptor above 2 (Deno passes on descriptors its own
-# parent leaked), joins the cgroups named in MVM_CG1..MVM_CG4, and execs the rest of argv.
+# parent leaked), joins the cgroups named in MVM_CG1..MVM_CG8, and execs the rest of argv.
 # Argv: KEYCTL_SYSCALL_NUMBER COMMAND ARGS...   (keyctl's number differs per architecture)
 use strict;
 my $keyctl = shift @ARGV;
@@ -14,7 +14,7 @@ if (syscall(436, 3, 0xffffffff, 0) != 0) {
   closedir($d);
   for my $fd (@fds) { if (open(my $fh, "<&=", $fd)) { close($fh) } }
 }
-for my $i (1 .. 4) {
+for my $i (1 .. 8) {
   my $cg = delete $ENV{"MVM_CG$i"};
   next unless defined $cg && $cg ne "";
   open(my $fh, ">", "$cg/cgroup.procs") or do { print STDERR "mvm-enter: cannot join $cg: $!\n"; exit 125 };

@@ -6,7 +6,8 @@
 # dies before that (end of input) leaves nothing, because this removes the folder.
 # Args: STATE_DIR OWNER_PID TTL_SECONDS BWRAP_ARGV... (bwrap's own arguments are in STATE_DIR/bwrap.args)
 # Env: MVM_PERL and MVM_WATCH_PL (the watch, sh/watch.pl), MVM_CG_KIND, MVM_CG_V2, MVM_CG_MEM/CPU/PIDS (groups to make), MVM_LIM_MEM/CPU/PIDS (limits),
-# MVM_CG_POOL (per-process groups to make under the v2 group, for the SDK).
+# MVM_CG_POOL (per-process groups to make under the v2 group, for the SDK), MVM_CG_FRZ (the v1 freezer group
+# pause() uses, when v2 has no cgroup.freeze or MVM_FREEZER=v1: made and joined like the v1 controllers).
 set -u
 umask 077
 d=$1; owner=$2; ttl=$3; shift 3
@@ -21,6 +22,7 @@ ev() { printf '{"id":"sup-%s-%s","time":"%s","type":"%s","source":"supervisor"%s
 end_jail() {
   # a paused sandbox is thawed first: frozen processes (the host-side nsenters too) cannot reap or die
   [ -n "${MVM_CG_V2:-}" ] && cg_freeze "$MVM_CG_V2" 0
+  [ -n "${MVM_CG_FRZ:-}" ] && cg_freeze "$MVM_CG_FRZ" 0
   # the sandbox's pid 1 first (the kernel then kills everything in its pid namespace, while the
   # host-side nsenters are still there to reap their children), then whatever is left in its groups
   # (cgroup.kill catches forks), then the launcher
@@ -62,6 +64,7 @@ if [ -n "${MVM_CG_V2:-}" ]; then
     for c in "$MVM_CG_MEM" "$MVM_CG_CPU" "$MVM_CG_PIDS"; do [ -n "$c" ] && join="$join $c"; done
     [ -n "$MVM_CG_MEM" ] && memcg=$MVM_CG_MEM
   fi
+  [ -n "${MVM_CG_FRZ:-}" ] && join="$join $MVM_CG_FRZ"
   all="$MVM_CG_V2$join"
   # one mkdir for the sandbox's groups and the first per-process groups the SDK will use
   pool=""; for q in ${MVM_CG_POOL:-}; do pool="$pool $MVM_CG_V2/$q"; done
