@@ -14,6 +14,15 @@
  * end when another process appended meanwhile). Concurrent appenders (several clients, detached
  * owners) take a lock folder (`mkdir` is atomic), so the chain never forks.
  *
+ * A sandbox's supervisor (a shell on the host, with no key) records its own transitions — `started`,
+ * `jail.restarted`, `destroyed` with the reason (TTL, owner exit …) — as one small file each in the
+ * chain's `spool/` folder (0700, beside the key; no guest can reach it). Every SDK process moves
+ * pending spool files into the chain, under the chain's lock, before its next append and when it
+ * lists sandboxes, reads a sandbox's entries or verifies the chain; each becomes an entry with the
+ * supervisor's event id and `labels.source: "supervisor"`. A file is checked before it is taken:
+ * only the events a supervisor records, with a sandbox id, a timestamp and plain number or word
+ * fields; anything else becomes an `audit.spool.rejected` entry naming the file, never its content.
+ *
  * @example Verify a state root's chain
  * ```ts
  * import assert from "node:assert/strict";
@@ -33,6 +42,7 @@ import {
   appendFileSync,
   closeSync,
   constants,
+  existsSync,
   fstatSync,
   lstatSync,
   mkdirSync,
@@ -43,6 +53,7 @@ import {
   renameSync,
   rmdirSync,
   statSync,
+  unlinkSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
@@ -52,7 +63,10 @@ import { redactJson } from "./redact.ts";
 
 /** One audit entry: what happened, when, to which sandbox. Never a secret value. */
 export interface AuditEntry {
-  /** The entry's id: the `auditId` a call returned (`aud_` and 20 hex digits). */
+  /**
+   * The entry's id: the `auditId` a call returned (`aud_` and 20 hex digits), or, for what a
+   * sandbox's supervisor recorded, its log event's id (`sup-<pid>-<ns>`).
+   */
   id: string;
   /** Position in the state root's chain, from 0, across segments. */
   seq: number;
@@ -86,6 +100,12 @@ const GENESIS = new Uint8Array(32);
 const SEGMENT_RE = /^chain-(\d{6})\.jsonl$/;
 const LOCK_STALE_MS = 5_000;
 const HEAD_BYTES = 511;
+/** A supervisor's spool file: `sup-<pid>-<ns>.ev`, one JSON line. */
+const SPOOL_RE = /^sup-(\d{1,10})-(\d{1,20})\.ev$/;
+/** The events a supervisor records (anything else in the spool is rejected). */
+const SPOOL_EVENTS = new Set(["started", "jail.restarted", "destroyed"]);
+/** A spool file still without its newline is being written, unless it is older than this. */
+const SPOOL_TORN_MS = 60_000;
 
 const b64u = (b: Uint8Array) => btoa(String.fromCharCode(...b)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
 function unb64u(s: string): Uint8Array {
@@ -136,7 +156,15 @@ export class AuditLog {
   #key: KeyObject | undefined;
   #head: Head | undefined;
   #headFd: number | undefined;
-  constructor(readonly dir: string, readonly tenant: string, readonly rotateBytes: number = AUDIT_ROTATE_BYTES) {}
+  #spoolMade = false;
+  #spoolSeen = -1;
+  /** `spoolDir`: where supervisors leave their events for {@linkcode AuditLog.ingest} (none: no spool). */
+  constructor(
+    readonly dir: string,
+    readonly tenant: string,
+    readonly rotateBytes: number = AUDIT_ROTATE_BYTES,
+    readonly spoolDir?: string,
+  ) {}
 
   /** Appends one signed entry and returns its id (`id` when given: the id of the log event it mirrors). */
   append(event: string, data: Record<string, unknown> = {}, labels: Record<string, string> = {}, id: string = newAuditId()): string {
@@ -144,26 +172,121 @@ export class AuditLog {
     const release = this.#lock();
     try {
       const key = this.#privateKey();
-      let head = this.#currentHead();
-      const entry = (seq: number): AuditEntry => ({
-        id,
-        seq,
-        timestamp: new Date().toISOString(),
-        tenant: this.tenant,
-        event,
-        labels,
-        ...(Object.keys(data).length ? { data } : {}),
-      });
-      let line = makeLine(key, entry(head.seq + 1), unb64u(head.hash));
-      if (head.size > 0 && head.size + line.length + 1 > this.rotateBytes) {
-        head = this.#rotate(key, head);
-        line = makeLine(key, entry(head.seq + 1), unb64u(head.hash));
-      }
-      this.#write(head.file, line, head);
-      return id;
+      // what supervisors recorded meanwhile goes first: the chain keeps the order things happened in
+      if (this.#spoolPending()) this.#ingest(key);
+      return this.#appendLocked(key, event, data, labels, id);
     } finally {
       release();
     }
+  }
+
+  /**
+   * The spool folder supervisors write their events to, made on first call (0700, owned like the
+   * chain; one that is not is refused). @example `log.spool() // "/var/lib/mvm/audit/spool"`
+   */
+  spool(): string {
+    if (!this.spoolDir) throw new InternalError(`the audit chain ${this.dir} has no spool`);
+    if (this.#spoolMade) return this.spoolDir;
+    this.#ensureDir();
+    mkdirSync(this.spoolDir, { recursive: true, mode: 0o700 });
+    const st = lstatSync(this.spoolDir);
+    const uid = statSync(this.dir).uid;
+    if (!st.isDirectory() || (st.mode & 0o077) !== 0 || st.uid !== uid) {
+      throw new PermissionDeniedError(
+        `refusing the audit spool ${this.spoolDir}: it must be a folder of uid ${uid} that nobody else can read or write (mode 0700); ` +
+          `it is mode ${(st.mode & 0o777).toString(8)}, uid ${st.uid}`,
+        { details: { path: this.spoolDir } },
+      );
+    }
+    this.#spoolMade = true;
+    return this.spoolDir;
+  }
+
+  /**
+   * Moves the events supervisors left in the spool into the chain (under the chain's lock, oldest
+   * first) and returns how many files it took. Cheap when nothing is pending (one `stat`).
+   *
+   * @example `auditLog(root).ingest()`
+   */
+  ingest(): number {
+    if (!this.#spoolPending()) return 0;
+    this.#ensureDir();
+    const release = this.#lock();
+    try {
+      return this.#ingest(this.#privateKey());
+    } finally {
+      release();
+    }
+  }
+
+  /** Whether the spool may hold something: its folder changed since it was last seen empty. */
+  #spoolPending(): boolean {
+    if (!this.spoolDir) return false;
+    try {
+      return statSync(this.spoolDir).mtimeMs !== this.#spoolSeen;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Takes every complete spool file into the chain (the lock is held). */
+  #ingest(key: KeyObject): number {
+    const spool = this.spoolDir!;
+    let taken = 0;
+    for (;;) {
+      let mtime: number;
+      let names: string[];
+      try {
+        mtime = statSync(spool).mtimeMs;
+        names = readdirSync(spool).filter((f) => SPOOL_RE.test(f));
+      } catch {
+        return taken;
+      }
+      if (names.length === 0) {
+        // trusted as "empty" only once the folder's time is old enough that a later change must move it
+        // (the kernel's file times are coarse: two changes in one tick can share one)
+        if (Date.now() - mtime > 100) this.#spoolSeen = mtime;
+        return taken;
+      }
+      const order = (f: string) => SPOOL_RE.exec(f)![2]!.padStart(20, "0") + f;
+      let progress = false;
+      for (const name of names.sort((a, b) => order(a) < order(b) ? -1 : 1)) {
+        const got = readSpoolFile(`${spool}/${name}`, statSync(this.dir).uid);
+        if (got === null) continue; // still being written
+        if (typeof got === "string") {
+          this.#appendLocked(key, "audit.spool.rejected", { file: name, reason: got }, { source: "supervisor" }, newAuditId());
+        } else {
+          this.#appendLocked(key, got.event, got.data, got.labels, got.id);
+        }
+        try {
+          unlinkSync(`${spool}/${name}`);
+        } catch { /* gone already */ }
+        taken++;
+        progress = true;
+      }
+      if (!progress) return taken;
+    }
+  }
+
+  /** Appends one signed entry with the lock held. */
+  #appendLocked(key: KeyObject, event: string, data: Record<string, unknown>, labels: Record<string, string>, id: string): string {
+    let head = this.#currentHead();
+    const entry = (seq: number): AuditEntry => ({
+      id,
+      seq,
+      timestamp: new Date().toISOString(),
+      tenant: this.tenant,
+      event,
+      labels,
+      ...(Object.keys(data).length ? { data } : {}),
+    });
+    let line = makeLine(key, entry(head.seq + 1), unb64u(head.hash));
+    if (head.size > 0 && head.size + line.length + 1 > this.rotateBytes) {
+      head = this.#rotate(key, head);
+      line = makeLine(key, entry(head.seq + 1), unb64u(head.hash));
+    }
+    this.#write(head.file, line, head);
+    return id;
   }
 
   /** Writes a line to a segment and moves `head` past it. */
@@ -300,6 +423,59 @@ export class AuditLog {
       Atomics.wait(pause, 0, 0, i < 20 ? 0.2 : 1);
     }
   }
+}
+
+/**
+ * One spool file as an entry, a reason to reject it, or null while it is being written (no newline
+ * yet, and young). It must be a regular file of `uid` (never followed as a link), small, one JSON
+ * object of an event a supervisor records, whose fields are plain numbers or words.
+ */
+function readSpoolFile(
+  path: string,
+  uid: number,
+): { id: string; event: string; labels: Record<string, string>; data: Record<string, unknown> } | string | null {
+  let text: string;
+  let fd: number;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    return `cannot be opened as a file (${(e as { code?: string }).code ?? "error"})`;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.uid !== uid) return "not a regular file of the chain's owner";
+    if (st.size > 4096) return "larger than a supervisor's event";
+    const buf = new Uint8Array(st.size);
+    readSync(fd, buf, 0, buf.length, 0);
+    text = dec.decode(buf);
+    if (!text.endsWith("\n")) return Date.now() - st.mtimeMs < SPOOL_TORN_MS ? null : "torn (no newline)";
+  } finally {
+    closeSync(fd);
+  }
+  let o: unknown;
+  try {
+    o = JSON.parse(text);
+  } catch {
+    return "not JSON";
+  }
+  if (!o || typeof o !== "object" || Array.isArray(o)) return "not a JSON object";
+  const { id, sandbox, type, time, source, ...rest } = o as Record<string, unknown>;
+  if (typeof id !== "string" || !/^sup-\d{1,10}-\d{1,20}$/.test(id)) return "no supervisor event id";
+  if (typeof sandbox !== "string" || !/^sbx-[a-z0-9]{12}$/.test(sandbox)) return "no sandbox id";
+  if (typeof type !== "string" || !SPOOL_EVENTS.has(type)) return "not an event a supervisor records";
+  if (source !== "supervisor") return "not from a supervisor";
+  if (typeof time !== "string" || !/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/.test(time)) return "no timestamp";
+  const fields = Object.entries(rest);
+  if (fields.length > 8) return "too many fields";
+  const data: Record<string, unknown> = { at: time };
+  for (const [k, v] of fields) {
+    if (!/^[a-zA-Z][a-zA-Z0-9]{0,31}$/.test(k)) return "a field name that is not a word";
+    if (!(typeof v === "number" && Number.isFinite(v)) && !(typeof v === "string" && /^[a-z0-9-]{0,40}$/.test(v))) {
+      return `field ${k} is not a plain number or word`;
+    }
+    data[k] = v;
+  }
+  return { id, event: type, labels: { sandbox, source: "supervisor" }, data };
 }
 
 /** The segments of a chain, oldest first. */
@@ -476,8 +652,14 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
  * ```
  */
 export async function verifyAudit(options: { stateDir?: string } = {}): Promise<AuditReport> {
-  const { stateBase } = await import("./engines/local/state.ts");
+  const { auditLog, stateBase } = await import("./engines/local/state.ts");
   const { hostUid } = await import("./runtime/mod.ts");
   const base = options.stateDir?.replace(/\/+$/, "") || stateBase(await hostUid());
+  // what supervisors recorded (a TTL expiry, an owner's death) is taken into the chain first
+  if (existsSync(`${base}/audit/spool`)) {
+    try {
+      auditLog(`${base}/sandboxes`).ingest();
+    } catch { /* a chain this process cannot write is still verified as it is */ }
+  }
   return verifyAuditDir(`${base}/audit`);
 }

@@ -366,7 +366,8 @@ export interface LogEventBase {
   /**
    * Audit id of this event: on the local engine, `aud_` and 20 hex digits for
    * what the SDK recorded (the `auditId` a call returned), `sup-<pid>-<ns>`
-   * for what the sandbox's supervisor recorded (start, TTL expiry, destroy).
+   * for what the sandbox's supervisor recorded (start, TTL expiry, destroy);
+   * either way, the id of its entry in the signed audit chain.
    */
   id: string;
   /** Position of this event in this stream, from 0. */

@@ -3,7 +3,7 @@
 // segment, and a chain forked by concurrent writers (it must not fork: several processes append at once).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { type AuditEntry, Sandbox, SecretRef, verifyAudit } from "../mod.ts";
 import { AuditLog, verifyAuditDir } from "../src/audit.ts";
@@ -90,6 +90,59 @@ test("audit: segments rotate at the size limit with a signed hand-off; a removed
     assert.match(bad.firstBad!.reason, /missing|hand-off/);
     void log;
   }, 4096);
+});
+
+test("audit: supervisors' spool files are signed into the chain in order; torn, forged and linked ones are never taken as they are", async () => {
+  const base = mkdtempSync(`${tmpdir()}/mvm-audit-`);
+  try {
+    const dir = `${base}/audit`;
+    const log = new AuditLog(dir, "test", undefined, `${dir}/spool`);
+    log.append("test.before");
+    const spool = log.spool();
+    assert.equal(statSync(spool).mode & 0o777, 0o700);
+    const ev = (o: Record<string, unknown>) =>
+      JSON.stringify({ sandbox: "sbx-aaaaaaaaaaaa", time: "2026-12-01T10:00:00.000Z", source: "supervisor", ...o }) + "\n";
+    // written out of order: the ns in the name orders them
+    writeFileSync(`${spool}/sup-7-2000.ev`, ev({ id: "sup-7-2000", type: "destroyed", reason: "ttl-expired" }));
+    writeFileSync(`${spool}/sup-7-1000.ev`, ev({ id: "sup-7-1000", type: "started", initPid: 42, ttlSeconds: 3 }));
+    writeFileSync(`${spool}/sup-8-3000.ev`, ev({ id: "sup-8-3000", type: "started" }).trimEnd()); // still being written
+    writeFileSync(`${spool}/sup-8-4000.ev`, ev({ id: "aud_00000000000000000000", type: "files.write" }));
+    writeFileSync(`${spool}/sup-8-5000.ev`, ev({ id: "sup-8-5000", type: "destroyed", reason: 'x","evil":"1' }));
+    writeFileSync(`${base}/elsewhere`, ev({ id: "sup-8-6000", type: "destroyed", reason: "ttl-expired" }));
+    symlinkSync(`${base}/elsewhere`, `${spool}/sup-8-6000.ev`);
+    writeFileSync(`${spool}/notes.txt`, "not a spool file");
+    log.append("test.after");
+    const entries = readFileSync(`${dir}/chain-000001.jsonl`, "utf8").trim().split("\n").map((l) => JSON.parse(l).entry as AuditEntry);
+    assert.deepEqual(entries.map((e) => e.event), [
+      "test.before",
+      "started",
+      "destroyed",
+      "audit.spool.rejected",
+      "audit.spool.rejected",
+      "audit.spool.rejected",
+      "test.after",
+    ]);
+    assert.deepEqual(entries[1], {
+      ...entries[1]!,
+      id: "sup-7-1000",
+      labels: { sandbox: "sbx-aaaaaaaaaaaa", source: "supervisor" },
+      data: { at: "2026-12-01T10:00:00.000Z", initPid: 42, ttlSeconds: 3 },
+    });
+    assert.equal(entries[2]!.data?.reason, "ttl-expired");
+    assert.deepEqual(entries.slice(3, 6).map((e) => e.data?.file), ["sup-8-4000.ev", "sup-8-5000.ev", "sup-8-6000.ev"]);
+    assert.ok(!JSON.stringify(entries).includes("evil"), "a rejected file's content reached the chain");
+    assert.deepEqual(readdirSync(spool).sort(), ["notes.txt", "sup-8-3000.ev"]);
+    assert.ok(existsSync(`${base}/elsewhere`), "a link was followed");
+    // once its newline is there, the file is taken
+    appendFileSync(`${spool}/sup-8-3000.ev`, "\n");
+    assert.equal(log.ingest(), 1);
+    assert.equal(log.ingest(), 0);
+    const r = verifyAuditDir(dir);
+    assert.equal(r.status, "VERIFIED", JSON.stringify(r.firstBad));
+    assert.equal(r.entries, 8);
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
 });
 
 test("audit: four processes appending at once never fork the chain", async () => {

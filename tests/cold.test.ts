@@ -5,7 +5,17 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import process from "node:process";
-import { ConflictError, type LogEvent, NetworkPolicy, NotFoundError, Sandbox, TransportError, UnsupportedError } from "../mod.ts";
+import {
+  ConflictError,
+  type LogEvent,
+  NetworkPolicy,
+  NotFoundError,
+  Sandbox,
+  TransportError,
+  UnsupportedError,
+  verifyAudit,
+} from "../mod.ts";
+import { readAudit } from "../src/audit.ts";
 import { detectCgroups } from "../src/engines/local/cgroups.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
@@ -50,6 +60,17 @@ function v1Group(id: string): string | undefined {
   return readFileSync(`${STATE}/${id}/cgroups`, "utf8").split("\n").find((l) =>
     layout?.v1.freezer && l.startsWith(`${layout.v1.freezer}/`)
   );
+}
+
+/**
+ * A gone sandbox's ending as the signed chain has it, read after `touch` (an SDK call that takes in what
+ * supervisors recorded): its supervisor's `started` and `destroyed` (with the reason), the chain verified.
+ */
+async function chainedEnd(id: string, touch: () => Promise<unknown>): Promise<{ events: string[]; reason: unknown }> {
+  await touch();
+  const entries = await collect(readAudit(`${STATE.replace(/\/sandboxes$/, "")}/audit`, { sandbox: id }));
+  const sup = entries.filter((e) => e.labels.source === "supervisor");
+  return { events: sup.map((e) => e.event), reason: sup.find((e) => e.event === "destroyed")?.data?.reason };
 }
 
 /** Everything of a sandbox the host can see: its folder, its supervisor and init, its cgroups. */
@@ -177,6 +198,8 @@ test("cold: a SIGKILLed owner takes its paused sandbox with it (each freezer)", 
     c.kill("SIGKILL");
     await c.status;
     assert.ok(await waitFor(() => !left(), 8000), `something of the paused sandbox (${freezer} freezer) outlived its owner`);
+    // its end is in the signed chain, though no client saw it: the next list() takes it in
+    assert.deepEqual(await chainedEnd(id, () => Sandbox.list()), { events: ["started", "destroyed"], reason: "owner-exited" });
   }));
 });
 
@@ -194,6 +217,11 @@ test("cold: the TTL ends a detached paused sandbox (each freezer)", async () => 
     await sb.disconnect();
     assert.ok(await waitFor(() => !left(), 10_000), `the paused sandbox (${freezer} freezer) outlived its TTL`);
     await assert.rejects(Sandbox.connect(id), NotFoundError);
+    // verifyAudit() (as `mvm audit verify`) takes the TTL's end into the chain and verifies it
+    let report: Awaited<ReturnType<typeof verifyAudit>> | undefined;
+    const end = await chainedEnd(id, async () => report = await verifyAudit());
+    assert.equal(report?.status, "VERIFIED", JSON.stringify(report?.firstBad));
+    assert.deepEqual(end, { events: ["started", "destroyed"], reason: "ttl-expired" });
   }));
 });
 
@@ -244,6 +272,12 @@ test("cold: stop ends every process and keeps the files, which stay readable and
   assert.equal(types.filter((t) => t === "jail.restarted").length, 4);
   const audited = await collect(sb.audit());
   assert.equal(audited.find((e) => e.id === stopId)?.event, "stopped");
+  // the supervisor's transitions are in the chain too, under the ids logs() shows
+  const restarts = audited.filter((e) => e.event === "jail.restarted");
+  assert.equal(restarts.length, 4);
+  assert.ok(restarts.every((e) => e.labels.source === "supervisor" && typeof e.data?.initPid === "number"));
+  const logged = new Set((await collect(sb.logs())).map((e) => e.id));
+  assert.ok(restarts.every((e) => logged.has(e.id)));
 });
 
 test("cold: a stopped sandbox goes at its TTL and with its owner", async () => {

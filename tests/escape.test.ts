@@ -1992,7 +1992,7 @@ test("escape: the audit chain, its key and its lock are out of the guest's sight
   const r = await sb.commands.run([
     "sh",
     "-c",
-    "find / -xdev \\( -name 'chain-*.jsonl' -o -path '*/audit/key*' -o -path '*/audit/head' -o -path '*/audit/lock' \\) 2>/dev/null; " +
+    "find / -xdev \\( -name 'chain-*.jsonl' -o -path '*/audit/key*' -o -path '*/audit/head' -o -path '*/audit/lock' -o -path '*/audit/spool*' -o -name 'sup-*.ev' \\) 2>/dev/null; " +
     'for f in /proc/[0-9]*/fd/*; do l=$(readlink "$f" 2>/dev/null); case "$l" in *audit*) echo "FD $f $l";; esac; done; echo done',
   ]);
   assert.equal(r.stdout, "done\n", r.stdout);
@@ -2001,6 +2001,10 @@ test("escape: the audit chain, its key and its lock are out of the guest's sight
   const entries = await collect(sb.audit());
   assert.equal(entries.find((e) => e.id === w.auditId)?.data?.path, `/app/x\n${forged}`);
   assert.ok(!entries.some((e) => e.id === "aud_00000000000000000000"));
+  // the supervisor's own entries (from its spool, which the guest cannot reach) carry only its words and numbers
+  const sup = entries.filter((e) => e.labels.source === "supervisor");
+  assert.deepEqual(sup.map((e) => e.event), ["started"]);
+  assert.equal(typeof sup[0]!.data?.initPid, "number");
 });
 
 test("escape: stop() leaves no guest process anywhere on the host (double-forked, setsid, ignoring signals, frozen first); start() runs nothing of the guest's", async () => {

@@ -31,7 +31,7 @@ import { overlaySafe, type Restorable, restoreInfo, runShell, snapshotStore } fr
 import { OVERLAY_SH } from "./scripts.gen.ts";
 import { chooseFreezer, type FreezerKind, setLimits } from "./cgroups.ts";
 import { localCapabilities, LocalSandbox, newCgroupName } from "./sandbox.ts";
-import { DEFAULT_TMP_MB, type Meta, SandboxDir } from "./state.ts";
+import { auditLog, DEFAULT_TMP_MB, type Meta, SandboxDir } from "./state.ts";
 import { ID_RE, reapStale, startSupervisor, teardown } from "./supervisor.ts";
 
 const DEFAULT_PIDS = 1024;
@@ -390,6 +390,8 @@ async function connect(id: string): Promise<LocalSandbox> {
 async function list(filter: { tags?: Record<string, string> | undefined }): Promise<SandboxInfo[]> {
   const t = await preflight();
   await reapStale(t);
+  // ends that no client saw (TTL expiries, owners' deaths) reach the chain even when nothing is listed
+  auditLog(t.root).ingest();
   const out: SandboxInfo[] = [];
   let entries: string[] = [];
   try {

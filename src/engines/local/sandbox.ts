@@ -38,7 +38,7 @@ import type { Tools } from "./preflight.ts";
 import { connectDetached, listDetached, startDetached } from "./detached.ts";
 import { startProcess } from "./process.ts";
 import { type Runner, RunnerPool } from "./runners.ts";
-import { auditDir, DEFAULT_TMP_MB, type Meta, type SandboxDir } from "./state.ts";
+import { auditDir, auditLog, DEFAULT_TMP_MB, type Meta, type SandboxDir } from "./state.ts";
 import { type AuditEntry, readAudit } from "../../audit.ts";
 import { teardown } from "./supervisor.ts";
 import { forgetSecrets, launchEgress } from "./network.ts";
@@ -352,6 +352,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
   }
 
   audit(): ReadableStream<AuditEntry> {
+    auditLog(this.dir.root).ingest();
     return readAudit(auditDir(this.dir.root), { sandbox: this.id });
   }
 

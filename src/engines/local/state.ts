@@ -27,7 +27,7 @@ import {
   writeFileSync,
   writeSync,
 } from "node:fs";
-import { AuditLog, newAuditId } from "../../audit.ts";
+import { AUDIT_ROTATE_BYTES, AuditLog, newAuditId } from "../../audit.ts";
 import { PermissionDeniedError } from "../../errors.ts";
 import type { RestoreInfo } from "../../snapshot.ts";
 import { getEnv, permissionRefusal } from "../../runtime/mod.ts";
@@ -115,14 +115,15 @@ export { newAuditId };
 const chains = new Map<string, AuditLog>();
 /**
  * The audit chain of a state root (`<base>/audit`, beside `<base>/sandboxes`): one per root and
- * process. @example `auditLog("/var/lib/mvm/sandboxes").append("created")`
+ * process. Supervisors leave their events in its spool (`<base>/audit/spool`), which it takes in.
+ * @example `auditLog("/var/lib/mvm/sandboxes").append("created")`
  */
 export function auditLog(root: string): AuditLog {
   let log = chains.get(root);
   if (!log) {
     // the chain is trusted like the state root it sits beside: owned by the same uid, 0700
     trustedDir(auditDir(root), lstatSync(root).uid, 0o700);
-    chains.set(root, log = new AuditLog(auditDir(root), rootTag(root)));
+    chains.set(root, log = new AuditLog(auditDir(root), rootTag(root), AUDIT_ROTATE_BYTES, `${auditDir(root)}/spool`));
   }
   return log;
 }

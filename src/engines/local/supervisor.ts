@@ -31,7 +31,7 @@ import {
 import type { Tools } from "./preflight.ts";
 import { GUEST_PATH } from "./runners.ts";
 import { ENTER_PL, SUPERVISOR_SH, WATCH_PL } from "./scripts.gen.ts";
-import { SandboxDir } from "./state.ts";
+import { auditLog, SandboxDir } from "./state.ts";
 
 /** Sandbox ids: `sbx-` and 12 of [a-z0-9]. */
 export const ID_RE: RegExp = /^sbx-[a-z0-9]{12}$/;
@@ -77,6 +77,8 @@ export async function startSupervisor(t: Tools, i: SupervisorInput, prepare: () 
       PATH: GUEST_PATH,
       MVM_PERL: t.perl,
       MVM_WATCH_PL: WATCH_PL,
+      // its transitions (started, jail.restarted, destroyed) reach the signed chain through this folder
+      MVM_SPOOL: auditLog(t.root).spool(),
       ...(t.layout ? supervisorCgroupEnv(t.layout, t.tag, i.dir.id, i.limits, i.pool, i.freezer) : {}),
     },
     stdin: "piped",
@@ -150,8 +152,12 @@ export async function teardown(dir: SandboxDir, t: Tools): Promise<void> {
     while (dir.exists() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
     if (!dir.exists()) return;
   }
-  // no supervisor (it was killed, or creation failed half-way): clean up from here
+  // no supervisor (it was killed, or creation failed half-way): clean up from here, and say so in the
+  // chain (no supervisor is left to record the sandbox's end)
   await killSandbox(dir, t);
+  try {
+    dir.audit("destroyed", { reason: "supervisor-gone" });
+  } catch { /* the chain is not writable: the cleanup still happens */ }
   const cgroups = readSandboxCgroups(dir.file("cgroups"), t.tag, dir.id);
   if (cgroups) await removeCgroups([cgroups.v2, ...cgroups.join]).catch(() => {});
   try {

@@ -5,6 +5,8 @@
 # It is started before the sandbox's folder is complete and waits for "go" on stdin: an owner that
 # dies before that (end of input) leaves nothing, because this removes the folder.
 # Args: STATE_DIR OWNER_PID TTL_SECONDS BWRAP_ARGV... (bwrap's own arguments are in STATE_DIR/bwrap.args)
+# Its transitions go to the sandbox's events.jsonl and, as one file each, to MVM_SPOOL (the audit chain's
+# spool, outside the sandbox's folder: the SDK signs them into the chain, also after this folder is gone).
 # Env: MVM_PERL and MVM_WATCH_PL (the watch, sh/watch.pl), MVM_CG_KIND, MVM_CG_V2, MVM_CG_MEM/CPU/PIDS (groups to make), MVM_LIM_MEM/CPU/PIDS (limits),
 # MVM_CG_POOL (per-process groups to make under the v2 group, for the SDK), MVM_CG_FRZ (the v1 freezer group
 # pause() uses, when v2 has no cgroup.freeze or MVM_FREEZER=v1: made and joined like the v1 controllers).
@@ -12,12 +14,18 @@ set -u
 umask 077
 d=$1; owner=$2; ttl=$3; shift 3
 bw=""; wp=""; all=""; reaper=""; reaper_start=""
-watch_pl=${MVM_WATCH_PL:-}; perl=${MVM_PERL:-perl}; unset MVM_WATCH_PL MVM_PERL
+watch_pl=${MVM_WATCH_PL:-}; perl=${MVM_PERL:-perl}; spool=${MVM_SPOOL:-}; unset MVM_WATCH_PL MVM_PERL MVM_SPOOL
 # the owner is the process that started this one; its start time tells it apart from a later process
 # that gets the same pid
 owner_start=""; [ "$PPID" = "$owner" ] && owner_start=$(pid_start "$owner")
-now() { date -u +%Y-%m-%dT%H:%M:%S.%3NZ; }
-ev() { printf '{"id":"sup-%s-%s","time":"%s","type":"%s","source":"supervisor"%s}\n' "$$" "$(date +%s%N)" "$(now)" "$1" "${2:-}" >> "$d/events.jsonl" 2>/dev/null; }
+# ev TYPE [,FIELDS]: only the script's own words and numbers go in (nothing a guest wrote); the spool file is
+# written with one write, and the SDK takes it only once its newline is there
+ev() {
+  t=$(date -u '+%s%N %Y-%m-%dT%H:%M:%S.%3NZ')
+  e=$(printf '"id":"sup-%s-%s","time":"%s","type":"%s","source":"supervisor"%s}' "$$" "${t% *}" "${t#* }" "$1" "${2:-}")
+  printf '{%s\n' "$e" >> "$d/events.jsonl" 2>/dev/null
+  [ -z "$spool" ] || printf '{"sandbox":"%s",%s\n' "${d##*/}" "$e" > "$spool/sup-$$-${t% *}.ev" 2>/dev/null
+}
 # end_jail: ends every process of the sandbox (its files stay)
 end_jail() {
   # a paused sandbox is thawed first: frozen processes (the host-side nsenters too) cannot reap or die
