@@ -19,7 +19,10 @@ import type { RestoreInfo, SnapshotInfo } from "./snapshot.ts";
 /**
  * Lifecycle states, always explicit. The local engine reports `running`,
  * `paused`, `stopped` and `destroyed`; `sleeping` (memory on disk) and
- * `restoring` are for engines that can checkpoint memory (microVMs).
+ * `restoring` (memory coming back) are reached only through
+ * `pause({ toDisk: true })` on an engine with a working memory checkpoint
+ * (`capabilities().pauseToDisk`): never on the local engine, nor on a host
+ * without a checkpoint tool, where that pause is an `UnsupportedError`.
  *
  * @example A fresh sandbox runs
  * ```ts
@@ -490,4 +493,10 @@ export interface Capabilities {
   network: "none" | "allowlist";
   /** Commands on a pseudo-terminal (`commands.start(argv, { pty: true })`, `resize()`). */
   pty: boolean;
+  /**
+   * `pause({ toDisk: true })`: memory written to disk (`sleeping`, then `restoring` on resume). False
+   * where the engine has no working memory checkpoint; such a pause then throws `UnsupportedError`
+   * with the reason (on the local engine: its probe for CRIU ≥ 4), never a weaker pause.
+   */
+  pauseToDisk: boolean;
 }

@@ -3,7 +3,8 @@
 // the states and events it shows, and that parent death and TTL still clean up a paused sandbox.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import process from "node:process";
 import {
   ConflictError,
@@ -16,6 +17,7 @@ import {
   verifyAudit,
 } from "../mod.ts";
 import { readAudit } from "../src/audit.ts";
+import { probeCheckpointTool } from "../src/engines/local/checkpoint.ts";
 import { detectCgroups } from "../src/engines/local/cgroups.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
@@ -152,6 +154,7 @@ test("cold: a paused sandbox refuses commands and files with CONFLICT naming the
   await sb.resume();
   assert.equal((await sb.info()).state, "running");
   await assert.rejects(sb.pause({ toDisk: true }), (e: unknown) => e instanceof UnsupportedError && /CRIU/.test(e.message));
+  assert.equal(sb.capabilities().pauseToDisk, false);
   assert.equal((await sb.info()).state, "running");
   const types = (await collect(sb.logs())).map((e: LogEvent) => e.type);
   assert.ok(types.includes("pause.noop") && types.includes("resume.noop"));
@@ -331,5 +334,36 @@ test("cold: a networked sandbox gets its egress back after stop and start (its f
     assert.equal(egress().length > 0, true);
   } finally {
     await sb.destroy();
+  }
+});
+
+test("cold: the memory checkpoint probe says why pause({ toDisk }) cannot be served, for a missing, old, failing and working CRIU", async () => {
+  // stand-ins for the external tool, each printing what a CRIU of that kind prints
+  const dir = mkdtempSync(`${tmpdir()}/mvm-criu-`);
+  try {
+    const tool = (name: string, version: string, check: string) => {
+      writeFileSync(
+        `${dir}/${name}`,
+        `#!/bin/sh\ncase "$1" in --version) echo "Version: ${version}";; check) ${check};; *) exit 2;; esac\n`,
+        { mode: 0o755 },
+      );
+      return [`${dir}/${name}`];
+    };
+    const missing = await probeCheckpointTool([`${dir}/none`]);
+    assert.deepEqual({ ...missing, reason: undefined }, { tool: null, version: null, works: false, reason: undefined });
+    assert.match(missing.reason, /not installed.*CRIU ≥ 4/);
+    const old = await probeCheckpointTool(tool("old", "3.17.1", "echo Looks good."));
+    assert.equal(old.version, "3.17.1");
+    assert.match(old.reason, /CRIU 3\.17\.1; memory checkpoints need CRIU ≥ 4/);
+    const failing = await probeCheckpointTool(
+      tool("failing", "4.1", "echo 'Error (criu/vdso.c:1): vdso: Unexpected rt vDSO area bounds' >&2; exit 1"),
+    );
+    assert.equal(failing.works, false);
+    assert.match(failing.reason, /fails its own check.*exit 1.*vDSO area bounds/);
+    const working = await probeCheckpointTool(tool("working", "4.1", "echo Looks good."));
+    assert.deepEqual({ works: working.works, version: working.version }, { works: true, version: "4.1" });
+    assert.match(working.reason, /does not drive it yet/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -7,9 +7,9 @@ import assert from "node:assert/strict";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
-import { CommandExitError, ConflictError, InvalidInputError, NotFoundError, Sandbox, UnsupportedError } from "../mod.ts";
+import { CommandExitError, ConflictError, InvalidInputError, NotFoundError, Sandbox, UnsupportedError, verifyAudit } from "../mod.ts";
 import { collectText } from "../src/streams.ts";
-import { runtimeCommand, sha256Stream, STATE, waitFor } from "./helpers.ts";
+import { collect, runtimeCommand, sha256Stream, STATE, waitFor } from "./helpers.ts";
 
 const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
 const BIN_DIR = mkdtempSync(`${tmpdir()}/mvm-cli-bin-`);
@@ -151,7 +151,19 @@ test("mvmctl live: what machine run cannot carry is refused before any call", as
 
 skipBecause("OOM kills are reported (oomKilled)", "machine run has no memory flag, so memoryMb is refused on this path");
 skipBecause("pidsLimit stops a fork bomb", "machine run has no pids flag");
-skipBecause("results carry audit ids naming log events", "the machine verbs return no audit ids (auditId is empty on this path)");
+test("mvmctl live: results carry audit ids naming signed entries of the SDK side's chain, beside our CLI's own", async () => {
+  await using sb = await create();
+  const r = await sb.commands.run(["true"]);
+  const w = await sb.files.write("/app/a.txt", "a");
+  const entries = new Map((await collect(sb.audit())).map((e) => [e.id, e]));
+  assert.equal(entries.get(r.auditId)?.event, "process.exited");
+  assert.equal(entries.get(w.auditId)?.event, "files.write");
+  assert.equal(entries.get(r.auditId)?.labels.engine, "mvmctl");
+  // the same state root: our CLI's local engine recorded the same machine's operations in the same chain
+  assert.ok([...entries.values()].some((e) => e.event === "process.exited" && e.labels.engine === undefined));
+  const report = await verifyAudit();
+  assert.equal(report.status, "VERIFIED", JSON.stringify(report.firstBad));
+});
 skipBecause("a SIGKILLed owner takes its sandbox with it", "machines boot detached (machine run -d) and live until their TTL or rm");
 test("mvmctl live: pause stops a counter (machine pause), resume lets it go on (machine resume); paused refuses commands", async () => {
   await using sb = await create();

@@ -9,10 +9,11 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
-import { NetworkPolicy, NotFoundError, Sandbox, TimeoutError, TransportError, UnsupportedError } from "../mod.ts";
+import { NetworkPolicy, NotFoundError, Sandbox, TimeoutError, TransportError, UnsupportedError, verifyAudit } from "../mod.ts";
 import { parseColdResult, parseEnvelope, parseRecords } from "../src/engines/mvmctl/wire.ts";
 import { splitCliLine } from "../src/engines/mvmctl/process.ts";
 import { parseMachine } from "../src/cli/machine.ts";
+import { collect } from "./helpers.ts";
 
 const DIR = new URL("./fixtures/machine/", import.meta.url).pathname;
 const STANDIN = `${DIR}standin.sh`;
@@ -27,6 +28,7 @@ const ENV_KEYS = [
   "STANDIN_SLEEP",
   "STANDIN_WAIT_SLEEP",
   "STANDIN_VERSION",
+  "STANDIN_PAUSE_LINE",
   "MVM_MACHINE_TIMEOUT_SEC",
   "MVM_MACHINE_MAX_OUTPUT_BYTES",
   "MVM_SDK_MODE",
@@ -174,6 +176,31 @@ test("mvmctl (stand-in CLI): pause/resume results are read fail-closed; pause({ 
   });
   assert.deepEqual(parseColdResult("web: resumed\n", ["web"], "resumed"), { state: "resumed" });
   assert.throws(() => parseColdResult("web: resumed\n", ["web"], "paused"), TransportError);
+});
+
+test("mvmctl (stand-in CLI): every result's auditId names a signed entry of the SDK side's chain", async () => {
+  await withStandin({}, async () => {
+    const sb = await Sandbox.create({ engine: "mvmctl", name: "web" });
+    const ids: Array<[string, string]> = [
+      [(await sb.commands.run(["sh", "-lc", "echo ok"])).auditId, "process.exited"],
+      [(await sb.files.write("/app/x", "data")).auditId, "files.write"],
+      [(await sb.files.mkdir("/app/d")).auditId, "files.mkdir"],
+      [(await sb.files.rename("/app/x", "/app/y")).auditId, "files.rename"],
+      [await sb.pause(), "paused"],
+      [await sb.resume(), "resumed"],
+      [await sb.setTtl(60), "ttl.set"],
+      [await sb.destroy(), "destroyed"],
+    ];
+    const entries = new Map((await collect(sb.audit())).map((e) => [e.id, e]));
+    for (const [id, event] of ids) {
+      assert.match(id, /^aud_[0-9a-f]{20}$/, event);
+      assert.equal(entries.get(id)?.event, event);
+      assert.deepEqual(entries.get(id)?.labels, { sandbox: sb.id, source: "sdk", engine: "mvmctl" });
+    }
+    assert.ok([...entries.values()].some((e) => e.event === "created" && e.data?.vm === "web"));
+    const report = await verifyAudit();
+    assert.equal(report.status, "VERIFIED", JSON.stringify(report.firstBad));
+  });
 });
 
 test("mvmctl (stand-in CLI): proc wait's exit codes are the guest's; 128+signal and 124 decode; the CLI's line leaves stderr", async () => {

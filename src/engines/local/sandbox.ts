@@ -30,6 +30,7 @@ import {
   v1FreezerGroup,
 } from "./cgroups.ts";
 import type { SandboxCore } from "./core.ts";
+import { checkpointProbe } from "./checkpoint.ts";
 import { localFiles } from "./files.ts";
 import { releaseName } from "./names.ts";
 import { type Job, jobFrame } from "./job.ts";
@@ -86,17 +87,9 @@ export function localCapabilities(): Capabilities {
     limits: { cpu: true, memory: true, pids: true },
     network: "none",
     pty: true,
+    // memory to disk needs a checkpoint tool the engine does not drive (checkpoint.ts says why, per host)
+    pauseToDisk: false,
   };
-}
-
-/**
- * Why `pause({ toDisk: true })` cannot be served here: the local engine has no memory checkpoint
- * path yet, and says what the host offers. @example `await criuProbe()`
- */
-export function criuProbe(): string {
-  const criu = ["/usr/sbin/criu", "/usr/bin/criu", "/sbin/criu", "/usr/local/sbin/criu"].find((p) => existsSync(p));
-  if (!criu) return "CRIU is not installed on this host (Debian 12's CRIU 3.17 fails on current kernels anyway; CRIU ≥ 4 is needed)";
-  return `${criu} is installed, but the local engine does not drive CRIU yet (it needs CRIU ≥ 4 and a full uid map); memory stays in RAM — use pause()`;
 }
 
 /** The file API with an audit entry for each operation that reads state (those that change it log an event already). */
@@ -429,7 +422,12 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
    * create; the host-side helpers in its groups too). The TTL keeps running. Idempotent.
    */
   async pause(opts: { toDisk?: boolean } = {}): Promise<string> {
-    if (opts.toDisk) throw new UnsupportedError(`pause({ toDisk: true }) needs a memory checkpoint tool: ${criuProbe()}`);
+    if (opts.toDisk) {
+      const probe = await checkpointProbe();
+      throw new UnsupportedError(`pause({ toDisk: true }) needs a memory checkpoint tool: ${probe.reason}`, {
+        details: { tool: probe.tool, version: probe.version, works: probe.works },
+      });
+    }
     const s = this.#state();
     if (s === "paused") return this.dir.appendEvent("pause.noop");
     if (s === "stopped") {
@@ -495,9 +493,10 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
    */
   async snapshot(opts: EngineSnapshotOptions): Promise<SnapshotInfo> {
     if (opts.class === "vm_full") {
+      const probe = await checkpointProbe();
       throw new UnsupportedError(
-        `a vm_full snapshot (memory too) needs a memory checkpoint tool: ${criuProbe()}; take an fs_quick snapshot for the files only`,
-        { details: { class: "vm_full" } },
+        `a vm_full snapshot (memory too) needs a memory checkpoint tool: ${probe.reason}; take an fs_quick snapshot for the files only`,
+        { details: { class: "vm_full", tool: probe.tool, version: probe.version, works: probe.works } },
       );
     }
     const s = this.#state();

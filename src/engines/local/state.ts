@@ -118,11 +118,12 @@ const chains = new Map<string, AuditLog>();
  * process. Supervisors leave their events in its spool (`<base>/audit/spool`), which it takes in.
  * @example `auditLog("/var/lib/mvm/sandboxes").append("created")`
  */
-export function auditLog(root: string): AuditLog {
+export function auditLog(root: string, uid?: number): AuditLog {
   let log = chains.get(root);
   if (!log) {
-    // the chain is trusted like the state root it sits beside: owned by the same uid, 0700
-    trustedDir(auditDir(root), lstatSync(root).uid, 0o700);
+    // the chain is trusted like the state root it sits beside: owned by the same uid, 0700 (an engine
+    // with no sandbox folders here, mvmctl, names the uid)
+    trustedDir(auditDir(root), uid ?? lstatSync(root).uid, 0o700);
     chains.set(root, log = new AuditLog(auditDir(root), rootTag(root), AUDIT_ROTATE_BYTES, `${auditDir(root)}/spool`));
   }
   return log;

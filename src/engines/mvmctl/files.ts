@@ -29,6 +29,8 @@ export interface FilesMachine {
   /** Throws (before any call) when guest verbs are refused on this machine. */
   guard(what: string): void;
   start(argv: string[], opts: EngineStartOptions): Promise<EngineProcess>;
+  /** Appends an entry about this machine to the SDK side's audit chain; returns its id. */
+  record(event: string, data?: Record<string, unknown>): string;
 }
 
 /** The files of one machine. @example `machineFiles(m).stat("/app")` */
@@ -104,7 +106,8 @@ export function machineFiles(m: FilesMachine): EngineFiles {
     async write(path, data, opts): Promise<WrittenFile> {
       m.guard("write a file");
       await cli.capture(machineArgv.fsWrite(vm, path, opts), data, { timeout: false });
-      return { ...(await stat(path)), auditId: "" };
+      const info = await stat(path);
+      return { ...info, auditId: m.record("files.write", { path, size: info.size }) };
     },
 
     async list(path): Promise<FileInfo[]> {
@@ -117,19 +120,19 @@ export function machineFiles(m: FilesMachine): EngineFiles {
     async mkdir(path, opts) {
       m.guard("make a folder");
       await cli.capture(machineArgv.fsMkdir(vm, path, opts));
-      return { ...(await stat(path)), auditId: "" };
+      return { ...(await stat(path)), auditId: m.record("files.mkdir", { path }) };
     },
 
     async remove(path, opts) {
       m.guard("remove a file");
       await cli.capture(machineArgv.fsRm(vm, path, opts.recursive));
-      return "";
+      return m.record("files.remove", { path, recursive: opts.recursive });
     },
 
     async rename(from, to) {
       m.guard("rename a file");
       await cli.capture(machineArgv.fsMv(vm, from, to));
-      return { ...(await stat(to)), auditId: "" };
+      return { ...(await stat(to)), auditId: m.record("files.rename", { from, to }) };
     },
 
     async writeTar(dir, tar) {

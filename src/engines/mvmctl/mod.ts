@@ -17,7 +17,9 @@
  * ```
  * @module
  */
+import { type AuditEntry, type AuditLog, readAudit } from "../../audit.ts";
 import { NotFoundError, UnsupportedError } from "../../errors.ts";
+import { hostUid } from "../../runtime/mod.ts";
 import type { SandboxSpec } from "../../spec.ts";
 import type { Capabilities, LogEvent, SandboxInfo } from "../../types.ts";
 import { utf8Decoder } from "../../streams.ts";
@@ -27,6 +29,16 @@ import { cliConfig, MachineCli } from "./cli.ts";
 import { machineFiles } from "./files.ts";
 import { startMachineProcess } from "./process.ts";
 import { type MachineRecord, parseColdResult, parseEnvelope, parseRecords, stateOf } from "./wire.ts";
+import { auditLog, stateBase } from "../local/state.ts";
+
+/**
+ * The SDK side's audit chain for machines: the state root's (`$MVM_STATE_DIR/audit`, the local engine's
+ * too), so every result's `auditId` names a signed entry and `verifyAudit()` covers both engines.
+ */
+async function machineAudit(): Promise<AuditLog> {
+  const uid = await hostUid();
+  return auditLog(`${stateBase(uid)}/sandboxes`, uid);
+}
 
 /** What the mvmctl engine offers through the machine verbs. */
 export function mvmctlCapabilities(): Capabilities {
@@ -42,6 +54,8 @@ export function mvmctlCapabilities(): Capabilities {
     network: "allowlist",
     // upstream's `machine proc start` has no terminal flag (upstream-contract §3)
     pty: false,
+    // no verb flag guarantees the live-memory tier
+    pauseToDisk: false,
   };
 }
 
@@ -104,8 +118,24 @@ function infoOf(r: MachineRecord | undefined, id: string, name: string): Sandbox
 /** One machine. */
 class MachineSandbox implements EngineSandbox {
   readonly files: EngineFiles;
-  constructor(readonly cli: MachineCli, readonly id: string, readonly vm: string, readonly buildMode: "dev" | "prod") {
+  constructor(
+    readonly cli: MachineCli,
+    readonly id: string,
+    readonly vm: string,
+    readonly buildMode: "dev" | "prod",
+    readonly log: AuditLog,
+  ) {
     this.files = machineFiles(this);
+  }
+
+  /** Appends an entry about this machine (labels: its id, `source: "sdk"`, `engine: "mvmctl"`) and returns its id. */
+  record(event: string, data: Record<string, unknown> = {}): string {
+    return this.log.append(event, data, { sandbox: this.id, source: "sdk", engine: "mvmctl" });
+  }
+
+  audit(): ReadableStream<AuditEntry> {
+    this.log.ingest();
+    return readAudit(this.log.dir, { sandbox: this.id });
   }
 
   capabilities(): Capabilities {
@@ -185,7 +215,7 @@ class MachineSandbox implements EngineSandbox {
 
   async stop(): Promise<string> {
     await this.cli.capture(machineArgv.stop(this.vm));
-    return "";
+    return this.record("stopped");
   }
 
   /**
@@ -203,30 +233,30 @@ class MachineSandbox implements EngineSandbox {
     }
     const { stdout } = await this.cli.capture(machineArgv.pause(this.vm));
     parseColdResult(new TextDecoder().decode(stdout), [this.vm, this.id], "paused");
-    return "";
+    return this.record("paused");
   }
 
   /** `machine resume <vm>`, its result read fail-closed. */
   async resume(): Promise<string> {
     const { stdout } = await this.cli.capture(machineArgv.resume(this.vm));
     parseColdResult(new TextDecoder().decode(stdout), [this.vm, this.id], "resumed");
-    return "";
+    return this.record("resumed");
   }
 
   /** `machine set-ttl <vm> <N>s`: the machine now ends N seconds from now. */
   async setTtl(seconds: number): Promise<string> {
     await this.cli.capture(machineArgv.setTtl(this.vm, seconds));
-    return "";
+    return this.record("ttl.set", { ttlSeconds: seconds });
   }
 
   async destroy(): Promise<string> {
     await this.cli.capture(machineArgv.rm(this.vm));
-    return "";
+    return this.record("destroyed", { reason: "destroy" });
   }
 
   detach(): Promise<string> {
     // machines boot detached (`machine run -d`) and live until their TTL: nothing to change
-    return Promise.resolve("");
+    return Promise.resolve(this.record("detached"));
   }
 
   disconnect(): Promise<void> {
@@ -287,7 +317,9 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
     await cli.capture(machineArgv.rm(name)).catch(() => {});
     throw e;
   }
-  return new MachineSandbox(cli, env.vmId, name, env.buildMode);
+  const m = new MachineSandbox(cli, env.vmId, name, env.buildMode, await machineAudit());
+  m.record("created", { vm: name, image: spec.template ?? spec.image, ttlSeconds: spec.ttlSeconds, tags: spec.tags });
+  return m;
 }
 
 async function connect(id: string): Promise<EngineSandbox> {
@@ -297,7 +329,7 @@ async function connect(id: string): Promise<EngineSandbox> {
   if (!r || stateOf(r.status) === "destroyed") {
     throw new NotFoundError(`no live machine ${id} (mvmctl machine ls does not list it)`, { details: { id } });
   }
-  return new MachineSandbox(cli, r.id, r.name, r.buildMode);
+  return new MachineSandbox(cli, r.id, r.name, r.buildMode, await machineAudit());
 }
 
 async function list(filter: { tags?: Record<string, string> }): Promise<SandboxInfo[]> {

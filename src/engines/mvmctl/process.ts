@@ -28,6 +28,8 @@ export interface ProcMachine {
   readonly vm: string;
   /** Whether the machine still runs (asked after a non-zero exit). */
   running(): Promise<boolean>;
+  /** Appends an entry about this machine to the SDK side's audit chain; returns its id. */
+  record(event: string, data?: Record<string, unknown>): string;
 }
 
 /** What each output stream holds for a reader that has not started (as the local engine: 1 MiB). */
@@ -158,7 +160,8 @@ export async function startMachineProcess(m: ProcMachine, argv: string[], opts: 
         details: { vm: m.vm, exitCode: s.code },
       });
     }
-    return { exitCode, signal, timedOut, oomKilled: false, durationMs, auditId: "" };
+    const auditId = m.record("process.exited", { argv0: argv[0], exitCode, signal, timedOut, durationMs });
+    return { exitCode, signal, timedOut, oomKilled: false, durationMs, auditId };
   });
   status.catch(() => {});
 

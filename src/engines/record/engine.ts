@@ -227,6 +227,7 @@ export const recordEngine: Engine = {
       limits: { cpu: true, memory: true, pids: false },
       network: "allowlist",
       pty: false,
+      pauseToDisk: false,
     };
   },
   create(spec: SandboxSpec): Promise<EngineSandbox> {
