@@ -516,7 +516,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
       try {
         if (this.cgroups && !this.dir.has("paused")) {
           froze = true;
-          const r = await freezeCgroup(this.cgroups.v2, true).catch(() => "failed" as const);
+          const r = await freezeCgroup(this.#freezeGroup(this.cgroups), true).catch(() => "failed" as const);
           if (r !== "ok") {
             throw new TransportError(`sandbox ${this.id} did not freeze within 2 s; no snapshot was taken`, { details: { id: this.id } });
           }
@@ -524,7 +524,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
         await store.copyIn(this.dir.file("root"), tmp, this.meta.restoredFrom?.restore === "overlay" ? init : undefined);
       } finally {
         // a pause() from elsewhere meanwhile keeps it frozen
-        if (froze && this.cgroups && !this.dir.has("paused")) await freezeCgroup(this.cgroups.v2, false).catch(() => {});
+        if (froze && this.cgroups && !this.dir.has("paused")) await freezeCgroup(this.#freezeGroup(this.cgroups), false).catch(() => {});
       }
       const now = Date.now();
       return await store.seal(id, tmp, {
