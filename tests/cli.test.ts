@@ -49,7 +49,7 @@ test("cli: help for every verb, --version in mvmctl's shape, errors as one line 
       [["ls", "--bogus"], 2, /^mvm: INVALID_INPUT: unknown flag --bogus/],
       [["exec", "sbx-000000000000", "--", "true"], 1, /^mvm: NOT_FOUND: no live sandbox sbx-000000000000/],
       [["info", "../etc"], 1, /^mvm: INVALID_INPUT: /],
-      [["exec", "-t", "sbx-000000000000", "--", "sh"], 1, /^mvm: UNSUPPORTED: exec -t needs a PTY/],
+      [["exec", "-t", "sbx-000000000000", "--", "sh"], 1, /^mvm: NOT_FOUND: no live sandbox sbx-000000000000/],
     ] as const
   ) {
     const r = await cli([...args]);

@@ -6,8 +6,13 @@ import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { ConflictError, InvalidInputError, Sandbox, type SandboxProcess, UnsupportedError } from "../mod.ts";
 import { mvmctlCapabilities } from "../src/engines/mvmctl/mod.ts";
+import { runtime } from "../src/runtime/mod.ts";
+import { collectText } from "../src/streams.ts";
+import { runtimeCommand } from "./helpers.ts";
 
 const enc = (s: string) => new TextEncoder().encode(s);
+const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
+const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
 
 let sbP: Promise<Sandbox> | undefined;
 const shared = () => sbP ??= Sandbox.create({ tags: { suite: "pty" } });
@@ -30,7 +35,12 @@ function watch(p: SandboxProcess): { text: () => string; until: (re: RegExp, wha
   })();
   return {
     text: () => out,
-    until: (re, what) => re.test(out) ? Promise.resolve() : new Promise((ok, fail) => waiters.push({ re, ok, fail, what })),
+    // bounded: a test that waits for output that never comes fails, it does not hang
+    until: (re, what) =>
+      re.test(out) ? Promise.resolve() : new Promise((ok, fail) => {
+        const timer = setTimeout(() => fail(new Error(`no ${what} within 30 s: ${JSON.stringify(out.slice(-400))}`)), 30_000);
+        waiters.push({ re, ok: () => (clearTimeout(timer), ok()), fail: (e) => (clearTimeout(timer), fail(e)), what });
+      }),
     ended,
   };
 }
@@ -152,4 +162,66 @@ test("pty: in a paused or stopped sandbox a PTY start gets the same error as any
   const [plain, pty] = [await errorOf({}), await errorOf({ pty: true })];
   assert.ok(pty instanceof ConflictError, `stopped: ${pty}`);
   assert.deepEqual([pty.code, pty.message], [plain?.code, plain?.message]);
+});
+
+test("cli: exec -t without a terminal here still gives the command one (80x24); -it on a terminal goes raw, follows size changes, restores it", async () => {
+  const sb = await shared();
+  if (sb.state !== "running") await sb.start();
+  const [cmd, ...pre] = runtimeCommand(CLI);
+  // no terminal on this side: the command gets a PTY of the default size, its output streams
+  const plain = await runtime().spawn(cmd!, [
+    ...pre,
+    "exec",
+    "-t",
+    sb.id,
+    "--",
+    "sh",
+    "-c",
+    "[ -t 0 ] && [ -t 1 ] && echo tty; stty size; exit 3",
+  ]);
+  const [out, , st] = await Promise.all([collectText(plain.stdout!), collectText(plain.stderr!), plain.status]);
+  assert.deepEqual([out, st.code], ["tty\r\n24 80\r\n", 3]);
+
+  // a real terminal on this side: script(1) gives the CLI one; the test types into it and resizes it from outside
+  const prog = "trap 'stty size' WINCH; trap 'echo INT-in-sandbox; exit 9' INT; stty size; echo ready; " +
+    'until [ -n "$x" ]; do read x; done; echo "got:$x"; exit 4';
+  const inner = `tty; stty cols 100 rows 30; ${[cmd!, ...pre, "exec", "-it", sb.id, "--", "sh", "-c", prog].map(q).join(" ")}; ` +
+    `echo "cli:$?"; stty -a | grep -o -- '-\\?icanon'`;
+  const s = await runtime().spawn("script", ["-qfec", inner, "/dev/null"], { stdin: "piped" });
+  const o = watch({ stdout: s.stdout! } as SandboxProcess);
+  const w = s.stdin!.getWriter();
+  try {
+    await o.until(/ready\r*\n/, "the command started");
+    const pts = /\/dev\/pts\/\d+/.exec(o.text())?.[0];
+    assert.ok(pts, `no tty line: ${o.text()}`);
+    assert.match(o.text(), /30 100\r*\n/, "the command's terminal did not get this terminal's size");
+    await runtime().spawn("stty", ["-F", pts, "cols", "120", "rows", "40"]).then((c) => c.status);
+    await o.until(/40 120\r*\n/, "the size change reached the command");
+    await w.write(enc("hi\r"));
+    await o.until(/got:hi\r*\n/, "the typed line reached the command");
+    await o.until(/cli:4\r*\n/, "the CLI passed the exit code on");
+    // Ctrl-C went nowhere yet; the terminal is back in line mode after the CLI
+    await o.until(/icanon/, "stty -a ran");
+    assert.match(o.text(), /cli:4\r*\n(-)?icanon/);
+    assert.doesNotMatch(o.text(), /-icanon/, "the CLI left the terminal raw");
+  } finally {
+    await w.close().catch(() => {});
+    s.kill("SIGKILL");
+    await s.status;
+  }
+  // raw mode: Ctrl-C typed here is a byte for the command's terminal, not a signal for the CLI
+  const inner2 = `stty cols 100 rows 30; ${[cmd!, ...pre, "exec", "-it", sb.id, "--", "sh", "-c", prog].map(q).join(" ")}; echo "cli:$?"`;
+  const s2 = await runtime().spawn("script", ["-qfec", inner2, "/dev/null"], { stdin: "piped" });
+  const o2 = watch({ stdout: s2.stdout! } as SandboxProcess);
+  const w2 = s2.stdin!.getWriter();
+  try {
+    await o2.until(/ready\r*\n/, "the command started");
+    await w2.write(new Uint8Array([3]));
+    await o2.until(/cli:\d+/, "the CLI ended");
+    assert.match(o2.text(), /INT-in-sandbox\r*\n(.|\n)*cli:9/);
+  } finally {
+    await w2.close().catch(() => {});
+    s2.kill("SIGKILL");
+    await s2.status;
+  }
 });

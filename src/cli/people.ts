@@ -11,7 +11,8 @@
  * @module
  */
 import { mkdirSync, statSync } from "node:fs";
-import { NotFoundError, UnsupportedError } from "../errors.ts";
+import { NotFoundError } from "../errors.ts";
+import { runtime } from "../runtime/mod.ts";
 import { Sandbox } from "../sandbox.ts";
 import type { CommandOptions, CreateOptions, EngineName, FileInfo, SandboxInfo } from "../types.ts";
 import type { TransferResult } from "../transfer.ts";
@@ -257,7 +258,9 @@ export const PEOPLE_VERBS: Record<string, Verb> = {
     summary: "run a command in a sandbox; its output streams, its exit code is this command's",
     help: "mvm exec ID [-i] [-t] [--cwd DIR] [-e KEY=VALUE]... [--timeout SECONDS] -- COMMAND [ARG]...\n\n" +
       "  -i         pass this command's stdin to it (else its stdin is empty)\n" +
-      "  -t         a terminal (PTY); refused while no engine offers one\n" +
+      "  -t         run it on a terminal (PTY) of the sandbox's, sized as this one; with -i on a terminal, this\n" +
+      "             terminal goes raw (keys, Ctrl-C included, go to the command) and its size changes follow\n" +
+      "             (mvm exec -it ID -- sh); stderr is merged into stdout, as on any terminal\n" +
       "  --timeout  kill its whole process tree after SECONDS; exits 124 then\n" +
       "  Exit code: the command's (128+N when signal N ended it).",
     flags: {
@@ -271,26 +274,38 @@ export const PEOPLE_VERBS: Record<string, Verb> = {
       const id = a.positionals[0];
       const argv = a.positionals.slice(1);
       if (!id || argv.length === 0) throw usage("exec needs a sandbox id and a command: mvm exec ID -- COMMAND [ARG]...");
-      if (a.flags.t) {
-        throw new UnsupportedError(
-          "exec -t needs a PTY, which no engine of this SDK offers yet; run without -t (stdin still passes with -i)",
-        );
-      }
       await using sb = await connect(a, id);
       const env = pairs(a.flags.env as string[] | undefined, "--env");
       const opts: CommandOptions = { env };
       if (a.flags.cwd !== undefined) opts.cwd = a.flags.cwd as string;
       const timeoutSeconds = num(a.flags.timeout, "--timeout");
       if (timeoutSeconds !== undefined) opts.timeoutSeconds = timeoutSeconds;
+      const term = a.flags.t ? runtime().terminal : undefined;
+      // raw mode and size changes only when this side is a terminal too; else the command still gets one
+      const live = a.flags.i === true && term?.interactive() === true;
+      if (a.flags.t) Object.assign(opts, { pty: true }, term?.size() ?? {});
       const p = await sb.commands.start(argv, opts);
-      if (a.flags.i) stdinStream().pipeTo(p.stdin).catch(() => {});
-      else p.stdin.close().catch(() => {});
-      const [s] = await Promise.all([p.status, p.stdout.pipeTo(stdoutStream()), p.stderr.pipeTo(stderrStream())]);
-      if (s.timedOut) {
-        await printErr(`mvm exec: timed out after ${a.flags.timeout} s; its process tree was killed\n`);
-        return 124;
+      let stopResize = () => {};
+      if (live) {
+        term!.setRaw(true);
+        stopResize = term!.onResize(() => {
+          const size = term!.size();
+          if (size) p.resize(size.cols, size.rows).catch(() => {});
+        });
       }
-      return s.exitCode;
+      try {
+        if (a.flags.i) stdinStream().pipeTo(p.stdin).catch(() => {});
+        else p.stdin.close().catch(() => {});
+        const [s] = await Promise.all([p.status, p.stdout.pipeTo(stdoutStream()), p.stderr.pipeTo(stderrStream())]);
+        if (s.timedOut) {
+          await printErr(`${live ? "\r\n" : ""}mvm exec: timed out after ${a.flags.timeout} s; its process tree was killed\n`);
+          return 124;
+        }
+        return s.exitCode;
+      } finally {
+        stopResize();
+        if (live) term!.setRaw(false);
+      }
     },
   },
 

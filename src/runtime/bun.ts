@@ -14,6 +14,7 @@
  */
 import { openSync } from "node:fs";
 import process from "node:process";
+import { nodeTerminal } from "./node.ts";
 import { binaryNotFound, defineRuntime, exitStatus, nodeStdio as mapStdio } from "./spawn.ts";
 import type { ChildProcess, Runtime, SpawnOptions } from "./types.ts";
 
@@ -119,3 +120,5 @@ function bunLockFile(path: string) {
   };
 }
 bunRuntime.lockFile = bunLockFile;
+// Bun's node:process and node:tty behave as Node's for raw mode, window size and SIGWINCH
+bunRuntime.terminal = nodeTerminal;

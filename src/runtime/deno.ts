@@ -12,7 +12,7 @@
  */
 import { DENO_FLAGS, permissionRefusal } from "./permissions.ts";
 import { binaryNotFound, defineRuntime, exitStatus } from "./spawn.ts";
-import type { ChildProcess, Runtime, SpawnOptions } from "./types.ts";
+import type { ChildProcess, HostTerminal, Runtime, SpawnOptions } from "./types.ts";
 
 // The slice of Deno's API this file uses, typed here: a consumer type-checking the SDK on Node or Bun has no Deno types.
 interface DenoChild {
@@ -37,6 +37,11 @@ interface DenoCommandOptions {
 interface DenoNamespace {
   Command: new (cmd: string, options: DenoCommandOptions) => { spawn(): DenoChild };
   errors: { NotFound: new () => Error };
+  stdin: { isTerminal(): boolean; setRaw(on: boolean): void };
+  stdout: { isTerminal(): boolean };
+  consoleSize(): { columns: number; rows: number };
+  addSignalListener(signal: "SIGWINCH", fn: () => void): void;
+  removeSignalListener(signal: "SIGWINCH", fn: () => void): void;
 }
 const deno = (): DenoNamespace => (globalThis as unknown as { Deno: DenoNamespace }).Deno;
 
@@ -98,3 +103,22 @@ denoRuntime.lockFile = (path: string) => {
   const f = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
   return { lock: () => f.lockSync(true), unlock: () => f.unlockSync() };
 };
+
+/** This process's terminal on Deno: `Deno.stdin.setRaw`, `Deno.consoleSize`, a SIGWINCH listener. */
+const denoTerminal: HostTerminal = {
+  interactive: () => deno().stdin.isTerminal() && deno().stdout.isTerminal(),
+  setRaw: (on) => deno().stdin.setRaw(on),
+  size: () => {
+    try {
+      const { columns, rows } = deno().consoleSize();
+      return { cols: columns, rows };
+    } catch {
+      return null;
+    }
+  },
+  onResize: (fn) => {
+    deno().addSignalListener("SIGWINCH", fn);
+    return () => deno().removeSignalListener("SIGWINCH", fn);
+  },
+};
+denoRuntime.terminal = denoTerminal;

@@ -16,7 +16,7 @@
  * ```
  * @module
  */
-export type { ChildProcess, ExitStatus, FileLock, Runtime, RuntimeName, SpawnOptions, Stdio } from "./types.ts";
+export type { ChildProcess, ExitStatus, FileLock, HostTerminal, Runtime, RuntimeName, SpawnOptions, Stdio } from "./types.ts";
 export { detectRuntime, runtime } from "./detect.ts";
 export { getEnv, hostFileExists, hostPid, hostPlatform, hostUid, onExit, pidExists, scriptArgv } from "./host.ts";
 export { hostRefusal, isRefusal, permissionRefusal, refusedFlag, SDK_ENV, withHostPermissions } from "./permissions.ts";

@@ -15,7 +15,7 @@ import { spawn } from "node:child_process";
 import process from "node:process";
 import { Readable, Writable } from "node:stream";
 import { binaryNotFound, defineRuntime, exitStatus, nodeStdio as mapStdio } from "./spawn.ts";
-import type { ChildProcess, Runtime, SpawnOptions } from "./types.ts";
+import type { ChildProcess, HostTerminal, Runtime, SpawnOptions } from "./types.ts";
 
 /** The Node implementation of {@linkcode Runtime}. @example `await nodeRuntime.spawn("true", [])` */
 export const nodeRuntime: Runtime = defineRuntime(
@@ -61,3 +61,23 @@ export const nodeRuntime: Runtime = defineRuntime(
     });
   },
 );
+
+/**
+ * This process's terminal through `node:process` (Node, and Bun, which implements `node:tty` the same way):
+ * `stdin.setRawMode`, `stdout.getWindowSize()`, a SIGWINCH listener.
+ *
+ * @example `nodeTerminal.interactive() // false when stdin is a pipe`
+ */
+export const nodeTerminal: HostTerminal = {
+  interactive: () => process.stdin.isTTY === true && process.stdout.isTTY === true,
+  setRaw: (on) => void (process.stdin as { setRawMode?: (on: boolean) => void }).setRawMode?.(on),
+  size: () => {
+    const ws = (process.stdout as { getWindowSize?: () => [number, number] }).getWindowSize?.();
+    return ws && ws[0] > 0 && ws[1] > 0 ? { cols: ws[0], rows: ws[1] } : null;
+  },
+  onResize: (fn) => {
+    process.on("SIGWINCH", fn);
+    return () => void process.off("SIGWINCH", fn);
+  },
+};
+nodeRuntime.terminal = nodeTerminal;

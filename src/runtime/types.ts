@@ -71,6 +71,21 @@ export interface FileLock {
   unlock(): void;
 }
 
+/**
+ * This process's own terminal, for a command line that hands it to a sandboxed program (`mvm exec -it`):
+ * raw mode, its size, and its size changes.
+ */
+export interface HostTerminal {
+  /** Whether stdin and stdout are both terminals. */
+  interactive(): boolean;
+  /** Raw mode on stdin (each byte as typed: no echo, no line editing, Ctrl-C as a byte), or back to what it was. */
+  setRaw(on: boolean): void;
+  /** The terminal's size (of stdout), or null when there is none. */
+  size(): { cols: number; rows: number } | null;
+  /** Calls `fn` whenever the terminal's size changes (SIGWINCH); returns what stops it. */
+  onResize(fn: () => void): () => void;
+}
+
 /** What one runtime provides. */
 export interface Runtime {
   readonly name: RuntimeName;
@@ -79,6 +94,8 @@ export interface Runtime {
    * where the runtime offers no `flock` (Node), and callers then fall back to a lock folder.
    */
   lockFile?: (path: string) => FileLock;
+  /** This process's terminal (raw mode, size, SIGWINCH). */
+  terminal?: HostTerminal;
   /** Starts `cmd` with `args`. Rejects with NotFoundError for a missing binary, PermissionDeniedError when the runtime forbids it. */
   spawn(cmd: string, args: readonly string[], options?: SpawnOptions): Promise<ChildProcess>;
 }
