@@ -241,7 +241,7 @@ export class Files {
   }
   /**
    * Copies a host file or folder into the sandbox: a folder's contents land in
-   * `sandboxDir` (made if missing), a file lands there under its own name.
+   * `sandboxDir` (made if missing), in one tar stream; a file lands there under its own name.
    * Host symlinks inside a folder become symlinks (never followed), special
    * files are skipped (listed in `skipped`); sandbox files at the same paths
    * are replaced. `onProgress({ bytes, files })` reports a long transfer.
@@ -280,6 +280,7 @@ export class Files {
       remove: (path: string) => this.remove(path),
       symlink: (target: string, path: string) => this.symlink(target, path),
       readlink: (path: string) => this.#verb("readlink")(checkPath(path)),
+      writeTar: (dir: string, tar: ReadableStream<Uint8Array>) => this.writeTar(dir, tar),
     };
   }
   /** An optional verb of the engine, or UNSUPPORTED naming it. */

@@ -98,6 +98,12 @@ test("files: upload and download a folder tree with progress; a second download 
     assert.equal((await sb.files.stat("/app/proj/run.sh")).mode, 0o755);
     assert.equal((await sb.files.stat("/app/proj/entry.py")).type, "symlink");
     assert.equal((await sb.files.stat("/app/proj/deep/big.bin")).size, 3 << 20);
+    // a second upload replaces what is there (files and symlinks alike)
+    writeFileSync(`${host}/src/main.py`, "print('again')\n");
+    await sb.files.upload(`${host}/src`, "/app/proj");
+    assert.equal(await sb.files.readText("/app/proj/entry.py"), "print('again')\n");
+    writeFileSync(`${host}/src/main.py`, "print('hi')\n");
+    await sb.files.upload(`${host}/src`, "/app/proj");
     // a single file lands under its own name
     await sb.files.upload(`${host}/src/main.py`, "/app/one");
     assert.equal(await sb.files.readText("/app/one/main.py"), "print('hi')\n");
