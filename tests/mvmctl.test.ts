@@ -155,6 +155,20 @@ test("mvmctl (stand-in CLI): prod machines refuse guest verbs before any call; c
   });
 });
 
+test("mvmctl (stand-in CLI): pty is refused before any call, naming upstream's proc start (it has no tty flag); capabilities().pty is false", async () => {
+  await withStandin({}, async (calls) => {
+    const sb = await Sandbox.create({ engine: "mvmctl", name: "web" });
+    const before = calls().length;
+    await assert.rejects(
+      sb.commands.start(["sh"], { pty: true }),
+      (e: unknown) => e instanceof UnsupportedError && /machine proc start/.test(e.message),
+    );
+    assert.equal(calls().length, before, "no call was made for a refused pty");
+    assert.equal(sb.capabilities().pty, false);
+    await sb.destroy();
+  });
+});
+
 test("mvmctl (stand-in CLI): pause/resume results are read fail-closed; pause({ toDisk }) is refused before any call", async () => {
   await withStandin({ STANDIN_PAUSE_LINE: "" }, async (calls) => {
     const sb = await Sandbox.create({ engine: "mvmctl", name: "web" });
