@@ -5,6 +5,12 @@
  * the SDK uses, and the kernel's own cost inside one shell loop) — and an audit append.
  * Prints a Markdown table.
  *
+ * Snapshots: `snapshot()`, `fork()` and restores (`Sandbox.create({ snapshot })`, verified and with
+ * `verify: false`) of sandboxes whose `/app` holds one file of 10 MB, 100 MB and 1 GB, beside a raw
+ * overlay mount (private mount namespace, the snapshot's tree as lower layer), a raw `cp -a` of the
+ * sandbox's root and a raw `sha256sum` of the file, in the same run, and a plain `Sandbox.create()`.
+ * `BENCH_SNAPSHOTS_ONLY=1` skips the pause and resume rows.
+ *
  * Run: deno run -A bench/cold.bench.ts   |   bun bench/cold.bench.ts
  * Options (env): BENCH_QUICK=1 for fewer samples and no 1 GB sandbox. Needs root (cgroups).
  *
@@ -17,7 +23,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
-import { Sandbox } from "../mod.ts";
+import { Sandbox, Snapshot } from "../mod.ts";
 import { AuditLog } from "../src/audit.ts";
 import { detectCgroups } from "../src/engines/local/cgroups.ts";
 import { runtime } from "../src/runtime/mod.ts";
@@ -70,7 +76,7 @@ try {
   rows.push(["raw freeze or thaw in one shell loop (kernel)", `mean ${loop.toFixed(3)} ms`, "—"]);
   const base = { freeze: pct(raw.freeze, 0.5), thaw: pct(raw.thaw, 0.5) };
 
-  for (const mb of quick ? [10, 100] : [10, 100, 1024]) {
+  for (const mb of quick || process.env.BENCH_SNAPSHOTS_ONLY ? [] : [10, 100, 1024]) {
     await using sb = await Sandbox.create({ memoryMb: mb + 256 });
     const p = await sb.commands.start([
       "python3",
@@ -98,6 +104,80 @@ try {
   sleeper.kill("SIGKILL");
   await sleeper.status;
   await sh('i=0; until rmdir "$1" 2>/dev/null || [ $i -gt 100 ]; do i=$((i+1)); sleep 0.01; done', cg);
+}
+
+// Snapshots, forks and restores by size, beside a raw overlay mount, a raw cp -a and a raw sha256sum (same run).
+{
+  const base = (process.env.MVM_STATE_DIR || "/var/lib/mvm").replace(/\/+$/, "");
+  const time = async (f: () => Promise<unknown>) => {
+    const t = performance.now();
+    await f();
+    return performance.now() - t;
+  };
+  // a restore never takes a warm spare, so the plain create it stands beside does not either
+  process.env.MVM_WARM_POOL = "0";
+  const plain: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    let sb!: Sandbox;
+    plain.push(await time(async () => sb = await Sandbox.create()));
+    await sb.destroy();
+  }
+  rows.push(["Sandbox.create(), no snapshot, no warm pool", fmt(plain), "—"]);
+  const scratch = mkdtempSync(`${base}/bench-ovl-`);
+  try {
+    for (const mb of quick ? [10, 100] : [10, 100, 1024]) {
+      const k = mb >= 1024 ? 3 : 5;
+      await using sb = await Sandbox.create();
+      await sb.commands.run(["sh", "-c", `head -c ${mb}M /dev/urandom > /app/big`], { check: true, timeoutSeconds: 300 });
+      const m: Record<"snap" | "fork" | "verified" | "unverified" | "ovl" | "cp" | "sum", number[]> = {
+        snap: [],
+        fork: [],
+        verified: [],
+        unverified: [],
+        ovl: [],
+        cp: [],
+        sum: [],
+      };
+      const root = `${base}/sandboxes/${sb.id}/root`;
+      for (let i = 0; i < k; i++) {
+        let snap!: Awaited<ReturnType<Sandbox["snapshot"]>>;
+        await sh("sync"); // each figure starts with no dirty page of the one before (writeback would be charged to it)
+        m.snap.push(await time(async () => snap = await sb.snapshot({ retention: 600 })));
+        const tree = `${base}/snapshots/${snap.id}/tree`;
+        let child!: Sandbox;
+        await sh("sync");
+        m.fork.push(await time(async () => child = await sb.fork()));
+        await child.destroy();
+        await Snapshot.delete(child.restoredFrom!.snapshotId);
+        for (const [key, verify] of [["verified", true], ["unverified", false]] as const) {
+          let r!: Sandbox;
+          await sh("sync");
+          m[key].push(await time(async () => r = await Sandbox.create({ snapshot: snap.id, verify })));
+          await r.destroy();
+        }
+        m.ovl.push(
+          await time(() =>
+            sh(
+              'mkdir -p "$2/u" "$2/w" "$2/m" && unshare --mount --propagation private sh -c \'mount -t overlay o -o "lowerdir=$1,upperdir=$2/u,workdir=$2/w" "$2/m" && ls "$2/m/app" >/dev/null\' sh "$1" "$2"; rm -rf "$2/u" "$2/w"',
+              tree,
+              scratch,
+            )
+          ),
+        );
+        await sh("sync");
+        m.cp.push(await time(() => sh('cp -a "$1" "$2/copy"', root, scratch)));
+        await sh('rm -rf "$1/copy"', scratch);
+        m.sum.push(await time(() => sh('sha256sum "$1/app/big" >/dev/null', tree)));
+        await Snapshot.delete(snap.id);
+      }
+      rows.push([`snapshot(), / holding ${mb} MB`, fmt(m.snap), `raw cp -a of the root ${fmt(m.cp)}; raw sha256sum ${fmt(m.sum)}`]);
+      rows.push([`fork(), ${mb} MB (snapshot + restore, digests reused)`, fmt(m.fork), `raw overlay mount ${fmt(m.ovl)}`]);
+      rows.push([`create({ snapshot }) verified, ${mb} MB (every file hashed)`, fmt(m.verified), `Sandbox.create() ${fmt(plain)}`]);
+      rows.push([`create({ snapshot, verify: false }), ${mb} MB (overlay, no hash)`, fmt(m.unverified), `Sandbox.create() ${fmt(plain)}`]);
+    }
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
 }
 
 // An audit append (sign, lock, write, head), beside a bare appendFileSync of a line of the same size.

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { Sandbox, type SandboxInfo } from "../mod.ts";
+import { Sandbox, type SandboxInfo, Snapshot } from "../mod.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
 import { PEOPLE_VERBS } from "../src/cli/people.ts";
@@ -187,5 +187,43 @@ test("cli: cp out of a sandbox writes only inside the destination, whatever the 
     assert.equal(readFileSync(`${host}/out2/d/file`, "utf8"), "hi\n");
   } finally {
     rmSync(host, { recursive: true, force: true });
+  }
+});
+
+test("cli: snapshot, snapshot ls and rm, fork, create --snapshot", async () => {
+  await using sb = await Sandbox.create();
+  await sb.files.write("/app/a.txt", "from the parent");
+  const forks: string[] = [];
+  let snap = "";
+  try {
+    const s = await cli(["snapshot", sb.id, "--name", "cli-snap", "--retention", "600"]);
+    assert.equal(s.code, 0, s.err);
+    snap = s.out.trim();
+    assert.match(snap, /^snap-[a-z0-9]{12}$/);
+    const ls = await cli(["snapshot", "ls", "--json"]);
+    assert.equal(ls.code, 0, ls.err);
+    const mine = (JSON.parse(ls.out) as { id: string; name?: string; sandboxId: string }[]).find((x) => x.id === snap);
+    assert.deepEqual([mine?.name, mine?.sandboxId], ["cli-snap", sb.id]);
+    assert.match((await cli(["snapshot", "ls"])).out, new RegExp(`^${snap} +cli-snap +${sb.id} `, "m"));
+    for (const args of [["create", "--snapshot", snap, "--json"], ["fork", sb.id, "--ttl", "5m", "--json"]]) {
+      const r = await cli(args);
+      assert.equal(r.code, 0, r.err);
+      const info = JSON.parse(r.out) as SandboxInfo;
+      forks.push(info.id);
+      assert.equal(info.restoredFrom?.verified, true);
+      const child = await Sandbox.connect(info.id);
+      assert.equal(await child.files.readText("/app/a.txt"), "from the parent");
+      await child.disconnect();
+    }
+    for (const id of forks.splice(0)) {
+      const r = await cli(["rm", id]);
+      assert.equal(r.code, 0, r.err);
+    }
+    const rm = await cli(["snapshot", "rm", snap]);
+    assert.equal(rm.code, 0, rm.err);
+    assert.match((await cli(["snapshot", "rm", snap])).err, /^mvm: NOT_FOUND: /);
+  } finally {
+    for (const id of forks) await (await Sandbox.connect(id).catch(() => null))?.destroy();
+    for (const s of await Snapshot.list()) if (s.sandboxId === sb.id) await Snapshot.delete(s.id).catch(() => {});
   }
 });

@@ -1,12 +1,12 @@
 /**
- * The command line's verbs for people: `ls`, `create`, `exec`, `cp`, `logs`, `info`, `pause`, `resume`, `audit verify`, `stop`, `rm`.
+ * The command line's verbs for people: `ls`, `create`, `exec`, `cp`, `logs`, `info`, `pause`, `resume`, `snapshot`, `fork`, `audit verify`, `stop`, `rm`.
  * Each is a {@linkcode Verb}: its help, its flags and what it does, over any engine (`--engine`,
  * default local) through the public `Sandbox` API only.
  *
  * @example
  * ```ts
  * import { PEOPLE_VERBS } from "./people.ts";
- * console.log(Object.keys(PEOPLE_VERBS).join(" ")); // "ls create exec cp logs info pause resume audit stop rm"
+ * console.log(Object.keys(PEOPLE_VERBS).join(" ")); // "ls create exec cp logs info pause resume snapshot fork audit stop rm"
  * ```
  * @module
  */
@@ -14,6 +14,7 @@ import { mkdirSync, statSync } from "node:fs";
 import { NotFoundError } from "../errors.ts";
 import { runtime } from "../runtime/mod.ts";
 import { Sandbox } from "../sandbox.ts";
+import { Snapshot } from "../snapshot.ts";
 import type { CommandOptions, CreateOptions, EngineName, FileInfo, SandboxInfo } from "../types.ts";
 import type { TransferResult } from "../transfer.ts";
 import { type FlagSpec, num, pairs, type Parsed, usage } from "./args.ts";
@@ -208,8 +209,9 @@ export const PEOPLE_VERBS: Record<string, Verb> = {
   create: {
     summary: "create a sandbox that outlives this command (until its TTL); prints its id",
     help: "mvm create [--name NAME] [--image IMAGE | --template T] [--ttl 30m] [--cpu N] [--memory MIB] [--pids N]\n" +
-      "           [--tmp MIB] [--tag KEY=VALUE]... [--env KEY=VALUE]... [--json] [--engine local|mvmctl]\n\n" +
-      "  The sandbox is detached: it lives until its TTL (default 30m) or `mvm rm`.\n  --json   print its SandboxInfo instead of its id",
+      "           [--tmp MIB] [--tag KEY=VALUE]... [--env KEY=VALUE]... [--snapshot SNAP [--no-verify]] [--json] [--engine local|mvmctl]\n\n" +
+      "  The sandbox is detached: it lives until its TTL (default 30m) or `mvm rm`.\n  --json   print its SandboxInfo instead of its id\n" +
+      "  --snapshot   start from a sealed snapshot (its seal, epoch and digests are checked; --no-verify skips that)",
     flags: {
       name: { kind: "string" },
       image: { kind: "string" },
@@ -222,6 +224,8 @@ export const PEOPLE_VERBS: Record<string, Verb> = {
       tag: { kind: "list" },
       env: { kind: "list", short: "e" },
       json: { kind: "bool" },
+      snapshot: { kind: "string" },
+      "no-verify": { kind: "bool" },
     },
     async run(a) {
       if (a.positionals.length) throw usage("create takes no arguments (use flags)");
@@ -238,6 +242,8 @@ export const PEOPLE_VERBS: Record<string, Verb> = {
       if (f.memory !== undefined) opts.memoryMb = n("memory", "--memory")!;
       if (f.pids !== undefined) opts.pidsLimit = n("pids", "--pids")!;
       if (f.tmp !== undefined) opts.tmpSizeMb = n("tmp", "--tmp")!;
+      if (f.snapshot !== undefined) opts.snapshot = f.snapshot as string;
+      if (f["no-verify"]) opts.verify = false;
       const engine = engineOf(a);
       if (engine) opts.engine = engine;
       const sb = await Sandbox.create(opts);
@@ -419,6 +425,79 @@ export const PEOPLE_VERBS: Record<string, Verb> = {
         await using sb = await connect(a, id);
         await sb.resume();
         await print(`${id} resumed\n`);
+      }
+      return 0;
+    },
+  },
+
+  snapshot: {
+    summary: "take a sealed snapshot of a sandbox's files (or: snapshot ls, snapshot rm SNAP...)",
+    help: "mvm snapshot ID [--name NAME] [--retention 7d|SECONDS|forever] [--json]\nmvm snapshot ls [--json]\nmvm snapshot rm SNAP...\n\n" +
+      "  Freezes the sandbox while its files are copied and sealed (HMAC-SHA256 under the host key); prints the snapshot's id.\n" +
+      "  --retention   how long it is kept (default 7d); expired snapshots are removed by the next snapshot or ls\n" +
+      "  --json        print the SnapshotInfo (ls: an array of them)",
+    flags: { name: { kind: "string" }, retention: { kind: "string" }, json: { kind: "bool" } },
+    async run(a) {
+      const [first, ...rest] = a.positionals;
+      if (first === "ls") {
+        if (rest.length) throw usage("snapshot ls takes no arguments");
+        const list = await Snapshot.list(engineOpt(a));
+        if (a.flags.json) await json(list);
+        else {
+          const now = Date.now();
+          const rows = [["ID", "NAME", "SANDBOX", "SIZE", "CREATED", "EXPIRES", "PARENT"]];
+          for (const s of list) {
+            rows.push([
+              s.id,
+              s.name ?? "-",
+              s.sandboxId,
+              String(s.sizeBytes),
+              ago(s.createdAt, now),
+              s.expiresAt ? ago(s.expiresAt, now) : "never",
+              s.parent ?? "-",
+            ]);
+          }
+          await print(list.length ? table(rows) : "no snapshots\n");
+        }
+        return 0;
+      }
+      if (first === "rm") {
+        if (rest.length === 0) throw usage("snapshot rm needs snapshot ids");
+        for (const id of rest) {
+          await Snapshot.delete(id, engineOpt(a));
+          await print(`${id} removed\n`);
+        }
+        return 0;
+      }
+      const id = one(a, "sandbox id (or ls, rm)");
+      await using sb = await connect(a, id);
+      const r = a.flags.retention as string | undefined;
+      const snap = await sb.snapshot({
+        ...(a.flags.name === undefined ? {} : { name: a.flags.name as string }),
+        ...(r === undefined ? {} : { retention: /^\d+$/.test(r) ? Number(r) : r }),
+      });
+      await (a.flags.json ? json(snap) : print(snap.id + "\n"));
+      return 0;
+    },
+  },
+
+  fork: {
+    summary: "snapshot a sandbox and create a detached sandbox from it; prints the new id",
+    help: "mvm fork ID [--ttl 30m] [--json]\n\n" +
+      "  The fork starts from the sandbox's files (a fresh sealed snapshot, checked), outlives this command until its TTL,\n" +
+      "  and changes independently of its parent.\n  --json   print its SandboxInfo (restoredFrom names the snapshot)",
+    flags: { ttl: { kind: "string" }, json: { kind: "bool" } },
+    async run(a) {
+      const id = one(a, "sandbox id");
+      await using sb = await connect(a, id);
+      const t = a.flags.ttl as string | undefined;
+      const child = await sb.fork(t === undefined ? {} : { ttl: /^\d+$/.test(t) ? Number(t) : t });
+      try {
+        await child.detach();
+        await (a.flags.json ? json(await child.info()) : print(child.id + "\n"));
+      } catch (e) {
+        await child.destroy().catch(() => {});
+        throw e;
       }
       return 0;
     },

@@ -106,6 +106,9 @@ function audited(files: EngineFiles, dir: SandboxDir): EngineFiles {
   };
 }
 
+/** Snapshots under way in this process, by sandbox id. */
+const SNAPSHOTTING = new Map<string, Promise<SnapshotInfo>>();
+
 /** A local sandbox. */
 export class LocalSandbox implements EngineSandbox, SandboxCore {
   readonly id: string;
@@ -491,7 +494,16 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
    * A sandbox restored on an overlay is copied from inside its launcher's mount namespace, where the
    * overlay is mounted.
    */
-  async snapshot(opts: EngineSnapshotOptions): Promise<SnapshotInfo> {
+  snapshot(opts: EngineSnapshotOptions): Promise<SnapshotInfo> {
+    // one at a time per sandbox in this process, so one capture's thaw never ends another's freeze
+    const run = (SNAPSHOTTING.get(this.id) ?? Promise.resolve()).catch(() => {}).then(() => this.#snapshot(opts));
+    SNAPSHOTTING.set(this.id, run);
+    return run.finally(() => {
+      if (SNAPSHOTTING.get(this.id) === run) SNAPSHOTTING.delete(this.id);
+    });
+  }
+
+  async #snapshot(opts: EngineSnapshotOptions): Promise<SnapshotInfo> {
     if (opts.class === "vm_full") {
       const probe = await checkpointProbe();
       throw new UnsupportedError(
