@@ -92,7 +92,7 @@ test("audit: segments rotate at the size limit with a signed hand-off; a removed
   }, 4096);
 });
 
-test("audit: supervisors' spool files are signed into the chain in order; torn, forged and linked ones are never taken as they are", async () => {
+test("audit: supervisors' spool files are signed into the chain in order; torn, forged and linked ones are never taken as they are", () => {
   const base = mkdtempSync(`${tmpdir()}/mvm-audit-`);
   try {
     const dir = `${base}/audit`;
