@@ -1,9 +1,11 @@
 /**
  * Egress through the local engine's proxy against the same requests sent directly, in the same run:
- * an HTTP server in a network namespace this bench makes (a veth pair with private addresses on this
- * machine, nothing outside it), reached by the same Python client from inside a networked sandbox
- * (DNS stand-in address, nftables redirect, the host-side proxy) and from the host directly. Also the
- * host memory of a networked sandbox's proxy. Prints a Markdown table. Needs root.
+ * HTTP and HTTPS servers in a network namespace this bench makes (tests/netns.ts: a veth pair with
+ * private addresses on this machine, nothing outside it), reached by the same Python client from
+ * inside a networked sandbox (DNS stand-in address, nftables redirect, the host-side proxy; for HTTPS
+ * with a secret bound to the host, so the proxy terminates TLS and swaps the placeholder) and from
+ * the host directly. Also the host memory of a networked sandbox's proxy, with and without a bound
+ * secret. Prints a Markdown table. Needs root.
  *
  * Run: deno run -A bench/network.bench.ts   |   bun bench/network.bench.ts   (BENCH_QUICK=1: fewer samples)
  *
@@ -13,28 +15,32 @@
  * ```
  * @module
  */
-import { execFileSync, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import process from "node:process";
-import { NetworkPolicy, Sandbox } from "../mod.ts";
+import { NetworkPolicy, Sandbox, SecretRef } from "../mod.ts";
+import { startTestNet } from "../tests/netns.ts";
 
 const quick = process.env.BENCH_QUICK === "1";
 const N = quick ? 50 : 300;
 const BYTES = (quick ? 16 : 128) * 1024 * 1024;
 const STATE = `${(process.env.MVM_STATE_DIR || "/var/lib/mvm").replace(/\/+$/, "")}/sandboxes`;
-const NS = `mvmb-${process.pid}`;
-const VETH = `mvb${process.pid % 100000}`;
-const SRV = "10.214.0.2";
-const sh = (...a: string[]) => execFileSync(a[0]!, a.slice(1), { stdio: ["ignore", "pipe", "pipe"] }).toString();
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length - 1) * p))]!;
 
-// one request per connection (connect, GET, read to the end), N times; then one large download
+// one request per connection (connect, [TLS,] GET, read to the end), N times; then one large download.
+// Args: HOST PORT N BYTES [tls SNI [CAFILE]]; the Authorization header carries $TOKEN (a placeholder in the sandbox)
 const CLIENT = `
-import json, socket, sys, time
+import json, os, socket, ssl, sys, time
 host, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+tls = len(sys.argv) > 5 and sys.argv[5] == "tls"
+sni = sys.argv[6] if len(sys.argv) > 6 else host
+ctx = ssl.create_default_context(cafile=sys.argv[7] if len(sys.argv) > 7 else None) if tls else None
+auth = os.environ.get("TOKEN", "none")
 def get(path):
     s = socket.create_connection((host, port), timeout=30)
-    s.sendall(("GET %s HTTP/1.1\\r\\nHost: %s\\r\\nConnection: close\\r\\n\\r\\n" % (path, host)).encode())
+    if ctx: s = ctx.wrap_socket(s, server_hostname=sni)
+    s.sendall(("GET %s HTTP/1.1\\r\\nHost: %s\\r\\nAuthorization: Bearer %s\\r\\nConnection: close\\r\\n\\r\\n" % (path, sni, auth)).encode())
     got = 0
     while True:
         b = s.recv(262144)
@@ -50,80 +56,84 @@ t = time.perf_counter(); got = get("/bytes/%d" % size); dt = time.perf_counter()
 print(json.dumps({"lat": lat, "mbps": got / dt / 1e6}))
 `;
 
-sh("ip", "netns", "add", NS);
+/** Host memory of a sandbox's egress proxy (its forked TLS children included), in MB. */
+function proxyMemory(id: string): { pss: number; rss: number; dirty: number } {
+  const pids = readdirSync("/proc").filter((d) => {
+    try {
+      return /^\d+$/.test(d) &&
+        /\0mvm-egress\0\d+\0([^\0]*)\0/.exec(readFileSync(`/proc/${d}/cmdline`, "utf8"))?.[1] === `${STATE}/${id}`;
+    } catch {
+      return false;
+    }
+  });
+  const kb = (pid: string, key: string) =>
+    Number(new RegExp(`${key}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1]);
+  const sum = (key: string) => pids.reduce((a, p) => a + kb(p, key), 0) / 1024;
+  return { pss: sum("Pss"), rss: sum("Rss"), dirty: sum("Private_Dirty") };
+}
+
+async function inSandbox(sb: Sandbox, args: string[]): Promise<{ lat: number[]; mbps: number }> {
+  const r = await sb.commands.run(["python3", "-c", CLIENT, ...args], { timeoutSeconds: 600 });
+  if (r.exitCode !== 0) throw new Error(r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+const net = await startTestNet();
+const tmp = mkdtempSync(`${tmpdir()}/mvm-net-bench-`);
 try {
-  sh("ip", "link", "add", VETH, "type", "veth", "peer", "name", `${VETH}p`);
-  sh("ip", "link", "set", `${VETH}p`, "netns", NS);
-  sh("ip", "addr", "add", "10.214.0.1/30", "dev", VETH);
-  sh("ip", "link", "set", VETH, "up");
-  sh("ip", "netns", "exec", NS, "sh", "-c", `ip addr add ${SRV}/30 dev ${VETH}p && ip link set ${VETH}p up && ip link set lo up`);
-  await new Promise((r) => setTimeout(r, 300));
-  const spawnServer = spawn("ip", [
-    "netns",
-    "exec",
-    NS,
-    "/usr/bin/python3",
-    new URL("../tests/fixtures/network/server.py", import.meta.url).pathname,
-    SRV,
-    "-",
-    "-",
-    "80:http",
-  ], { stdio: ["ignore", "pipe", "inherit"] });
-  await new Promise<void>((r) => spawnServer.stdout!.once("data", () => r()));
-  try {
-    const direct = JSON.parse(sh("/usr/bin/python3", "-c", CLIENT, SRV, "80", String(N), String(BYTES)));
-    await using sb = await Sandbox.create({ network: NetworkPolicy.denyByDefault().allowHttp("api.test").resolveTo("api.test", SRV) });
-    const r = await sb.commands.run(["python3", "-c", CLIENT, "api.test", "80", String(N), String(BYTES)], { timeoutSeconds: 600 });
-    if (r.exitCode !== 0) throw new Error(r.stderr);
-    const proxied = JSON.parse(r.stdout);
-    const pids = readdirSync("/proc").filter((d) => {
-      try {
-        return /^\d+$/.test(d) &&
-          /\0mvm-egress\0\d+\0([^\0]*)\0/.exec(readFileSync(`/proc/${d}/cmdline`, "utf8"))?.[1] === `${STATE}/${sb.id}`;
-      } catch {
-        return false;
-      }
-    });
-    const kb = (pid: string, key: string) =>
-      Number(new RegExp(`${key}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/smaps_rollup`, "utf8"))?.[1]);
-    const pss = pids.reduce((a, p) => a + kb(p, "Pss"), 0) / 1024;
-    const rss = pids.reduce((a, p) => a + kb(p, "Rss"), 0) / 1024;
-    const dirty = pids.reduce((a, p) => a + kb(p, "Private_Dirty"), 0) / 1024;
-    const rows = [
-      [
-        "request latency (new connection each), p50",
-        `${pct(proxied.lat, 0.5).toFixed(2)} ms`,
-        `${pct(direct.lat, 0.5).toFixed(2)} ms`,
-        `+${(pct(proxied.lat, 0.5) - pct(direct.lat, 0.5)).toFixed(2)} ms`,
-      ],
-      [
-        "request latency, p95",
-        `${pct(proxied.lat, 0.95).toFixed(2)} ms`,
-        `${pct(direct.lat, 0.95).toFixed(2)} ms`,
-        `+${(pct(proxied.lat, 0.95) - pct(direct.lat, 0.95)).toFixed(2)} ms`,
-      ],
-      [
-        `throughput, one ${BYTES >> 20} MiB download`,
-        `${proxied.mbps.toFixed(0)} MB/s`,
-        `${direct.mbps.toFixed(0)} MB/s`,
-        `${(proxied.mbps / direct.mbps * 100).toFixed(0)}%`,
-      ],
-      [
-        "host memory of the sandbox's egress proxy (idle)",
-        `private dirty ${dirty.toFixed(2)} MB; PSS ${pss.toFixed(2)} MB, RSS ${rss.toFixed(1)} MB`,
-        "—",
-        "target ≤ 3 MB: private dirty is what each further sandbox adds (Perl's code is shared by every proxy)",
-      ],
-    ];
-    console.log(`egress bench (${N} requests; runtime ${"Bun" in globalThis ? "Bun" : "Deno"})\n`);
-    console.log("| measure | through the proxy (sandbox) | direct (host) | difference |\n|---|---|---|---|");
-    for (const row of rows) console.log(`| ${row.join(" | ")} |`);
-  } finally {
-    spawnServer.kill("SIGKILL");
+  writeFileSync(`${tmp}/ca.pem`, net.ca);
+  const host = (...args: string[]) =>
+    JSON.parse(execFileSync("/usr/bin/python3", ["-c", CLIENT, ...args], { stdio: ["ignore", "pipe", "inherit"] }).toString());
+  const direct = host(net.srv, "80", String(N), String(BYTES));
+  const directTls = host(net.srv, "443", String(N), String(BYTES), "tls", "api.test", `${tmp}/ca.pem`);
+  const base = NetworkPolicy.denyByDefault().allowHttp("api.test").allowHttps("api.test").resolveTo("api.test", net.srv);
+  let proxied, mem;
+  {
+    await using sb = await Sandbox.create({ network: base });
+    proxied = await inSandbox(sb, ["api.test", "80", String(N), String(BYTES)]);
+    mem = proxyMemory(sb.id);
   }
+  // the same HTTPS requests, with a secret bound to the host: TLS terminated by the proxy, placeholder swapped
+  let terminated, memSecret;
+  {
+    await using sb = await Sandbox.create({
+      network: base.withUpstreamCa(net.ca),
+      secrets: { TOKEN: SecretRef.from("bench-token", { hosts: ["api.test"], from: () => "bench-secret-value-0123456789" }) },
+    });
+    terminated = await inSandbox(sb, ["api.test", "443", String(N), String(BYTES), "tls", "api.test"]);
+    memSecret = proxyMemory(sb.id);
+  }
+  const lat = (name: string, a: { lat: number[] }, b: { lat: number[] }) =>
+    [0.5, 0.95].map((p) => [
+      `${name}, p${p * 100}`,
+      `${pct(a.lat, p).toFixed(2)} ms`,
+      `${pct(b.lat, p).toFixed(2)} ms`,
+      `+${(pct(a.lat, p) - pct(b.lat, p)).toFixed(2)} ms`,
+    ]);
+  const thr = (name: string, a: { mbps: number }, b: { mbps: number }) => [
+    name,
+    `${a.mbps.toFixed(0)} MB/s`,
+    `${b.mbps.toFixed(0)} MB/s`,
+    `${(a.mbps / b.mbps * 100).toFixed(0)}%`,
+  ];
+  const memRow = (name: string, m: { pss: number; rss: number; dirty: number }) => [
+    name,
+    `private dirty ${m.dirty.toFixed(2)} MB; PSS ${m.pss.toFixed(2)} MB, RSS ${m.rss.toFixed(1)} MB`,
+    "—",
+    "target ≤ 3 MB: private dirty is what each further sandbox adds (Perl's code is shared by every proxy)",
+  ];
+  const rows = [
+    ...lat("HTTP request latency (new connection each)", proxied, direct),
+    thr(`HTTP throughput, one ${BYTES >> 20} MiB download`, proxied, direct),
+    ...lat("HTTPS request latency, TLS terminated and a secret swapped (new connection each)", terminated, directTls),
+    thr(`HTTPS throughput through TLS termination, one ${BYTES >> 20} MiB download`, terminated, directTls),
+    memRow("host memory of the sandbox's egress proxy (idle)", mem),
+    memRow("the same with a bound secret (IO::Socket::SSL loaded, after the requests)", memSecret),
+  ];
+  console.log(`egress bench (${N} requests; runtime ${"Bun" in globalThis ? "Bun" : "Deno"})\n`);
+  console.log("| measure | through the proxy (sandbox) | direct (host) | difference |\n|---|---|---|---|");
+  for (const row of rows) console.log(`| ${row.join(" | ")} |`);
 } finally {
-  try {
-    sh("ip", "link", "del", VETH);
-  } catch { /* gone with the namespace */ }
-  sh("ip", "netns", "del", NS);
+  rmSync(tmp, { recursive: true, force: true });
+  net.stop();
 }

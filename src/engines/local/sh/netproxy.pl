@@ -29,7 +29,7 @@ shift @ARGV if @ARGV && $ARGV[0] eq "mvm-egress";
 my ($setns, $dir, $init, $init_start, $conf, $nft, $ipbin, $SPLICE) = @ARGV;
 $SPLICE //= 0;
 my $GW = "198.18.0.1";
-my (@rules, %pin, %name2ip, %ip2name, %secret, @tls, %kids);
+my (@rules, %pin, %name2ip, %ip2name, %secret, @tls, %kids, %sctx, $uctx);
 my $proxy_pid = $$;
 my $next = 1;
 
@@ -446,6 +446,11 @@ sub terminate {
       issuer => [$cacert, $cakey], key => $leafkey, purpose => "server", not_before => time() - 3600, not_after => time() + 86400 * 32))[0];
   };
   $leaf{$name} or do { ev("network.denied", $name, $port, "no-certificate"); return drop($k, 1) };
+  # TLS contexts are made once, here, and shared by every child (no CA store is read per connection)
+  $sctx{$name} //= eval { IO::Socket::SSL::SSL_Context->new(SSL_server => 1, SSL_cert => $leaf{$name}, SSL_key => $leafkey, SSL_alpn_protocols => ["http/1.1"]) };
+  $uctx //= eval { IO::Socket::SSL::SSL_Context->new(SSL_verify_mode => 1, SSL_verifycn_scheme => "http", SSL_alpn_protocols => ["http/1.1"],
+    defined $tls[2] ? (SSL_ca_file => $tls[2], SSL_ca_path => "/etc/ssl/certs") : ()) };
+  $sctx{$name} && $uctx or do { ev("network.denied", $name, $port, "tls-context"); return drop($k, 1) };
   my $pid = fork();
   if (!defined $pid) { ev("network.denied", $name, $port, "fork-failed"); return drop($k, 1) }
   if ($pid) { $kids{$pid} = 1; delete $conns{$k}; close $x->{c}; close $x->{up}; unpipe($x); return }
@@ -453,7 +458,7 @@ sub terminate {
   close $_ for ($tl, $pl, $ul);
   for my $o (values %conns) { unpipe($o); next if $o == $x; close $o->{c}; close $o->{up} if $o->{up} }
   %conns = ();
-  serve_tls($x, $leaf{$name});
+  serve_tls($x);
   exit 0;
 }
 
@@ -472,17 +477,15 @@ sub put {
 }
 
 sub serve_tls {
-  my ($x, $cert) = @_;
+  my $x = shift;
   my ($name, $port) = @$x{qw(name port)};
   blocking($_, 1) for ($x->{c}, $x->{up});
   $SIG{ALRM} = sub { ev("network.denied", $name, $port, "tls-timeout"); exit 0 };
   alarm 20;
-  my $g = IO::Socket::SSL->start_SSL($x->{c}, SSL_server => 1, SSL_cert => $cert, SSL_key => $leafkey, SSL_alpn_protocols => ["http/1.1"])
+  my $g = IO::Socket::SSL->start_SSL($x->{c}, SSL_server => 1, SSL_reuse_ctx => $sctx{$name})
     or do { ev("network.denied", $name, $port, "guest-tls-failed"); exit 0 };
-  my %up = (SSL_verify_mode => 1, SSL_verifycn_scheme => "http", SSL_verifycn_name => $name, SSL_alpn_protocols => ["http/1.1"]);
-  $up{SSL_hostname} = $name unless is_v4($name);
-  if (defined $tls[2]) { $up{SSL_ca_file} = $tls[2]; $up{SSL_ca_path} = "/etc/ssl/certs" }
-  my $u = IO::Socket::SSL->start_SSL($x->{up}, %up);
+  # verified as any client would: the context's CAs, the name this connection is for
+  my $u = IO::Socket::SSL->start_SSL($x->{up}, SSL_reuse_ctx => $uctx, SSL_verifycn_name => $name, is_v4($name) ? () : (SSL_hostname => $name));
   my $deny = sub {
     my ($why, $status) = @_;
     ev("network.denied", $name, $port, $why);
