@@ -28,34 +28,35 @@ test("job: a shell word keeps quotes, newlines, $ and backslashes literal inside
 });
 
 test("job: the frame starts with the number of lines that follow", () => {
-  const f = text(jobFrame({ kind: "command", argv: ["echo", "a\nb\nc"], env: { A: "1\n2" }, cwd: "/app" }));
+  const f = text(jobFrame({ kind: "command", argv: ["echo", "a\nb\nc"], env: { A: "1\n2" }, cwd: "/app" }, true));
   const [n, ...rest] = f.split("\n");
   assert.equal(Number(n), rest.length - 1);
   assert.equal(rest.at(-1), "");
 });
 
-test("job: a command changes to its cwd, exports its env, finds its program, says X, then execs its argv", () => {
-  const f = text(jobFrame({ kind: "command", argv: ["ls", "-l"], env: { A: "x" }, cwd: "/" }));
+test("job: a command changes to its cwd, exports its env, finds its program, says X, then execs its argv on the slot's fifos", () => {
+  const f = text(jobFrame({ kind: "command", argv: ["ls", "-l"], env: { A: "x" }, cwd: "/" }, true));
   assert.equal(
     f,
     "5\ncd '/' 2>/dev/null || { printf C; exit 125; }\nexport A='x'\n" +
-      "command -v 'ls' >/dev/null 2>&1 || { printf N; exit 127; }\nprintf X\nexec 'ls' '-l'\n",
+      "command -v 'ls' >/dev/null 2>&1 || { printf N; exit 127; }\nprintf X\nexec 'ls' '-l' <&4 >&5 4<&- 5>&-\n",
   );
+  assert.match(text(jobFrame({ kind: "command", argv: ["ls"], env: {}, cwd: "/" }, false)), /exec 'ls' <\/dev\/null >&5 4<&- 5>&-\n$/);
 });
 
 test("job: OPTIND goes through env(1), which dash would refuse as non-numeric", () => {
-  const f = text(jobFrame({ kind: "command", argv: ["true"], env: { OPTIND: "x" }, cwd: "/" }));
+  const f = text(jobFrame({ kind: "command", argv: ["true"], env: { OPTIND: "x" }, cwd: "/" }, true));
   assert.match(f, /exec \/\.mvm\/env 'OPTIND=x' 'true'/);
   assert.doesNotMatch(f, /export OPTIND/);
 });
 
 test("job: an env name that is not an identifier is refused", () => {
-  assert.throws(() => jobFrame({ kind: "command", argv: ["true"], env: { "A;rm": "x" }, cwd: "/" }), TypeError);
+  assert.throws(() => jobFrame({ kind: "command", argv: ["true"], env: { "A;rm": "x" }, cwd: "/" }, true), TypeError);
 });
 
-test("job: an agent job names its nonce and op as words", () => {
-  const f = text(jobFrame({ kind: "agent", op: "stat", args: ["/a b"], nonce: "ab12" }));
-  assert.equal(f, "1\nMVM_NONCE='ab12'; mvm_agent 'stat' '/a b'\n");
+test("job: an agent job moves the slot's fifos into place, then names its nonce and op as words", () => {
+  const f = text(jobFrame({ kind: "agent", op: "stat", args: ["/a b"], nonce: "ab12" }, false));
+  assert.equal(f, "2\nexec </dev/null >&5 4<&- 5>&-\nMVM_NONCE='ab12'; mvm_agent 'stat' '/a b'\n");
 });
 
 test("bytes: valid UTF-8 names decode as themselves", () => {

@@ -252,3 +252,73 @@ test("refusedFlag: the flag with the value Deno's message names; --allow-all and
   assert.equal(refusedFlag("Requires run access, run again with the --allow-run flag"), "--allow-run");
   assert.equal(refusedFlag("no flag here"), null);
 });
+
+/** Waits for a peer's first byte (its end of the fifo is open then). */
+async function ready(peer: ChildProcess): Promise<void> {
+  const r = peer.stdout!.getReader();
+  for (;;) {
+    const { value, done } = await r.read();
+    assert.ok(!done, "the fifo's peer ended before it was ready");
+    if (value.length) break;
+  }
+  r.releaseLock();
+}
+
+test("openFifo: reads a fifo to its end and writes one with backpressure, on this runtime", async () => {
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const dir = mkdtempSync("/tmp/mvm-fifo-test-");
+  try {
+    const fifo = `${dir}/f`;
+    await (await runtime().spawn("mkfifo", [fifo])).status;
+    // a peer that holds the write end first (so the open does not wait), then writes 3 MiB and ends
+    const writer = await runtime().spawn("perl", [
+      "-e",
+      'sysopen(my $rw, $ARGV[0], 2) or die; sysopen(my $w, $ARGV[0], 1) or die; close $rw; syswrite(STDOUT, "r"); <STDIN>; syswrite($w, "x" x 65536) for 1 .. 48',
+      fifo,
+    ], { stdin: "piped" });
+    await ready(writer);
+    const read = runtime().openFifo(fifo, "read");
+    const w = writer.stdin!.getWriter();
+    await w.write(new TextEncoder().encode("go\n"));
+    await w.close();
+    let n = 0;
+    for await (const c of read) n += c.length;
+    assert.equal(n, 48 * 65536);
+    assert.deepEqual(await writer.status, { code: 0, signal: null });
+    // a peer that holds the read end (non-blocking open), then, told to go (the write end is open: a read
+    // before that would see the end at once), counts what arrives until the end
+    const reader = await runtime().spawn("perl", [
+      "-e",
+      'sysopen(my $r, $ARGV[0], 04000) or die; fcntl($r, 4, 0); syswrite(STDOUT, "r"); <STDIN>; my $n = 0; while (my $k = sysread($r, my $b, 65536)) { $n += $k } print STDERR $n',
+      fifo,
+    ], { stdin: "piped" });
+    await ready(reader);
+    const out = runtime().openFifo(fifo, "write").getWriter();
+    const go = reader.stdin!.getWriter();
+    await go.write(new TextEncoder().encode("go\n"));
+    for (let i = 0; i < 8; i++) await out.write(new Uint8Array(1 << 20));
+    await out.close();
+    await go.close();
+    assert.equal(await new Response(reader.stderr).text(), String(8 << 20));
+    // a small write reaches the reader at once, not when the writer closes (an interactive stdin)
+    const echo = await runtime().spawn("perl", [
+      "-e",
+      'sysopen(my $r, $ARGV[0], 04000) or die; fcntl($r, 4, 0); syswrite(STDOUT, "r"); <STDIN>; sysread($r, my $b, 100); syswrite(STDOUT, $b)',
+      fifo,
+    ], { stdin: "piped" });
+    const er = echo.stdout!.getReader();
+    await er.read();
+    const w2 = runtime().openFifo(fifo, "write").getWriter();
+    const go2 = echo.stdin!.getWriter();
+    await go2.write(new TextEncoder().encode("go\n"));
+    await w2.write(new TextEncoder().encode("ping"));
+    let got = "";
+    while (got.length < 4) got += new TextDecoder().decode((await er.read()).value);
+    assert.equal(got, "ping");
+    await w2.close();
+    await go2.close();
+    await echo.status;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

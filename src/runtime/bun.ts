@@ -12,10 +12,10 @@
  * ```
  * @module
  */
-import { openSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import process from "node:process";
 import { nodeTerminal } from "./node.ts";
-import { binaryNotFound, defineRuntime, exitStatus, nodeStdio as mapStdio } from "./spawn.ts";
+import { binaryNotFound, closingStream, defineRuntime, exitStatus, nodeStdio as mapStdio } from "./spawn.ts";
 import type { ChildProcess, Runtime, SpawnOptions } from "./types.ts";
 
 interface BunFileSink {
@@ -37,6 +37,7 @@ interface BunSubprocess {
 }
 interface BunGlobal {
   spawn(cmd: string[], opts: Record<string, unknown>): BunSubprocess;
+  file(fd: number): { stream(): ReadableStream<Uint8Array>; writer(): BunFileSink };
   which(cmd: string, opts?: { PATH?: string }): string | null;
 }
 
@@ -65,24 +66,7 @@ export const bunRuntime: Runtime = defineRuntime("bun", (cmd: string, args: read
       if (p.exitCode === null && p.signalCode === null) p.kill(signal);
     } catch { /* already exited */ }
   };
-  let stdin: WritableStream<Uint8Array> | null = null;
-  if (o.stdin === "piped" && p.stdin) {
-    const sink = p.stdin;
-    stdin = new WritableStream<Uint8Array>({
-      async write(chunk) {
-        sink.write(chunk);
-        await sink.flush();
-      },
-      async close() {
-        await sink.end();
-      },
-      async abort() {
-        try {
-          await sink.end();
-        } catch { /* closed */ }
-      },
-    });
-  }
+  const stdin = o.stdin === "piped" && p.stdin ? sinkStream(p.stdin) : null;
   const status = p.exited.then(() => exitStatus(p.exitCode, p.signalCode));
   // Bun makes an output stream when its property is first read, and an unread one keeps this
   // process alive even after unref(): so they are handed out only when someone asks
@@ -100,7 +84,38 @@ export const bunRuntime: Runtime = defineRuntime("bun", (cmd: string, args: read
     unref: () => p.unref(),
     ref: () => p.ref(),
   });
+}, (path, end) => {
+  const Bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
+  // Bun's streams over a descriptor it did not open leave it open: closed here, once
+  const fd = openSync(path, end === "read" ? "r" : "w");
+  let closed = false;
+  const close = () => {
+    if (!closed) closeSync(fd);
+    closed = true;
+  };
+  return end === "read" ? closingStream(Bun.file(fd).stream(), close) : sinkStream(Bun.file(fd).writer(), close);
 });
+
+/** A `FileSink` as a `WritableStream` with backpressure: each chunk is flushed before the next is accepted. */
+function sinkStream(sink: BunFileSink, after: () => void = () => {}): WritableStream<Uint8Array> {
+  const end = async () => {
+    try {
+      await sink.end();
+    } finally {
+      after();
+    }
+  };
+  return new WritableStream<Uint8Array>({
+    async write(chunk) {
+      sink.write(chunk);
+      await sink.flush();
+    },
+    close: end,
+    async abort() {
+      await end().catch(() => {});
+    },
+  });
+}
 
 /** `flock` on Bun: libc's, through `bun:ffi` (Bun has no file-lock API); none when libc cannot be opened. */
 function bunLockFile(path: string) {

@@ -42,6 +42,11 @@ interface DenoNamespace {
   consoleSize(): { columns: number; rows: number };
   addSignalListener(signal: "SIGWINCH", fn: () => void): void;
   removeSignalListener(signal: "SIGWINCH", fn: () => void): void;
+  openSync(path: string, o: { read?: boolean; write?: boolean }): {
+    readable: ReadableStream<Uint8Array>;
+    write(p: Uint8Array): Promise<number>;
+    close(): void;
+  };
 }
 const deno = (): DenoNamespace => (globalThis as unknown as { Deno: DenoNamespace }).Deno;
 
@@ -78,6 +83,24 @@ export const denoRuntime: Runtime = defineRuntime(
       kill,
       unref: () => child.unref(),
       ref: () => child.ref(),
+    });
+  },
+  // a file of Deno's own: a chunk is one write(2) (a child's stdin pipe goes through more steps); its
+  // `writable` is not used, as it holds small writes back from a fifo's reader
+  (path, end) => {
+    if (end === "read") return deno().openSync(path, { read: true }).readable;
+    const f = deno().openSync(path, { write: true });
+    let closed = false;
+    const close = () => {
+      if (!closed) f.close();
+      closed = true;
+    };
+    return new WritableStream<Uint8Array>({
+      async write(chunk) {
+        for (let at = 0; at < chunk.length;) at += await f.write(chunk.subarray(at));
+      },
+      close,
+      abort: close,
     });
   },
 );

@@ -12,6 +12,8 @@
  * @module
  */
 import { spawn } from "node:child_process";
+import { constants, openSync } from "node:fs";
+import { Socket } from "node:net";
 import process from "node:process";
 import { Readable, Writable } from "node:stream";
 import { binaryNotFound, defineRuntime, exitStatus, nodeStdio as mapStdio } from "./spawn.ts";
@@ -59,6 +61,12 @@ export const nodeRuntime: Runtime = defineRuntime(
         });
       });
     });
+  },
+  (path, end) => {
+    // a fifo's descriptor as a socket handle: libuv reads and writes it without blocking, as a child's pipe
+    const fd = openSync(path, (end === "read" ? constants.O_RDONLY : constants.O_WRONLY) | constants.O_NONBLOCK);
+    const s = new Socket({ fd, readable: end === "read", writable: end === "write" });
+    return end === "read" ? Readable.toWeb(s) as unknown as ReadableStream<Uint8Array> : Writable.toWeb(s) as WritableStream<Uint8Array>;
   },
 );
 

@@ -12,7 +12,7 @@
  *     pid: 1, stdin: null, stdout: null, stderr: null,
  *     status: Promise.resolve(exitStatus(0, null)),
  *     kill() {}, unref() {}, ref() {},
- *   }));
+ *   }), () => new ReadableStream());
  * assert.deepEqual(await (await fake.spawn("true", [])).status, { code: 0, signal: null });
  * ```
  * @module
@@ -23,15 +23,59 @@ import type { ChildProcess, ExitStatus, Runtime, RuntimeName, SpawnOptions, Stdi
 /** A runtime's own spawn: everything of {@linkcode SpawnOptions} but `signal`, which {@linkcode defineRuntime} wires. */
 export type SpawnFn = (cmd: string, args: readonly string[], options: SpawnOptions) => Promise<ChildProcess>;
 
+/** A runtime's way to open a fifo's end as a stream (see {@linkcode Runtime.openFifo}). */
+export type FifoFn = (path: string, end: "read" | "write") => ReadableStream<Uint8Array> | WritableStream<Uint8Array>;
+
+const noFifo: FifoFn = () => {
+  throw new Error("this runtime shim opens no fifos");
+};
+
+/**
+ * A stream over a reader that closes a descriptor once, when it ends, errors or is cancelled (the
+ * runtimes' own streams over a descriptor they did not open leave it open).
+ *
+ * @example `closingStream(inner, () => closeSync(fd))`
+ */
+export function closingStream(inner: ReadableStream<Uint8Array>, close: () => void): ReadableStream<Uint8Array> {
+  const reader = inner.getReader();
+  let closed = false;
+  const done = () => {
+    if (closed) return;
+    closed = true;
+    try {
+      close();
+    } catch { /* already closed */ }
+  };
+  return new ReadableStream<Uint8Array>({
+    async pull(c) {
+      try {
+        const r = await reader.read();
+        if (r.done) {
+          done();
+          c.close();
+        } else c.enqueue(r.value);
+      } catch (e) {
+        done();
+        c.error(e);
+      }
+    },
+    async cancel(reason) {
+      await reader.cancel(reason).catch(() => {});
+      done();
+    },
+  }, { highWaterMark: 0 });
+}
+
 /**
  * A {@linkcode Runtime} from a runtime's own spawn, with `options.signal`
  * wired the same way for every runtime: aborting kills the child with SIGKILL.
  *
- * @example `export const denoRuntime = defineRuntime("deno", spawnWithDenoCommand)`
+ * @example `export const denoRuntime = defineRuntime("deno", spawnWithDenoCommand, openDenoFifo)`
  */
-export function defineRuntime(name: RuntimeName, spawn: SpawnFn): Runtime {
+export function defineRuntime(name: RuntimeName, spawn: SpawnFn, openFifo: FifoFn = noFifo): Runtime {
   return {
     name,
+    openFifo: openFifo as Runtime["openFifo"],
     async spawn(cmd: string, args: readonly string[], options: SpawnOptions = {}): Promise<ChildProcess> {
       const child = await spawn(cmd, args, options);
       killOnAbort(options.signal, child);

@@ -98,4 +98,11 @@ export interface Runtime {
   terminal?: HostTerminal;
   /** Starts `cmd` with `args`. Rejects with NotFoundError for a missing binary, PermissionDeniedError when the runtime forbids it. */
   spawn(cmd: string, args: readonly string[], options?: SpawnOptions): Promise<ChildProcess>;
+  /**
+   * Opens a fifo by path: its read end as a stream (`"read"`, closed at its end or on cancel) or its
+   * write end (`"write"`, closed by `close`/`abort`). The open must not wait: a process already holds
+   * the other end (opening a fifo's end without one blocks, or fails).
+   */
+  openFifo(path: string, end: "read"): ReadableStream<Uint8Array>;
+  openFifo(path: string, end: "write"): WritableStream<Uint8Array>;
 }

@@ -25,7 +25,7 @@ import {
 } from "../../errors.ts";
 import { readBytes, readText, type SandboxCore } from "./core.ts";
 import { OUTPUT_BUFFER } from "./output.ts";
-import type { Runner } from "./runners.ts";
+import type { RunnerJob } from "./runners.ts";
 
 const ERROR_CLASSES: Record<string, new (m: string, o?: { details?: Record<string, unknown> }) => SandboxError> = {
   NOT_FOUND: NotFoundError,
@@ -78,16 +78,16 @@ export function agentError(stderr: string, op: string, path: string): SandboxErr
  * end of the data and commit half a file; the source's error is returned. When the agent stops
  * reading (it failed, e.g. no space), the source is cancelled and the agent's own error speaks.
  */
-async function feed(core: SandboxCore, input: ReadableStream<Uint8Array>, r: Runner): Promise<unknown> {
+async function feed(input: ReadableStream<Uint8Array>, j: RunnerJob): Promise<unknown> {
   const reader = input.getReader();
-  const writer = r.child.stdin!.getWriter();
+  const writer = j.stdin!.getWriter();
   for (;;) {
     let chunk: Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]>>;
     try {
       chunk = await reader.read();
     } catch (e) {
-      await core.killTree(r, "SIGKILL");
-      r.child.kill("SIGKILL");
+      await j.kill("SIGKILL");
+      j.runner.child.kill("SIGKILL");
       await writer.abort(e).catch(() => {});
       return e ?? new Error("the data stream failed");
     }
@@ -114,11 +114,11 @@ export async function agent(
   input?: ReadableStream<Uint8Array>,
   nonce: string = crypto.randomUUID().slice(0, 8),
 ): Promise<Uint8Array> {
-  const r = await core.exec({ kind: "agent", op, args, nonce }, input !== undefined, `files.${op}`);
+  const j = await core.exec({ kind: "agent", op, args, nonce }, input !== undefined, `files.${op}`);
   let inputError: unknown;
-  const feeding = input ? feed(core, input, r).then((e) => void (inputError = e)) : Promise.resolve();
-  const [stdout, stderr, s] = await Promise.all([readBytes(r.out), readText(r.child.stderr!.getReader()), r.child.status, feeding]);
-  core.reap(r.cg);
+  const feeding = input ? feed(input, j).then((e) => void (inputError = e)) : Promise.resolve();
+  const [stdout, stderr, s] = await Promise.all([readBytes(j.stdout.getReader()), readText(j.stderr.getReader()), j.status(), feeding]);
+  j.finish();
   if (inputError !== undefined && op === "write") {
     // the killed agent could not remove its temporary file: its name carries this write's nonce
     const dir = args[0]!.slice(0, args[0]!.lastIndexOf("/")) || "/";
@@ -147,17 +147,19 @@ export async function agent(
  * @example `const tar = await agentStream(core, "tarout", ["/app"], "/app")`
  */
 export async function agentStream(core: SandboxCore, op: string, args: string[], path: string): Promise<ReadableStream<Uint8Array>> {
-  const r = await core.exec({ kind: "agent", op, args, nonce: "0" }, false, `files.${op}`);
-  const stderrText = readText(r.child.stderr!.getReader());
+  const j = await core.exec({ kind: "agent", op, args, nonce: "0" }, false, `files.${op}`);
+  const stderrText = readText(j.stderr.getReader());
+  const out = j.stdout.getReader();
   const finish = async (): Promise<SandboxError | Error | null> => {
-    const s = await r.child.status;
-    core.reap(r.cg);
+    const s = await j.status();
+    await stderrText.catch(() => "");
+    j.finish();
     const dead = core.deathError(`files.${op}`);
     if (dead) return dead;
     if (s.code === 0) return null;
     return agentError(await stderrText, op, path);
   };
-  const first = await r.out.read();
+  const first = await out.read();
   if (first.done) {
     const e = await finish();
     if (e) throw e;
@@ -171,17 +173,17 @@ export async function agentStream(core: SandboxCore, op: string, args: string[],
         pending = undefined;
         return;
       }
-      const chunk = await r.out.read().catch(() => ({ done: true as const, value: undefined }));
+      const chunk = await out.read().catch(() => ({ done: true as const, value: undefined }));
       if (!chunk.done) return c.enqueue(chunk.value);
       const e = await finish();
       if (e) c.error(e);
       else c.close();
     },
     cancel: async () => {
-      await r.out.cancel().catch(() => {});
-      await core.killTree(r, "SIGKILL");
-      await r.child.status;
-      core.reap(r.cg);
+      await out.cancel().catch(() => {});
+      await j.kill("SIGKILL");
+      await j.status();
+      j.finish(true);
     },
   }, OUTPUT_BUFFER);
 }

@@ -172,7 +172,7 @@ export function readSandboxCgroups(file: string, tag: string, id: string): Sandb
 /**
  * Signals every process of a group: SIGKILL through `cgroup.kill` (forks included); other signals
  * with the group frozen meanwhile, so nothing forks past the listing. `except` is spared (the
- * host-side nsenter, whose death would hide how the guest ended).
+ * host-side entry of a runner, whose death would hide how the guest ended).
  *
  * @example `await signalCgroup(dir, "SIGTERM", nsenterPid)`
  */
@@ -182,7 +182,7 @@ export async function signalCgroup(dir: string, signal: string, except?: number)
 
 /**
  * Without cgroups: signals the session led by the child of `parent` (the guest
- * command under nsenter). Best effort: a process that starts its own session escapes.
+ * runner under its host-side entry). Best effort: a process that starts its own session escapes.
  *
  * @example `await signalSession(nsenterPid, "SIGKILL")`
  */

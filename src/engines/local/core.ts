@@ -11,7 +11,7 @@
  */
 import { collectBytes, collectText } from "../../streams.ts";
 import type { Job } from "./job.ts";
-import type { Runner } from "./runners.ts";
+import type { Runner, RunnerJob } from "./runners.ts";
 import type { Meta, SandboxDir } from "./state.ts";
 
 /** A sandbox as its processes and files see it. */
@@ -19,8 +19,8 @@ export interface SandboxCore {
   readonly id: string;
   readonly dir: SandboxDir;
   readonly meta: Meta;
-  /** Starts a job on a runner; its stdin stays open for the caller when `keepStdin`. */
-  exec(job: Job, keepStdin: boolean, what: string): Promise<Runner>;
+  /** Starts a job on a runner; its stdin is a stream for the caller when `keepStdin` (else /dev/null). */
+  exec(job: Job, keepStdin: boolean, what: string): Promise<RunnerJob>;
   /** Signals a runner's whole tree (its cgroup, or its session without cgroups). */
   killTree(r: Runner, signal: string): Promise<void>;
   /** After a job ended: kills what it left, removes its group; resolves to the sandbox's OOM-kill count. */

@@ -38,7 +38,7 @@ export const HELPER_TOOLS: readonly string[] = [
   "tar",
   "setsid",
   "env",
-  // the PTY helper's interpreter (sh/pty.pl): run from here, the helper cannot be traced by guest code
+  // the runners' and the PTY helper's interpreter (sh/runner.pl, sh/pty.pl): run from here, guest code cannot trace them
   "perl",
 ];
 

@@ -30,6 +30,9 @@ export interface Tools {
   perl: string;
   /** keyctl's syscall number on this architecture. */
   keyctl: number;
+  /** prctl's and mknodat's (a runner becomes a subreaper; its job slots are fifos). */
+  prctl: number;
+  mknodat: number;
   uid: number;
   /** `<base>/sandboxes`: one folder per sandbox. */
   root: string;
@@ -43,6 +46,8 @@ export interface Tools {
 }
 
 const KEYCTL: Record<string, number> = { x64: 250, arm64: 219, riscv64: 219, ia32: 288, arm: 311, ppc64: 271, s390x: 280, loong64: 219 };
+const PRCTL: Record<string, number> = { x64: 157, arm64: 167, riscv64: 167, ia32: 172, arm: 172, ppc64: 171, s390x: 172, loong64: 167 };
+const MKNODAT: Record<string, number> = { x64: 259, arm64: 33, riscv64: 33, ia32: 297, arm: 324, ppc64: 288, s390x: 290, loong64: 33 };
 
 /**
  * Where the engine looks for host programs, in order. A fixed list, not PATH: the host-side tools run
@@ -116,8 +121,10 @@ async function preflightOnce(): Promise<Tools> {
       { details: { binary: "bwrap", package: "bubblewrap" } },
     );
   }
-  const keyctl = KEYCTL[process.arch];
-  if (keyctl === undefined) throw new UnsupportedError(`the local engine does not know this architecture (${process.arch})`);
+  const [keyctl, prctl, mknodat] = [KEYCTL, PRCTL, MKNODAT].map((t) => t[process.arch]);
+  if (keyctl === undefined || prctl === undefined || mknodat === undefined) {
+    throw new UnsupportedError(`the local engine does not know this architecture (${process.arch})`);
+  }
   const t = {
     bwrap,
     nsenter: need("nsenter", "util-linux"),
@@ -125,6 +132,8 @@ async function preflightOnce(): Promise<Tools> {
     setpriv: need("setpriv", "util-linux"),
     perl: need("perl", "perl-base"),
     keyctl,
+    prctl,
+    mknodat,
   };
   const uid = await hostUid();
   const base = stateBase(uid);

@@ -1,7 +1,8 @@
 /**
- * Guest processes: `commands.start` on a runner. The exit status is what the host saw (nsenter's
- * wait status relayed to the host, the cgroup's OOM counter), never what a process inside said. A
- * command's process tree ends with it: whatever it leaves behind is killed when it exits.
+ * Guest processes: `commands.start` on a runner. The exit status is what the SDK's processes saw (the
+ * wait status the runner, which guest code cannot trace, took from the kernel; the cgroup's OOM
+ * counter), never what guest code said. A command's process tree ends with it: whatever it leaves
+ * behind is killed when it exits (its runner is then let go and its group reaped).
  *
  * @example
  * ```ts
@@ -16,11 +17,11 @@ import { signalExitCode } from "../../signals.ts";
 import type { ProcessStatus } from "../../types.ts";
 import type { EngineProcess, EngineStartOptions } from "../contract.ts";
 import { agent } from "./agent.ts";
-import type { SandboxCore } from "./core.ts";
+import { PeekReader, type SandboxCore } from "./core.ts";
 import { absolute } from "./files.ts";
 import { guestOutput } from "./output.ts";
 import { DEFAULT_PTY_SIZE, PTY_VIA, ptyInput, ptyStart } from "./pty.ts";
-import { GUEST_PATH, type Runner } from "./runners.ts";
+import { GUEST_PATH, type RunnerJob } from "./runners.ts";
 
 /** Environment every guest process starts with, before the sandbox's and the command's own. */
 function baseEnv(): Record<string, string> {
@@ -31,25 +32,26 @@ function baseEnv(): Record<string, string> {
 const START_REPORT_MS = 5_000;
 
 /**
- * Reads the runner's report of the start (see `job.ts`): X it execs the program now; otherwise the
- * runner is ended and the failure thrown, typed: N a program that is not there (NOT_FOUND naming
- * it), C a cwd it could not enter (classified by the file agent, naming the field and path). The
- * report comes before anything of the guest runs in this process, on a pipe only the runner holds,
+ * Reads the job's report of the start (see `job.ts`): X it execs the program now; otherwise the
+ * job is over and the failure thrown, typed: N a program that is not there (NOT_FOUND naming it), C
+ * a cwd it could not enter (classified by the file agent, naming the field and path). The report
+ * comes before anything of the guest runs in this process, on a pipe only the SDK's processes hold,
  * so guest output cannot forge either failure.
  */
-async function startReport(core: SandboxCore, r: Runner, program: string, path: string, cwd: string): Promise<void> {
+async function startReport(core: SandboxCore, j: RunnerJob, program: string, path: string, cwd: string): Promise<void> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const said = await Promise.race([
-    r.out.byte().catch(() => null),
+    j.report(),
     new Promise<"late">((res) => timer = setTimeout(() => res("late"), START_REPORT_MS)),
   ]).finally(() => clearTimeout(timer));
   if (said === 0x58 /* X */) return;
-  await core.killTree(r, "SIGKILL");
-  r.child.kill("SIGKILL");
-  r.out.cancel().catch(() => {});
-  r.child.stderr?.cancel().catch(() => {});
-  await r.child.status.catch(() => {});
-  core.reap(r.cg);
+  await j.kill("SIGKILL");
+  j.runner.child.kill("SIGKILL");
+  j.stdin?.abort().catch(() => {});
+  j.stdout.cancel().catch(() => {});
+  j.stderr.cancel().catch(() => {});
+  await j.runner.child.status.catch(() => {});
+  j.finish(true);
   const dead = core.deathError("start a process");
   if (dead) throw dead;
   if (said === 0x4e /* N */) {
@@ -95,72 +97,77 @@ export async function startProcess(core: SandboxCore, argv: string[], opts: Engi
     ...core.dir.readExposed(),
     ...opts.env,
   };
-  const r = await core.exec({ kind: "command", argv, env, cwd, ...(pty ? { via: [...PTY_VIA] } : {}) }, true, "start a process");
-  await startReport(core, r, argv[0] ?? "", env.PATH ?? "", cwd);
+  const j = await core.exec({ kind: "command", argv, env, cwd, ...(pty ? { via: [...PTY_VIA] } : {}) }, true, "start a process");
+  await startReport(core, j, argv[0] ?? "", env.PATH ?? "", cwd);
+  const stdout = new PeekReader(j.stdout);
   if (pty) {
     try {
       // without cgroups a kill reaches only the helper's session: the helper passes it on
-      await ptyStart(r, argv, env, pty, r.cg === null);
+      const kill = () => void j.kill("SIGKILL");
+      await ptyStart({ stdin: j.stdin!, out: stdout, stderr: j.stderr, kill }, argv, env, pty, j.runner.cg === null);
     } catch (e) {
-      await core.killTree(r, "SIGKILL");
-      r.child.kill("SIGKILL");
-      await r.child.status.catch(() => {});
-      core.reap(r.cg);
+      await j.kill("SIGKILL");
+      j.runner.child.kill("SIGKILL");
+      stdout.cancel().catch(() => {});
+      j.stderr.cancel().catch(() => {});
+      await j.runner.child.status.catch(() => {});
+      j.finish(true);
       throw core.deathError("start a process") ?? e;
     }
   }
-  const input = pty ? ptyInput(r.child.stdin!) : undefined;
-  const { child, cg } = r;
-  r.child.ref();
-  core.dir.appendEvent("process.started", { pid: child.pid, argv0: argv[0], argc: argv.length, cwd });
+  const input = pty ? ptyInput(j.stdin!) : undefined;
+  const pid = j.pid;
+  core.dir.appendEvent("process.started", { pid, argv0: argv[0], argc: argv.length, cwd });
   let timedOut = false;
   let timer: ReturnType<typeof setTimeout> | undefined;
   if (opts.timeoutSeconds !== undefined) {
     timer = setTimeout(() => {
       timedOut = true;
-      core.killTree(r, "SIGKILL");
+      j.kill("SIGKILL");
     }, opts.timeoutSeconds * 1000);
   }
-  const onAbort = () => core.killTree(r, "SIGKILL");
+  const onAbort = () => j.kill("SIGKILL");
   opts.signal?.addEventListener("abort", onAbort, { once: true });
   if (opts.signal?.aborted) onAbort();
 
-  // A command's process tree ends with it. Its group is reaped off the critical path, unless the
-  // streams are still held open by something it left behind, or the OOM count is needed.
-  // Without cgroups nothing can find what it left behind, so its streams are let go instead.
+  // A command's process tree ends with it: what it left behind makes its runner let go and its group
+  // reaped, off the critical path, unless the streams are still held open by something it left, or
+  // the OOM count is needed. Without cgroups nothing can find what it left behind, so its streams are
+  // let go instead.
   let reaped: Promise<number> | undefined;
-  const reap = () => reaped ??= cg ? core.reap(cg) : Promise.all([out.release(), err.release()]).then(() => 0);
+  const reap = () => reaped ??= j.runner.cg ? j.finish(true) : Promise.all([out.release(), err.release()]).then(() => j.finish(true));
   let streamsDone = false;
-  const exited = child.status.then((s) => {
+  const exited = j.status().then((s) => {
     // once the tree is gone, what is left in the pipes (bounded: a pipe's capacity) is taken into the
     // streams whether or not anyone reads them, so an unread stream never holds up `status`
     setTimeout(() => streamsDone || reap().finally(() => (out.drain(), err.drain())), 25);
     return s;
   });
   const failure = () => core.deathError("read this stream");
-  const out = guestOutput(r.out, exited, failure);
-  const err = guestOutput(child.stderr!.getReader(), exited, failure);
+  const out = guestOutput(stdout, exited, failure);
+  const err = guestOutput(j.stderr.getReader(), exited, failure);
+  const stdin = j.stdin!;
   const status: Promise<ProcessStatus> = Promise.all([exited, out.done, err.done]).then(async ([s]) => {
     streamsDone = true;
     // the process is gone: its stdin pipe is let go now, not when a collector gets to it
     if (input) input.close();
-    else if (!child.stdin!.locked) child.stdin!.abort().catch(() => {});
+    else if (!stdin.locked) stdin.abort().catch(() => {});
     clearTimeout(timer);
     opts.signal?.removeEventListener("abort", onAbort);
     const killed = s.signal === "SIGKILL" || s.code === 137;
-    const oom = killed ? await reap() : (reap(), 0);
+    const oom = killed ? await j.finish(true) : (j.finish(), 0);
     const dead = core.deathError("wait for this process");
     if (dead) throw dead;
     let signal = s.signal;
     const oomKilled = killed && !timedOut && oom > core.dir.readNumber("oom.seen");
     if (oomKilled) core.dir.write("oom.seen", String(oom));
-    // nsenter reports a child killed by a signal by dying of it; a shell in between reports 128+n
+    // a shell in between reports 128+n
     if (signal === null && s.code === 137 && (timedOut || oomKilled)) signal = "SIGKILL";
     // an ended process always has a code: 128 + the signal's number for a signal death (as shells do)
     const exitCode = signal === null ? s.code ?? 128 : signalExitCode(signal);
     const durationMs = Math.round(performance.now() - started);
     const auditId = core.dir.appendEvent("process.exited", {
-      pid: child.pid,
+      pid,
       argv0: argv[0],
       exitCode,
       signal,
@@ -172,11 +179,11 @@ export async function startProcess(core: SandboxCore, argv: string[], opts: Engi
   });
   status.catch(() => {});
   return {
-    stdin: input?.stdin ?? child.stdin!,
+    stdin: input?.stdin ?? stdin,
     stdout: out.stream,
     stderr: err.stream,
     status,
-    kill: (signal = "SIGTERM") => core.killTree(r, signal),
+    kill: (signal = "SIGTERM") => j.kill(signal),
     ...(input ? { resize: input.resize } : {}),
   };
 }

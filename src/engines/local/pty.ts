@@ -3,8 +3,8 @@
  * execs the PTY helper (`sh/pty.pl`, run by the execute-only `/.mvm/perl` with an empty
  * environment) instead of the program; the helper opens a terminal of the sandbox's own devpts, runs
  * the program on it as its controlling terminal, and relays the terminal's output on stdout. Its
- * stdin carries frames only the host writes (the runner's pipe, which guest code cannot open: the
- * helper is not dumpable): the start (argv, environment, size), keystrokes, size changes and the end
+ * stdin carries frames only the host writes (the job's stdin fifo, which guest code cannot open: the
+ * helper is not dumpable, and the fifo has no path in the sandbox): the start (argv, environment, size), keystrokes, size changes and the end
  * of input. So a resize reaches only its own command, and nothing guest code writes is a frame.
  *
  * @example The frames a PTY command's stdin carries
@@ -18,7 +18,7 @@
 import { InvalidInputError, TransportError } from "../../errors.ts";
 import { collectText } from "../../streams.ts";
 import { encodeName } from "./bytes.ts";
-import type { Runner } from "./runners.ts";
+import type { PeekReader } from "./core.ts";
 import { PTY_PL } from "./scripts.gen.ts";
 
 /** What a runner execs for a PTY command: the helper, on the execute-only perl, with no environment of the command's. */
@@ -53,12 +53,13 @@ function sizeFrame(cols: number, rows: number): Uint8Array {
 /**
  * Sends the start frame and waits for the helper's P (the terminal is made, the program forked):
  * nothing of the program's output can come before it, so guest output cannot pass for it. A helper
- * that could not make a terminal is a TransportError with its reason.
+ * that could not make a terminal is a TransportError with its reason. `r` is the job's stdin, its
+ * stdout (P comes first on it) and stderr, and a way to end the helper.
  *
- * @example `await ptyStart(runner, ["sh"], env, { cols: 80, rows: 24 }, false)`
+ * @example `await ptyStart({ stdin, out, stderr, kill }, ["sh"], env, { cols: 80, rows: 24 }, false)`
  */
 export async function ptyStart(
-  r: Runner,
+  r: { stdin: WritableStream<Uint8Array>; out: PeekReader; stderr: ReadableStream<Uint8Array>; kill: () => void },
   argv: string[],
   env: Record<string, string>,
   size: { cols: number; rows: number },
@@ -66,7 +67,7 @@ export async function ptyStart(
 ): Promise<void> {
   const fields = [String(size.cols), String(size.rows), forward ? "1" : "0", String(argv.length), ...argv];
   for (const [k, v] of Object.entries(env)) fields.push(`${k}=${v}`);
-  const w = r.child.stdin!.getWriter();
+  const w = r.stdin.getWriter();
   try {
     await w.write(ptyFrame("S", encodeName(fields.join("\0"))));
   } catch {
@@ -81,8 +82,8 @@ export async function ptyStart(
     new Promise<null>((res) => timer = setTimeout(() => res(null), PTY_START_MS)),
   ]).finally(() => clearTimeout(timer));
   if (said === 0x50 /* P */) return;
-  r.child.kill("SIGKILL");
-  const why = (await collectText(r.child.stderr!).catch(() => "")).trim().split("\n").pop()?.slice(0, 300);
+  r.kill();
+  const why = (await collectText(r.stderr).catch(() => "")).trim().split("\n").pop()?.slice(0, 300);
   throw new TransportError(`could not give ${JSON.stringify(argv[0])} a terminal in the sandbox${why ? `: ${why}` : ""}`, {
     details: { program: argv[0] },
   });

@@ -38,7 +38,7 @@ import { logStream } from "./logs.ts";
 import type { Tools } from "./preflight.ts";
 import { connectDetached, listDetached, startDetached } from "./detached.ts";
 import { startProcess } from "./process.ts";
-import { type Runner, RunnerPool } from "./runners.ts";
+import { type Runner, type RunnerJob, RunnerPool } from "./runners.ts";
 import { auditDir, auditLog, DEFAULT_TMP_MB, type Meta, type SandboxDir } from "./state.ts";
 import { type AuditEntry, readAudit } from "../../audit.ts";
 import { teardown } from "./supervisor.ts";
@@ -134,7 +134,9 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
       tools: this.tools,
       initPid: (what) => this.#assertRunning(what, { stopped: true }),
       takeCgroups: async () => this.cgroups ? { cg: await this.#takeCgroup(), join: this.cgroups.join } : null,
-      reap: (cg) => void this.reap(cg),
+      slotsDir: this.dir.file("runners"),
+      uid: this.meta.sandboxUid,
+      reap: (cg) => this.reap(cg),
       killTree: (r, signal) => this.killTree(r, signal),
     });
   }
@@ -248,31 +250,30 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
    * though never trace it): it is killed and the job goes to a fresh runner, so a stopped helper
    * delays an operation but never hangs or falsifies it.
    */
-  async exec(job: Job, keepStdin: boolean, what: string): Promise<Runner> {
-    const frame = jobFrame(job);
+  async exec(job: Job, keepStdin: boolean, what: string): Promise<RunnerJob> {
+    const frame = jobFrame(job, keepStdin);
     const allow = { stopped: job.kind !== "command" };
     for (let attempt = 0;; attempt++) {
       this.#assertRunning(what, allow);
       const r = await this.#pool.take(what, attempt > 0);
-      r.child.ref();
-      const writer = r.child.stdin!.getWriter();
       let ack: number | null | "late" = null;
+      let j: RunnerJob | undefined;
       try {
-        await writer.write(frame);
-        if (!keepStdin) await writer.close();
+        j = await this.#pool.begin(r, frame, keepStdin);
         let timer: ReturnType<typeof setTimeout> | undefined;
-        ack = await Promise.race([r.out.byte(), new Promise<"late">((res) => timer = setTimeout(() => res("late"), ACK_TIMEOUT_MS))]);
+        ack = await Promise.race([r.ctl.byte(), new Promise<"late">((res) => timer = setTimeout(() => res("late"), ACK_TIMEOUT_MS))]);
         clearTimeout(timer);
       } catch {
         /* the runner died: below */
-      } finally {
-        writer.releaseLock();
       }
-      if (ack === 0x4a /* J */) return r;
+      if (ack === 0x4a /* J */ && j) return j;
       await this.killTree(r, "SIGKILL");
       r.child.kill("SIGKILL");
-      r.out.cancel().catch(() => {});
-      this.reap(r.cg);
+      j?.stdin?.abort().catch(() => {});
+      j?.stdout.cancel().catch(() => {});
+      j?.stderr.cancel().catch(() => {});
+      r.spent = true;
+      this.#pool.finish(r, false);
       this.#assertRunning(what, allow);
       if (attempt >= 2) {
         throw new TransportError(

@@ -152,7 +152,7 @@ export class SandboxDir {
     this.path = `${root}/${id}`;
   }
   /** Path of a file in the folder. */
-  file(name: StateFile | "cgroups" | "pids" | "bwrap.err" | "root" | "ctl" | "alive" | "jail.alive" | Marker): string {
+  file(name: StateFile | "cgroups" | "pids" | "bwrap.err" | "root" | "ctl" | "alive" | "jail.alive" | "runners" | Marker): string {
     return `${this.path}/${name}`;
   }
   /** Whether the folder is still there. */

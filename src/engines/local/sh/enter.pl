@@ -21,4 +21,26 @@ for my $i (1 .. 8) {
   print $fh "$$\n";
   close($fh) or do { print STDERR "mvm-enter: cannot join $cg: $!\n"; exit 125 };
 }
+# A runner's job slots (MVM_SLOTS_DIR set): MVM_SLOTS triples of fifos (i.in, i.out, i.err), made
+# with mknodat (number MVM_MKNODAT) in that fresh folder of the sandbox's host-only state (0711, this
+# process's), owned by the sandbox's uid (MVM_SLOTS_UID) and 0600; the folder is descriptor 3, kept
+# open across exec, through which the runner opens them (/proc/self/fd/3/...): nothing in the sandbox
+# has a path to them.
+my ($sd, $ns, $mknod, $suid) = (delete $ENV{MVM_SLOTS_DIR}, delete $ENV{MVM_SLOTS}, delete $ENV{MVM_MKNODAT}, delete $ENV{MVM_SLOTS_UID});
+my $dir;    # (held until exec)
+if (defined $sd && $sd ne "") {
+  my $fail = sub { print STDERR "mvm-enter: cannot make the job slots in $sd: $_[0]: $!\n"; exit 125 };
+  mkdir($sd, 0700) or $fail->("mkdir");
+  for my $i (0 .. $ns - 1) {
+    for my $k ("in", "out", "err") {
+      my $p = "$sd/$i.$k";
+      syscall($mknod + 0, -100, $p, 0010600, 0) == 0 or $fail->("mknodat $p");
+      chown($suid, -1, $p) or $fail->("chown $p") if $> == 0;
+    }
+  }
+  chmod(0711, $sd) or $fail->("chmod");
+  $^F = 3;    # not closed on exec
+  sysopen($dir, $sd, 0) or $fail->("open");
+  fileno($dir) == 3 or $fail->("descriptor order");
+}
 exec { $ARGV[0] } @ARGV or do { print STDERR "mvm-enter: cannot run $ARGV[0]: $!\n"; exit 127 };
