@@ -34,6 +34,7 @@ import {
   PermissionDeniedError,
   Sandbox,
   type SandboxError,
+  SecretRef,
   Snapshot,
   TransportError,
   UnsupportedError,
@@ -42,6 +43,7 @@ import {
 import { type ChildProcess, runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
 import { collect, processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
+import { startTestNet } from "./netns.ts";
 
 const FIXTURE = new URL("./fixtures/escape/host.ts", import.meta.url).pathname;
 const STATE_BASE = STATE.replace(/\/sandboxes$/, "");
@@ -2096,5 +2098,51 @@ test("escape: the lease's watch, its control fifos and the pidfds it waits on ar
     assert.ok(await waitFor(() => !existsSync(dir), 15_000), "a guest's attack kept the sandbox past its lease");
   } finally {
     await sb.destroy().catch(() => {});
+  }
+});
+
+test("escape: a guest holding a secret's placeholder cannot have the egress proxy send the value elsewhere, nor reach the sandbox's CA key or the proxy", async () => {
+  const net = await startTestNet();
+  const value = `escape-secret-${randomBytes(12).toString("hex")}`;
+  let sb: Sandbox | undefined;
+  try {
+    const policy = NetworkPolicy.denyByDefault()
+      .allowHttps("api.test")
+      .allowHttp("api.test")
+      .allowHttps("other.test")
+      .resolveTo("api.test", net.srv)
+      .resolveTo("other.test", net.srv)
+      .withUpstreamCa(net.ca);
+    sb = await Sandbox.create({
+      network: policy,
+      secrets: { TOKEN: SecretRef.from("escape-token", { hosts: ["api.test"], from: () => value }) },
+    });
+    await sb.files.write("/app/ca.pem", net.ca);
+    await sb.files.write("/app/forge.py", readFileSync(new URL("./fixtures/network/forge.py", import.meta.url)));
+    const r = await sb.commands.run(["python3", "/app/forge.py"], { timeoutSeconds: 120 });
+    assert.equal(r.exitCode, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    const leaked = createHash("sha256").update(`Bearer ${value}`).digest("hex");
+    for (const k of ["connect-bound-sni-other", "connect-other-sni-bound", "host-other", "two-hosts", "cl-and-te", "h2", "plain-http"]) {
+      const reply: string = out[k].reply ?? "";
+      assert.ok(!reply.includes(leaked), `${k}: the value reached a server: ${reply}`);
+      assert.ok(
+        out[k].error !== undefined || reply === "" || /^HTTP\/1\.1 (400|403) /.test(reply),
+        `${k} was not refused: ${JSON.stringify(out[k])}`,
+      );
+    }
+    // of two requests sent at once, the one for another host never leaves (the proxy refuses the connection there)
+    const pipelined: string = out["pipelined-other"].reply ?? "";
+    assert.match(pipelined, /secret policy \(name-mismatch\)/);
+    assert.ok(pipelined.split(leaked).length <= 2 && !pipelined.includes("/hash/second"), pipelined);
+    assert.equal(out.bundle_has_key, false);
+    assert.equal(out.bundle_writable, false);
+    assert.equal(out.bundle_mounted, true);
+    assert.deepEqual(out.found, [], "the guest read the proxy's state");
+    assert.deepEqual(out.procs, [], "the guest sees the proxy");
+    assert.deepEqual(out.open_ports, [998, 999], "only the proxy's two TCP sockets answer");
+  } finally {
+    await sb?.destroy();
+    net.stop();
   }
 });
