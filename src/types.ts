@@ -468,7 +468,7 @@ export type LogEvent =
  * await using sb = await Sandbox.create();
  * const caps: Capabilities = sb.capabilities();
  * assert.equal(caps.commands, true);
- * assert.equal(caps.snapshot, false);
+ * assert.equal(caps.snapshot, true);
  * assert.equal(caps.network, "none");
  * ```
  */
