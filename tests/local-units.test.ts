@@ -9,6 +9,7 @@ import { bwrapArgv, INIT_SH } from "../src/engines/local/bwrap.ts";
 import { decodeName, encodeName } from "../src/engines/local/bytes.ts";
 import { absolute, parseInfos } from "../src/engines/local/files.ts";
 import { jobFrame, shellWord } from "../src/engines/local/job.ts";
+import { runnerArgv } from "../src/engines/local/runners.ts";
 import { rootTag } from "../src/engines/local/state.ts";
 import { ConflictError, NotFoundError } from "../mod.ts";
 
@@ -139,4 +140,34 @@ test("state: cgroup tags differ per state root and are stable", () => {
   assert.equal(rootTag("/a/sandboxes"), rootTag("/a/sandboxes"));
   assert.notEqual(rootTag("/a/sandboxes"), rootTag("/b/sandboxes"));
   assert.match(rootTag("/a"), /^r[0-9a-f]{10}$/);
+});
+
+test("local units: every program a runner's entry execs inside the sandbox is an execute-only /.mvm tool", () => {
+  // a readable program run there as the guest's uid is dumpable until it execs the next one: guest code
+  // could trace it or open its descriptors (the job slots' folder among them) in that window
+  const tools = {
+    bwrap: "/usr/bin/bwrap",
+    nsenter: "/usr/bin/nsenter",
+    setsid: "/usr/bin/setsid",
+    setpriv: "/usr/bin/setpriv",
+    perl: "/usr/bin/perl",
+    keyctl: 250,
+    prctl: 157,
+    mknodat: 259,
+    uid: 0,
+    root: "/s/sandboxes",
+    tag: "t",
+    helpers: "/h",
+    hostRoot: [],
+    layout: null,
+  };
+  for (const session of [false, true]) {
+    const argv = runnerArgv(tools, "sbx-000000000000", 42, session);
+    const inside = argv.slice(argv.indexOf("--") + 1);
+    assert.equal(inside[0], "/.mvm/setpriv");
+    const next = inside.slice(inside.indexOf("--") + 1);
+    for (const p of next.filter((a) => a.startsWith("/") && !a.includes("\n")).slice(0, session ? 2 : 1)) {
+      assert.ok(p.startsWith("/.mvm/"), `${p} is run inside the sandbox but is not an execute-only tool`);
+    }
+  }
 });

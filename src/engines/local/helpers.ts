@@ -37,6 +37,10 @@ export const HELPER_TOOLS: readonly string[] = [
   "readlink",
   "tar",
   "setsid",
+  // the runners' entry: nsenter execs it inside the sandbox, as the guest's uid. From the readable
+  // /usr/bin/setpriv it was dumpable until it exec'd the runner, so guest code could trace it or open its
+  // descriptors (the job slots' folder among them) in that window; execute-only, it never is
+  "setpriv",
   "env",
   // the runners' and the PTY helper's interpreter (sh/runner.pl, sh/pty.pl): run from here, guest code cannot trace them
   "perl",

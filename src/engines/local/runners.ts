@@ -179,7 +179,7 @@ export function runnerArgv(t: Tools, id: string, initPid: number, session: boole
     ...(t.uid === 0 ? [] : ["--preserve-credentials"]),
     "-C",
     "--",
-    "/usr/bin/setpriv",
+    "/.mvm/setpriv",
     "--no-new-privs",
     "--bounding-set=-all",
     "--inh-caps=-all",
