@@ -7,7 +7,16 @@ import assert from "node:assert/strict";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
-import { CommandExitError, ConflictError, InvalidInputError, NotFoundError, Sandbox, UnsupportedError, verifyAudit } from "../mod.ts";
+import {
+  CommandExitError,
+  ConflictError,
+  InvalidInputError,
+  NotFoundError,
+  Sandbox,
+  Snapshot,
+  UnsupportedError,
+  verifyAudit,
+} from "../mod.ts";
 import { collectText } from "../src/streams.ts";
 import { collect, runtimeCommand, sha256Stream, STATE, waitFor } from "./helpers.ts";
 
@@ -225,7 +234,28 @@ async function waitForAsync(fn: () => Promise<boolean>, ms: number): Promise<boo
   return false;
 }
 
-skipBecause("snapshot, fork", "the mvmctl engine's capabilities() say false: no snapshot/checkpoint verbs are driven yet");
+test("mvmctl live: snapshot (machine checkpoint create) and fork (checkpoint fork --boot): the fork sees the file, both sides change independently", async () => {
+  await using sb = await create();
+  await sb.files.write("/app/n.txt", "1");
+  const child = await sb.fork();
+  let snapId = child.restoredFrom?.snapshotId;
+  try {
+    assert.equal(child.engine, "mvmctl");
+    assert.equal(await child.files.readText("/app/n.txt"), "1");
+    await child.files.write("/app/n.txt", "2");
+    await sb.files.write("/app/n.txt", "3");
+    assert.deepEqual([await sb.files.readText("/app/n.txt"), await child.files.readText("/app/n.txt")], ["3", "2"]);
+    const snap = (await Snapshot.list({ engine: "mvmctl" })).find((s) => s.id === snapId);
+    assert.deepEqual([snap?.sandboxId, snap?.class], [sb.id, "fs_quick"]);
+    assert.ok(snap?.digests.content.some((c) => c.name === "app/n.txt"), "the checkpoint lists the file");
+    // the local engine's probe finds no memory checkpoint tool here: our CLI exits non-zero with its reason
+    await assert.rejects(sb.snapshot({ class: "vm_full" }), (e: unknown) => e instanceof UnsupportedError && /vm_full/.test(e.message));
+  } finally {
+    await child.destroy().catch(() => {});
+    if (snapId) await Snapshot.delete(snapId, { engine: "mvmctl" }).catch(() => {});
+    snapId = undefined;
+  }
+});
 skipBecause(
   "prod machines refuse guest verbs",
   "our CLI boots dev machines only; the refusal is tested against the stand-in in tests/mvmctl.test.ts",

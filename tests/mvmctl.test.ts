@@ -9,8 +9,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
-import { NetworkPolicy, NotFoundError, Sandbox, TimeoutError, TransportError, UnsupportedError, verifyAudit } from "../mod.ts";
-import { parseColdResult, parseEnvelope, parseRecords } from "../src/engines/mvmctl/wire.ts";
+import { NetworkPolicy, NotFoundError, Sandbox, Snapshot, TimeoutError, TransportError, UnsupportedError, verifyAudit } from "../mod.ts";
+import { parseCheckpoint, parseColdResult, parseEnvelope, parseRecords } from "../src/engines/mvmctl/wire.ts";
 import { splitCliLine } from "../src/engines/mvmctl/process.ts";
 import { parseMachine } from "../src/cli/machine.ts";
 import { collect } from "./helpers.ts";
@@ -29,6 +29,7 @@ const ENV_KEYS = [
   "STANDIN_WAIT_SLEEP",
   "STANDIN_VERSION",
   "STANDIN_PAUSE_LINE",
+  "STANDIN_CHECKPOINT",
   "MVM_MACHINE_TIMEOUT_SEC",
   "MVM_MACHINE_MAX_OUTPUT_BYTES",
   "MVM_SDK_MODE",
@@ -99,8 +100,16 @@ test("mvmctl (stand-in CLI): every verb the engine spawns matches its argv fixtu
     await sb.resume();
     assert.equal(sb.state, "running");
     await sb.setTtl("2m");
+    const snap = await sb.snapshot({ name: "v1" });
+    assert.deepEqual([snap.id, snap.name, snap.class, snap.sandboxId, snap.parent], ["snap-standin00001", "v1", "fs_quick", "web", null]);
+    assert.deepEqual(snap.digests.content.map((c) => c.name), ["app/x"]);
+    const child = await Sandbox.create({ engine: "mvmctl", name: "web2", snapshot: snap.id, ttl: 90 });
+    assert.deepEqual([child.id, child.restoredFrom?.snapshotId, child.restoredFrom?.verified], ["sbx-standin00002", snap.id, false]);
+    assert.deepEqual((await Snapshot.list({ engine: "mvmctl" })).map((s) => s.id), [snap.id]);
+    await Snapshot.delete(snap.id, { engine: "mvmctl" });
     await sb.stop();
     await sb.destroy();
+    assert.ok(calls().some((c) => c.join(" ") === "machine set-ttl web2 90s"), "the fork gets the lease asked for");
 
     const seen = calls().map((c) => c.join("\n"));
     for (const name of FIXTURES) {
@@ -190,6 +199,53 @@ test("mvmctl (stand-in CLI): pause/resume results are read fail-closed; pause({ 
   });
   assert.deepEqual(parseColdResult("web: resumed\n", ["web"], "resumed"), { state: "resumed" });
   assert.throws(() => parseColdResult("web: resumed\n", ["web"], "paused"), TransportError);
+});
+
+test("mvmctl (stand-in CLI): checkpoint metadata is read fail-closed; vm_full, retention and what checkpoint fork cannot carry are refused", async () => {
+  const good = {
+    id: "snap-a",
+    class: "fs_quick",
+    vm_name: "web",
+    tag: null,
+    parent: null,
+    created_unix: 1,
+    content: [{ name: "a", sha256: "0".repeat(64) }],
+    meta_digest: `sha256:${"0".repeat(64)}`,
+    audit_ref: "x",
+  };
+  assert.equal(parseCheckpoint(good).id, "snap-a");
+  for (
+    const bad of [
+      { ...good, class: "vm_full" },
+      { ...good, id: "" },
+      { ...good, vm_name: undefined },
+      { ...good, meta_digest: "md5:00" },
+      { ...good, content: [{ name: "a" }] },
+      { ...good, created_unix: "yesterday" },
+      [good],
+    ]
+  ) assert.throws(() => parseCheckpoint(bad), TransportError, JSON.stringify(bad));
+  await withStandin({ STANDIN_CHECKPOINT: JSON.stringify({ ...good, class: "vm_full" }) }, async () => {
+    const sb = await Sandbox.create({ engine: "mvmctl", name: "web" });
+    await assert.rejects(sb.snapshot(), TransportError);
+  });
+  await withStandin({}, async (calls) => {
+    const sb = await Sandbox.create({ engine: "mvmctl", name: "web" });
+    await assert.rejects(
+      sb.snapshot({ class: "vm_full" }),
+      (e: unknown) => e instanceof UnsupportedError && /memory checkpoint/.test(e.message),
+    );
+    const before = calls().length;
+    await assert.rejects(
+      sb.snapshot({ retention: "1h" }),
+      (e: unknown) => e instanceof UnsupportedError && e.details.field === "retention",
+    );
+    await assert.rejects(
+      Sandbox.create({ engine: "mvmctl", snapshot: "snap-standin00001", tags: { a: "b" } }),
+      (e: unknown) => e instanceof UnsupportedError && e.details.field === "tags",
+    );
+    assert.equal(calls().length, before, "no call was made for a refused option");
+  });
 });
 
 test("mvmctl (stand-in CLI): every result's auditId names a signed entry of the SDK side's chain", async () => {
@@ -285,12 +341,13 @@ test("mvmctl (stand-in CLI): MVM_SDK_MODE=live with MVM_CLI_BIN selects the mvmc
     const sb = await Sandbox.create({ name: "web" });
     assert.equal(sb.engine, "mvmctl");
     const caps = sb.capabilities();
-    assert.deepEqual([caps.commands, caps.files, caps.logs, caps.pause, caps.snapshot, caps.limits.memory, caps.network], [
+    assert.deepEqual([caps.commands, caps.files, caps.logs, caps.pause, caps.snapshot, caps.fork, caps.limits.memory, caps.network], [
       true,
       true,
       true,
       true,
-      false,
+      true,
+      true,
       false,
       "allowlist",
     ]);
@@ -303,7 +360,11 @@ test("our CLI (src/cli.ts machine …) accepts every argv fixture", () => {
     assert.equal(argv[0], "machine", name);
     const { name: verb, parsed } = parseMachine(argv.slice(1));
     assert.equal(verb.replace(" ", "-"), name, `${name}.argv parsed as ${verb}`);
-    assert.equal(parsed.positionals[0] === "web" || verb === "ls" || verb === "run", true, name);
+    assert.equal(
+      parsed.positionals[0] === "web" || parsed.positionals[0] === "snap-standin00001" || verb.endsWith("ls") || verb === "run",
+      true,
+      name,
+    );
   }
   assert.throws(() => parseMachine(["fs", "stat", "web"]), /usage/);
 });

@@ -16,6 +16,7 @@
 import { NotFoundError, UnsupportedError } from "../errors.ts";
 import { signalName, SIGNALS } from "../engines/mvmctl/argv.ts";
 import { Sandbox } from "../sandbox.ts";
+import { Snapshot, type SnapshotInfo } from "../snapshot.ts";
 import type { FileInfo, SandboxInfo } from "../types.ts";
 import { parseTtl } from "../ttl.ts";
 import { checkSandboxId } from "../validate.ts";
@@ -61,6 +62,38 @@ function record(s: SandboxInfo): Record<string, unknown> {
     expires_at: s.expiresAt,
     created_at: s.createdAt,
   };
+}
+
+/** A SnapshotInfo as upstream's checkpoint metadata (`vm_id`, `expires_unix`, `size_bytes`, `epoch`, `skipped` are ours). */
+function checkpoint(s: SnapshotInfo, vm?: string): Record<string, unknown> {
+  return {
+    id: s.id,
+    class: s.class,
+    vm_name: vm ?? s.sandboxId,
+    vm_id: s.sandboxId,
+    tag: s.name ?? null,
+    parent: s.parent,
+    created_unix: Math.floor(epoch(s.createdAt)),
+    expires_unix: s.expiresAt === null ? null : Math.floor(epoch(s.expiresAt)),
+    content: s.digests.content,
+    meta_digest: s.digests.root,
+    audit_ref: s.auditId,
+    size_bytes: s.sizeBytes,
+    epoch: s.epoch,
+    skipped: s.skipped,
+  };
+}
+
+/** Detaches a new machine (removing it if that fails) and prints its boot envelope (or its id). */
+async function boot(sb: Sandbox, upJson: boolean): Promise<void> {
+  try {
+    await sb.detach();
+  } catch (e) {
+    await sb.destroy().catch(() => {});
+    throw e;
+  }
+  await (upJson ? json({ schema_version: 1, vm_id: sb.id, build_mode: "dev" }) : print(`${sb.id}\n`));
+  await sb.disconnect();
 }
 
 async function withVm<T>(vm: string, fn: (sb: Sandbox) => Promise<T>): Promise<T> {
@@ -122,16 +155,7 @@ export const MACHINE_VERBS: Record<string, MachineVerb> = {
         opts.network = p;
       }
       await printErr(`mvm machine run: booting ${name} on the local engine\n`);
-      const sb = await Sandbox.create(opts);
-      try {
-        await sb.detach();
-      } catch (e) {
-        await sb.destroy().catch(() => {});
-        throw e;
-      }
-      const envelope = { schema_version: 1, vm_id: sb.id, build_mode: "dev" };
-      await (a.flags["up-json"] ? json(envelope) : print(`${sb.id}\n`));
-      await sb.disconnect();
+      await boot(await Sandbox.create(opts), a.flags["up-json"] === true);
       return 0;
     },
   },
@@ -412,6 +436,72 @@ export const MACHINE_VERBS: Record<string, MachineVerb> = {
       await withVm(a.positionals[0]!, (sb) => sb.files.rename(a.positionals[1]!, a.positionals[2]!));
       return 0;
     },
+  },
+
+  "checkpoint create": {
+    usage: "machine checkpoint create VM --class fs-quick|vm-full [--tag T] [--json]   (a sealed snapshot of the files; kept 7 days)",
+    flags: { class: { kind: "string" }, tag: { kind: "string" }, json: { kind: "bool" } },
+    positionals: 1,
+    async run(a) {
+      const cls = str(a, "class");
+      if (cls !== "fs-quick" && cls !== "vm-full") throw usage("machine checkpoint create needs --class fs-quick or --class vm-full");
+      const tag = str(a, "tag");
+      const snap = await withVm(
+        a.positionals[0]!,
+        (sb) => sb.snapshot({ class: cls === "vm-full" ? "vm_full" : "fs_quick", ...(tag === undefined ? {} : { name: tag }) }),
+      );
+      await (a.flags.json ? json(checkpoint(snap, a.positionals[0]!)) : print(`${snap.id}\n`));
+      return 0;
+    },
+  },
+
+  "checkpoint ls": {
+    usage: "machine checkpoint ls [--json]",
+    flags: { json: { kind: "bool" } },
+    positionals: 0,
+    async run(a) {
+      const list = await Snapshot.list({ engine: "local" });
+      if (a.flags.json) await json(list.map((s) => checkpoint(s)));
+      else await print(table([["ID", "VM", "TAG", "CREATED"], ...list.map((s) => [s.id, s.sandboxId, s.name ?? "", s.createdAt])]));
+      return 0;
+    },
+  },
+
+  "checkpoint rm": {
+    usage: "machine checkpoint rm ID",
+    flags: {},
+    positionals: 1,
+    async run(a) {
+      await Snapshot.delete(a.positionals[0]!, { engine: "local" });
+      return 0;
+    },
+  },
+
+  "checkpoint fork": {
+    usage: "machine checkpoint fork ID --new-id NAME --boot   (a detached machine from the checkpoint; prints the --up-json envelope)",
+    flags: { "new-id": { kind: "string" }, boot: { kind: "bool" } },
+    positionals: 1,
+    async run(a) {
+      if (!a.flags.boot) {
+        throw new UnsupportedError("machine checkpoint fork without --boot: the local engine cannot keep a machine unbooted; pass --boot");
+      }
+      const name = str(a, "new-id");
+      if (!name) throw usage("machine checkpoint fork needs --new-id NAME");
+      await boot(await Sandbox.create({ engine: "local", name, snapshot: a.positionals[0]! }), true);
+      return 0;
+    },
+  },
+
+  "checkpoint restore": {
+    usage: "machine checkpoint restore ID   (refused: the local engine restores into a new machine, see checkpoint fork)",
+    flags: {},
+    positionals: 1,
+    run: () =>
+      Promise.reject(
+        new UnsupportedError(
+          "machine checkpoint restore: the local engine cannot roll a machine back in place; use `machine checkpoint fork ID --new-id NAME --boot`",
+        ),
+      ),
   },
 
   cp: {

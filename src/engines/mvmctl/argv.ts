@@ -98,6 +98,20 @@ export const machineArgv = {
   pause: (vm: string): string[] => ["machine", "pause", vm],
   resume: (vm: string): string[] => ["machine", "resume", vm],
   setTtl: (vm: string, seconds: number): string[] => ["machine", "set-ttl", vm, `${seconds}s`],
+  /** `fs_quick` is spelled `fs-quick` on the command line, `vm_full` `vm-full`. */
+  checkpointCreate: (vm: string, cls: "fs_quick" | "vm_full", tag?: string): string[] => [
+    "machine",
+    "checkpoint",
+    "create",
+    vm,
+    "--class",
+    cls.replace("_", "-"),
+    ...(tag !== undefined ? ["--tag", tag] : []),
+    "--json",
+  ],
+  checkpointLs: (): string[] => ["machine", "checkpoint", "ls", "--json"],
+  checkpointRm: (id: string): string[] => ["machine", "checkpoint", "rm", id],
+  checkpointFork: (id: string, newId: string): string[] => ["machine", "checkpoint", "fork", id, "--new-id", newId, "--boot"],
 } as const;
 
 /** Linux signal numbers by name, for `proc signal` (the one table, in src/signals.ts). */

@@ -18,17 +18,34 @@
  * @module
  */
 import { type AuditEntry, type AuditLog, readAudit } from "../../audit.ts";
-import { NotFoundError, UnsupportedError } from "../../errors.ts";
+import { NotFoundError, TransportError, UnsupportedError } from "../../errors.ts";
 import { hostUid } from "../../runtime/mod.ts";
 import type { SandboxSpec } from "../../spec.ts";
 import type { Capabilities, LogEvent, SandboxInfo } from "../../types.ts";
 import { utf8Decoder } from "../../streams.ts";
-import type { Engine, EngineFiles, EngineProcess, EngineSandbox, EngineStartOptions } from "../contract.ts";
+import type {
+  Engine,
+  EngineFiles,
+  EngineProcess,
+  EngineSandbox,
+  EngineSnapshotOptions,
+  EngineSnapshots,
+  EngineStartOptions,
+} from "../contract.ts";
+import { DEFAULT_SNAPSHOT_RETENTION_SECONDS, type RestoreInfo, type SnapshotInfo } from "../../snapshot.ts";
 import { machineArgv } from "./argv.ts";
 import { cliConfig, MachineCli } from "./cli.ts";
 import { machineFiles } from "./files.ts";
 import { startMachineProcess } from "./process.ts";
-import { type MachineRecord, parseColdResult, parseEnvelope, parseRecords, stateOf } from "./wire.ts";
+import {
+  type CheckpointRecord,
+  type MachineRecord,
+  parseCheckpoint,
+  parseColdResult,
+  parseEnvelope,
+  parseRecords,
+  stateOf,
+} from "./wire.ts";
 import { auditLog, stateBase } from "../local/state.ts";
 
 /**
@@ -48,8 +65,9 @@ export function mvmctlCapabilities(): Capabilities {
     logs: true,
     detach: true,
     pause: true,
-    snapshot: false,
-    fork: false,
+    // `machine checkpoint create --class fs-quick` / `checkpoint fork --new-id N --boot`
+    snapshot: true,
+    fork: true,
     limits: { cpu: false, memory: false, pids: false },
     network: "allowlist",
     // upstream's `machine proc start` has no terminal flag (upstream-contract §3)
@@ -115,6 +133,25 @@ function infoOf(r: MachineRecord | undefined, id: string, name: string): Sandbox
   };
 }
 
+/** A checkpoint's metadata as a SnapshotInfo; `auditId` is the SDK side's entry that recorded it. */
+function snapshotOf(c: CheckpointRecord, auditId: string): SnapshotInfo {
+  return {
+    id: c.id,
+    ...(c.tag !== null ? { name: c.tag } : {}),
+    sandboxId: c.vm,
+    class: c.class,
+    createdAt: c.createdAt,
+    expiresAt: c.expiresAt,
+    sizeBytes: c.sizeBytes,
+    digests: { root: c.metaDigest, content: c.content },
+    parent: c.parent,
+    sealed: true,
+    epoch: c.epoch,
+    skipped: c.skipped,
+    auditId,
+  };
+}
+
 /** One machine. */
 class MachineSandbox implements EngineSandbox {
   readonly files: EngineFiles;
@@ -124,8 +161,31 @@ class MachineSandbox implements EngineSandbox {
     readonly vm: string,
     readonly buildMode: "dev" | "prod",
     readonly log: AuditLog,
+    readonly restoredFrom?: RestoreInfo | undefined,
   ) {
     this.files = machineFiles(this);
+  }
+
+  /**
+   * `machine checkpoint create <vm> --class fs-quick [--tag NAME] --json`, its metadata read
+   * fail-closed. A retention other than the default is refused before any call: the verb has no
+   * flag for it (the CLI keeps its own).
+   */
+  async snapshot(opts: EngineSnapshotOptions): Promise<SnapshotInfo> {
+    if (opts.retentionSeconds !== DEFAULT_SNAPSHOT_RETENTION_SECONDS) {
+      throw new UnsupportedError(
+        "retention: `mvmctl machine checkpoint create` has no retention flag, so the mvmctl engine cannot honour it; omit it " +
+          "(the CLI keeps the checkpoint under its own policy) and remove it with Snapshot.delete",
+        { details: { field: "retention" } },
+      );
+    }
+    const c = parseCheckpoint(await this.cli.json(machineArgv.checkpointCreate(this.vm, opts.class, opts.name)));
+    if (c.tag !== (opts.name ?? null) && opts.name !== undefined) {
+      throw new TransportError(`mvmctl machine checkpoint create: asked for tag ${opts.name}, got ${JSON.stringify(c.tag)} (fail closed)`, {
+        details: { id: c.id },
+      });
+    }
+    return snapshotOf(c, this.record("snapshot.created", { snapshot: c.id, class: c.class, root: c.metaDigest }));
   }
 
   /** Appends an entry about this machine (labels: its id, `source: "sdk"`, `engine: "mvmctl"`) and returns its id. */
@@ -296,9 +356,45 @@ function splitLines(): TransformStream<string, string> {
   });
 }
 
+/**
+ * A create from a checkpoint: `machine checkpoint fork <id> --new-id NAME --boot` (its boot
+ * envelope read fail-closed), then `machine set-ttl` for the lease. What `checkpoint fork` has no
+ * flag for (tags, network rules, a template or image) is refused before any call.
+ */
+async function createFromCheckpoint(cli: MachineCli, spec: SandboxSpec, snap: string): Promise<EngineSandbox> {
+  const refuse = (field: string) => {
+    throw new UnsupportedError(
+      `${field}: \`mvmctl machine checkpoint fork\` has no flag for it, so a create from a snapshot through the mvmctl engine cannot honour it; omit it`,
+      { details: { field } },
+    );
+  };
+  if (Object.keys(spec.tags).length > 0) refuse("tags");
+  if (spec.network.rules.length > 0) refuse("network");
+  if (spec.template !== undefined) refuse("template");
+  await cli.version();
+  const name = spec.name ?? randomName();
+  const { stdout } = await cli.capture(machineArgv.checkpointFork(snap, name));
+  let env;
+  try {
+    env = parseEnvelope(new TextDecoder().decode(stdout));
+    await cli.capture(machineArgv.setTtl(name, spec.ttlSeconds));
+  } catch (e) {
+    await cli.capture(machineArgv.rm(name)).catch(() => {});
+    throw e;
+  }
+  const log = await machineAudit();
+  // the CLI checked (or did not check) the checkpoint; the SDK side cannot tell, so it does not claim it
+  const auditId = log.append("snapshot.unverified", { snapshot: snap }, { sandbox: env.vmId, source: "sdk", engine: "mvmctl" });
+  const restored: RestoreInfo = { snapshotId: snap, verified: false, restore: "copy", rehashed: false, auditId };
+  const m = new MachineSandbox(cli, env.vmId, name, env.buildMode, log, restored);
+  m.record("created", { vm: name, snapshot: snap, ttlSeconds: spec.ttlSeconds });
+  return m;
+}
+
 async function create(spec: SandboxSpec): Promise<EngineSandbox> {
   refuseUnsupported(spec);
   const cli = currentCli();
+  if (spec.snapshot) return await createFromCheckpoint(cli, spec, spec.snapshot.id);
   await cli.version();
   const name = spec.name ?? randomName();
   const { stdout } = await cli.capture(machineArgv.run({
@@ -342,5 +438,27 @@ async function list(filter: { tags?: Record<string, string> }): Promise<SandboxI
     .filter((i) => i.state !== "destroyed");
 }
 
+/** The checkpoints `machine checkpoint ls/rm` keep, as the engine's snapshot store. */
+const snapshots: EngineSnapshots = {
+  async list() {
+    const cli = currentCli();
+    await cli.version();
+    const v = await cli.json(machineArgv.checkpointLs());
+    if (!Array.isArray(v)) throw new TransportError("mvmctl machine checkpoint ls --json did not print a JSON array", { details: {} });
+    return v.map((c) => snapshotOf(parseCheckpoint(c), ""));
+  },
+  async get(id) {
+    const hit = (await snapshots.list()).find((s) => s.id === id);
+    if (!hit) throw new NotFoundError(`no checkpoint ${id} (mvmctl machine checkpoint ls does not list it)`, { details: { id } });
+    return hit;
+  },
+  async delete(id) {
+    const cli = currentCli();
+    await cli.version();
+    await cli.capture(machineArgv.checkpointRm(id));
+    return (await machineAudit()).append("snapshot.deleted", { snapshot: id }, { source: "sdk", engine: "mvmctl" });
+  },
+};
+
 /** The mvmctl engine. @example `await mvmctlEngine.list({})` */
-export const mvmctlEngine: Engine = { name: "mvmctl", capabilities: mvmctlCapabilities, create, connect, list };
+export const mvmctlEngine: Engine = { name: "mvmctl", capabilities: mvmctlCapabilities, create, connect, list, snapshots };

@@ -212,3 +212,70 @@ export function parseColdResult(text: string, vms: string[], want: "paused" | "r
     { details: { vm: vms[0], got: text.slice(0, 500) } },
   );
 }
+
+/** One checkpoint's metadata (`machine checkpoint create/ls --json`), as the engine uses it. */
+export interface CheckpointRecord {
+  id: string;
+  class: "fs_quick";
+  /** The machine it was taken of: `vm_id` when the CLI prints one (ours does), else `vm_name`. */
+  vm: string;
+  tag: string | null;
+  parent: string | null;
+  createdAt: string;
+  expiresAt: string | null;
+  sizeBytes: number;
+  content: { name: string; sha256: string }[];
+  metaDigest: string;
+  epoch: number;
+  skipped: { name: string; kind: string }[];
+}
+
+const SHA256_RE = /^[0-9a-f]{64}$/;
+
+/**
+ * A checkpoint's metadata (upstream-contract §5: `{id, class, vm_name, tag, parent, created_unix,
+ * content: [{name, sha256}], meta_digest, audit_ref, …}`), read fail-closed: a missing id or
+ * `vm_name`, a class other than `fs_quick`, a malformed digest or content entry is a TRANSPORT error.
+ * Our CLI adds `vm_id`, `expires_unix`, `size_bytes`, `epoch` and `skipped`, read when present.
+ *
+ * @example `parseCheckpoint(JSON.parse(stdout)).id`
+ */
+export function parseCheckpoint(v: unknown): CheckpointRecord {
+  const bad = (why: string) =>
+    new TransportError(`mvmctl machine checkpoint: ${why}; refusing the checkpoint's metadata (fail closed)`, {
+      details: { got: JSON.stringify(v)?.slice(0, 1000) },
+    });
+  if (!isObject(v)) throw bad("the metadata is not a JSON object");
+  if (typeof v.id !== "string" || v.id === "") throw bad("id is missing or empty");
+  if (v.class !== "fs_quick") throw bad(`class ${JSON.stringify(v.class)} is not fs_quick (the SDK's snapshots are filesystem-only)`);
+  if (typeof v.vm_name !== "string" || v.vm_name === "") throw bad("vm_name is missing or empty");
+  if (v.tag !== null && v.tag !== undefined && typeof v.tag !== "string") throw bad("tag is neither a string nor null");
+  if (v.parent !== null && v.parent !== undefined && typeof v.parent !== "string") throw bad("parent is neither a string nor null");
+  if (typeof v.created_unix !== "number" || !Number.isFinite(v.created_unix)) throw bad("created_unix is not a number");
+  if (typeof v.meta_digest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(v.meta_digest)) throw bad("meta_digest is not sha256:<hex>");
+  if (!Array.isArray(v.content)) throw bad("content is not an array");
+  const content = v.content.map((c) => {
+    if (!isObject(c) || typeof c.name !== "string" || typeof c.sha256 !== "string" || !SHA256_RE.test(c.sha256.replace(/^sha256:/, ""))) {
+      throw bad(`a content entry is not {name, sha256}: ${JSON.stringify(c)?.slice(0, 200)}`);
+    }
+    return { name: c.name, sha256: c.sha256 };
+  });
+  const skipped = Array.isArray(v.skipped)
+    ? v.skipped.filter((s): s is { name: string; kind: string } => isObject(s) && typeof s.name === "string" && typeof s.kind === "string")
+      .map((s) => ({ name: s.name, kind: s.kind }))
+    : [];
+  return {
+    id: v.id,
+    class: "fs_quick",
+    vm: typeof v.vm_id === "string" && v.vm_id !== "" ? v.vm_id : v.vm_name,
+    tag: typeof v.tag === "string" ? v.tag : null,
+    parent: typeof v.parent === "string" ? v.parent : null,
+    createdAt: new Date(v.created_unix * 1000).toISOString(),
+    expiresAt: typeof v.expires_unix === "number" ? new Date(v.expires_unix * 1000).toISOString() : null,
+    sizeBytes: typeof v.size_bytes === "number" ? v.size_bytes : 0,
+    content,
+    metaDigest: v.meta_digest,
+    epoch: typeof v.epoch === "number" ? v.epoch : 0,
+    skipped,
+  };
+}
