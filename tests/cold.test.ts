@@ -3,7 +3,7 @@
 // the states and events it shows, and that parent death and TTL still clean up a paused sandbox.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import {
@@ -21,7 +21,7 @@ import { probeCheckpointTool } from "../src/engines/local/checkpoint.ts";
 import { detectCgroups } from "../src/engines/local/cgroups.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
-import { collect, firstLine, processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
+import { collect, egressPids, firstLine, processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -315,15 +315,7 @@ test("cold: a networked sandbox gets its egress back after stop and start (its f
     throw e;
   }
   try {
-    const egress = () =>
-      readdirSync("/proc").filter((d) => {
-        try {
-          return /^\d+$/.test(d) &&
-            /\0mvm-egress\0\d+\0([^\0]*)\0/.exec(readFileSync(`/proc/${d}/cmdline`, "utf8"))?.[1] === `${STATE}/${sb.id}`;
-        } catch {
-          return false;
-        }
-      });
+    const egress = () => egressPids(sb.id);
     const resolve = async () => (await sb.commands.run(["getent", "hosts", "api.test"])).stdout;
     assert.match(await resolve(), /^198\.1[89]\./);
     const before = egress();

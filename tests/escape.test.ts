@@ -42,7 +42,7 @@ import {
 } from "../mod.ts";
 import { type ChildProcess, runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
-import { collect, processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
+import { collect, egressPids, processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
 import { startTestNet } from "./netns.ts";
 
 const FIXTURE = new URL("./fixtures/escape/host.ts", import.meta.url).pathname;
@@ -1916,15 +1916,7 @@ test("escape: guest code cannot reconfigure, crash, overload or misuse the egres
   await using sb = await Sandbox.create({
     network: NetworkPolicy.denyByDefault().allowHttps("api.test").resolveTo("api.test", "10.213.255.2"),
   });
-  const egress = () =>
-    readdirSync("/proc").filter((d) => {
-      try {
-        return /^\d+$/.test(d) &&
-          /\0mvm-egress\0\d+\0([^\0]*)\0/.exec(readFileSync(`/proc/${d}/cmdline`, "utf8"))?.[1] === `${STATE}/${sb.id}`;
-      } catch {
-        return false;
-      }
-    });
+  const egress = () => egressPids(sb.id);
   const before = egress();
   assert.equal(before.length, 1, "one egress proxy");
   const r = await guestJson(

@@ -148,3 +148,15 @@ export async function firstLine(stream: ReadableStream<Uint8Array>): Promise<str
   }
   return out.trim();
 }
+
+/** The egress proxy of a sandbox, with the children that relay its connections. */
+export function egressPids(id: string): number[] {
+  const out: number[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (/\0mvm-egress\0\d+\0([^\0]*)\0/.exec(readFileSync(`/proc/${d}/cmdline`, "utf8"))?.[1] === `${STATE}/${id}`) out.push(Number(d));
+    } catch { /* gone */ }
+  }
+  return out;
+}

@@ -5,11 +5,11 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { InvalidInputError, type LogEvent, NetworkPolicy, Sandbox } from "../mod.ts";
 import { classifyAddress } from "../src/network/addresses.ts";
 import { hostMatches } from "../src/policy.ts";
-import { runtimeCommand, STATE, waitFor } from "./helpers.ts";
+import { egressPids, runtimeCommand, waitFor } from "./helpers.ts";
 import { startTestNet, type TestNet } from "./netns.ts";
 
 const code = (c: string) => (e: unknown) => e instanceof InvalidInputError && e.details.code === c;
@@ -89,18 +89,6 @@ async function probe(sb: Sandbox, probes: Probe[]): Promise<Result[]> {
   const r = await sb.commands.run(["python3", "/app/probe.py", ...probes.map((p) => JSON.stringify(p))], { timeoutSeconds: 120 });
   assert.equal(r.exitCode, 0, r.stderr);
   return JSON.parse(r.stdout);
-}
-
-/** The egress proxy of a sandbox, with the children that relay its connections. */
-function egressPids(id: string): number[] {
-  const out: number[] = [];
-  for (const d of readdirSync("/proc")) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      if (/\0mvm-egress\0\d+\0([^\0]*)\0/.exec(readFileSync(`/proc/${d}/cmdline`, "utf8"))?.[1] === `${STATE}/${id}`) out.push(Number(d));
-    } catch { /* gone */ }
-  }
-  return out;
 }
 
 test("egress: allowed hosts are reachable with and without proxy variables; everything else is refused at once", async () => {
