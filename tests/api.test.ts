@@ -356,3 +356,16 @@ test("api: Sandbox.create({ signal, timeoutSeconds }) gives up and leaves nothin
     (x: unknown) => x instanceof InvalidInputError && x.details.field === "timeoutSeconds",
   );
 });
+
+test("api: a client process that used file and command streams every way exits by itself once it is done", async () => {
+  const [cmd, ...args] = runtimeCommand(`${FIX}scripts/files-exit.ts`);
+  const kid = await runtime().spawn(cmd!, args, { stdin: "null", stderr: "inherit" });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const ended = await Promise.race([
+    Promise.all([new Response(kid.stdout).text(), kid.status]),
+    new Promise<null>((res) => timer = setTimeout(() => res(null), 60_000)),
+  ]).finally(() => clearTimeout(timer));
+  if (ended === null) kid.kill("SIGKILL");
+  assert.ok(ended !== null, "the client was still alive 60 s after its work: a handle the SDK left open keeps it alive");
+  assert.deepEqual([ended[0].trim(), ended[1].code], ["done", 0]);
+});

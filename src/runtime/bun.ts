@@ -87,7 +87,15 @@ export const bunRuntime: Runtime = defineRuntime("bun", (cmd: string, args: read
 }, (path, end) => {
   const Bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
   // Bun's streams over a descriptor it did not open leave it open: closed here, once
-  const fd = openSync(path, end === "read" ? "r" : "w");
+  // opened both ways first, so the open of the wanted end cannot block this whole thread when the other
+  // side is gone (openSync is a blocking open(2)): a reader then sees end-of-file and a writer a broken pipe
+  const hold = openSync(path, "r+");
+  let fd: number;
+  try {
+    fd = openSync(path, end === "read" ? "r" : "w");
+  } finally {
+    closeSync(hold);
+  }
   let closed = false;
   const close = () => {
     if (!closed) closeSync(fd);

@@ -88,8 +88,17 @@ export const denoRuntime: Runtime = defineRuntime(
   // a file of Deno's own: a chunk is one write(2) (a child's stdin pipe goes through more steps); its
   // `writable` is not used, as it holds small writes back from a fifo's reader
   (path, end) => {
-    if (end === "read") return deno().openSync(path, { read: true }).readable;
-    const f = deno().openSync(path, { write: true });
+    // a fifo is first opened both ways, so the open of the wanted end cannot block this whole thread when
+    // the other side is gone (Deno's openSync is a blocking open(2)): a reader then sees end-of-file and a
+    // writer a broken pipe, as they should, instead of a hang no timer can end
+    const hold = deno().openSync(path, { read: true, write: true });
+    let f;
+    try {
+      f = deno().openSync(path, end === "read" ? { read: true } : { write: true });
+    } finally {
+      hold.close();
+    }
+    if (end === "read") return f.readable;
     let closed = false;
     const close = () => {
       if (!closed) f.close();

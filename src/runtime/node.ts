@@ -66,6 +66,9 @@ export const nodeRuntime: Runtime = defineRuntime(
     // a fifo's descriptor as a socket handle: libuv reads and writes it without blocking, as a child's pipe
     const fd = openSync(path, (end === "read" ? constants.O_RDONLY : constants.O_WRONLY) | constants.O_NONBLOCK);
     const s = new Socket({ fd, readable: end === "read", writable: end === "write" });
+    // a one-way socket is not destroyed at its end by itself, and its handle would keep this process alive:
+    // the read side goes at end-of-file, the write side once its last byte is out (or on an error)
+    s.once(end === "read" ? "end" : "finish", () => s.destroy());
     return end === "read" ? Readable.toWeb(s) as unknown as ReadableStream<Uint8Array> : Writable.toWeb(s) as WritableStream<Uint8Array>;
   },
 );

@@ -103,8 +103,10 @@ sub children {
   close($c);
   return (1, split(" ", $l));
 }
-say_("R");
+# R once slot 0's fifos are open here: the SDK's opens of its ends then never wait for this side (it
+# opens them without blocking, so a runner that died would give it an end-of-file, never a hang)
 my $next = ready(0);
+say_("R");
 for my $slot (0 .. $slots - 1) {
   my ($pid, $pr) = @$next;
   # the fork took its frame (t), or ended without one (the SDK went away, or guest code killed it)
