@@ -1445,6 +1445,10 @@ for d in os.listdir('/proc'):
         except OSError: pass
 print(json.dumps(sent))
 `,
+    [],
+    // the probe stops its own runner too, so its exit is never reported: its output is all it gives, and its
+    // timeout ends it (the runner is then given up and the next operations go to fresh ones)
+    { timeoutSeconds: 8 },
   );
   await new Promise((r) => setTimeout(r, 100));
   const r = await within(sb.commands.run(["sh", "-c", "echo $((6*7))"], { timeoutSeconds: 10 }), 30_000, `after SIGSTOP to pids ${res}`);
