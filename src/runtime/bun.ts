@@ -12,10 +12,10 @@
  * ```
  * @module
  */
-import { closeSync, openSync } from "node:fs";
+import { closeSync, openSync, write } from "node:fs";
 import process from "node:process";
 import { nodeTerminal } from "./node.ts";
-import { binaryNotFound, closingStream, defineRuntime, exitStatus, nodeStdio as mapStdio } from "./spawn.ts";
+import { binaryNotFound, closingStream, defineRuntime, exitStatus, fdWritable, nodeStdio as mapStdio } from "./spawn.ts";
 import type { ChildProcess, Runtime, SpawnOptions } from "./types.ts";
 
 interface BunFileSink {
@@ -66,7 +66,7 @@ export const bunRuntime: Runtime = defineRuntime("bun", (cmd: string, args: read
       if (p.exitCode === null && p.signalCode === null) p.kill(signal);
     } catch { /* already exited */ }
   };
-  const stdin = o.stdin === "piped" && p.stdin ? sinkStream(p.stdin) : null;
+  const stdin = o.stdin === "piped" && p.stdin ? sinkStream(p.stdin, p.exited) : null;
   const status = p.exited.then(() => exitStatus(p.exitCode, p.signalCode));
   // Bun makes an output stream when its property is first read, and an unread one keeps this
   // process alive even after unref(): so they are handed out only when someone asks
@@ -101,22 +101,30 @@ export const bunRuntime: Runtime = defineRuntime("bun", (cmd: string, args: read
     if (!closed) closeSync(fd);
     closed = true;
   };
-  return end === "read" ? closingStream(Bun.file(fd).stream(), close) : sinkStream(Bun.file(fd).writer(), close);
+  if (end === "read") return closingStream(Bun.file(fd).stream(), close);
+  // node:fs write, not a FileSink: a FileSink over a fifo whose reader went away reports EPIPE only as an
+  // uncaught error and goes on taking chunks (an endless source then fills memory and never ends), and it
+  // writes on this thread; write(2) through node:fs runs off it and rejects with EPIPE
+  return fdWritable((b) => new Promise((res, rej) => write(fd, b, 0, b.length, null, (e, n) => e ? rej(e) : res(n))), close);
 });
 
-/** A `FileSink` as a `WritableStream` with backpressure: each chunk is flushed before the next is accepted. */
-function sinkStream(sink: BunFileSink, after: () => void = () => {}): WritableStream<Uint8Array> {
-  const end = async () => {
-    try {
-      await sink.end();
-    } finally {
-      after();
-    }
-  };
+/**
+ * A child's stdin `FileSink` as a `WritableStream` with backpressure: each chunk is flushed before the next
+ * is accepted. Once the child has exited, Bun's sink takes every chunk at once without a word (no EPIPE), so
+ * an endless source would spin forever and never give the event loop a turn: each write yields a turn, and a
+ * write after the child's exit fails with EPIPE, as a pipe does elsewhere.
+ */
+function sinkStream(sink: BunFileSink, exited: Promise<unknown>): WritableStream<Uint8Array> {
+  let gone = false;
+  exited.then(() => gone = true, () => gone = true);
+  const broken = () => Object.assign(new Error("EPIPE: broken pipe, write (the process has exited)"), { code: "EPIPE" });
+  const end = () => Promise.resolve(sink.end()).then(() => {});
   return new WritableStream<Uint8Array>({
     async write(chunk) {
+      if (gone) throw broken();
       sink.write(chunk);
       await sink.flush();
+      await new Promise((r) => setImmediate(r));
     },
     close: end,
     async abort() {

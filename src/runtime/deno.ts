@@ -11,7 +11,7 @@
  * @module
  */
 import { DENO_FLAGS, permissionRefusal } from "./permissions.ts";
-import { binaryNotFound, defineRuntime, exitStatus } from "./spawn.ts";
+import { binaryNotFound, defineRuntime, exitStatus, fdWritable } from "./spawn.ts";
 import type { ChildProcess, HostTerminal, Runtime, SpawnOptions } from "./types.ts";
 
 // The slice of Deno's API this file uses, typed here: a consumer type-checking the SDK on Node or Bun has no Deno types.
@@ -92,25 +92,15 @@ export const denoRuntime: Runtime = defineRuntime(
     // the other side is gone (Deno's openSync is a blocking open(2)): a reader then sees end-of-file and a
     // writer a broken pipe, as they should, instead of a hang no timer can end
     const hold = deno().openSync(path, { read: true, write: true });
-    let f;
+    let file;
     try {
-      f = deno().openSync(path, end === "read" ? { read: true } : { write: true });
+      file = deno().openSync(path, end === "read" ? { read: true } : { write: true });
     } finally {
       hold.close();
     }
-    if (end === "read") return f.readable;
-    let closed = false;
-    const close = () => {
-      if (!closed) f.close();
-      closed = true;
-    };
-    return new WritableStream<Uint8Array>({
-      async write(chunk) {
-        for (let at = 0; at < chunk.length;) at += await f.write(chunk.subarray(at));
-      },
-      close,
-      abort: close,
-    });
+    if (end === "read") return file.readable;
+    const f = file;
+    return fdWritable((b) => f.write(b), () => f.close());
   },
 );
 

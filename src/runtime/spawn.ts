@@ -31,6 +31,36 @@ const noFifo: FifoFn = () => {
 };
 
 /**
+ * A `WritableStream` over a descriptor's `write` (one that resolves to the bytes written): each chunk is
+ * written whole before the next is taken, and the descriptor is closed once — at the end, on abort, or
+ * when a write fails (a fifo whose reader went away rejects with EPIPE; the stream then errors with it).
+ *
+ * @example `fdWritable((b) => file.write(b), () => file.close())`
+ */
+export function fdWritable(write: (chunk: Uint8Array) => Promise<number>, close: () => void): WritableStream<Uint8Array> {
+  let closed = false;
+  const done = () => {
+    if (closed) return;
+    closed = true;
+    try {
+      close();
+    } catch { /* already closed */ }
+  };
+  return new WritableStream<Uint8Array>({
+    async write(chunk) {
+      try {
+        for (let at = 0; at < chunk.length;) at += await write(chunk.subarray(at));
+      } catch (e) {
+        done();
+        throw e;
+      }
+    },
+    close: done,
+    abort: done,
+  });
+}
+
+/**
  * A stream over a reader that closes a descriptor once, when it ends, errors or is cancelled (the
  * runtimes' own streams over a descriptor they did not open leave it open).
  *
