@@ -322,3 +322,20 @@ test("openFifo: reads a fifo to its end and writes one with backpressure, on thi
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("spawn: an endless source piped to a child that exits without reading its stdin ends with an error", async () => {
+  const c = await runtime().spawn("true", [], { stdin: "piped" });
+  // (on Bun the write loop never gave the event loop a turn: this bound's timer could not fire, and the process hung)
+  const endless = new ReadableStream<Uint8Array>({ pull: (k) => k.enqueue(new Uint8Array(65536)) });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const ended = await Promise.race([
+      endless.pipeTo(c.stdin!).then(() => "finished", () => "failed"),
+      new Promise<string>((res) => timer = setTimeout(() => res("still writing after 20 s"), 20_000)),
+    ]);
+    assert.equal(ended, "failed");
+    assert.deepEqual(await c.status, { code: 0, signal: null });
+  } finally {
+    clearTimeout(timer);
+  }
+});

@@ -1,7 +1,7 @@
 /**
- * The runtime shim on Bun: `Bun.spawn`. Bun's stdin is a `FileSink`; this
- * file turns it into a `WritableStream` with backpressure (each chunk is
- * flushed before the next is accepted).
+ * The runtime shim on Bun: `Bun.spawn`. A piped stdin is a stream Bun reads
+ * (a `TransformStream`'s readable side; the caller writes its writable side),
+ * so backpressure holds and a child that went away fails the next write.
  *
  * @example Spawning directly on Bun (the SDK goes through `runtime()`)
  * ```ts
@@ -18,14 +18,8 @@ import { nodeTerminal } from "./node.ts";
 import { binaryNotFound, closingStream, defineRuntime, exitStatus, fdWritable, nodeStdio as mapStdio } from "./spawn.ts";
 import type { ChildProcess, Runtime, SpawnOptions } from "./types.ts";
 
-interface BunFileSink {
-  write(chunk: Uint8Array): number;
-  flush(): number | Promise<number>;
-  end(): number | Promise<number>;
-}
 interface BunSubprocess {
   pid: number;
-  stdin: BunFileSink | null;
   stdout: ReadableStream<Uint8Array> | null;
   stderr: ReadableStream<Uint8Array> | null;
   exited: Promise<number>;
@@ -37,7 +31,7 @@ interface BunSubprocess {
 }
 interface BunGlobal {
   spawn(cmd: string[], opts: Record<string, unknown>): BunSubprocess;
-  file(fd: number): { stream(): ReadableStream<Uint8Array>; writer(): BunFileSink };
+  file(fd: number): { stream(): ReadableStream<Uint8Array> };
   which(cmd: string, opts?: { PATH?: string }): string | null;
 }
 
@@ -46,11 +40,16 @@ export const bunRuntime: Runtime = defineRuntime("bun", (cmd: string, args: read
   const Bun = (globalThis as unknown as { Bun: BunGlobal }).Bun;
   const env: Record<string, string> = o.clearEnv ? { ...o.env } : { ...process.env as Record<string, string>, ...o.env };
   let p: BunSubprocess;
+  // a piped stdin is a stream Bun reads from, not its FileSink: a FileSink written after the child exited
+  // throws EPIPE as an uncaught error (a test fails, a script may die) or takes every chunk without a word
+  // (an endless source then spins forever); from a stream, Bun cancels it when the child is gone, and the
+  // writer's next write fails
+  const pipe = o.stdin === "piped" ? new TransformStream<Uint8Array, Uint8Array>() : null;
   try {
     p = Bun.spawn([cmd, ...args], {
       cwd: o.cwd,
       env,
-      stdin: mapStdio(o.stdin, "null"),
+      stdin: pipe ? pipe.readable : mapStdio(o.stdin, "null"),
       stdout: mapStdio(o.stdout, "piped"),
       stderr: mapStdio(o.stderr, "piped"),
     });
@@ -66,7 +65,7 @@ export const bunRuntime: Runtime = defineRuntime("bun", (cmd: string, args: read
       if (p.exitCode === null && p.signalCode === null) p.kill(signal);
     } catch { /* already exited */ }
   };
-  const stdin = o.stdin === "piped" && p.stdin ? sinkStream(p.stdin, p.exited) : null;
+  const stdin = pipe ? pipeWriter(pipe.writable) : null;
   const status = p.exited.then(() => exitStatus(p.exitCode, p.signalCode));
   // Bun makes an output stream when its property is first read, and an unread one keeps this
   // process alive even after unref(): so they are handed out only when someone asks
@@ -109,27 +108,17 @@ export const bunRuntime: Runtime = defineRuntime("bun", (cmd: string, args: read
 });
 
 /**
- * A child's stdin `FileSink` as a `WritableStream` with backpressure: each chunk is flushed before the next
- * is accepted. Once the child has exited, Bun's sink takes every chunk at once without a word (no EPIPE), so
- * an endless source would spin forever and never give the event loop a turn: each write yields a turn, and a
- * write after the child's exit fails with EPIPE, as a pipe does elsewhere.
+ * The writable end handed out for a piped stdin: writes go on to the stream Bun reads (and fail once the
+ * child is gone); closing or aborting it never fails, as closing a pipe's end does not elsewhere.
  */
-function sinkStream(sink: BunFileSink, exited: Promise<unknown>): WritableStream<Uint8Array> {
-  let gone = false;
-  exited.then(() => gone = true, () => gone = true);
-  const broken = () => Object.assign(new Error("EPIPE: broken pipe, write (the process has exited)"), { code: "EPIPE" });
-  const end = () => Promise.resolve(sink.end()).then(() => {});
+function pipeWriter(to: WritableStream<Uint8Array>): WritableStream<Uint8Array> {
+  const w = to.getWriter();
   return new WritableStream<Uint8Array>({
     async write(chunk) {
-      if (gone) throw broken();
-      sink.write(chunk);
-      await sink.flush();
-      await new Promise((r) => setImmediate(r));
+      await w.write(chunk);
     },
-    close: end,
-    async abort() {
-      await end().catch(() => {});
-    },
+    close: () => w.close().catch(() => {}),
+    abort: (reason) => w.abort(reason).catch(() => {}),
   });
 }
 
