@@ -169,7 +169,8 @@ const mbps = (bytes: number, t: number) => bytes / 1048576 / (t / 1000);
     const sync = async () => void await (await rt.spawn("sync", [], { stdout: "null", stderr: "null" })).status;
     for (const size of sizes) {
       const label = size >= 1 << 30 ? "1 GB" : size >= 100 << 20 ? "100 MB" : "1 MB";
-      const rounds = size >= 1 << 30 ? 1 : size >= 100 << 20 ? 3 : 11;
+      // three rounds even of 1 GB: one round on a loaded machine gave figures no later run reproduced
+      const rounds = size >= 100 << 20 ? 3 : 11;
       const hostW: number[] = [], ourW: number[] = [], hostR: number[] = [], ourR: number[] = [];
       for (let i = 0; i < rounds; i++) {
         // each timed write starts with no dirty pages from the previous one (writeback would slow it)
@@ -213,6 +214,7 @@ const mbps = (bytes: number, t: number) => bytes / 1048576 / (t / 1000);
   }
 }
 
-console.log(`\nlocal engine on ${rt.name}, ${new Date().toISOString().slice(0, 10)}\n`);
+const load = readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ");
+console.log(`\nlocal engine on ${rt.name}, ${new Date().toISOString().slice(0, 10)}, load average at the end ${load}\n`);
 console.log("| measure | figure | baseline (same run) | ratio |\n|---|---|---|---|");
 for (const r of rows) console.log(`| ${r.join(" | ")} |`);
