@@ -66,12 +66,9 @@ if command -v node >/dev/null 2>&1; then
     for f in "${files[@]}"; do
       case "$f" in
         *commands-detached.test.ts | *mvmctl-live.test.ts) echo "node: skipping $f: the SDK (or the CLI it runs) starts a detached command's keeper by its path beside the SDK's source, which a test bundle moves"; continue ;;
-        # Node runs the suites that go through the runtime layer (src/runtime/node.ts: spawning, fifos, the
-        # terminal, file locks) and the API over it; the engine-only suites (attacks, faults, scale, network,
-        # snapshots, the CLI, input checks) drive the same shell and Perl helpers on every runtime and run on
-        # Deno and Bun, which keeps the whole run inside its 20-minute budget. MVM_NODE_ALL=1 runs them all.
-        *runtime.test.ts | *shim.test.ts | *api.test.ts | *local.test.ts | *files.test.ts | *files-extra.test.ts | *pty.test.ts | *audit.test.ts | *local-units.test.ts | *tar.test.ts) ;;
-        *) [ -n "${MVM_NODE_ALL:-}" ] || { echo "node: skipping $f (runs on Deno and Bun; MVM_NODE_ALL=1 runs it here too)"; continue; } ;;
+        # the attack, fault and scale suites drive the engine's own helpers (the same shell and Perl on every
+        # runtime) for minutes; they run on Deno and Bun, which keeps the whole run inside its time budget
+        *escape.test.ts | *faults.test.ts | *scale.test.ts) [ -n "${MVM_NODE_ALL:-}" ] || { echo "node: skipping $f (runs on Deno and Bun; MVM_NODE_ALL=1 runs it here too)"; continue; } ;;
       esac
       if $BIN/bun build "$f" --target=node --outfile="${f%.ts}.node.mjs" >/dev/null; then node_files+=("${f%.ts}.node.mjs")
       else echo "node: bundling $f failed"; bundle_fail=$((bundle_fail+1)); fi
