@@ -28,7 +28,8 @@ const BYTES = (quick ? 16 : 128) * 1024 * 1024;
 const STATE = `${(process.env.MVM_STATE_DIR || "/var/lib/mvm").replace(/\/+$/, "")}/sandboxes`;
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length - 1) * p))]!;
 
-// one request per connection (connect, [TLS,] GET, read to the end), N times; then one large download.
+// N requests each on a new connection (connect, [TLS,] GET, read the answer), then N on one keep-alive
+// connection, then one large download. Answers are read by their Content-Length.
 // Args: HOST PORT N BYTES [tls SNI [CAFILE]]; the Authorization header carries $TOKEN (a placeholder in the sandbox)
 const CLIENT = `
 import json, os, socket, ssl, sys, time
@@ -37,23 +38,37 @@ tls = len(sys.argv) > 5 and sys.argv[5] == "tls"
 sni = sys.argv[6] if len(sys.argv) > 6 else host
 ctx = ssl.create_default_context(cafile=sys.argv[7] if len(sys.argv) > 7 else None) if tls else None
 auth = os.environ.get("TOKEN", "none")
-def get(path):
+def conn():
     s = socket.create_connection((host, port), timeout=30)
-    if ctx: s = ctx.wrap_socket(s, server_hostname=sni)
-    s.sendall(("GET %s HTTP/1.1\\r\\nHost: %s\\r\\nAuthorization: Bearer %s\\r\\nConnection: close\\r\\n\\r\\n" % (path, sni, auth)).encode())
-    got = 0
-    while True:
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return ctx.wrap_socket(s, server_hostname=sni) if ctx else s
+def req(s, path, close):
+    s.sendall(("GET %s HTTP/1.1\\r\\nHost: %s\\r\\nAuthorization: Bearer %s\\r\\nConnection: %s\\r\\n\\r\\n" % (path, sni, auth, "close" if close else "keep-alive")).encode())
+    buf = b""
+    while b"\\r\\n\\r\\n" not in buf:
+        b = s.recv(65536)
+        if not b: raise Exception("closed before the answer's head")
+        buf += b
+    head, body = buf.split(b"\\r\\n\\r\\n", 1)
+    want = int([l.split(b":")[1] for l in head.split(b"\\r\\n") if l.lower().startswith(b"content-length:")][0])
+    got = len(body)
+    while got < want:
         b = s.recv(262144)
-        if not b: break
+        if not b: raise Exception("closed before the answer's end")
         got += len(b)
-    s.close()
     return got
-get("/warm")
-lat = []
+def fresh(path):
+    s = conn(); got = req(s, path, True); s.close(); return got
+fresh("/warm")
+lat, keep = [], []
 for i in range(n):
-    t = time.perf_counter(); get("/x"); lat.append((time.perf_counter() - t) * 1000)
-t = time.perf_counter(); got = get("/bytes/%d" % size); dt = time.perf_counter() - t
-print(json.dumps({"lat": lat, "mbps": got / dt / 1e6}))
+    t = time.perf_counter(); fresh("/x"); lat.append((time.perf_counter() - t) * 1000)
+s = conn(); req(s, "/warm", False)
+for i in range(n):
+    t = time.perf_counter(); req(s, "/x", False); keep.append((time.perf_counter() - t) * 1000)
+s.close()
+t = time.perf_counter(); got = fresh("/bytes/%d" % size); dt = time.perf_counter() - t
+print(json.dumps({"lat": lat, "keep": keep, "mbps": got / dt / 1e6}))
 `;
 
 /** Host memory of a sandbox's egress proxy (its forked TLS children included), in MB. */
@@ -72,7 +87,7 @@ function proxyMemory(id: string): { pss: number; rss: number; dirty: number } {
   return { pss: sum("Pss"), rss: sum("Rss"), dirty: sum("Private_Dirty") };
 }
 
-async function inSandbox(sb: Sandbox, args: string[]): Promise<{ lat: number[]; mbps: number }> {
+async function inSandbox(sb: Sandbox, args: string[]): Promise<{ lat: number[]; keep: number[]; mbps: number }> {
   const r = await sb.commands.run(["python3", "-c", CLIENT, ...args], { timeoutSeconds: 600 });
   if (r.exitCode !== 0) throw new Error(r.stderr);
   return JSON.parse(r.stdout);
@@ -94,21 +109,23 @@ try {
     mem = proxyMemory(sb.id);
   }
   // the same HTTPS requests, with a secret bound to the host: TLS terminated by the proxy, placeholder swapped
-  let terminated, memSecret;
+  let terminated, memSecret, memSecretIdle;
   {
     await using sb = await Sandbox.create({
       network: base.withUpstreamCa(net.ca),
       secrets: { TOKEN: SecretRef.from("bench-token", { hosts: ["api.test"], from: () => "bench-secret-value-0123456789" }) },
     });
+    memSecretIdle = proxyMemory(sb.id);
     terminated = await inSandbox(sb, ["api.test", "443", String(N), String(BYTES), "tls", "api.test"]);
     memSecret = proxyMemory(sb.id);
   }
-  const lat = (name: string, a: { lat: number[] }, b: { lat: number[] }) =>
+  type Run = { lat: number[]; keep: number[] };
+  const lat = (name: string, a: Run, b: Run, key: "lat" | "keep" = "lat") =>
     [0.5, 0.95].map((p) => [
       `${name}, p${p * 100}`,
-      `${pct(a.lat, p).toFixed(2)} ms`,
-      `${pct(b.lat, p).toFixed(2)} ms`,
-      `+${(pct(a.lat, p) - pct(b.lat, p)).toFixed(2)} ms`,
+      `${pct(a[key], p).toFixed(2)} ms`,
+      `${pct(b[key], p).toFixed(2)} ms`,
+      `+${(pct(a[key], p) - pct(b[key], p)).toFixed(2)} ms`,
     ]);
   const thr = (name: string, a: { mbps: number }, b: { mbps: number }) => [
     name,
@@ -124,11 +141,14 @@ try {
   ];
   const rows = [
     ...lat("HTTP request latency (new connection each)", proxied, direct),
+    ...lat("HTTP request latency (one keep-alive connection)", proxied, direct, "keep"),
     thr(`HTTP throughput, one ${BYTES >> 20} MiB download`, proxied, direct),
     ...lat("HTTPS request latency, TLS terminated and a secret swapped (new connection each)", terminated, directTls),
+    ...lat("HTTPS request latency, TLS terminated and a secret swapped (one keep-alive connection)", terminated, directTls, "keep"),
     thr(`HTTPS throughput through TLS termination, one ${BYTES >> 20} MiB download`, terminated, directTls),
     memRow("host memory of the sandbox's egress proxy (idle)", mem),
-    memRow("the same with a bound secret (IO::Socket::SSL loaded, after the requests)", memSecret),
+    memRow("the same with a bound secret, before any request to it (OpenSSL not loaded yet)", memSecretIdle),
+    memRow("the same with a bound secret, after the requests (Net::SSLeay/OpenSSL loaded)", memSecret),
   ];
   console.log(`egress bench (${N} requests; runtime ${"Bun" in globalThis ? "Bun" : "Deno"})\n`);
   console.log("| measure | through the proxy (sandbox) | direct (host) | difference |\n|---|---|---|---|");

@@ -79,7 +79,7 @@ export async function makeCa(id: string, perl: string): Promise<{ key: string; c
     });
   }
   // one Perl step (the program every host-side helper starts from, so scoped Deno permissions hold):
-  // it checks IO::Socket::SSL loads (the proxy needs it), runs openssl and appends the system bundle
+  // it checks Net::SSLeay and IO::Socket::SSL::Utils load (the proxy needs them), runs openssl and appends the system bundle
   const child = await runtime().spawn(perl, [
     "-e",
     MAKE_CA_PL,
@@ -102,7 +102,7 @@ export async function makeCa(id: string, perl: string): Promise<{ key: string; c
   const [out, err, st] = await Promise.all([collectText(child.stdout!), collectText(child.stderr!), child.status]);
   if (st.code === 3) {
     throw new UnsupportedError(
-      "secrets bound to hosts need the Perl module IO::Socket::SSL on the host (package libio-socket-ssl-perl): the egress proxy terminates TLS with it",
+      "secrets bound to hosts need the Perl modules Net::SSLeay and IO::Socket::SSL::Utils on the host (package libio-socket-ssl-perl): the egress proxy terminates TLS with them",
       { details: { field: "secrets" } },
     );
   }
@@ -122,7 +122,7 @@ export async function makeCa(id: string, perl: string): Promise<{ key: string; c
 }
 
 const MAKE_CA_PL = `
-eval { require IO::Socket::SSL; 1 } or exit 3;
+eval { require Net::SSLeay; require IO::Socket::SSL::Utils; 1 } or exit 3;
 my $bundle = shift @ARGV;
 open(my $b, "<", $bundle) or exit 4;
 open(my $o, "-|", @ARGV) or exit 5;

@@ -13,9 +13,9 @@
 # would (system CAs, plus the policy's extra ones), and each request's head has the sandbox's
 # placeholders swapped for the real values — only those bound to that host, and only when the request's
 # Host, the TLS SNI and the connection's destination name the same host; anything else is refused.
-# Each terminated connection is served by a forked child (plain blocking I/O). A placeholder never
-# leaves in clear text: a plain connection that carries one is refused. The values come on stdin
-# ("PLACEHOLDER BASE64" lines), never in argv or the environment; IO::Socket::SSL is loaded only then.
+# Terminated connections are served in this same loop (non-blocking OpenSSL through Net::SSLeay, loaded
+# on the first one). A placeholder never leaves in clear text: a plain connection that carries one is
+# refused. The values come on stdin ("PLACEHOLDER BASE64" lines), never in argv or the environment.
 # Upstream-to-guest bytes of a plain relay move by splice(2) through a pipe (no copy through Perl);
 # guest-to-upstream bytes are read, since they are checked.
 # Args: mvm-egress SETNS_SYSCALL_NUMBER STATE_DIR INIT_PID INIT_START CONFIG_FILE NFT IP [SPLICE_SYSCALL_NUMBER]
@@ -29,8 +29,7 @@ shift @ARGV if @ARGV && $ARGV[0] eq "mvm-egress";
 my ($setns, $dir, $init, $init_start, $conf, $nft, $ipbin, $SPLICE) = @ARGV;
 $SPLICE //= 0;
 my $GW = "198.18.0.1";
-my (@rules, %pin, %name2ip, %ip2name, %secret, @tls, %kids, %sctx, $uctx);
-my $proxy_pid = $$;
+my (@rules, %pin, %name2ip, %ip2name, %secret, @tls, @capem);
 my $next = 1;
 
 sub fail { print "error $_[0]\n"; exit 1 }
@@ -54,7 +53,6 @@ while (my $l = <$cf>) {
   elsif ($w[0] eq "tls") { @tls = @w[1 .. $#w] }
 }
 close $cf;
-my ($cacert, $cakey, $leafkey, %leaf);
 if (%secret) {
   require MIME::Base64;
   while (my $l = <STDIN>) {
@@ -64,11 +62,11 @@ if (%secret) {
   }
   for (values %secret) { fail("a bound secret came without its value") unless defined $_->{value} }
   @tls >= 2 or fail("secrets are bound but no CA was given");
-  eval { require IO::Socket::SSL; require IO::Socket::SSL::Utils; 1 } or fail("secrets need the Perl module IO::Socket::SSL (apt-get install libio-socket-ssl-perl)");
-  $cacert = IO::Socket::SSL::Utils::PEM_file2cert($tls[0]);
-  $cakey = IO::Socket::SSL::Utils::PEM_file2key($tls[1]);
-  $leafkey = IO::Socket::SSL::Utils::KEY_create_ec();
-  $cacert && $cakey && $leafkey or fail("cannot load the sandbox's CA");
+  # loaded on the first terminated connection; here only found
+  for my $m ("Net/SSLeay.pm", "IO/Socket/SSL/Utils.pm") {
+    grep({ -f "$_/$m" } @INC) or fail("secrets need the Perl modules Net::SSLeay and IO::Socket::SSL (apt-get install libio-socket-ssl-perl)");
+  }
+  for (@tls[0, 1]) { open(my $f, "<", $_) or fail("cannot read the sandbox's CA: $!"); local $/; push @capem, scalar <$f>; close $f }
 }
 
 sub fake_for {
@@ -182,7 +180,6 @@ my $ul = listen_on(53, SOCK_DGRAM);
 syscall($setns, fileno($hostns), 0x40000000) == 0 or fail("setns back to the host: $!");
 close $sbns; close $hostns;
 $SIG{PIPE} = "IGNORE";
-$SIG{CHLD} = sub { while ((my $p = waitpid(-1, 1)) > 0) { delete $kids{$p} } }; # WNOHANG
 print "ready $$\n";
 open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null"); open(STDIN, "<", "/dev/null");
 
@@ -195,7 +192,14 @@ my %resolved; # name => [expiry, candidates...]
 my $MAXBUF = 1048576;
 sub nonblock { my $s = shift; my $f = fcntl($s, 3, 0); fcntl($s, 4, $f | 04000) } # F_GETFL, F_SETFL, O_NONBLOCK
 sub rst { my $c = shift; setsockopt($c, SOL_SOCKET, SO_LINGER, pack("ii", 1, 0)); close $c }
-sub drop { my ($k, $reset) = @_; my $x = delete $conns{$k} or return; close $x->{up} if $x->{up}; unpipe($x); $reset ? rst($x->{c}) : close($x->{c}) }
+sub drop {
+  my ($k, $reset) = @_;
+  my $x = delete $conns{$k} or return;
+  Net::SSLeay::free($_) for grep { $_ } @$x{qw(g u)};
+  close $x->{up} if $x->{up};
+  unpipe($x);
+  $reset ? rst($x->{c}) : close($x->{c});
+}
 sub unpipe { my $x = shift; close $x->{pr} if $x->{pr}; close $x->{pw} if $x->{pw}; delete @$x{qw(pr pw)} }
 sub deny {
   my ($k, $host, $port, $why) = @_;
@@ -434,153 +438,277 @@ sub pump {
   return !($x->{ceof} && $x->{ueof} && !length($x->{in}) && !$pending) && !($x->{ceof} && $x->{state} ne "relay");
 }
 
-# --- TLS termination for hosts a secret is bound to: one forked child per connection -------------
+# --- TLS termination for hosts a secret is bound to: in this process, non-blocking -----------------
+# Net::SSLeay (OpenSSL) is loaded on the first terminated connection, so a sandbox whose bound hosts
+# are not called costs what plain egress does. Made once and kept: the leaf key (EC P-256), one leaf
+# certificate and server context per name (at most 64, then made again), one client context for every
+# upstream (system CAs plus the policy's extra ones; chain and name checked by OpenSSL). A connection
+# then costs two handshakes that run at the same time, and no process.
+my ($ssl_ok, $cacert, $cakey, $leafkey, %sctx, $uctx, %usess);
+sub ctx_common {
+  my $ctx = shift;
+  Net::SSLeay::CTX_set_min_proto_version($ctx, 0x0303) or die; # TLS 1.2
+  Net::SSLeay::CTX_set_mode($ctx, 1 | 2); # ENABLE_PARTIAL_WRITE | ACCEPT_MOVING_WRITE_BUFFER
+  return $ctx;
+}
+sub tls_init {
+  return $ssl_ok if defined $ssl_ok;
+  $ssl_ok = eval {
+    require Net::SSLeay;
+    require IO::Socket::SSL::Utils;
+    Net::SSLeay::load_error_strings();
+    Net::SSLeay::SSLeay_add_ssl_algorithms();
+    Net::SSLeay::randomize();
+    $cacert = IO::Socket::SSL::Utils::PEM_string2cert($capem[0]);
+    $cakey = IO::Socket::SSL::Utils::PEM_string2key($capem[1]);
+    $leafkey = IO::Socket::SSL::Utils::KEY_create_ec();
+    $uctx = ctx_common(Net::SSLeay::CTX_new() || die);
+    Net::SSLeay::CTX_set_verify($uctx, 1); # VERIFY_PEER: a handshake whose chain or name does not verify fails
+    # the system's CAs: from a hashed folder when there is one (each looked up when a chain needs it), else
+    # OpenSSL's defaults (which parse the whole bundle: ~0.8 MB more)
+    my ($cd, $hashed);
+    $hashed = grep { /^[0-9a-f]{8}\.\d+$/ } readdir $cd if opendir($cd, "/etc/ssl/certs");
+    $hashed ? Net::SSLeay::CTX_load_verify_locations($uctx, "", "/etc/ssl/certs") : Net::SSLeay::CTX_set_default_verify_paths($uctx) or die;
+    Net::SSLeay::CTX_load_verify_locations($uctx, $tls[2], "") or die if defined $tls[2];
+    Net::SSLeay::CTX_set_alpn_protos($uctx, ["http/1.1"]) == 0 or die;
+    $cacert && $cakey && $leafkey;
+  } ? 1 : 0;
+  return $ssl_ok;
+}
+sub server_ctx {
+  my $name = shift;
+  return $sctx{$name} if $sctx{$name};
+  if (keys(%sctx) >= 64) { Net::SSLeay::CTX_free($_) for values %sctx; %sctx = () } # a connection holds its own reference
+  my $cert = (IO::Socket::SSL::Utils::CERT_create(subject => { commonName => substr($name, 0, 64) }, subjectAltNames => [[DNS => $name]],
+    issuer => [$cacert, $cakey], key => $leafkey, purpose => "server", not_before => time() - 3600, not_after => time() + 86400 * 32))[0] or return undef;
+  my $ctx = ctx_common(Net::SSLeay::CTX_new() || return undef);
+  my $ok = Net::SSLeay::CTX_use_certificate($ctx, $cert) && Net::SSLeay::CTX_use_PrivateKey($ctx, $leafkey);
+  Net::SSLeay::X509_free($cert);
+  Net::SSLeay::CTX_set_alpn_select_cb($ctx, ["http/1.1"]);
+  $ok or do { Net::SSLeay::CTX_free($ctx); return undef };
+  return $sctx{$name} = $ctx;
+}
+
 sub terminate {
   my $k = shift;
   my $x = $conns{$k};
   my ($name, $port) = @$x{qw(name port)};
-  if (keys(%kids) >= 64) { ev("network.denied", $name, $port, "too-many-connections"); return drop($k, 1) }
-  # the leaf for this name is made here, so every later child has it
-  $leaf{$name} //= eval {
-    (IO::Socket::SSL::Utils::CERT_create(subject => { commonName => substr($name, 0, 64) }, subjectAltNames => [[DNS => $name]],
-      issuer => [$cacert, $cakey], key => $leafkey, purpose => "server", not_before => time() - 3600, not_after => time() + 86400 * 32))[0];
-  };
-  $leaf{$name} or do { ev("network.denied", $name, $port, "no-certificate"); return drop($k, 1) };
-  # TLS contexts are made once, here, and shared by every child (no CA store is read per connection)
-  $sctx{$name} //= eval { IO::Socket::SSL::SSL_Context->new(SSL_server => 1, SSL_cert => $leaf{$name}, SSL_key => $leafkey, SSL_alpn_protocols => ["http/1.1"]) };
-  $uctx //= eval { IO::Socket::SSL::SSL_Context->new(SSL_verify_mode => 1, SSL_verifycn_scheme => "http", SSL_alpn_protocols => ["http/1.1"],
-    defined $tls[2] ? (SSL_ca_file => $tls[2], SSL_ca_path => "/etc/ssl/certs") : ()) };
-  $sctx{$name} && $uctx or do { ev("network.denied", $name, $port, "tls-context"); return drop($k, 1) };
-  my $pid = fork();
-  if (!defined $pid) { ev("network.denied", $name, $port, "fork-failed"); return drop($k, 1) }
-  if ($pid) { $kids{$pid} = 1; delete $conns{$k}; close $x->{c}; close $x->{up}; unpipe($x); return }
-  $SIG{CHLD} = "DEFAULT";
-  close $_ for ($tl, $pl, $ul);
-  for my $o (values %conns) { unpipe($o); next if $o == $x; close $o->{c}; close $o->{up} if $o->{up} }
-  %conns = ();
-  serve_tls($x);
-  exit 0;
-}
-
-sub blocking { my ($s, $on) = @_; my $f = fcntl($s, 3, 0); fcntl($s, 4, $on ? $f & ~04000 : $f | 04000) }
-# writes all of $data (non-blocking sockets: waits while the peer is full); exits when it cannot
-sub put {
-  my ($s, $data) = @_;
-  while (length $data) {
-    my $w = syswrite($s, $data);
-    if ($w) { substr($data, 0, $w, ""); next }
-    exit 0 unless $!{EAGAIN} || $!{EWOULDBLOCK};
-    exit 0 if getppid() != $proxy_pid; # the proxy (and so the sandbox) is gone
-    my $v = ""; vec($v, fileno($s), 1) = 1;
-    select(my $r = $v, my $w2 = $v, undef, 1);
-  }
-}
-
-sub serve_tls {
-  my $x = shift;
-  my ($name, $port) = @$x{qw(name port)};
-  blocking($_, 1) for ($x->{c}, $x->{up});
-  $SIG{ALRM} = sub { ev("network.denied", $name, $port, "tls-timeout"); exit 0 };
-  alarm 20;
-  my $g = IO::Socket::SSL->start_SSL($x->{c}, SSL_server => 1, SSL_reuse_ctx => $sctx{$name})
-    or do { ev("network.denied", $name, $port, "guest-tls-failed"); exit 0 };
+  my $ctx = tls_init() && eval { server_ctx($name) };
+  $ctx or do { ev("network.denied", $name, $port, "tls-unavailable"); return drop($k, 1) };
+  unpipe($x);
+  my $g = Net::SSLeay::new($ctx);
+  my $u = Net::SSLeay::new($uctx);
+  @$x{qw(state g u ghs uhs in gout uout mode left geof ueof)} = ("tls", $g, $u, 0, 0, "", "", "", "head", 0, "", "");
+  $x->{deadline} = time() + 20;
+  $g && $u && Net::SSLeay::set_fd($g, fileno $x->{c}) && Net::SSLeay::set_fd($u, fileno $x->{up}) or return drop($k, 1);
   # verified as any client would: the context's CAs, the name this connection is for
-  my $u = IO::Socket::SSL->start_SSL($x->{up}, SSL_reuse_ctx => $uctx, SSL_verifycn_name => $name, is_v4($name) ? () : (SSL_hostname => $name));
-  my $deny = sub {
-    my ($why, $status) = @_;
-    ev("network.denied", $name, $port, $why);
-    my $body = "mvm: this request to " . clean($name) . " is refused by the sandbox's secret policy ($why)\n";
-    $g->blocking(1);
-    syswrite($g, "HTTP/1.1 " . ($status // 403) . " Refused\r\nContent-Type: text/plain\r\nContent-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body");
-    exit 0;
-  };
-  $u or $deny->("upstream-tls-unverified", 502);
-  alarm 0;
-  ev("network.connect", $name, $port, "tls-terminated");
-  $_->blocking(0) for ($g, $u);
-  my ($in, $mode, $left, $geof, $idle) = ("", "head", 0, 0, time() + 3600);
-
-  my $swap = sub {
-    my $v = shift;
-    $v =~ s/(mvm-secret-[0-9a-f]{48})/$secret{$1} && bound_to($1, $name) ? $secret{$1}{value} : $deny->("placeholder-not-bound")/ge;
-    return $v;
-  };
-  my $head = sub {
-    my @lines = split /\r\n/, shift;
-    my $req = shift @lines // "";
-    $req =~ /^[A-Z]{3,10} \S+ HTTP\/1\.[01]$/ or $deny->("not-http", 400);
-    my ($host, $cl, $chunked, $upgrade);
-    for (@lines) {
-      my ($k, $v) = /^([!#\$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/ or $deny->("bad-header", 400);
-      my $lk = lc $k;
-      if ($lk eq "host") { $deny->("two-hosts", 400) if defined $host; ($host = lc $v) =~ s/:\d{1,5}$// }
-      elsif ($lk eq "content-length") { $deny->("bad-length", 400) if $v !~ /^\d{1,15}$/ || (defined $cl && $cl != $v); $cl = $v }
-      elsif ($lk eq "transfer-encoding") { $deny->("bad-length", 400) if lc($v) ne "chunked"; $chunked = 1 }
-      elsif ($lk eq "upgrade") { $upgrade = 1 }
-    }
-    # the Host a request names, the TLS name and the connection's destination must agree
-    $deny->("name-mismatch") unless defined $host && $host eq $name;
-    $deny->("bad-length", 400) if $chunked && defined $cl;
-    for (@lines) {
-      my ($k, $v) = split /:/, $_, 2;
-      if (lc($k) eq "authorization" && $v =~ /^[ \t]*Basic[ \t]+([A-Za-z0-9+\/=]+)[ \t]*$/i) {
-        my $d = MIME::Base64::decode_base64($1);
-        if ($d =~ /mvm-secret-/) { $_ = "$k: Basic " . MIME::Base64::encode_base64($swap->($d), ""); next }
-      }
-      $_ = "$k:" . $swap->($v) if $v =~ /mvm-secret-/;
-    }
-    ($mode, $left) = $upgrade ? ("raw", 0) : $chunked ? ("size", 0) : ($cl // 0) > 0 ? ("len", $cl) : ("head", 0);
-    return join("\r\n", $req, @lines) . "\r\n\r\n";
-  };
-  # what of the guest's bytes may go upstream now: request heads rewritten, bodies as they are
-  my $frame = sub {
-    my $out = "";
-    while (length $in) {
-      if ($mode eq "head") {
-        my $i = index($in, "\r\n\r\n");
-        if ($i < 0) { $deny->("head-too-large", 431) if length($in) > 65536; last }
-        $out .= $head->(substr($in, 0, $i + 4, ""));
-      } elsif ($mode eq "len" || $mode eq "data") {
-        my $n = $left < length($in) ? $left : length($in);
-        $out .= substr($in, 0, $n, "");
-        $left -= $n;
-        $mode = $mode eq "len" ? "head" : "size" if $left == 0;
-      } elsif ($mode eq "size" || $mode eq "trailer") {
-        my $i = index($in, "\r\n");
-        if ($i < 0) { $deny->("bad-chunk", 400) if length($in) > 4096; last }
-        my $line = substr($in, 0, $i + 2, "");
-        $out .= $line;
-        if ($mode eq "trailer") { $mode = "head" if $line eq "\r\n"; next }
-        $line =~ /^([0-9a-fA-F]{1,12})/ or $deny->("bad-chunk", 400);
-        ($mode, $left) = hex($1) == 0 ? ("trailer", 0) : ("data", hex($1) + 2);
-      } else { $out .= $in; $in = "" }
-    }
-    return $out;
-  };
-
-  while (1) {
-    my ($gr, $ur) = (!$geof && $g->pending, $u->pending);
-    if (!$gr && !$ur) {
-      my $v = "";
-      vec($v, fileno($g), 1) = 1 unless $geof;
-      vec($v, fileno($u), 1) = 1;
-      my $n = select(my $rv = $v, undef, undef, 1);
-      exit 0 if getppid() != $proxy_pid || time() > $idle;
-      next if $n <= 0;
-      ($gr, $ur) = (!$geof && vec($rv, fileno($g), 1), vec($rv, fileno($u), 1));
-    }
-    $idle = time() + 3600;
-    if ($ur) {
-      my $r = sysread($u, my $b, 65536);
-      if ($r) { put($g, $b) }
-      elsif (defined $r || !($!{EAGAIN} || $!{EWOULDBLOCK})) { exit 0 }
-    }
-    if ($gr) {
-      my $r = sysread($g, my $b, 65536);
-      if ($r) { $in .= $b; my $o = $frame->(); put($u, $o) if length $o }
-      elsif (defined $r || !($!{EAGAIN} || $!{EWOULDBLOCK})) { $geof = 1 }
-    }
+  my $param = Net::SSLeay::get0_param($u);
+  if (is_v4($name)) { Net::SSLeay::X509_VERIFY_PARAM_set1_ip_asc($param, $name) or return drop($k, 1) }
+  else {
+    Net::SSLeay::X509_VERIFY_PARAM_set_hostflags($param, 4); # NO_PARTIAL_WILDCARDS
+    Net::SSLeay::X509_VERIFY_PARAM_set1_host($param, $name) && Net::SSLeay::set_tlsext_host_name($u, $name) or return drop($k, 1);
   }
+  # the last verified session with this name and port is offered again (a resumed handshake: no certificate to sign or check)
+  Net::SSLeay::set_session($u, $usess{"$name $port"}) if $usess{"$name $port"};
+  drop($k, 1) unless tls_pump($k);
+}
+
+# one OpenSSL call's outcome on a non-blocking socket: (bytes or 1) | (0, "r" or "w": try again when ready) | (undef, "eof" or "err")
+sub ssl_io {
+  my ($s, $r) = @_;
+  return ($r, "") if $r > 0;
+  my $e = Net::SSLeay::get_error($s, $r);
+  Net::SSLeay::ERR_clear_error();
+  return $e == 2 ? (0, "r") : $e == 3 ? (0, "w") : (undef, $e == 6 ? "eof" : "err");
+}
+
+# a refusal inside a terminated connection: the guest gets an HTTP answer, the upstream nothing more
+sub tls_deny { die { why => $_[0], status => $_[1] // 403 } }
+sub swap {
+  my ($x, $v) = @_;
+  $v =~ s/(mvm-secret-[0-9a-f]{48})/$secret{$1} && bound_to($1, $x->{name}) ? $secret{$1}{value} : tls_deny("placeholder-not-bound")/ge;
+  return $v;
+}
+sub rewrite_head {
+  my ($x, $text) = @_;
+  my @lines = split /\r\n/, $text;
+  my $req = shift @lines // "";
+  $req =~ /^[A-Z]{3,10} \S+ HTTP\/1\.[01]$/ or tls_deny("not-http", 400);
+  my ($host, $cl, $chunked, $upgrade);
+  for (@lines) {
+    my ($k, $v) = /^([!#\$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/ or tls_deny("bad-header", 400);
+    my $lk = lc $k;
+    if ($lk eq "host") { tls_deny("two-hosts", 400) if defined $host; ($host = lc $v) =~ s/:\d{1,5}$// }
+    elsif ($lk eq "content-length") { tls_deny("bad-length", 400) if $v !~ /^\d{1,15}$/ || (defined $cl && $cl != $v); $cl = $v }
+    elsif ($lk eq "transfer-encoding") { tls_deny("bad-length", 400) if lc($v) ne "chunked"; $chunked = 1 }
+    elsif ($lk eq "upgrade") { $upgrade = 1 }
+  }
+  # the Host a request names, the TLS name and the connection's destination must agree
+  tls_deny("name-mismatch") unless defined $host && $host eq $x->{name};
+  tls_deny("bad-length", 400) if $chunked && defined $cl;
+  for (@lines) {
+    my ($k, $v) = split /:/, $_, 2;
+    if (lc($k) eq "authorization" && $v =~ /^[ \t]*Basic[ \t]+([A-Za-z0-9+\/=]+)[ \t]*$/i) {
+      my $d = MIME::Base64::decode_base64($1);
+      if ($d =~ /mvm-secret-/) { $_ = "$k: Basic " . MIME::Base64::encode_base64(swap($x, $d), ""); next }
+    }
+    $_ = "$k:" . swap($x, $v) if $v =~ /mvm-secret-/;
+  }
+  @$x{qw(mode left)} = $upgrade ? ("raw", 0) : $chunked ? ("size", 0) : ($cl // 0) > 0 ? ("len", $cl) : ("head", 0);
+  return join("\r\n", $req, @lines) . "\r\n\r\n";
+}
+# moves what of the guest's bytes may go upstream now to uout: request heads rewritten; bodies as they
+# are, by their length or chunk framing (never searched or copied through string operations per byte)
+sub frame {
+  my $x = shift;
+  my $in = \$x->{in};
+  my $out = "";
+  while (length $$in) {
+    my $mode = $x->{mode};
+    if ($mode eq "head") {
+      my $i = index($$in, "\r\n\r\n");
+      if ($i < 0) { tls_deny("head-too-large", 431) if length($$in) > 65536; last }
+      $out .= rewrite_head($x, substr($$in, 0, $i + 4, ""));
+    } elsif ($mode eq "len" || $mode eq "data") {
+      if ($x->{left} >= length $$in) { $x->{left} -= length $$in; $out .= $$in; $$in = "" }
+      else { $out .= substr($$in, 0, $x->{left}, ""); $x->{left} = 0 }
+      $x->{mode} = $mode eq "len" ? "head" : "size" if $x->{left} == 0;
+    } elsif ($mode eq "size" || $mode eq "trailer") {
+      my $i = index($$in, "\r\n");
+      if ($i < 0) { tls_deny("bad-chunk", 400) if length($$in) > 4096; last }
+      my $line = substr($$in, 0, $i + 2, "");
+      $out .= $line;
+      if ($mode eq "trailer") { $x->{mode} = "head" if $line eq "\r\n"; next }
+      $line =~ /^([0-9a-fA-F]{1,12})/ or tls_deny("bad-chunk", 400);
+      @$x{qw(mode left)} = hex($1) == 0 ? ("trailer", 0) : ("data", hex($1) + 2);
+    } else { $out .= $$in; $$in = "" }
+  }
+  $x->{uout} .= $out;
+}
+
+# reads what one side has (up to the buffer cap) onto $x->{$to}; "eof" or "err" when that side ended
+sub tls_read {
+  my ($x, $s, $to, $frame) = @_;
+  while (length($x->{$to}) < $MAXBUF) {
+    my ($d, $r) = Net::SSLeay::read($s, 262144);
+    my ($ok, $want) = ssl_io($s, $r);
+    if ($ok) { $x->{$to} .= $d; next }
+    $x->{ $s == $x->{g} ? "gw" : "uw" } = 1 if defined $ok && $want eq "w";
+    return defined $ok ? "" : $want;
+  }
+  return "";
+}
+sub tls_write {
+  my ($x, $s, $from) = @_;
+  return 1 unless length $x->{$from};
+  my ($ok, $want) = ssl_io($s, Net::SSLeay::write($s, $x->{$from}));
+  if ($ok) { substr($x->{$from}, 0, $ok, ""); return 1 }
+  $x->{ $s == $x->{g} ? "gw" : "uw" } = 1 if defined $ok && $want eq "w";
+  return defined $ok;
+}
+
+sub keep_session {
+  my $x = shift;
+  $x->{kept} = 1;
+  # a copy: OpenSSL marks a connection's own session unusable when that connection ends without close_notify
+  my $live = Net::SSLeay::get1_session($x->{u}) or return;
+  my $s = Net::SSLeay::d2i_SSL_SESSION(Net::SSLeay::i2d_SSL_SESSION($live));
+  Net::SSLeay::SESSION_free($live);
+  $s or return;
+  my $key = "$x->{name} $x->{port}";
+  if (keys(%usess) >= 64 && !$usess{$key}) { Net::SSLeay::SESSION_free($_) for values %usess; %usess = () }
+  Net::SSLeay::SESSION_free($usess{$key}) if $usess{$key};
+  $usess{$key} = $s;
+}
+
+# moves a terminated connection on as far as it can without waiting; false when it is done
+sub tls_pump {
+  my $k = shift;
+  my $x = $conns{$k};
+  my $ok = eval { tls_step($x) };
+  return $ok if defined $ok;
+  my $d = $@;
+  return 0 unless ref $d eq "HASH" && $x->{ghs};
+  # refused: answer the guest, send nothing more upstream, and close once the answer is out
+  ev("network.denied", $x->{name}, $x->{port}, $d->{why});
+  my $body = "mvm: this request to " . clean($x->{name}) . " is refused by the sandbox's secret policy ($d->{why})\n";
+  $x->{gout} .= "HTTP/1.1 $d->{status} Refused\r\nContent-Type: text/plain\r\nContent-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body";
+  Net::SSLeay::free($x->{u}) if $x->{u};
+  close $x->{up} if $x->{up};
+  delete @$x{qw(u up)};
+  @$x{qw(in uout closing deadline)} = ("", "", 1, time() + 10);
+  return eval { tls_step($x) } // 0;
+}
+sub tls_step {
+  my $x = shift;
+  my ($g, $u) = @$x{qw(g u)};
+  @$x{qw(gw uw)} = (0, 0);
+  Net::SSLeay::ERR_clear_error();
+  if (!$x->{ghs}) {
+    my ($ok, $want) = ssl_io($g, Net::SSLeay::accept($g));
+    if ($ok) { $x->{ghs} = 1 }
+    elsif (defined $ok) { $x->{gw} = 1 if $want eq "w" }
+    else { ev("network.denied", $x->{name}, $x->{port}, "guest-tls-failed"); return 0 }
+  }
+  if ($u && !$x->{uhs} && !$x->{ufail}) {
+    my ($ok, $want) = ssl_io($u, Net::SSLeay::connect($u));
+    if ($ok) {
+      my $peer = Net::SSLeay::get_peer_certificate($u);
+      Net::SSLeay::X509_free($peer) if $peer;
+      $peer && Net::SSLeay::get_verify_result($u) == 0 ? ($x->{uhs} = 1) : ($x->{ufail} = 1);
+    } elsif (defined $ok) { $x->{uw} = 1 if $want eq "w" }
+    else { $x->{ufail} = 1 }
+  }
+  return 1 unless $x->{ghs};
+  tls_deny("upstream-tls-unverified", 502) if $x->{ufail} && !$x->{closing};
+  if ($x->{uhs} && !$x->{said}++) { ev("network.connect", $x->{name}, $x->{port}, "tls-terminated"); $x->{deadline} = time() + 3600 }
+  if ($x->{closing}) { # the answer goes out, then close_notify; what the guest still sends is read and dropped
+    return 0 unless tls_write($x, $g, "gout");
+    return 1 if length $x->{gout} || $x->{gw};
+    if (!$x->{cshut}++) { Net::SSLeay::shutdown($g); Net::SSLeay::ERR_clear_error(); shutdown($x->{c}, 1) }
+    my $r = sysread($x->{c}, my $junk, 65536);
+    return defined $r ? $r > 0 : $!{EAGAIN};
+  }
+  if (!$x->{geof} && length($x->{uout}) < $MAXBUF) {
+    my $end = tls_read($x, $g, "in");
+    frame($x) if length $x->{in};
+    $x->{geof} = $end if $end;
+  }
+  return 0 if $x->{geof} eq "err" && !$x->{uhs};
+  if ($x->{uhs}) {
+    return 0 unless tls_write($x, $u, "uout");
+    if (!$x->{ueof} && length($x->{gout}) < $MAXBUF) {
+      my $had = length $x->{gout};
+      my $end = tls_read($x, $u, "gout");
+      $x->{ueof} = $end if $end;
+      keep_session($x) if !$x->{kept} && length($x->{gout}) > $had; # TLS 1.3 sends its tickets before the first answer
+    }
+    if ($x->{geof} && !$x->{ushut} && !length $x->{uout}) { $x->{ushut} = 1; Net::SSLeay::shutdown($u) if $x->{geof} eq "eof"; Net::SSLeay::ERR_clear_error(); shutdown($x->{up}, 1) }
+  }
+  return 0 unless tls_write($x, $g, "gout");
+  if ($x->{ueof} && !$x->{cshut} && !length $x->{gout}) {
+    # a clean end upstream is passed on as one (close_notify); a cut-off one as a cut (no close_notify)
+    $x->{cshut} = 1;
+    Net::SSLeay::shutdown($g) if $x->{ueof} eq "eof";
+    Net::SSLeay::ERR_clear_error();
+    shutdown($x->{c}, 1);
+  }
+  return !($x->{geof} && ($x->{ueof} || !$x->{uhs}) && !length $x->{gout});
+}
+
+# what a terminated connection waits for (bits in the select sets); true when OpenSSL holds bytes it could take now
+sub tls_wants {
+  my ($x, $rin, $win) = @_;
+  my ($c, $up) = (fileno($x->{c}), $x->{up} ? fileno($x->{up}) : undef);
+  my $gr = !$x->{closing} && !$x->{geof} && length($x->{uout}) < $MAXBUF;
+  vec($$rin, $c, 1) = 1 if !$x->{ghs} || $x->{closing} || $gr;
+  vec($$win, $c, 1) = 1 if $x->{gw} || length $x->{gout};
+  my $hot = $gr && $x->{ghs} && Net::SSLeay::pending($x->{g}) > 0;
+  return $hot unless defined $up;
+  my $ur = $x->{uhs} && !$x->{ueof} && length($x->{gout}) < $MAXBUF;
+  vec($$rin, $up, 1) = 1 if !$x->{uhs} || $ur;
+  vec($$win, $up, 1) = 1 if $x->{uw} || ($x->{uhs} && length $x->{uout});
+  return $hot || ($ur && Net::SSLeay::pending($x->{u}) > 0);
 }
 
 # --- DNS: allowed names get their stand-in address, the rest NXDOMAIN ----------------------------
@@ -612,24 +740,31 @@ sub dns {
 
 my $last_check = time();
 while (1) {
-  my ($rin, $win) = ("", "");
+  my ($rin, $win, %hot) = ("", "");
   vec($rin, fileno($_), 1) = 1 for ($tl, $pl, $ul);
   for my $x (values %conns) {
     my $st = $x->{state};
+    if ($st eq "tls") { $hot{ fileno $x->{c} } = 1 if tls_wants($x, \$rin, \$win); next }
     vec($rin, fileno($x->{c}), 1) = 1 if !$x->{ceof} && length($x->{in}) < $MAXBUF && $st ne "connecting";
     vec($win, fileno($x->{c}), 1) = 1 if length($x->{out}) || $x->{inpipe};
     next unless $x->{up};
     vec($win, fileno($x->{up}), 1) = 1 if $st eq "connecting" || ($st eq "relay" && length $x->{in});
     vec($rin, fileno($x->{up}), 1) = 1 if $st eq "relay" && !$x->{ueof} && length($x->{out}) < $MAXBUF && ($x->{inpipe} // 0) < ($x->{pcap} // 1);
   }
-  my $n = select(my $rout = $rin, my $wout = $win, undef, 1);
+  my $n = select(my $rout = $rin, my $wout = $win, undef, %hot ? 0 : 1);
   my $now = time();
   if ($now != $last_check) {
     $last_check = $now;
     exit 0 if start_of($init) ne $init_start || !-d $dir;
-    for my $k (keys %conns) { drop($k, 1) if $conns{$k}{deadline} < $now }
+    for my $k (keys %conns) {
+      my $x = $conns{$k};
+      next unless $x->{deadline} < $now;
+      ev("network.denied", $x->{name}, $x->{port}, "tls-timeout") if $x->{state} eq "tls" && !$x->{said} && !$x->{closing};
+      drop($k, 1);
+    }
   }
-  next if $n <= 0;
+  next if $n <= 0 && !%hot;
+  ($rout, $wout) = ("", "") if $n < 0; # interrupted: nothing is known to be ready
   dns() if vec($rout, fileno($ul), 1);
   for my $l ($tl, $pl) {
     next unless vec($rout, fileno($l), 1);
@@ -642,6 +777,13 @@ while (1) {
   for my $k (keys %conns) {
     my $x = $conns{$k} or next;
     next unless $x->{c};
+    if ($x->{state} eq "tls") {
+      my ($c, $u) = (fileno($x->{c}), $x->{up} ? fileno($x->{up}) : undef);
+      next unless $hot{$c} || vec($rout, $c, 1) || vec($wout, $c, 1) || (defined $u && (vec($rout, $u, 1) || vec($wout, $u, 1)));
+      $x->{deadline} = $now + 3600 if $x->{said} && !$x->{closing};
+      drop($k, 1) unless tls_pump($k);
+      next;
+    }
     my $up = $x->{up};
     if ($up && $x->{state} eq "connecting") {
       next unless vec($wout, fileno($up), 1);
