@@ -449,6 +449,7 @@ sub ctx_common {
   my $ctx = shift;
   Net::SSLeay::CTX_set_min_proto_version($ctx, 0x0303) or die; # TLS 1.2
   Net::SSLeay::CTX_set_mode($ctx, 1 | 2); # ENABLE_PARTIAL_WRITE | ACCEPT_MOVING_WRITE_BUFFER
+  Net::SSLeay::CTX_set_read_ahead($ctx, 1); # one read(2) takes what the socket has, not a record's header and then its body
   return $ctx;
 }
 sub tls_init {
@@ -586,13 +587,16 @@ sub frame {
   $x->{uout} .= $out;
 }
 
-# reads what one side has (up to the buffer cap) onto $x->{$to}; "eof" or "err" when that side ended
+# reads what one side has (up to the buffer cap) onto $x->{$to}; "eof" or "err" when that side ended.
+# Stopped at the cap, OpenSSL may hold whole records the socket no longer shows: more_$to says so.
 sub tls_read {
-  my ($x, $s, $to, $frame) = @_;
+  my ($x, $s, $to) = @_;
+  $x->{"more_$to"} = 1;
   while (length($x->{$to}) < $MAXBUF) {
     my ($d, $r) = Net::SSLeay::read($s, 262144);
     my ($ok, $want) = ssl_io($s, $r);
     if ($ok) { $x->{$to} .= $d; next }
+    $x->{"more_$to"} = 0;
     $x->{ $s == $x->{g} ? "gw" : "uw" } = 1 if defined $ok && $want eq "w";
     return defined $ok ? "" : $want;
   }
@@ -703,12 +707,12 @@ sub tls_wants {
   my $gr = !$x->{closing} && !$x->{geof} && length($x->{uout}) < $MAXBUF;
   vec($$rin, $c, 1) = 1 if !$x->{ghs} || $x->{closing} || $gr;
   vec($$win, $c, 1) = 1 if $x->{gw} || length $x->{gout};
-  my $hot = $gr && $x->{ghs} && Net::SSLeay::pending($x->{g}) > 0;
+  my $hot = $gr && $x->{more_in};
   return $hot unless defined $up;
   my $ur = $x->{uhs} && !$x->{ueof} && length($x->{gout}) < $MAXBUF;
   vec($$rin, $up, 1) = 1 if !$x->{uhs} || $ur;
   vec($$win, $up, 1) = 1 if $x->{uw} || ($x->{uhs} && length $x->{uout});
-  return $hot || ($ur && Net::SSLeay::pending($x->{u}) > 0);
+  return $hot || ($ur && $x->{more_gout});
 }
 
 # --- DNS: allowed names get their stand-in address, the rest NXDOMAIN ----------------------------
