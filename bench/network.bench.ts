@@ -4,8 +4,9 @@
  * private addresses on this machine, nothing outside it), reached by the same Python client from
  * inside a networked sandbox (DNS stand-in address, nftables redirect, the host-side proxy; for HTTPS
  * with a secret bound to the host, so the proxy terminates TLS and swaps the placeholder) and from
- * the host directly. Also the host memory of a networked sandbox's proxy, with and without a bound
- * secret. Prints a Markdown table. Needs root.
+ * the host directly: request latency on a new connection each and over one keep-alive connection, and
+ * one large download. Also the host memory of a networked sandbox's proxy: without a secret, with a
+ * bound secret before and after requests to its host. Prints a Markdown table. Needs root.
  *
  * Run: deno run -A bench/network.bench.ts   |   bun bench/network.bench.ts   (BENCH_QUICK=1: fewer samples)
  *
