@@ -47,41 +47,6 @@ export const SLOTS = 32;
 /** How long a runner may take to say it is in place. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
-/** When a job's status is first nudged for (see {@linkcode continueRunner}); then at twice the wait, up to a minute. */
-const NUDGE_FIRST_MS = 1_000;
-const NUDGE_MAX_MS = 60_000;
-
-/**
- * Lists a runner's host-side entry's child (the runner) and that one's children (its next job's
- * process, waiting for a frame), and sends each SIGCONT. Run on the host: the pids come from the
- * kernel's children lists of the entry (a host process) and of the runner; nothing the guest wrote is
- * read or run.
- */
-const CONTINUE_SH = `k=$(cat "/proc/$1/task/$1/children" 2>/dev/null) || exit 0
-for p in $k; do
-  c=$(cat "/proc/$p/task/$p/children" 2>/dev/null)
-  kill -CONT "$p" $c 2>/dev/null
-done
-exit 0`;
-
-/**
- * Continues a runner guest code stopped (SIGSTOP; guest code runs as the runner's uid and may signal
- * it), and the job process it has waiting: a stopped runner cannot report a status or take a job.
- * SIGCONT to one that runs changes nothing (it ignores the signal). Guest code can stop it again;
- * that denies service to its own sandbox and forges nothing.
- *
- * @example `await continueRunner(runner)`
- */
-export async function continueRunner(r: Runner): Promise<void> {
-  const c = await runtime().spawn("/bin/sh", ["-c", CONTINUE_SH, "mvm-continue", String(r.child.pid)], {
-    clearEnv: true,
-    env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
-    stdout: "null",
-    stderr: "null",
-  });
-  await c.status;
-}
-
 /** A runner: spawned, inside, waiting for a job. `ctl` carries its reports past the handshake. */
 export interface Runner {
   /** The host-side entry (nsenter, which relays the runner's end): its stdin takes jobs, its stdout carries the runner's reports. */
@@ -122,22 +87,9 @@ export class RunnerJob {
   report(): Promise<number | null> {
     return this.runner.ctl.byte().catch(() => null);
   }
-  /**
-   * The job's exit status (read once; past any start report). A runner guest code stopped would hold
-   * it back for good: while it has not come, the runner is continued after 1 s, then at doubling waits.
-   */
+  /** The job's exit status (read once; past any start report). */
   status(): Promise<ExitStatus> {
-    if (this.#status) return this.#status;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let done = false;
-    const nudge = (wait: number) =>
-      timer = setTimeout(() => {
-        continueRunner(this.runner).catch(() => {}).finally(() => done || nudge(Math.min(wait * 2, NUDGE_MAX_MS)));
-      }, wait);
-    nudge(NUDGE_FIRST_MS);
-    return this.#status = jobStatus(this.runner).then(({ status, clean }) => {
-      done = true;
-      clearTimeout(timer);
+    return this.#status ??= jobStatus(this.runner).then(({ status, clean }) => {
       this.#clean = clean;
       this.#ended = true;
       return status;
@@ -339,11 +291,6 @@ export class RunnerPool {
   /** Settles when the spawn in progress (if any) is done. */
   settled(): Promise<void> {
     return this.#spawning ?? Promise.resolve();
-  }
-
-  /** Lets every spare go (guest code stopped one, so it may have stopped them all); fresh ones are warmed. */
-  discardSpares(): void {
-    for (const r of this.#spares.splice(0)) this.#drop(r);
   }
 
   /** Ends the spare runners and closes their pipes (they hold descriptors until then). */

@@ -38,7 +38,7 @@ import { logStream } from "./logs.ts";
 import type { Tools } from "./preflight.ts";
 import { connectDetached, listDetached, startDetached } from "./detached.ts";
 import { startProcess } from "./process.ts";
-import { continueRunner, type Runner, type RunnerJob, RunnerPool } from "./runners.ts";
+import { type Runner, type RunnerJob, RunnerPool } from "./runners.ts";
 import { auditDir, auditLog, DEFAULT_TMP_MB, type Meta, type SandboxDir } from "./state.ts";
 import { type AuditEntry, readAudit } from "../../audit.ts";
 import { teardown } from "./supervisor.ts";
@@ -49,8 +49,6 @@ const STOP_TIMEOUT_MS = 15_000;
 
 /** How long a runner may take to acknowledge its job before it counts as stopped. */
 const ACK_TIMEOUT_MS = 3_000;
-/** How long before a runner that has not acknowledged is continued (guest code may have stopped it). */
-const ACK_NUDGE_MS = 300;
 
 /** A fresh per-process cgroup name. */
 export function newCgroupName(): string {
@@ -262,19 +260,9 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
       let j: RunnerJob | undefined;
       try {
         j = await this.#pool.begin(r, frame, keepStdin);
-        const said = r.ctl.byte();
-        const late = (ms: number) => {
-          let timer: ReturnType<typeof setTimeout> | undefined;
-          return Promise.race([said, new Promise<"late">((res) => timer = setTimeout(() => res("late"), ms))]).finally(() =>
-            clearTimeout(timer)
-          );
-        };
-        ack = await late(ACK_NUDGE_MS);
-        if (ack === "late") {
-          // stopped by guest code (or a slow host): continued once, then given the rest of the time
-          await continueRunner(r).catch(() => {});
-          ack = await late(ACK_TIMEOUT_MS - ACK_NUDGE_MS);
-        }
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        ack = await Promise.race([r.ctl.byte(), new Promise<"late">((res) => timer = setTimeout(() => res("late"), ACK_TIMEOUT_MS))]);
+        clearTimeout(timer);
       } catch {
         /* the runner died: below */
       }
@@ -286,8 +274,6 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
       j?.stderr.cancel().catch(() => {});
       r.spent = true;
       this.#pool.finish(r, false);
-      // guest code that stopped this runner may have stopped every spare: the retry takes a fresh one
-      if (ack === "late") this.#pool.discardSpares();
       this.#assertRunning(what, allow);
       if (attempt >= 2) {
         throw new TransportError(
