@@ -8,49 +8,68 @@ BIN=./node_modules/.bin
 files=("$@"); [ ${#files[@]} -gt 0 ] || files=(tests/*.test.ts)
 export NO_COLOR=1; unset FORCE_COLOR
 total_pass=0; total_fail=0
-state=${MVM_STATE_DIR:-/var/lib/mvm}/sandboxes
-[ "$(id -u)" = 0 ] || state=${MVM_STATE_DIR:-${XDG_STATE_HOME:-$HOME/.local/state}/mvm}/sandboxes
+# Deno and Bun run at the same time, each in a state root of its own (cgroups follow the root), so neither
+# sees the other's sandboxes; Node runs after them in a third. Most of a suite's time is waiting (processes,
+# timers, TTLs), not CPU, so the two overlap well on two cores.
+uid=$(id -u)
+base=${MVM_STATE_DIR:-}
+[ -n "$base" ] || { [ "$uid" = 0 ] && base=/var/lib/mvm || base=${XDG_STATE_HOME:-$HOME/.local/state}/mvm; }
+base=${base%/}
+roots=("$base-test-deno" "$base-test-bun" "$base-test-node")
 cgroups() { ls -d /sys/fs/cgroup/mvm/*/sbx-* /sys/fs/cgroup/*/mvm/*/sbx-* 2>/dev/null | sort; }
-before=$(ls "$state" 2>/dev/null | sort)
+folders() { for r in "${roots[@]}"; do ls -d "$r"/sandboxes/sbx-* 2>/dev/null; done | sort; }
+before=$(folders)
 cg_before=$(cgroups)
 
 # Each file runs in its own process under a time bound, so a hang (a test awaiting something that never comes:
 # Deno has no per-test timeout) fails that file, names it, and the run goes on; each file's time is printed.
 FILE_TIMEOUT=${MVM_TEST_FILE_TIMEOUT:-600}
-ran() { # <runtime> <file> <rc> <seconds>: reports a file's end; a bound hit counts as one failure
-  if [ "$3" -eq 124 ] || [ "$3" -eq 137 ]; then
-    echo "$1: $2 TIMED OUT after ${FILE_TIMEOUT} s (a hang: its last test above did not end)"
-  fi
-  echo "$1: $2 took $4 s (rc $3)"
+
+# suite <deno|bun>: every file, one process each; its whole output goes to /tmp/mvm-test-<rt>.log, a line per
+# file to stdout as it ends, and "<passed> <failed>" to /tmp/mvm-test-<rt>.result
+suite() {
+  local rt=$1 log=/tmp/mvm-test-$1.log one=/tmp/mvm-test-$1-1.log sp=0 sf=0 file t0 rc p f
+  : >"$log"
+  for file in "${files[@]}"; do
+    t0=$SECONDS
+    if [ "$rt" = deno ]; then
+      MVM_STATE_DIR=${roots[0]} timeout -k 15 "$FILE_TIMEOUT" $BIN/deno test -A --no-check --v8-flags=--expose-gc "$file" >"$one" 2>&1
+      rc=$?
+      line=$(grep -E '^(ok|FAILED) \|' "$one" | tail -1)
+      p=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line"); f=$(sed -nE 's/.*\| ([0-9]+) failed.*/\1/p' <<<"$line")
+    else
+      MVM_STATE_DIR=${roots[1]} timeout -k 15 "$FILE_TIMEOUT" $BIN/bun test --timeout 120000 "./$file" >"$one" 2>&1
+      rc=$?
+      p=$(sed -nE 's/^ *([0-9]+) pass$/\1/p' "$one" | tail -1); f=$(sed -nE 's/^ *([0-9]+) fail$/\1/p' "$one" | tail -1)
+    fi
+    p=${p:-0}; f=${f:-0}; [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+    cat "$one" >>"$log"
+    if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+      echo "$rt: $file TIMED OUT after ${FILE_TIMEOUT} s (a hang: its last test in $log did not end)" | tee -a "$log"
+    fi
+    echo "$rt: $file took $((SECONDS - t0)) s: $p passed, $f failed" | tee -a "$log"
+    sp=$((sp+p)); sf=$((sf+f))
+  done
+  echo "$sp $sf" >"/tmp/mvm-test-$rt.result"
 }
 
-echo "== deno $($BIN/deno --version | head -1)"
-: >/tmp/mvm-test-deno.log
-for file in "${files[@]}"; do
-  t0=$SECONDS
-  timeout -k 15 "$FILE_TIMEOUT" $BIN/deno test -A --no-check --v8-flags=--expose-gc "$file" 2>&1 | tee -a /tmp/mvm-test-deno.log
-  rc=${PIPESTATUS[0]}
-  line=$(tail -n 40 /tmp/mvm-test-deno.log | grep -E '^(ok|FAILED) \|' | tail -1)
-  p=$(sed -nE 's/.* ([0-9]+) passed.*/\1/p' <<<"$line"); f=$(sed -nE 's/.*\| ([0-9]+) failed.*/\1/p' <<<"$line")
-  p=${p:-0}; f=${f:-0}; [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-  ran deno "$file" "$rc" $((SECONDS - t0)) | tee -a /tmp/mvm-test-deno.log
-  total_pass=$((total_pass+p)); total_fail=$((total_fail+f)); deno_p=$((${deno_p:-0}+p)); deno_f=$((${deno_f:-0}+f))
+echo "== deno $($BIN/deno --version | head -1) and bun $($BIN/bun --version), at the same time (state roots ${roots[0]}, ${roots[1]})"
+t0=$SECONDS
+rm -f /tmp/mvm-test-deno.result /tmp/mvm-test-bun.result
+suite deno &
+deno_job=$!
+suite bun
+wait "$deno_job"
+for rt in deno bun; do
+  echo "== $rt: the whole output"
+  cat "/tmp/mvm-test-$rt.log"
 done
-echo "deno: ${deno_p:-0} passed, ${deno_f:-0} failed"
-
-echo "== bun $($BIN/bun --version)"
-: >/tmp/mvm-test-bun.log
-for file in "${files[@]}"; do
-  t0=$SECONDS
-  timeout -k 15 "$FILE_TIMEOUT" $BIN/bun test --timeout 120000 "./$file" 2>&1 | tee /tmp/mvm-test-bun-1.log
-  rc=${PIPESTATUS[0]}
-  cat /tmp/mvm-test-bun-1.log >>/tmp/mvm-test-bun.log
-  p=$(sed -nE 's/^ *([0-9]+) pass$/\1/p' /tmp/mvm-test-bun-1.log | tail -1); f=$(sed -nE 's/^ *([0-9]+) fail$/\1/p' /tmp/mvm-test-bun-1.log | tail -1)
-  p=${p:-0}; f=${f:-0}; [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-  ran bun "$file" "$rc" $((SECONDS - t0)) | tee -a /tmp/mvm-test-bun.log
-  total_pass=$((total_pass+p)); total_fail=$((total_fail+f)); bun_p=$((${bun_p:-0}+p)); bun_f=$((${bun_f:-0}+f))
+for rt in deno bun; do
+  read -r p f <"/tmp/mvm-test-$rt.result" 2>/dev/null || { p=0; f=1; }
+  echo "$rt: $p passed, $f failed"
+  total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
 done
-echo "bun: ${bun_p:-0} passed, ${bun_f:-0} failed"
+echo "deno and bun took $((SECONDS - t0)) s"
 
 # Node runs every suite too. Node 20 cannot load TypeScript, so each file is bundled by bun build into
 # tests/<name>.test.node.mjs beside it (its import.meta.url paths stay right); a script a test spawns is bundled
@@ -76,7 +95,7 @@ if command -v node >/dev/null 2>&1; then
     # --test-timeout turns a hung test into a failure, --test-force-exit a process a leaked handle keeps alive
     # (tests/runtime.test.ts checks that none does), and the time bound ends the run whatever happens
     t0=$SECONDS
-    MVM_TEST_BUN="$PWD/$BIN/bun" timeout -k 15 1200 node --test --test-force-exit --test-timeout=300000 "${node_files[@]}" 2>&1 | tee /tmp/mvm-test-node.log | grep -E '^(not )?ok |^# (pass|fail)'
+    MVM_STATE_DIR=${roots[2]} MVM_TEST_BUN="$PWD/$BIN/bun" timeout -k 15 1200 node --test --test-force-exit --test-timeout=300000 "${node_files[@]}" 2>&1 | tee /tmp/mvm-test-node.log | grep -E '^(not )?ok |^# (pass|fail)'
     rc=${PIPESTATUS[0]}
     p=$(sed -nE 's/^# pass ([0-9]+)$/\1/p' /tmp/mvm-test-node.log); f=$(sed -nE 's/^# fail ([0-9]+)$/\1/p' /tmp/mvm-test-node.log)
     p=${p:-0}; f=$(( ${f:-0} + bundle_fail )); [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
@@ -88,12 +107,12 @@ fi
 # nothing may outlive the suites: a sandbox folder or cgroup they made that is still there after a grace period is a leak
 leaked=""
 for _ in $(seq 1 20); do
-  leaked=$( (comm -13 <(echo "$before") <(ls "$state" 2>/dev/null | sort); comm -13 <(echo "$cg_before") <(cgroups)) | tr '\n' ' ')
+  leaked=$( (comm -13 <(echo "$before") <(folders); comm -13 <(echo "$cg_before") <(cgroups)) | tr '\n' ' ')
   [ -z "${leaked// /}" ] && break
   sleep 0.5
 done
 if [ -n "${leaked// /}" ]; then
-  echo "leak: sandbox folders (in $state) or cgroups left behind: $leaked"
+  echo "leak: sandbox folders or cgroups left behind: $leaked"
   total_fail=$((total_fail+1))
 fi
 

@@ -14,11 +14,12 @@
  * @module
  */
 import { execFileSync, spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { EC_SELF_SIGNED } from "../src/engines/local/network.ts";
+import { pidExists } from "../src/runtime/host.ts";
 
 /** A running test server network. */
 export interface TestNet {
@@ -36,9 +37,38 @@ export interface TestNet {
 
 const sh = (...argv: string[]) => execFileSync(argv[0]!, argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] }).toString();
 
+/**
+ * Claims a 10.213.N.0/30 no interface of this host has and no other test process holds (suites of two
+ * runtimes run at once): a folder per N under the temp dir, naming its owner's pid; a dead owner's claim is
+ * dropped. @example `const { n, release } = claimSubnet()`
+ */
+export function claimSubnet(): { n: number; release: () => void } {
+  const used = new Set([...sh("ip", "-o", "-4", "addr", "show").matchAll(/ 10\.213\.(\d+)\./g)].map((m) => Number(m[1])));
+  const root = `${tmpdir()}/mvm-test-subnets`;
+  mkdirSync(root, { recursive: true });
+  for (let tries = 0; tries < 1000; tries++) {
+    const n = 1 + Math.floor(Math.random() * 250);
+    if (used.has(n)) continue;
+    const dir = `${root}/${n}`;
+    try {
+      mkdirSync(dir);
+    } catch {
+      let owner = 0;
+      try {
+        owner = Number(readFileSync(`${dir}/pid`, "utf8"));
+      } catch { /* being claimed */ }
+      if (owner > 0 && !pidExists(owner)) rmSync(dir, { recursive: true, force: true });
+      continue;
+    }
+    writeFileSync(`${dir}/pid`, String(process.pid));
+    return { n, release: () => rmSync(dir, { recursive: true, force: true }) };
+  }
+  throw new Error("no free 10.213.N.0/30 for a test network");
+}
+
 /** Starts the namespace, its server and the host's services. @example `const net = await startTestNet()` */
 export async function startTestNet(): Promise<TestNet> {
-  const n = 1 + Math.floor(Math.random() * 250);
+  const { n, release } = claimSubnet();
   const ns = `mvmt-${process.pid}-${n}`;
   const veth = `mvt${n}h${process.pid % 1000}`;
   const srv = `10.213.${n}.2`;
@@ -57,6 +87,7 @@ export async function startTestNet(): Promise<TestNet> {
       sh("ip", "netns", "del", ns);
     } catch { /* never made */ }
     rmSync(tmp, { recursive: true, force: true });
+    release();
   };
   try {
     sh("ip", "netns", "add", ns);
