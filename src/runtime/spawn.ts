@@ -30,6 +30,18 @@ const noFifo: FifoFn = () => {
   throw new Error("this runtime shim opens no fifos");
 };
 
+/** `close`, run at most once, its throw (an already closed descriptor) swallowed. @example `const done = closeOnce(() => closeSync(fd))` */
+function closeOnce(close: () => void): () => void {
+  let closed = false;
+  return () => {
+    if (closed) return;
+    closed = true;
+    try {
+      close();
+    } catch { /* already closed */ }
+  };
+}
+
 /**
  * A `WritableStream` over a descriptor's `write` (one that resolves to the bytes written): each chunk is
  * written whole before the next is taken, and the descriptor is closed once — at the end, on abort, or
@@ -38,14 +50,7 @@ const noFifo: FifoFn = () => {
  * @example `fdWritable((b) => file.write(b), () => file.close())`
  */
 export function fdWritable(write: (chunk: Uint8Array) => Promise<number>, close: () => void): WritableStream<Uint8Array> {
-  let closed = false;
-  const done = () => {
-    if (closed) return;
-    closed = true;
-    try {
-      close();
-    } catch { /* already closed */ }
-  };
+  const done = closeOnce(close);
   return new WritableStream<Uint8Array>({
     async write(chunk) {
       try {
@@ -68,14 +73,7 @@ export function fdWritable(write: (chunk: Uint8Array) => Promise<number>, close:
  */
 export function closingStream(inner: ReadableStream<Uint8Array>, close: () => void): ReadableStream<Uint8Array> {
   const reader = inner.getReader();
-  let closed = false;
-  const done = () => {
-    if (closed) return;
-    closed = true;
-    try {
-      close();
-    } catch { /* already closed */ }
-  };
+  const done = closeOnce(close);
   return new ReadableStream<Uint8Array>({
     async pull(c) {
       try {
