@@ -50,15 +50,13 @@ import {
   readdirSync,
   readFileSync,
   readSync,
-  renameSync,
-  rmdirSync,
   statSync,
   unlinkSync,
   writeFileSync,
   writeSync,
 } from "node:fs";
 import { InternalError, PermissionDeniedError } from "./errors.ts";
-import { type FileLock, runtime } from "./runtime/mod.ts";
+import { lock } from "./lock.ts";
 import { redactJson } from "./redact.ts";
 
 /** One audit entry: what happened, when, to which sandbox. Never a secret value. */
@@ -98,7 +96,6 @@ export interface AuditReport {
 export const AUDIT_ROTATE_BYTES = 4 * 1024 * 1024;
 const GENESIS = new Uint8Array(32);
 const SEGMENT_RE = /^chain-(\d{6})\.jsonl$/;
-const LOCK_STALE_MS = 5_000;
 const HEAD_BYTES = 511;
 /** A supervisor's spool file: `sup-<pid>-<ns>.ev`, one JSON line. */
 const SPOOL_RE = /^sup-(\d{1,10})-(\d{1,20})\.ev$/;
@@ -116,7 +113,6 @@ const sha256 = (b: Uint8Array | string) => new Uint8Array(createHash("sha256").u
 const segmentName = (n: number) => `chain-${String(n).padStart(6, "0")}.jsonl`;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
-const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /** A fresh audit id. @example `newAuditId() // "aud_1f3c…"` */
 export function newAuditId(): string {
@@ -169,7 +165,7 @@ export class AuditLog {
   /** Appends one signed entry and returns its id (`id` when given: the id of the log event it mirrors). */
   append(event: string, data: Record<string, unknown> = {}, labels: Record<string, string> = {}, id: string = newAuditId()): string {
     this.#ensureDir();
-    const release = this.#lock();
+    const release = lock(this.dir);
     try {
       const key = this.#privateKey();
       // what supervisors recorded meanwhile goes first: the chain keeps the order things happened in
@@ -211,7 +207,7 @@ export class AuditLog {
   ingest(): number {
     if (!this.#spoolPending()) return 0;
     this.#ensureDir();
-    const release = this.#lock();
+    const release = lock(this.dir);
     try {
       return this.#ingest(this.#privateKey());
     } finally {
@@ -382,46 +378,6 @@ export class AuditLog {
     } catch { /* written below */ }
     writeFileSync(`${this.dir}/key.pub`, pub, { mode: 0o600 });
     return this.#key;
-  }
-
-  #flock: FileLock | null | undefined;
-  /**
-   * Takes the chain's lock: `flock` on `lock` where the runtime has it (Deno, Bun; the kernel drops it
-   * when a holder dies), else a lock folder (Node; mkdir is atomic, one left by a dead process is
-   * broken after 5 s).
-   */
-  #lock(): () => void {
-    if (this.#flock === undefined) {
-      try {
-        this.#flock = runtime().lockFile?.(`${this.dir}/lock`) ?? null;
-      } catch {
-        this.#flock = null;
-      }
-    }
-    const f = this.#flock;
-    if (f) {
-      f.lock();
-      return () => f.unlock();
-    }
-    const lock = `${this.dir}/lock.d`;
-    for (let i = 0;; i++) {
-      try {
-        mkdirSync(lock, { mode: 0o700 });
-        return () => rmdirSync(lock);
-      } catch (e) {
-        if ((e as { code?: string }).code !== "EEXIST") throw e;
-      }
-      if (i % 100 === 99) {
-        try {
-          if (Date.now() - statSync(lock).mtimeMs > LOCK_STALE_MS) {
-            const stale = `${lock}.stale-${crypto.randomUUID().slice(0, 8)}`;
-            renameSync(lock, stale);
-            rmdirSync(stale);
-          }
-        } catch { /* someone else broke it */ }
-      }
-      Atomics.wait(pause, 0, 0, i < 20 ? 0.2 : 1);
-    }
   }
 }
 

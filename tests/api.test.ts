@@ -357,6 +357,24 @@ test("api: Sandbox.create({ signal, timeoutSeconds }) gives up and leaves nothin
   );
 });
 
+test("api: two clients setting one sandbox's tags and TTL at the same moment both keep their change", async () => {
+  await using sb = await Sandbox.create({ ttl: 300 });
+  const [cmd, ...args] = runtimeCommand(`${FIX}scripts/meta-writer.ts`);
+  const kids = await Promise.all(
+    ["tags", "ttl"].map((what) => runtime().spawn(cmd!, [...args, sb.id, what, "40"], { stdin: "null", stderr: "inherit" })),
+  );
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const ended = await Promise.race([
+    Promise.all(kids.map(async (k) => [(await new Response(k.stdout).text()).trim(), (await k.status).code])),
+    new Promise<null>((res) => timer = setTimeout(() => res(null), 60_000)),
+  ]).finally(() => clearTimeout(timer));
+  if (ended === null) { for (const k of kids) k.kill("SIGKILL"); }
+  assert.deepEqual(ended, [["done", 0], ["done", 0]]);
+  const info = await sb.info();
+  assert.deepEqual(info.tags, { writer: "tags", i: "39" }, "the last tags were lost to a TTL update");
+  assert.equal(info.ttlSeconds, 639, "the last TTL was lost to a tags update");
+});
+
 test("api: a client process that used file and command streams every way exits by itself once it is done", async () => {
   const [cmd, ...args] = runtimeCommand(`${FIX}scripts/files-exit.ts`);
   const kid = await runtime().spawn(cmd!, args, { stdin: "null", stderr: "inherit" });

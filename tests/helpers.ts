@@ -31,12 +31,26 @@ const bundled = new Map<string, string>();
 export function bundleForNode(file: string): string {
   let out = bundled.get(file);
   if (out === undefined) {
-    out = file.replace(/\.ts$/, ".node.mjs");
+    out = file.replace(/\.ts$/, `.${process.pid}.node.mjs`); // per process: two suites at once never write one file
     const bun = process.env.MVM_TEST_BUN || new URL("../node_modules/.bin/bun", import.meta.url).pathname;
     execFileSync(bun, ["build", file, "--target=node", `--outfile=${out}`], { stdio: ["ignore", "ignore", "inherit"] });
     bundled.set(file, out);
   }
   return out;
+}
+
+let nodeThere: boolean | undefined;
+/** Whether a `node` is on PATH (CI installs one; the Node suite runs on it). */
+export function hasNode(): boolean {
+  if (nodeThere === undefined) {
+    try {
+      execFileSync("node", ["--version"], { stdio: "ignore" });
+      nodeThere = true;
+    } catch {
+      nodeThere = false;
+    }
+  }
+  return nodeThere;
 }
 
 /** The name of the runtime running the tests. */

@@ -567,9 +567,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     if (this.#state() === "destroyed") {
       throw new NotFoundError(`sandbox ${this.id} is gone; cannot set its tags`, { details: { id: this.id } });
     }
-    const meta = this.dir.readMeta() ?? this.meta;
-    this.meta = { ...meta, tags: { ...tags } };
-    this.dir.replace("meta.json", JSON.stringify(this.meta));
+    this.meta = this.dir.updateMeta((meta) => ({ ...meta, tags: { ...tags } }), this.meta);
     return Promise.resolve(this.dir.appendEvent("tags.set", { tags }));
   }
 
@@ -577,9 +575,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
     const s = this.#state();
     if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone; cannot set its TTL`, { details: { id: this.id } });
     const expiresAt = new Date(Date.now() + seconds * 1000).toISOString();
-    const meta = this.dir.readMeta() ?? this.meta;
-    this.meta = { ...meta, expiresAt, ttlSeconds: seconds };
-    this.dir.replace("meta.json", JSON.stringify(this.meta));
+    this.meta = this.dir.updateMeta((meta) => ({ ...meta, expiresAt, ttlSeconds: seconds }), this.meta);
     this.dir.replace("ttl", String(seconds));
     if (!this.dir.poke()) {
       throw new TransportError(`sandbox ${this.id} is not running any more (its supervisor died); cannot set its TTL`, {

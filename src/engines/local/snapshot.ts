@@ -30,7 +30,6 @@ import {
   readFileSync,
   readlinkSync,
   renameSync,
-  rmdirSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -45,6 +44,7 @@ import { decodeName } from "./bytes.ts";
 import { SNAPSHOT_SH } from "./scripts.gen.ts";
 import { auditLog, SandboxDir, trustedDir } from "./state.ts";
 import { ID_RE } from "./supervisor.ts";
+import { withLock } from "../../lock.ts";
 
 /** The snapshots folder of a state root. @example `snapshotsDir("/var/lib/mvm/sandboxes") // "/var/lib/mvm/snapshots"` */
 export function snapshotsDir(root: string): string {
@@ -55,7 +55,6 @@ export function snapshotsDir(root: string): string {
 export type ManifestEntry = [string, "file" | "dir" | "symlink", number, number, string];
 
 const sha256hex = (b: Uint8Array | string) => createHash("sha256").update(b).digest("hex");
-const pause = new Int32Array(new SharedArrayBuffer(4));
 
 /** What the seal covers and says (`integrity.json`), close to upstream's sidecar. */
 interface Integrity {
@@ -185,39 +184,9 @@ export class SnapshotStore {
     return createHmac("sha256", this.#hostKey()).update("mvm-snapshot-v2\0").update(body).digest("hex");
   }
 
-  /** Runs `fn` under the store's lock (flock where the runtime has it, else a lock folder). */
+  /** Runs `fn` under the store's lock (src/lock.ts: flock, and a lock folder that Node processes meet). */
   #locked<T>(fn: () => T): T {
-    const f = (() => {
-      try {
-        return runtime().lockFile?.(`${this.dir}/lock`) ?? null;
-      } catch {
-        return null;
-      }
-    })();
-    if (f) {
-      f.lock();
-      try {
-        return fn();
-      } finally {
-        f.unlock();
-      }
-    }
-    const lock = `${this.dir}/lock.d`;
-    for (let i = 0;; i++) {
-      try {
-        mkdirSync(lock, { mode: 0o700 });
-        break;
-      } catch (e) {
-        if ((e as { code?: string }).code !== "EEXIST") throw e;
-        if (i > 5000) rmSync(lock, { recursive: true, force: true });
-        Atomics.wait(pause, 0, 0, 1);
-      }
-    }
-    try {
-      return fn();
-    } finally {
-      rmdirSync(lock);
-    }
+    return withLock(this.dir, fn);
   }
 
   /** A fresh epoch (the high-water mark plus one), recorded for `id` in the ledger. */

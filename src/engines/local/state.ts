@@ -32,6 +32,7 @@ import { PermissionDeniedError } from "../../errors.ts";
 import type { RestoreInfo } from "../../snapshot.ts";
 import { getEnv, permissionRefusal } from "../../runtime/mod.ts";
 import { redact, redactJson } from "../../redact.ts";
+import { withLock } from "../../lock.ts";
 
 /** The base folder of all local state. @example `stateBase(0) // "/var/lib/mvm"` */
 export function stateBase(uid: number): string {
@@ -222,6 +223,17 @@ export class SandboxDir {
   }
   writeExposed(env: Record<string, string>): void {
     writeFileSync(this.file("exposed.json"), JSON.stringify(env), { mode: 0o600 });
+  }
+  /**
+   * Changes `meta.json` under the folder's lock (read, change, replace), so two clients that set the
+   * tags and the TTL of one sandbox at the same instant both keep their change. Returns the new meta.
+   */
+  updateMeta(change: (meta: Meta) => Meta, fallback: Meta): Meta {
+    return withLock(this.path, () => {
+      const meta = change(this.readMeta() ?? fallback);
+      this.replace("meta.json", JSON.stringify(meta));
+      return meta;
+    });
   }
   readMeta(): Meta | null {
     try {
