@@ -281,6 +281,7 @@ export class Files {
       symlink: (target: string, path: string) => this.symlink(target, path),
       readlink: (path: string) => this.#verb("readlink")(checkPath(path)),
       writeTar: (dir: string, tar: ReadableStream<Uint8Array>) => this.writeTar(dir, tar),
+      readTar: (dir: string) => this.readTar(dir),
     };
   }
   /** An optional verb of the engine, or UNSUPPORTED naming it. */

@@ -1,12 +1,15 @@
 /**
  * Host ↔ sandbox copies of files and folders (`sb.files.upload` / `sb.files.download`), built on the
  * verbs every engine has: an upload sends a folder as one tar stream (`writeTar`, see `tar.ts`), a
- * download walks the sandbox's tree with `list`, `readStream` and `readlink`.
+ * download takes one from the sandbox (`readTar`) and unpacks it with the SDK's own reader.
  *
- * Everything in a sandbox is the guest's, its symlinks included: a download never follows one, writes
- * one on the host only when its target stays inside the download (relative, no `..`), and writes every
- * file as a new one (`O_EXCL`: never through a symlink), refusing to replace a host file unless
- * `{ overwrite: true }`; what it leaves out is in `skipped`, with the reason.
+ * Everything in a sandbox is the guest's, its symlinks and the tar stream included (guest code can
+ * trace the `tar` that packs it): a download never follows a sandbox symlink, writes one on the host
+ * only when its target stays inside the download (relative, no `..`), takes an entry only into a
+ * folder it made or found as a real folder (never below a symlink or file of the stream), takes each
+ * path once, and writes every file as a new one (`O_EXCL`: never through a symlink), refusing to
+ * replace a host file unless `{ overwrite: true }`; what it leaves out is in `skipped`, with the
+ * reason. A damaged or cut-off stream is a `TransportError`, with no half-written file left.
  *
  * @example A folder in, a folder out
  * ```ts
@@ -28,9 +31,10 @@
  */
 import { lstatSync, mkdirSync, readdirSync, readlinkSync, type Stats, statSync, symlinkSync, unlinkSync } from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
-import { ConflictError, NotADirectoryError, NotFoundError, PermissionDeniedError, SandboxError } from "./errors.ts";
+import { ConflictError, NotADirectoryError, NotFoundError, PermissionDeniedError, SandboxError, TransportError } from "./errors.ts";
 import { hostRefusal } from "./runtime/mod.ts";
-import { pad, TAR_END, tarHeader } from "./tar.ts";
+import { pad, readTarEntries, TAR_END, TarFormatError, tarHeader } from "./tar.ts";
+import { decodeName } from "./engines/local/bytes.ts";
 import type { FileInfo } from "./types.ts";
 
 /**
@@ -100,6 +104,7 @@ export interface TransferFiles {
   symlink(target: string, path: string): Promise<unknown>;
   readlink(path: string): Promise<string>;
   writeTar(dir: string, tar: ReadableStream<Uint8Array>): Promise<unknown>;
+  readTar(dir: string): Promise<ReadableStream<Uint8Array>>;
 }
 
 /** Counts and reports progress, throttled while a file streams. */
@@ -362,21 +367,78 @@ export async function download(
     throw hostError(e, "download", hostDir);
   }
   const overwrite = options.overwrite === true;
-  if (info.type === "dir") await pullDir(files, sandboxPath, hostDir, overwrite, t);
+  if (info.type === "dir") await pullTar(files, sandboxPath, hostDir, overwrite, t);
   else await pullEntry(files, info, sandboxPath, join(hostDir, info.name), overwrite, t);
   t.report();
   return t.result;
 }
 
-async function pullDir(files: TransferFiles, guest: string, host: string, overwrite: boolean, t: Tally): Promise<void> {
-  for (const e of await files.list(guest)) {
-    const g = join(guest, e.name);
-    const bad = hostName(e.name);
-    if (bad) {
-      t.skip(g, bad);
-      continue;
+const SPECIAL: Record<string, string> = { "3": "a character device", "4": "a block device", "6": "a fifo" };
+
+/**
+ * A folder through one tar stream from the sandbox (`readTar`), unpacked here by our own reader, never
+ * by a host `tar`: the stream is the guest's (it can trace the packing `tar`), so every entry is
+ * checked as the per-file walk would be. A name must be a relative path of plain names (no `..`, no
+ * `.`, valid UTF-8); its folder must be one this download made or found as a real folder (never a
+ * symlink or file of the stream: `a` as a symlink then `a/x` is refused); each path is taken once; a
+ * hard link is a copy of a file this download wrote; fifos and devices are skipped.
+ */
+async function pullTar(files: TransferFiles, guest: string, host: string, overwrite: boolean, t: Tally): Promise<void> {
+  const made = new Map<string, "dir" | "file" | "symlink">([["", "dir"]]);
+  const entries = readTarEntries(await files.readTar(guest), decodeName);
+  try {
+    for await (const e of entries) {
+      const rel = e.path.split("/").filter((p, i) => p !== "" && !(p === "." && i === 0)).join("/");
+      if (rel === "") continue; // the folder itself
+      const g = join(guest, rel);
+      const parts = rel.split("/");
+      const bad = parts.map(hostName).find((r) => r !== null);
+      if (bad) {
+        t.skip(g, bad);
+        continue;
+      }
+      const parent = parts.slice(0, -1).join("/");
+      if (made.get(parent) !== "dir") {
+        t.skip(g, "its folder is not a folder of this download (a symlink, a file, or left out)");
+        continue;
+      }
+      if (made.has(rel)) {
+        t.skip(g, "it appears twice in the sandbox's tar stream");
+        continue;
+      }
+      const h = join(host, rel);
+      if (e.type === "dir") {
+        makeDir(h, e.mode, overwrite);
+        made.set(rel, "dir");
+        t.result.dirs++;
+      } else if (e.type === "symlink") {
+        if (!linkStaysInside(e.linkname)) {
+          t.skip(g, `a symlink to ${JSON.stringify(e.linkname)}, which could lead out of the download (absolute or with "..")`);
+          continue;
+        }
+        makeLink(e.linkname, h, overwrite);
+        made.set(rel, "symlink");
+        t.result.symlinks++;
+      } else if (e.type === "file") {
+        await writeFile(h, e.mode, e.body(), overwrite, t);
+        made.set(rel, "file");
+      } else if (e.type === "hardlink") {
+        const target = e.linkname.split("/").filter((p, i) => p !== "" && !(p === "." && i === 0)).join("/");
+        if (made.get(target) !== "file") {
+          t.skip(g, `a hard link to ${JSON.stringify(e.linkname)}, which is not a file this download wrote`);
+          continue;
+        }
+        await writeFile(h, e.mode, (await hostFileStream(join(host, target))).pipeThrough(t.counted()), overwrite, t, false);
+        made.set(rel, "file");
+      } else {
+        t.skip(g, `${SPECIAL[e.typeflag] ?? "a special file"}, not a regular file, folder or symlink`);
+      }
     }
-    await pullEntry(files, e, g, join(host, e.name), overwrite, t);
+  } catch (e) {
+    if (e instanceof TarFormatError) {
+      throw new TransportError(`files.download: the sandbox sent a damaged tar stream of ${guest}: ${e.message}`, { cause: e });
+    }
+    throw e;
   }
 }
 
@@ -403,48 +465,51 @@ function clear(h: string, overwrite: boolean, op: string): void {
   }
 }
 
-async function pullEntry(files: TransferFiles, e: FileInfo, g: string, h: string, overwrite: boolean, t: Tally): Promise<void> {
-  if (e.type === "dir") {
-    try {
-      mkdirSync(h, { mode: (e.mode & 0o777) | 0o700 });
-    } catch (err) {
-      // a folder already there (a real one, never a symlink) takes the contents; anything else makes way
-      const st = (err as NodeJS.ErrnoException)?.code === "EEXIST" ? lstatSync(h) : null;
-      if (!st?.isDirectory()) {
-        if (!st) throw hostError(err, "download", h);
-        clear(h, overwrite, "download");
-        mkdirSync(h, { mode: (e.mode & 0o777) | 0o700 });
-      }
+/** A folder at `h`: made, or one already there (a real one, never a symlink) that takes the contents. */
+function makeDir(h: string, mode: number, overwrite: boolean): void {
+  try {
+    mkdirSync(h, { mode: (mode & 0o777) | 0o700 });
+  } catch (err) {
+    const st = (err as NodeJS.ErrnoException)?.code === "EEXIST" ? lstatSync(h) : null;
+    if (!st?.isDirectory()) {
+      if (!st) throw hostError(err, "download", h);
+      clear(h, overwrite, "download");
+      mkdirSync(h, { mode: (mode & 0o777) | 0o700 });
     }
-    t.result.dirs++;
-    return await pullDir(files, g, h, overwrite, t);
   }
-  if (e.type === "symlink") {
-    const target = await files.readlink(g);
-    if (!linkStaysInside(target)) {
-      return t.skip(g, `a symlink to ${JSON.stringify(target)}, which could lead out of the download (absolute or with "..")`);
-    }
-    clear(h, overwrite, "download");
-    try {
-      symlinkSync(target, h);
-    } catch (err) {
-      throw hostError(err, "download", h);
-    }
-    t.result.symlinks++;
-    return;
+}
+
+function makeLink(target: string, h: string, overwrite: boolean): void {
+  clear(h, overwrite, "download");
+  try {
+    symlinkSync(target, h);
+  } catch (err) {
+    throw hostError(err, "download", h);
   }
-  if (e.type !== "file") return t.skip(g, `a ${e.type} file, not a regular file, folder or symlink`);
+}
+
+/** A new file at `h` (`O_EXCL`: never through a symlink) with `content`; no half file is left behind. */
+async function writeFile(
+  h: string,
+  mode: number,
+  content: AsyncIterable<Uint8Array>,
+  overwrite: boolean,
+  t: Tally,
+  count = true,
+): Promise<void> {
   clear(h, overwrite, "download");
   let fh: FileHandle;
   try {
-    // O_EXCL: a new file, never one reached through a symlink
-    fh = await open(h, "wx", e.mode & 0o777);
+    fh = await open(h, "wx", mode & 0o777);
   } catch (err) {
     throw hostError(err, "download", h);
   }
   try {
-    const stream = (await files.readStream(g)).pipeThrough(t.counted());
-    for await (const chunk of stream) {
+    for await (const chunk of content) {
+      if (count) {
+        t.result.bytes += chunk.length;
+        t.tick();
+      }
       let at = 0;
       while (at < chunk.length) at += (await fh.write(chunk, at, chunk.length - at)).bytesWritten;
     }
@@ -452,10 +517,25 @@ async function pullEntry(files: TransferFiles, e: FileInfo, g: string, h: string
   } catch (err) {
     await fh.close().catch(() => {});
     try {
-      unlinkSync(h); // no half file left behind
+      unlinkSync(h);
     } catch { /* gone */ }
     throw hostError(err, "download", h);
   }
   t.result.files++;
   t.report();
+}
+
+/** A single file or symlink (a download whose source is not a folder). */
+async function pullEntry(files: TransferFiles, e: FileInfo, g: string, h: string, overwrite: boolean, t: Tally): Promise<void> {
+  if (e.type === "symlink") {
+    const target = await files.readlink(g);
+    if (!linkStaysInside(target)) {
+      return t.skip(g, `a symlink to ${JSON.stringify(target)}, which could lead out of the download (absolute or with "..")`);
+    }
+    makeLink(target, h, overwrite);
+    t.result.symlinks++;
+    return;
+  }
+  if (e.type !== "file") return t.skip(g, `a ${e.type} file, not a regular file, folder or symlink`);
+  await writeFile(h, e.mode, await files.readStream(g), overwrite, t);
 }

@@ -28,7 +28,10 @@ import {
   PermissionDeniedError,
   Sandbox,
   type TransferProgress,
+  TransportError,
 } from "../mod.ts";
+import { download } from "../src/transfer.ts";
+import { TAR_END, tarHeader } from "../src/tar.ts";
 
 test("files: chmod, copy, symlink and realpath inside the sandbox, with typed errors and audit ids", async () => {
   await using sb = await Sandbox.create();
@@ -170,6 +173,105 @@ test("files: a hostile download: guest symlinks out of the folder are skipped, n
     assert.equal(readFileSync(`${out}/ok`, "utf8"), "guest\n");
     assert.equal(readlinkSync(`${out}/self`), ".");
     assert.equal(existsSync(`${out}/abs`) || existsSync(`${out}/up`) || existsSync(`${out}/chained`), false);
+  } finally {
+    rmSync(host, { recursive: true, force: true });
+  }
+});
+
+// A tar stream as a guest that traced the sandbox's packing `tar` could send it instead of the real one.
+function forged(entries: Array<{ name: string | Uint8Array; type: string; data?: string; link?: string }>, end = true): Uint8Array {
+  const parts: Uint8Array[] = [];
+  for (const e of entries) {
+    const data = new TextEncoder().encode(e.data ?? "");
+    const h = tarHeader({ name: "x", type: "file", size: data.length, mode: 0o644, mtime: 0, linkname: e.link ?? "" });
+    const name = typeof e.name === "string" ? new TextEncoder().encode(e.name) : e.name;
+    h.fill(0, 0, 100);
+    h.set(name, 0);
+    h[156] = e.type.charCodeAt(0);
+    h.fill(0x20, 148, 156);
+    const sum = h.reduce((a, b) => a + b, 0);
+    h.set(new TextEncoder().encode(sum.toString(8).padStart(6, "0") + "\0 "), 148);
+    parts.push(h, data, new Uint8Array((512 - (data.length % 512)) % 512));
+  }
+  if (end) parts.push(TAR_END);
+  return new Uint8Array(parts.flatMap((p) => [...p]));
+}
+
+test("files: a download unpacks the sandbox's tar stream itself and refuses what a forged one asks for", async () => {
+  const host = mkdtempSync(`${tmpdir()}/mvm-forged-`);
+  try {
+    await using sb = await Sandbox.create();
+    await sb.files.mkdir("/app/d");
+    const via = (bytes: Uint8Array) => ({
+      stat: (p: string) => sb.files.stat(p),
+      readTar: () => Promise.resolve(new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(bytes), c.close()) })),
+    } as unknown as Parameters<typeof download>[0]);
+    const out = `${host}/out`;
+    const r = await download(
+      via(forged([
+        { name: "./", type: "5" },
+        { name: "./../escape", type: "0", data: "x" },
+        { name: "abs", type: "2", link: "/etc" },
+        { name: "abs/passwd", type: "0", data: "owned" },
+        { name: "sub/", type: "5" },
+        { name: "in", type: "2", link: "sub" },
+        { name: "in/x", type: "0", data: "through a link" },
+        { name: "f", type: "0", data: "first" },
+        { name: "f", type: "0", data: "second" },
+        { name: "h", type: "1", link: "f" },
+        { name: "h2", type: "1", link: "../../etc/passwd" },
+        { name: "fifo", type: "6" },
+        { name: new Uint8Array([0x62, 0xff]), type: "0", data: "x" },
+        { name: "sub/ok", type: "0", data: "fine" },
+      ])),
+      "/app/d",
+      out,
+      {},
+    );
+    assert.deepEqual(r.skipped.map((s) => s.path), [
+      "/app/d/../escape",
+      "/app/d/abs",
+      "/app/d/abs/passwd",
+      "/app/d/in/x",
+      "/app/d/f",
+      "/app/d/h2",
+      "/app/d/fifo",
+      "/app/d/b\udcff",
+    ]);
+    assert.deepEqual([r.files, r.dirs, r.symlinks], [3, 1, 1]);
+    assert.deepEqual(readdirSync(host), ["out"]);
+    assert.deepEqual(readdirSync(out).sort(), ["f", "h", "in", "sub"]);
+    assert.equal(readFileSync(`${out}/f`, "utf8"), "first");
+    assert.equal(readFileSync(`${out}/h`, "utf8"), "first");
+    assert.deepEqual(readdirSync(`${out}/sub`), ["ok"]);
+    // a damaged header, a stream cut inside a file, an oversized record: a TransportError, no half file
+    for (
+      const [name, bytes] of [
+        [
+          "checksum",
+          (() => {
+            const b = forged([{ name: "c", type: "0", data: "c" }]);
+            b[0] = 0x64;
+            return b;
+          })(),
+        ],
+        ["cut", forged([{ name: "cut", type: "0", data: "y".repeat(4000) }], false).subarray(0, 2048)],
+        [
+          "record",
+          (() => {
+            const b = forged([{ name: "PaxHeader", type: "x", data: "" }]);
+            b.set(new TextEncoder().encode("00010000000\0"), 124); // 2 MiB claimed
+            b.fill(0x20, 148, 156);
+            b.set(new TextEncoder().encode(b.subarray(0, 512).reduce((a, v) => a + v, 0).toString(8).padStart(6, "0") + "\0 "), 148);
+            return b;
+          })(),
+        ],
+      ] as const
+    ) {
+      const dir = `${host}/${name}`;
+      await assert.rejects(download(via(bytes), "/app/d", dir, {}), TransportError, name);
+      assert.deepEqual(readdirSync(dir), [], name);
+    }
   } finally {
     rmSync(host, { recursive: true, force: true });
   }
