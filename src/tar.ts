@@ -259,8 +259,9 @@ export async function* readTarEntries(
       let size = number(h, 124, 12);
       const paxSize = pax.get("size");
       if (paxSize) {
-        size = Number(latin.decode(paxSize));
-        if (!Number.isSafeInteger(size) || size < 0) throw new TarFormatError("a pax size that is not a number");
+        const text = latin.decode(paxSize);
+        size = /^\d{1,16}$/.test(text) ? Number(text) : NaN;
+        if (!Number.isSafeInteger(size)) throw new TarFormatError("a pax size that is not a number");
       }
       const padded = size + pad(size);
       if (typeflag === "x" || typeflag === "g" || typeflag === "L" || typeflag === "K") {

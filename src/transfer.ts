@@ -29,9 +29,29 @@
  * ```
  * @module
  */
-import { lstatSync, mkdirSync, readdirSync, readlinkSync, type Stats, statSync, symlinkSync, unlinkSync } from "node:fs";
+import {
+  linkSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readlinkSync,
+  renameSync,
+  type Stats,
+  statSync,
+  symlinkSync,
+  unlinkSync,
+} from "node:fs";
 import { type FileHandle, open } from "node:fs/promises";
-import { ConflictError, NotADirectoryError, NotFoundError, PermissionDeniedError, SandboxError, TransportError } from "./errors.ts";
+import {
+  ConflictError,
+  InvalidInputError,
+  NoSpaceError,
+  NotADirectoryError,
+  NotFoundError,
+  PermissionDeniedError,
+  SandboxError,
+  TransportError,
+} from "./errors.ts";
 import { hostRefusal } from "./runtime/mod.ts";
 import { pad, readTarEntries, TAR_END, TarFormatError, tarHeader } from "./tar.ts";
 import { decodeName } from "./engines/local/bytes.ts";
@@ -107,6 +127,9 @@ export interface TransferFiles {
   readTar(dir: string): Promise<ReadableStream<Uint8Array>>;
 }
 
+const SKIPPED_MAX = 10_000;
+const cut = (s: string) => s.length > 1024 ? `${s.slice(0, 1024)}…` : s;
+
 /** Counts and reports progress, throttled while a file streams. */
 export class Tally {
   readonly result: TransferResult = { files: 0, dirs: 0, symlinks: 0, bytes: 0, skipped: [] };
@@ -129,9 +152,16 @@ export class Tally {
     this.#last = Date.now();
     this.onProgress?.({ bytes: this.result.bytes, files: this.result.files });
   }
+  /** Records what was left out; names and reasons are cut at 1,024 characters, the list at 10,000 entries. */
   skip(path: string, reason: string): void {
-    this.result.skipped.push({ path, reason });
+    const list = this.result.skipped;
+    if (list.length < SKIPPED_MAX) list.push({ path: cut(path), reason: cut(reason) });
+    else {
+      this.#more++;
+      list[SKIPPED_MAX] = { path: "…", reason: `${this.#more} more entries were left out (the list keeps ${SKIPPED_MAX})` };
+    }
   }
+  #more = 0;
 }
 
 const join = (dir: string, name: string) => `${dir.replace(/\/+$/, "")}/${name}`;
@@ -167,6 +197,8 @@ function hostError(e: unknown, op: string, path: string): unknown {
   }
   if (code === "ENOTDIR") return new NotADirectoryError(msg, { cause: e, details: { hostPath: path } });
   if (code === "EEXIST") return new ConflictError(msg, { cause: e, details: { hostPath: path } });
+  if (code === "ENOSPC" || code === "EDQUOT") return new NoSpaceError(msg, { cause: e, details: { hostPath: path } });
+  if (code === "ENAMETOOLONG") return new InvalidInputError(msg, { cause: e, details: { field: "path", hostPath: path } });
   return e;
 }
 
@@ -339,8 +371,10 @@ export function linkStaysInside(target: string): boolean {
 function hostName(name: string): string | null {
   if (name === "" || name === "." || name === ".." || name.includes("/") || name.includes("\0")) return "not a file name";
   if (/[\uD800-\uDFFF]/.test(name)) return "its name is not valid UTF-8";
+  if (utf8.encode(name).length > 255) return "its name is longer than a host file name may be (255 bytes)";
   return null;
 }
+const utf8 = new TextEncoder();
 
 /**
  * Copies a sandbox file or folder to the host: a folder's contents land in `hostDir` (made if missing),
@@ -379,30 +413,33 @@ const SPECIAL: Record<string, string> = { "3": "a character device", "4": "a blo
  * A folder through one tar stream from the sandbox (`readTar`), unpacked here by our own reader, never
  * by a host `tar`: the stream is the guest's (it can trace the packing `tar`), so every entry is
  * checked as the per-file walk would be. A name must be a relative path of plain names (no `..`, no
- * `.`, valid UTF-8); its folder must be one this download made or found as a real folder (never a
- * symlink or file of the stream: `a` as a symlink then `a/x` is refused); each path is taken once; a
- * hard link is a copy of a file this download wrote; fifos and devices are skipped.
+ * `.`, valid UTF-8, host-sized); its folder must be one this download made or found as a real folder
+ * (never a symlink or file of the stream: `a` as a symlink then `a/x` is refused); each path is taken
+ * once; a hard link is a host hard link to a file this download wrote; fifos and devices are skipped.
+ * Symlinks are made last, and only those whose target (relative, no `..`) is a folder, file or
+ * already-made symlink of this download reached through its folders: none leads out, not even
+ * through a symlink the host folder already had.
  */
 async function pullTar(files: TransferFiles, guest: string, host: string, overwrite: boolean, t: Tally): Promise<void> {
   const made = new Map<string, "dir" | "file" | "symlink">([["", "dir"]]);
+  const links: Array<{ rel: string; target: string }> = [];
   const entries = readTarEntries(await files.readTar(guest), decodeName);
   try {
     for await (const e of entries) {
-      const rel = e.path.split("/").filter((p, i) => p !== "" && !(p === "." && i === 0)).join("/");
+      const rel = relative(e.path);
       if (rel === "") continue; // the folder itself
       const g = join(guest, rel);
       const parts = rel.split("/");
-      const bad = parts.map(hostName).find((r) => r !== null);
+      const bad = parts.map(hostName).find((r) => r !== null) ?? (utf8.encode(rel).length > 4000 ? "its path is too long" : null);
       if (bad) {
         t.skip(g, bad);
         continue;
       }
-      const parent = parts.slice(0, -1).join("/");
-      if (made.get(parent) !== "dir") {
+      if (made.get(parts.slice(0, -1).join("/")) !== "dir") {
         t.skip(g, "its folder is not a folder of this download (a symlink, a file, or left out)");
         continue;
       }
-      if (made.has(rel)) {
+      if (made.has(rel) || links.some((l) => l.rel === rel)) {
         t.skip(g, "it appears twice in the sandbox's tar stream");
         continue;
       }
@@ -414,22 +451,25 @@ async function pullTar(files: TransferFiles, guest: string, host: string, overwr
       } else if (e.type === "symlink") {
         if (!linkStaysInside(e.linkname)) {
           t.skip(g, `a symlink to ${JSON.stringify(e.linkname)}, which could lead out of the download (absolute or with "..")`);
-          continue;
-        }
-        makeLink(e.linkname, h, overwrite);
-        made.set(rel, "symlink");
-        t.result.symlinks++;
+        } else if (/[\uD800-\uDFFF]/.test(e.linkname)) t.skip(g, "a symlink whose target is not valid UTF-8");
+        else links.push({ rel, target: e.linkname });
       } else if (e.type === "file") {
         await writeFile(h, e.mode, e.body(), overwrite, t);
         made.set(rel, "file");
       } else if (e.type === "hardlink") {
-        const target = e.linkname.split("/").filter((p, i) => p !== "" && !(p === "." && i === 0)).join("/");
+        const target = relative(e.linkname);
         if (made.get(target) !== "file") {
           t.skip(g, `a hard link to ${JSON.stringify(e.linkname)}, which is not a file this download wrote`);
           continue;
         }
-        await writeFile(h, e.mode, (await hostFileStream(join(host, target))).pipeThrough(t.counted()), overwrite, t, false);
+        clear(h, overwrite, "download");
+        try {
+          linkSync(join(host, target), h);
+        } catch (err) {
+          throw hostError(err, "download", h);
+        }
         made.set(rel, "file");
+        t.result.files++;
       } else {
         t.skip(g, `${SPECIAL[e.typeflag] ?? "a special file"}, not a regular file, folder or symlink`);
       }
@@ -440,15 +480,51 @@ async function pullTar(files: TransferFiles, guest: string, host: string, overwr
     }
     throw e;
   }
+  // symlinks last: each must lead to what this download made, through its folders only
+  for (let progress = true; progress && links.length;) {
+    progress = false;
+    for (let i = 0; i < links.length; i++) {
+      const { rel, target } = links[i]!;
+      const to = relative([...rel.split("/").slice(0, -1), ...target.split("/")].join("/"));
+      const parts = to === "" ? [] : to.split("/");
+      if (parts.slice(0, -1).some((_, k) => made.get(parts.slice(0, k + 1).join("/")) !== "dir") || !made.has(to)) continue;
+      makeLink(target, join(host, rel), overwrite);
+      made.set(rel, "symlink");
+      t.result.symlinks++;
+      links.splice(i--, 1);
+      progress = true;
+    }
+  }
+  for (const { rel, target } of links) {
+    t.skip(
+      join(guest, rel),
+      `a symlink to ${JSON.stringify(target)}, which is not something this download wrote (missing, or reached through a symlink)`,
+    );
+  }
+}
+
+/** A tar name as a relative path: no leading `/` or `./`, no empty parts (`.` and `..` stay, for hostName to refuse). */
+function relative(name: string): string {
+  return name.split("/").filter((p, i) => p !== "" && !(p === "." && i === 0)).join("/");
 }
 
 /** Makes way for a new entry at `h`: nothing there, or (with `overwrite`) a file or symlink removed; never a folder. */
 function clear(h: string, overwrite: boolean, op: string): void {
+  if (!checkFree(h, overwrite, op)) return;
+  try {
+    unlinkSync(h);
+  } catch (e) {
+    throw hostError(e, op, h);
+  }
+}
+
+/** False when nothing is at `h`; true when a file or symlink is there and `overwrite` allows replacing it; else CONFLICT. */
+function checkFree(h: string, overwrite: boolean, op: string): boolean {
   let st: Stats;
   try {
     st = lstatSync(h);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException)?.code === "ENOENT") return;
+    if ((e as NodeJS.ErrnoException)?.code === "ENOENT") return false;
     throw hostError(e, op, h);
   }
   if (!overwrite || st.isDirectory()) {
@@ -458,11 +534,7 @@ function clear(h: string, overwrite: boolean, op: string): void {
       { details: { hostPath: h } },
     );
   }
-  try {
-    unlinkSync(h);
-  } catch (e) {
-    throw hostError(e, op, h);
-  }
+  return true;
 }
 
 /** A folder at `h`: made, or one already there (a real one, never a symlink) that takes the contents. */
@@ -488,36 +560,34 @@ function makeLink(target: string, h: string, overwrite: boolean): void {
   }
 }
 
-/** A new file at `h` (`O_EXCL`: never through a symlink) with `content`; no half file is left behind. */
-async function writeFile(
-  h: string,
-  mode: number,
-  content: AsyncIterable<Uint8Array>,
-  overwrite: boolean,
-  t: Tally,
-  count = true,
-): Promise<void> {
-  clear(h, overwrite, "download");
+/**
+ * A new file at `h` with `content`: written to a new temporary file beside it (`O_EXCL`: never through
+ * a symlink) and renamed into place at the end, so a cut stream leaves no half file and, with
+ * `overwrite`, the old file stays until the new one is whole.
+ */
+async function writeFile(h: string, mode: number, content: AsyncIterable<Uint8Array>, overwrite: boolean, t: Tally): Promise<void> {
+  checkFree(h, overwrite, "download");
+  const tmp = `${h.slice(0, h.lastIndexOf("/") + 1)}.mvm-download-${crypto.randomUUID().slice(0, 12)}`;
   let fh: FileHandle;
   try {
-    fh = await open(h, "wx", mode & 0o777);
+    fh = await open(tmp, "wx", mode & 0o777);
   } catch (err) {
     throw hostError(err, "download", h);
   }
   try {
     for await (const chunk of content) {
-      if (count) {
-        t.result.bytes += chunk.length;
-        t.tick();
-      }
+      t.result.bytes += chunk.length;
+      t.tick();
       let at = 0;
       while (at < chunk.length) at += (await fh.write(chunk, at, chunk.length - at)).bytesWritten;
     }
     await fh.close();
+    checkFree(h, overwrite, "download");
+    renameSync(tmp, h); // replaces a file or a symlink itself, never what a symlink points at
   } catch (err) {
     await fh.close().catch(() => {});
     try {
-      unlinkSync(h);
+      unlinkSync(tmp); // no half file left behind
     } catch { /* gone */ }
     throw hostError(err, "download", h);
   }

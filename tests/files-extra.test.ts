@@ -207,6 +207,9 @@ test("files: a download unpacks the sandbox's tar stream itself and refuses what
       readTar: () => Promise.resolve(new ReadableStream<Uint8Array>({ start: (c) => (c.enqueue(bytes), c.close()) })),
     } as unknown as Parameters<typeof download>[0]);
     const out = `${host}/out`;
+    mkdirSync(out);
+    mkdirSync(`${host}/victim`);
+    symlinkSync(`${host}/victim`, `${out}/cfg`); // the host's own symlink in the target folder
     const r = await download(
       via(forged([
         { name: "./", type: "5" },
@@ -223,6 +226,11 @@ test("files: a download unpacks the sandbox's tar stream itself and refuses what
         { name: "fifo", type: "6" },
         { name: new Uint8Array([0x62, 0xff]), type: "0", data: "x" },
         { name: "sub/ok", type: "0", data: "fine" },
+        { name: "leak", type: "2", link: "cfg/file" },
+        { name: "l1", type: "2", link: "l2" },
+        { name: "l2", type: "2", link: "sub/ok" },
+        { name: "dangling", type: "2", link: "nowhere" },
+        { name: "n".repeat(99), type: "0", data: "a long name is fine" },
       ])),
       "/app/d",
       out,
@@ -237,10 +245,15 @@ test("files: a download unpacks the sandbox's tar stream itself and refuses what
       "/app/d/h2",
       "/app/d/fifo",
       "/app/d/b\udcff",
+      "/app/d/leak",
+      "/app/d/dangling",
     ]);
-    assert.deepEqual([r.files, r.dirs, r.symlinks], [3, 1, 1]);
-    assert.deepEqual(readdirSync(host), ["out"]);
-    assert.deepEqual(readdirSync(out).sort(), ["f", "h", "in", "sub"]);
+    assert.deepEqual([r.files, r.dirs, r.symlinks], [4, 1, 3]);
+    assert.deepEqual(readdirSync(host).sort(), ["out", "victim"]);
+    assert.deepEqual(readdirSync(`${host}/victim`), []);
+    assert.deepEqual(readdirSync(out).sort(), ["cfg", "f", "h", "in", "l1", "l2", "n".repeat(99), "sub"]);
+    assert.equal(readFileSync(`${out}/l1`, "utf8"), "fine");
+    assert.equal(statSync(`${out}/h`).ino, statSync(`${out}/f`).ino, "a hard link of the stream is a hard link here");
     assert.equal(readFileSync(`${out}/f`, "utf8"), "first");
     assert.equal(readFileSync(`${out}/h`, "utf8"), "first");
     assert.deepEqual(readdirSync(`${out}/sub`), ["ok"]);
@@ -272,6 +285,11 @@ test("files: a download unpacks the sandbox's tar stream itself and refuses what
       await assert.rejects(download(via(bytes), "/app/d", dir, {}), TransportError, name);
       assert.deepEqual(readdirSync(dir), [], name);
     }
+    // with overwrite, a file stays whole until its replacement is: a cut stream leaves the old one
+    writeFileSync(`${out}/cut`, "old");
+    const cut = forged([{ name: "cut", type: "0", data: "y".repeat(4000) }], false).subarray(0, 2048);
+    await assert.rejects(download(via(cut), "/app/d", out, { overwrite: true }), TransportError);
+    assert.equal(readFileSync(`${out}/cut`, "utf8"), "old");
   } finally {
     rmSync(host, { recursive: true, force: true });
   }

@@ -122,21 +122,27 @@ function pipeWriter(to: WritableStream<Uint8Array>): WritableStream<Uint8Array> 
   });
 }
 
-/** `flock` on Bun: libc's, through `bun:ffi` (Bun has no file-lock API); none when libc cannot be opened. */
+let libcFlock: ((fd: number, op: number) => number) | undefined;
+
+/** `flock` on Bun: libc's, through `bun:ffi` (Bun has no file-lock API; libc is opened once); none when libc cannot be opened. */
 function bunLockFile(path: string) {
   type Ffi = {
     dlopen(lib: string, syms: Record<string, { args: string[]; returns: string }>): { symbols: { flock(fd: number, op: number): number } };
   };
-  const req = (import.meta as unknown as { require(m: string): unknown }).require;
-  const { dlopen } = req("bun:ffi") as Ffi;
-  const { symbols } = dlopen("libc.so.6", { flock: { args: ["i32", "i32"], returns: "i32" } });
+  if (!libcFlock) {
+    const req = (import.meta as unknown as { require(m: string): unknown }).require;
+    const { dlopen } = req("bun:ffi") as Ffi;
+    libcFlock = dlopen("libc.so.6", { flock: { args: ["i32", "i32"], returns: "i32" } }).symbols.flock;
+  }
+  const flock = libcFlock;
   const fd = openSync(path, "a+", 0o600);
   return {
     lock: () => {
       // LOCK_EX; EINTR is retried
-      for (let i = 0; symbols.flock(fd, 2) !== 0; i++) if (i > 100) throw new Error(`flock(${path}) failed`);
+      for (let i = 0; flock(fd, 2) !== 0; i++) if (i > 100) throw new Error(`flock(${path}) failed`);
     },
-    unlock: () => void symbols.flock(fd, 8),
+    unlock: () => void flock(fd, 8),
+    close: () => closeSync(fd),
   };
 }
 bunRuntime.lockFile = bunLockFile;

@@ -118,12 +118,13 @@ function mapSpawnError(cmd: string, e: unknown): Error {
 interface DenoFsFile {
   lockSync(exclusive?: boolean): void;
   unlockSync(): void;
+  close(): void;
 }
 /** `flock` on Deno: `Deno.FsFile.lockSync` (needs only --allow-read and --allow-write). */
 denoRuntime.lockFile = (path: string) => {
   const Deno = (globalThis as unknown as { Deno: { openSync(p: string, o: Record<string, unknown>): DenoFsFile } }).Deno;
   const f = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
-  return { lock: () => f.lockSync(true), unlock: () => f.unlockSync() };
+  return { lock: () => f.lockSync(true), unlock: () => f.unlockSync(), close: () => f.close() };
 };
 
 /** This process's terminal on Deno: `Deno.stdin.setRaw`, `Deno.consoleSize`, a SIGWINCH listener. */

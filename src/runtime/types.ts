@@ -69,6 +69,8 @@ export interface FileLock {
   /** Waits until this process holds the lock. */
   lock(): void;
   unlock(): void;
+  /** Closes the file (which drops the lock too). */
+  close(): void;
 }
 
 /**
