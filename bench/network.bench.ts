@@ -6,7 +6,8 @@
  * with a secret bound to the host, so the proxy terminates TLS and swaps the placeholder) and from
  * the host directly: request latency on a new connection each and over one keep-alive connection, and
  * one large download. Also the host memory of a networked sandbox's proxy: without a secret, with a
- * bound secret before and after requests to its host. Prints a Markdown table. Needs root.
+ * bound secret before and after requests to its host, and of the state root's shared TLS terminator
+ * serving 1 and 10 sandboxes. Prints a Markdown table and the load average. Needs root.
  *
  * Run: deno run -A bench/network.bench.ts   |   bun bench/network.bench.ts   (BENCH_QUICK=1: fewer samples)
  *
@@ -18,9 +19,10 @@
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import process from "node:process";
 import { NetworkPolicy, Sandbox, SecretRef } from "../mod.ts";
+import { terminatorDir } from "../src/engines/local/network.ts";
 import { startTestNet } from "../tests/netns.ts";
 
 const quick = process.env.BENCH_QUICK === "1";
@@ -72,12 +74,15 @@ t = time.perf_counter(); got = fresh("/bytes/%d" % size); dt = time.perf_counter
 print(json.dumps({"lat": lat, "keep": keep, "mbps": got / dt / 1e6}))
 `;
 
-/** Host memory of a sandbox's egress proxy (its forked TLS children included), in MB. */
-function proxyMemory(id: string): { pss: number; rss: number; dirty: number } {
+type Mem = { pss: number; rss: number; dirty: number };
+/** Host memory of a sandbox's egress proxy, in MB. */
+const proxyMemory = (id: string): Mem => memoryOf((argv) => /\0mvm-egress\0\d+\0([^\0]*)\0/.exec(argv)?.[1] === `${STATE}/${id}`);
+/** Host memory of the state root's shared TLS terminator, in MB. */
+const terminatorMemory = (): Mem => memoryOf((argv) => argv.endsWith(`\0mvm-tls\0${terminatorDir(STATE)}\0`));
+function memoryOf(match: (argv: string) => boolean): Mem {
   const pids = readdirSync("/proc").filter((d) => {
     try {
-      return /^\d+$/.test(d) &&
-        /\0mvm-egress\0\d+\0([^\0]*)\0/.exec(readFileSync(`/proc/${d}/cmdline`, "utf8"))?.[1] === `${STATE}/${id}`;
+      return /^\d+$/.test(d) && match(readFileSync(`/proc/${d}/cmdline`, "utf8"));
     } catch {
       return false;
     }
@@ -110,15 +115,29 @@ try {
     mem = proxyMemory(sb.id);
   }
   // the same HTTPS requests, with a secret bound to the host: TLS terminated by the proxy, placeholder swapped
-  let terminated, memSecret, memSecretIdle;
+  // the proxy hands those connections to the state root's shared terminator: memory per sandbox is its
+  // proxy's private dirty plus the terminator's shared by the N sandboxes that use it (N = 1, then 10)
+  let terminated, memSecret, memSecretIdle, term1, mem10;
   {
-    await using sb = await Sandbox.create({
-      network: base.withUpstreamCa(net.ca),
-      secrets: { TOKEN: SecretRef.from("bench-token", { hosts: ["api.test"], from: () => "bench-secret-value-0123456789" }) },
-    });
+    const make = (i: number) =>
+      Sandbox.create({
+        network: base.withUpstreamCa(net.ca),
+        secrets: { TOKEN: SecretRef.from(`bench-token-${i}`, { hosts: ["api.test"], from: () => `bench-secret-value-${i}-0123456789` }) },
+      });
+    await using sb = await make(0);
     memSecretIdle = proxyMemory(sb.id);
     terminated = await inSandbox(sb, ["api.test", "443", String(N), String(BYTES), "tls", "api.test"]);
     memSecret = proxyMemory(sb.id);
+    term1 = terminatorMemory();
+    const more: Sandbox[] = [];
+    try {
+      for (let i = 1; i < 10; i++) more.push(await make(i));
+      await Promise.all(more.map((m) => inSandbox(m, ["api.test", "443", "5", "1024", "tls", "api.test"])));
+      const proxies = [sb, ...more].map((m) => proxyMemory(m.id).dirty);
+      mem10 = { proxy: proxies.reduce((a, b) => a + b, 0) / proxies.length, term: terminatorMemory() };
+    } finally {
+      await Promise.all(more.map((m) => m.destroy()));
+    }
   }
   type Run = { lat: number[]; keep: number[] };
   const lat = (name: string, a: Run, b: Run, key: "lat" | "keep" = "lat") =>
@@ -134,7 +153,7 @@ try {
     `${b.mbps.toFixed(0)} MB/s`,
     `${(a.mbps / b.mbps * 100).toFixed(0)}%`,
   ];
-  const memRow = (name: string, m: { pss: number; rss: number; dirty: number }) => [
+  const memRow = (name: string, m: Mem) => [
     name,
     `private dirty ${m.dirty.toFixed(2)} MB; PSS ${m.pss.toFixed(2)} MB, RSS ${m.rss.toFixed(1)} MB`,
     "—",
@@ -149,9 +168,19 @@ try {
     thr(`HTTPS throughput through TLS termination, one ${BYTES >> 20} MiB download`, terminated, directTls),
     memRow("host memory of the sandbox's egress proxy (idle)", mem),
     memRow("the same with a bound secret, before any request to it (OpenSSL not loaded yet)", memSecretIdle),
-    memRow("the same with a bound secret, after the requests (Net::SSLeay/OpenSSL loaded)", memSecret),
+    memRow("the same with a bound secret, after the requests (taken by the shared terminator: no OpenSSL here)", memSecret),
+    memRow("the state root's shared TLS terminator, serving 1 sandbox", term1),
+    memRow("the same, serving 10 sandboxes", mem10.term),
+    [
+      "host memory per sandbox with a used bound secret: its proxy + the terminator / N",
+      `N = 1: ${(memSecret.dirty + term1.dirty).toFixed(2)} MB; N = 10: ${(mem10.proxy + mem10.term.dirty / 10).toFixed(2)} MB`,
+      "—",
+      "private dirty (the terminator's code is shared with the proxies')",
+    ],
   ];
-  console.log(`egress bench (${N} requests; runtime ${"Bun" in globalThis ? "Bun" : "Deno"})\n`);
+  console.log(
+    `egress bench (${N} requests; runtime ${"Bun" in globalThis ? "Bun" : "Deno"}; load ${loadavg().map((l) => l.toFixed(2)).join(" ")})\n`,
+  );
   console.log("| measure | through the proxy (sandbox) | direct (host) | difference |\n|---|---|---|---|");
   for (const row of rows) console.log(`| ${row.join(" | ")} |`);
 } finally {

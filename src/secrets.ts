@@ -42,10 +42,14 @@ export interface ResolvedSecret {
   source: string;
 }
 
+/** Bytes as lowercase hex. @example `toHex(new Uint8Array([1, 255])) // "01ff"` */
+export function toHex(b: Uint8Array): string {
+  return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+}
+
 /** A fresh placeholder. @example `newPlaceholder() // "mvm-secret-3f…"` */
 export function newPlaceholder(): string {
-  const b = crypto.getRandomValues(new Uint8Array(24));
-  return "mvm-secret-" + Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  return "mvm-secret-" + toHex(crypto.getRandomValues(new Uint8Array(24)));
 }
 
 function describe(from: SecretSource): string {
@@ -124,7 +128,8 @@ export async function resolveSecrets(secrets: Record<string, SecretRef>, allowed
     if (ref.type === "hmac" || ref.type === "sigv4") {
       throw new UnsupportedError(
         `secret ${JSON.stringify(ref.name)} (secrets.${key}) is of type ${ref.type}: re-signing requests (upstream's hmac/sigv4) ` +
-          `is a later step of the egress proxy; use "bearer" or "basic", or record mode`,
+          `is a later step of the egress proxy; use type "bearer" or "basic" (a header the proxy fills in), or give the guest the ` +
+          `value with exposeToGuest: true and sign in the guest's own code`,
         { details: { field: `secrets.${key}.type`, secret: ref.name } },
       );
     }

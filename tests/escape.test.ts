@@ -43,6 +43,7 @@ import {
 import { type ChildProcess, runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
 import { collect, egressPids, processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
+import { terminatorDir } from "../src/engines/local/network.ts";
 import { startTestNet } from "./netns.ts";
 
 const FIXTURE = new URL("./fixtures/escape/host.ts", import.meta.url).pathname;
@@ -2115,7 +2116,8 @@ test("escape: a guest holding a secret's placeholder cannot have the egress prox
     });
     await sb.files.write("/app/ca.pem", net.ca);
     await sb.files.write("/app/forge.py", readFileSync(new URL("./fixtures/network/forge.py", import.meta.url)));
-    const r = await sb.commands.run(["python3", "/app/forge.py"], { timeoutSeconds: 120 });
+    const sock = `${terminatorDir(STATE)}/sock`;
+    const r = await sb.commands.run(["python3", "/app/forge.py", sock], { timeoutSeconds: 120 });
     assert.equal(r.exitCode, 0, r.stderr);
     const out = JSON.parse(r.stdout);
     const leaked = createHash("sha256").update(`Bearer ${value}`).digest("hex");
@@ -2135,7 +2137,9 @@ test("escape: a guest holding a secret's placeholder cannot have the egress prox
     assert.equal(out.bundle_writable, false);
     assert.equal(out.bundle_mounted, true);
     assert.deepEqual(out.found, [], "the guest read the proxy's state");
-    assert.deepEqual(out.procs, [], "the guest sees the proxy");
+    assert.deepEqual(out.procs, [], "the guest sees the proxy or the terminator");
+    assert.deepEqual(out.terminator, [], "the guest reached the shared TLS terminator's socket");
+    assert.ok(existsSync(sock), "the terminator runs (it has a socket the guest could have tried)");
     // what matters is that nothing else answers (a busy proxy may let one of its own connects time out)
     assert.deepEqual(out.open_ports.filter((p: number) => p !== 998 && p !== 999), [], "only the proxy's two TCP sockets answer");
   } finally {

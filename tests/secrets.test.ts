@@ -6,12 +6,13 @@
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import process from "node:process";
 import { type LogEvent, NetworkPolicy, NotFoundError, Sandbox, SecretRef, UnsupportedError } from "../mod.ts";
 import { redact, REDACTED, secretForms } from "../src/redact.ts";
-import { collect, STATE } from "./helpers.ts";
+import { terminatorDir } from "../src/engines/local/network.ts";
+import { collect, egressPids, STATE, waitFor } from "./helpers.ts";
 import { startTestNet, type TestNet } from "./netns.ts";
 
 const canary = (what: string) => `canary-${what}-${randomBytes(12).toString("hex")}`;
@@ -185,6 +186,55 @@ print(h.open(q, timeout=20).read().decode())' && ` +
   ].join("\n");
   for (const v of [v1, v2, v3]) {
     for (const f of secretForms(v)) assert.ok(!haystack.includes(f), `a form of a secret value leaked: ${f}`);
+  }
+});
+
+/** Pids of this state root's shared TLS terminator (its cmdline names its folder). */
+function terminatorPids(): number[] {
+  const tail = `\0mvm-tls\0${terminatorDir(STATE)}\0`;
+  return readdirSync("/proc").filter((d) => /^\d+$/.test(d)).flatMap((d) => {
+    try {
+      return readFileSync(`/proc/${d}/cmdline`, "utf8").endsWith(tail) ? [Number(d)] : [];
+    } catch {
+      return [];
+    }
+  });
+}
+const loadsOpenSsl = (pid: number) => readFileSync(`/proc/${pid}/maps`, "utf8").includes("libssl");
+
+test("secrets: one shared terminator serves every sandbox with its own values (a ClientHello sent with its CONNECT too); killed, sandboxes keep working", async () => {
+  const values = [canary("shared-a"), canary("shared-b")];
+  const policy = NetworkPolicy.denyByDefault().allowHttps("api.test").resolveTo("api.test", net.srv).withUpstreamCa(net.ca);
+  const sbs = await Promise.all(
+    values.map((v) => Sandbox.create({ network: policy, secrets: { K: SecretRef.from("k", { from: () => v }) } })),
+  );
+  try {
+    const call = (sb: Sandbox, path: string) =>
+      sb.commands.run(["sh", "-c", `curl -sS -m 20 -H "Authorization: Bearer $K" https://api.test${path}`], { timeoutSeconds: 60 });
+    const seen = await Promise.all(sbs.map((sb, i) => call(sb, `/hash/${i}`)));
+    for (const [i, r] of seen.entries()) {
+      assert.equal(JSON.parse(r.stdout).auth_sha256, sha(`Bearer ${values[i]}`), `sandbox ${i} got its own value: ${r.stdout}${r.stderr}`);
+    }
+    // the TLS ClientHello in the same packet as the CONNECT is terminated too (it was relayed untouched)
+    await sbs[0]!.files.write("/app/early.py", readFileSync(new URL("./fixtures/network/early-hello.py", import.meta.url)));
+    const early = await sbs[0]!.commands.run(["python3", "/app/early.py", "api.test", "/hash/early"], { timeoutSeconds: 60 });
+    assert.equal(early.exitCode, 0, early.stderr);
+    assert.deepEqual([JSON.parse(early.stdout).path, JSON.parse(early.stdout).auth_sha256], ["/hash/early", sha(`Bearer ${values[0]}`)]);
+    // one terminator for the state root, reachable by the engine's uid only; the proxies never loaded OpenSSL
+    const [pid, ...more] = terminatorPids();
+    assert.ok(pid && more.length === 0, `one terminator: ${[pid, ...more]}`);
+    const sock = statSync(`${terminatorDir(STATE)}/sock`);
+    assert.deepEqual([sock.uid, sock.mode & 0o777, statSync(terminatorDir(STATE)).mode & 0o777], [process.getuid!(), 0o600, 0o700]);
+    const proxies = sbs.flatMap((sb) => egressPids(sb.id));
+    assert.equal(proxies.length, 2);
+    for (const p of proxies) assert.equal(loadsOpenSsl(p), false, "a proxy whose connections the terminator took stays without OpenSSL");
+    // its crash ends no sandbox: the proxies terminate TLS themselves (or reach a terminator started since)
+    process.kill(pid, "SIGKILL");
+    assert.ok(await waitFor(() => !terminatorPids().includes(pid), 10_000));
+    const again = await Promise.all(sbs.map((sb, i) => call(sb, `/hash/again-${i}`)));
+    for (const [i, r] of again.entries()) assert.equal(JSON.parse(r.stdout).auth_sha256, sha(`Bearer ${values[i]}`), r.stdout + r.stderr);
+  } finally {
+    await Promise.all(sbs.map((sb) => sb.destroy()));
   }
 });
 

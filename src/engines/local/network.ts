@@ -18,13 +18,13 @@ import process from "node:process";
 import { TransportError, UnsupportedError } from "../../errors.ts";
 import { type NetworkPolicy, SecretRef } from "../../policy.ts";
 import { redact } from "../../redact.ts";
-import { runtime } from "../../runtime/mod.ts";
-import { type ResolvedSecret, resolveSecrets, secretBinding } from "../../secrets.ts";
+import { type ChildProcess, runtime } from "../../runtime/mod.ts";
+import { type ResolvedSecret, resolveSecrets, secretBinding, toHex } from "../../secrets.ts";
 import { collectText } from "../../streams.ts";
 import { type Tools, which } from "./preflight.ts";
 import { GUEST_PATH } from "./runners.ts";
 import { ENTER_PL, NETPROXY_PL } from "./scripts.gen.ts";
-import type { SandboxDir } from "./state.ts";
+import { type SandboxDir, trustedDir } from "./state.ts";
 
 const PROXY_URL = "http://198.18.0.1:998";
 /** setns(2)'s syscall number per architecture (Node's `process.arch` names). */
@@ -154,15 +154,22 @@ export function egressTools(t: Tools): { nft: string; ip: string } {
 }
 
 /**
- * The proxy's rules file: one `rule HOST PORT`, `pin NAME ADDR…`, `secret PLACEHOLDER TYPE HOST…` or
- * `tls CA_CERT CA_KEY [UPSTREAM_CA]` per line (never a secret's value). @example `egressConfig(policy)`
+ * The proxy's rules file: one `rule HOST PORT`, `pin NAME ADDR…`, `secret PLACEHOLDER TYPE HOST…`,
+ * `tls CA_CERT CA_KEY [UPSTREAM_CA]` or `shared SOCKET` (the state root's terminator) per line (never a
+ * secret's value). @example `egressConfig(policy)`
  */
-export function egressConfig(policy: NetworkPolicy, secrets: readonly ResolvedSecret[] = [], tls: string[] = []): string {
+export function egressConfig(policy: NetworkPolicy, secrets: readonly ResolvedSecret[] = [], tls: string[] = [], shared?: string): string {
   const lines = policy.rules.map((r) => `rule ${r.host} ${r.port}`);
   for (const [name, addrs] of Object.entries(policy.pins)) lines.push(`pin ${name} ${addrs.join(" ")}`);
   for (const s of substituted(secrets)) lines.push(`secret ${s.placeholder} ${s.type} ${s.hosts.join(" ")}`);
   if (tls.length > 0) lines.push(`tls ${tls.join(" ")}`);
+  if (shared) lines.push(`shared ${shared}`);
   return lines.join("\n") + "\n";
+}
+
+/** The folder of a state root's shared TLS terminator (its socket and lock), beside `sandboxes/`. @example `terminatorDir("/var/lib/mvm/sandboxes") // "/var/lib/mvm/egress-tls"` */
+export function terminatorDir(root: string): string {
+  return `${root.replace(/\/sandboxes$/, "")}/egress-tls`;
 }
 
 /**
@@ -188,7 +195,7 @@ export async function startEgress(
     dir.write("secrets.json", JSON.stringify(sub.map(secretBinding)));
     held.set(dir.id, sub);
   }
-  dir.write("egress.conf", egressConfig(policy, sub, tls));
+  dir.write("egress.conf", egressConfig(policy, sub, tls, sub.length > 0 ? `${terminatorDir(dir.root)}/sock` : undefined));
   await launchEgress(t, dir);
 }
 
@@ -241,6 +248,7 @@ export async function launchEgress(t: Tools, dir: SandboxDir): Promise<void> {
   }
   const init = dir.readPids().init;
   if (!init) throw new TransportError(`sandbox ${dir.id} has no init to give a network to`, { details: { id: dir.id } });
+  if (secrets.length > 0) await startTerminator(t, dir.root);
   const child = await runtime().spawn(t.perl, [
     "-e",
     ENTER_PL,
@@ -261,20 +269,45 @@ export async function launchEgress(t: Tools, dir: SandboxDir): Promise<void> {
   ], { clearEnv: true, env: { PATH: GUEST_PATH }, stdin: "piped", stdout: "piped", stderr: "null" });
   // the values go through the proxy's stdin (a pipe only it holds), never its argv or environment
   const w = child.stdin!.getWriter();
-  const lines = secrets.map((s) => `${s.placeholder} ${btoa(String.fromCharCode(...new TextEncoder().encode(s.value)))}\n`).join("");
+  const lines = secrets.map((s) => `${s.placeholder} ${toHex(new TextEncoder().encode(s.value))}\n`).join("");
   await w.write(new TextEncoder().encode(lines)).catch(() => {});
   await w.close().catch(() => {});
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const text = await Promise.race([
-    collectText(child.stdout!),
-    new Promise<string>((r) => timer = setTimeout(() => r("error the egress proxy did not start within 10 s"), 10_000)),
-  ]).finally(() => clearTimeout(timer));
-  child.unref();
-  const line = text.split("\n").find((l) => l.startsWith("ready ") || l.startsWith("error ")) ?? text.trim();
+  const line = await readyLine(child, "the egress proxy");
   if (!line.startsWith("ready ")) {
     child.kill("SIGKILL");
     throw new TransportError(`the sandbox's egress proxy failed to start: ${redact(line.replace(/^error /, "")) || "no reason given"}`, {
       details: { id: dir.id },
     });
   }
+}
+
+/**
+ * Makes sure the state root's shared TLS terminator runs (the proxy program in its `mvm-tls` role, in a
+ * session of its own like the proxies; it ends 10 s after its last proxy): one per state root, by a lock
+ * it holds, so this is a no-op when one runs. Its socket is 0600 in a 0700 folder of the state root,
+ * which no sandbox can see. A proxy that cannot reach it terminates TLS itself, so a failure here is not fatal.
+ * @example `await startTerminator(t, "/var/lib/mvm/sandboxes")`
+ */
+export async function startTerminator(t: Tools, root: string): Promise<void> {
+  const folder = terminatorDir(root);
+  trustedDir(folder, t.uid, 0o700);
+  const child = await runtime().spawn(t.perl, ["-e", ENTER_PL, String(t.keyctl), t.setsid, t.perl, "-e", NETPROXY_PL, "mvm-tls", folder], {
+    clearEnv: true,
+    env: { PATH: GUEST_PATH },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  });
+  await readyLine(child, "the shared TLS terminator");
+}
+
+/** The first `ready …`/`running`/`error …` line of a starting helper (at most 10 s), after which it is let go. */
+async function readyLine(child: ChildProcess, what: string): Promise<string> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const text = await Promise.race([
+    collectText(child.stdout!),
+    new Promise<string>((r) => timer = setTimeout(() => r(`error ${what} did not start within 10 s`), 10_000)),
+  ]).finally(() => clearTimeout(timer));
+  child.unref();
+  return text.split("\n").find((l) => /^(ready |running$|error )/.test(l)) ?? text.trim();
 }

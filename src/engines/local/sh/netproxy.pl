@@ -15,21 +15,45 @@
 # Host, the TLS SNI and the connection's destination name the same host; anything else is refused.
 # Terminated connections are served in this same loop (non-blocking OpenSSL through Net::SSLeay, loaded
 # on the first one). A placeholder never leaves in clear text: a plain connection that carries one is
-# refused. The values come on stdin ("PLACEHOLDER BASE64" lines), never in argv or the environment.
+# refused. The values come on stdin ("PLACEHOLDER HEX" lines), never in argv or the environment.
 # Upstream-to-guest bytes of a plain relay move by splice(2) through a pipe (no copy through Perl);
 # guest-to-upstream bytes are read, since they are checked.
+# Shared termination: a sandbox whose config names a "shared" socket hands each terminated connection
+# to one terminating process per state root (this same program, run as "mvm-tls SOCKET_DIR"): it
+# registers its bindings and values on a control connection (a unix socket in the host-only state
+# root, 0600 in a 0700 folder, the peer's uid checked) and passes each connection's two sockets by
+# number, which the terminator takes with pidfd_getfd(2) from the registered proxy only. Plain and
+# spliced traffic stays here, so a proxy never loads OpenSSL while the terminator serves it; when the
+# terminator is gone or full, this proxy terminates the connection itself.
 # Args: mvm-egress SETNS_SYSCALL_NUMBER STATE_DIR INIT_PID INIT_START CONFIG_FILE NFT IP [SPLICE_SYSCALL_NUMBER]
-# Config lines: "rule HOST PORT" | "pin NAME ADDR..." | "secret PLACEHOLDER TYPE HOST..." | "tls CA_CERT CA_KEY [UPSTREAM_CA]"
+#   or: mvm-tls SOCKET_DIR
+# Config lines: "rule HOST PORT" | "pin NAME ADDR..." | "secret PLACEHOLDER TYPE HOST..." | "tls CA_CERT CA_KEY [UPSTREAM_CA]" | "shared SOCKET"
 use strict;
-use warnings;
-use Errno;
-use Socket qw(MSG_PEEK PF_INET PF_INET6 AF_INET AF_INET6 SOCK_STREAM SOCK_DGRAM SOL_SOCKET SO_REUSEADDR SO_LINGER IPPROTO_IP IPPROTO_TCP TCP_NODELAY inet_aton inet_ntoa inet_pton pack_sockaddr_in unpack_sockaddr_in pack_sockaddr_in6 unpack_sockaddr_in6 getaddrinfo);
+# No module but strict: loading one costs every proxy memory of its own (Socket ~1.3 MB, MIME::Base64 and
+# Fcntl ~0.5 MB each, warnings 0.3 MB, Errno 0.25 MB; stderr goes nowhere anyway). Linux's numbers, the
+# same on every architecture the engine knows (x86-64, arm64, riscv64, loongarch64, s390x, ppc64).
+sub AF_UNIX () { 1 } sub AF_INET () { 2 } sub AF_INET6 () { 10 } sub SOCK_STREAM () { 1 } sub SOCK_DGRAM () { 2 }
+sub SOL_SOCKET () { 1 } sub SO_REUSEADDR () { 2 } sub SO_LINGER () { 13 } sub IPPROTO_IP () { 0 } sub IPPROTO_TCP () { 6 }
+sub TCP_NODELAY () { 1 } sub MSG_PEEK () { 2 } sub EAGAIN () { 11 } sub EINPROGRESS () { 115 }
+sub inet_aton { my @o = split /\./, shift; return @o == 4 ? pack("C4", @o) : undef } # dotted quads only
+sub inet6 { # an IPv6 address (as ip(8) prints it) packed
+  my ($l, $r) = split /::/, shift, 2;
+  my @l = split /:/, $l;
+  my @r = defined $r ? split(/:/, $r) : ();
+  my $fill = defined $r ? 8 - @l - @r : 0;
+  return $fill < 0 || @l + @r + $fill != 8 ? undef : pack("n8", map { hex } @l, ("0") x $fill, @r);
+}
+sub sockaddr_in { $_[1] ? pack("S n N a16 N", AF_INET6, $_[0], 0, $_[2], 0) : pack("S n a4 x8", AF_INET, $_[0], $_[2]) } # PORT, IS_V6, ADDR
+sub sockaddr_un { pack("S a108", AF_UNIX, $_[0]) }
+sub hex_decode { pack("H*", $_[0] // "") }
+sub hex_encode { unpack("H*", $_[0]) }
 
-shift @ARGV if @ARGV && $ARGV[0] eq "mvm-egress";
-my ($setns, $dir, $init, $init_start, $conf, $nft, $ipbin, $SPLICE) = @ARGV;
+my $ROLE = @ARGV && $ARGV[0] eq "mvm-tls" ? "tls" : "proxy";
+shift @ARGV if @ARGV && $ARGV[0] =~ /^mvm-(egress|tls)$/;
+my ($setns, $dir, $init, $init_start, $conf, $nft, $ipbin, $SPLICE) = $ROLE eq "proxy" ? @ARGV : ();
 $SPLICE //= 0;
 my $GW = "198.18.0.1";
-my (@rules, %pin, %name2ip, %ip2name, %secret, @tls, @capem);
+my (@rules, %pin, %name2ip, %ip2name, %secret, @tls, @capem, $shared_path);
 my $next = 1;
 
 sub fail { print "error $_[0]\n"; exit 1 }
@@ -42,32 +66,38 @@ sub ev {
     $$, time(), int(rand(1e6)), now_iso(), $type, clean($host), $port // 0, defined $reason ? ",\"reason\":\"$reason\"" : "");
   if (open(my $f, ">>", "$dir/events.jsonl")) { syswrite($f, $line); close $f }
 }
+# an event of a connection: written here, or (in the terminator) sent to the proxy that handed it over
+sub xev { my $x = shift; $x->{s}{ev}->(@_) }
 
-open(my $cf, "<", $conf) or fail("cannot read $conf: $!");
-while (my $l = <$cf>) {
-  chomp $l;
-  my @w = split / /, $l;
-  if ($w[0] eq "rule") { push @rules, [$w[1], $w[2]] }
-  elsif ($w[0] eq "pin") { $pin{$w[1]} = [@w[2 .. $#w]] }
-  elsif ($w[0] eq "secret") { $secret{$w[1]} = { type => $w[2], hosts => [@w[3 .. $#w]] } }
-  elsif ($w[0] eq "tls") { @tls = @w[1 .. $#w] }
+if ($ROLE eq "proxy") {
+  open(my $cf, "<", $conf) or fail("cannot read $conf: $!");
+  while (my $l = <$cf>) {
+    chomp $l;
+    my @w = split / /, $l;
+    if ($w[0] eq "rule") { push @rules, [$w[1], $w[2]] }
+    elsif ($w[0] eq "pin") { $pin{$w[1]} = [@w[2 .. $#w]] }
+    elsif ($w[0] eq "secret") { $secret{$w[1]} = { type => $w[2], hosts => [@w[3 .. $#w]] } }
+    elsif ($w[0] eq "tls") { @tls = @w[1 .. $#w] }
+    elsif ($w[0] eq "shared") { $shared_path = $w[1] }
+  }
+  close $cf;
 }
-close $cf;
 if (%secret) {
-  require MIME::Base64;
   while (my $l = <STDIN>) {
     chomp $l;
     my ($ph, $v) = split / /, $l;
-    $secret{$ph}{value} = MIME::Base64::decode_base64($v) if defined $v && $secret{$ph};
+    $secret{$ph}{value} = hex_decode($v) if defined $v && $secret{$ph};
   }
   for (values %secret) { fail("a bound secret came without its value") unless defined $_->{value} }
   @tls >= 2 or fail("secrets are bound but no CA was given");
-  # loaded on the first terminated connection; here only found
+  # loaded on the first terminated connection (if this proxy ever terminates one itself); here only found
   for my $m ("Net/SSLeay.pm", "IO/Socket/SSL/Utils.pm") {
     grep({ -f "$_/$m" } @INC) or fail("secrets need the Perl modules Net::SSLeay and IO::Socket::SSL (apt-get install libio-socket-ssl-perl)");
   }
   for (@tls[0, 1]) { open(my $f, "<", $_) or fail("cannot read the sandbox's CA: $!"); local $/; push @capem, scalar <$f>; close $f }
 }
+# this proxy's own bindings: the session of every connection it terminates itself
+my $SELF = { secret => \%secret, capem => \@capem, upca => $tls[2], ev => \&ev, sctx => {}, usess => {} };
 
 sub fake_for {
   my $name = shift;
@@ -82,8 +112,9 @@ sub matches { my ($r, $n) = @_; return substr($r, 0, 2) eq "*." ? (length($n) > 
 sub name_allowed { my $n = shift; for (@rules) { return 1 if matches($_->[0], $n) } return 0 }
 sub allowed { my ($n, $p) = @_; for (@rules) { return 1 if $_->[1] == $p && matches($_->[0], $n) } return 0 }
 sub is_v4 { return $_[0] =~ /^\d{1,3}(\.\d{1,3}){3}$/ }
-sub bound_to { my ($ph, $n) = @_; for (@{ $secret{$ph}{hosts} }) { return 1 if matches($_, $n) } return 0 }
-sub bound { my $n = shift; for (keys %secret) { return 1 if bound_to($_, $n) } return 0 }
+# whether the placeholder PH of a session's secrets (a hash: placeholder => { hosts, value }) is bound to NAME
+sub bound_to { my ($sec, $ph, $n) = @_; for (@{ $sec->{$ph}{hosts} }) { return 1 if matches($_, $n) } return 0 }
+sub bound { my $n = shift; for (keys %secret) { return 1 if bound_to(\%secret, $_, $n) } return 0 }
 for (@rules) { fake_for($_->[0]) unless is_v4($_->[0]) || substr($_->[0], 0, 2) eq "*." }
 
 # the same table as src/network/addresses.ts: restricted never, private only when named exactly
@@ -113,27 +144,28 @@ sub class_of {
 }
 
 # the host's own addresses (its services listen there): never a destination, whatever a rule says
-my %hostaddr;
-if (open(my $ipo, "-|", $ipbin, "-o", "addr", "show")) {
-  while (my $l = <$ipo>) {
-    if ($l =~ / inet6? ([0-9a-fA-F:.]+)\//) {
-      my $a = $1;
-      my $p = $a =~ /:/ ? inet_pton(AF_INET6, $a) : inet_aton($a);
-      $hostaddr{$p} = 1 if defined $p;
+my (%hostaddr, @lits, $tl, $pl, $ul, $ctl_listener);
+if ($ROLE eq "proxy") {
+  if (open(my $ipo, "-|", $ipbin, "-o", "addr", "show")) {
+    while (my $l = <$ipo>) {
+      if ($l =~ / inet6? ([0-9a-fA-F:.]+)\//) {
+        my $a = $1;
+        my $p = $a =~ /:/ ? inet6($a) : inet_aton($a);
+        $hostaddr{$p} = 1 if defined $p;
+      }
     }
+    close $ipo;
   }
-  close $ipo;
-}
-%hostaddr or fail("cannot list the host's own addresses");
+  %hostaddr or fail("cannot list the host's own addresses");
 
-# --- set up the sandbox's network namespace, then come back -------------------------------------
-open(my $hostns, "<", "/proc/self/ns/net") or fail("cannot open the host's network namespace: $!");
-open(my $sbns, "<", "/proc/$init/ns/net") or fail("cannot open the sandbox's network namespace: $!");
-start_of($init) eq $init_start or fail("the sandbox's init is gone");
-syscall($setns, fileno($sbns), 0x40000000) == 0 or fail("setns into the sandbox: $!");
-my @lits = map { $_->[0] } grep { is_v4($_->[0]) } @rules;
-my $litset = @lits ? "ip daddr { " . join(", ", @lits) . " } meta l4proto tcp dnat to $GW:999\n" : "";
-my $ruleset = <<"NFT";
+  # --- set up the sandbox's network namespace, then come back -------------------------------------
+  open(my $hostns, "<", "/proc/self/ns/net") or fail("cannot open the host's network namespace: $!");
+  open(my $sbns, "<", "/proc/$init/ns/net") or fail("cannot open the sandbox's network namespace: $!");
+  start_of($init) eq $init_start or fail("the sandbox's init is gone");
+  syscall($setns, fileno($sbns), 0x40000000) == 0 or fail("setns into the sandbox: $!");
+  @lits = map { $_->[0] } grep { is_v4($_->[0]) } @rules;
+  my $litset = @lits ? "ip daddr { " . join(", ", @lits) . " } meta l4proto tcp dnat to $GW:999\n" : "";
+  my $ruleset = <<"NFT";
 table ip mvm {
   chain nat_out {
     type nat hook output priority -100; policy accept;
@@ -160,25 +192,42 @@ table ip6 mvm6 {
   }
 }
 NFT
-for my $cmd ([$ipbin, "link", "set", "lo", "up"], [$ipbin, "addr", "add", "$GW/32", "dev", "lo"], [$ipbin, "route", "add", "default", "dev", "lo", "src", $GW]) {
-  system({ $cmd->[0] } @$cmd) == 0 or fail("@$cmd failed");
+  for my $cmd ([$ipbin, "link", "set", "lo", "up"], [$ipbin, "addr", "add", "$GW/32", "dev", "lo"], [$ipbin, "route", "add", "default", "dev", "lo", "src", $GW]) {
+    system({ $cmd->[0] } @$cmd) == 0 or fail("@$cmd failed");
+  }
+  open(my $nf, "|-", $nft, "-f", "-") or fail("cannot run nft: $!");
+  print $nf $ruleset;
+  close($nf) or fail("nft refused the rules");
+  sub listen_on {
+    my ($port, $type) = @_;
+    socket(my $s, AF_INET, $type, 0) or fail("socket: $!");
+    setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1);
+    bind($s, sockaddr_in($port, 0, inet_aton($GW))) or fail("bind $GW:$port: $!");
+    listen($s, 128) or fail("listen: $!") if $type == SOCK_STREAM;
+    return $s;
+  }
+  $tl = listen_on(999, SOCK_STREAM);
+  $pl = listen_on(998, SOCK_STREAM);
+  $ul = listen_on(53, SOCK_DGRAM);
+  syscall($setns, fileno($hostns), 0x40000000) == 0 or fail("setns back to the host: $!");
+  close $sbns; close $hostns;
 }
-open(my $nf, "|-", $nft, "-f", "-") or fail("cannot run nft: $!");
-print $nf $ruleset;
-close($nf) or fail("nft refused the rules");
-sub listen_on {
-  my ($port, $type) = @_;
-  socket(my $s, PF_INET, $type, 0) or fail("socket: $!");
-  setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1);
-  bind($s, pack_sockaddr_in($port, inet_aton($GW))) or fail("bind $GW:$port: $!");
-  listen($s, 128) or fail("listen: $!") if $type == SOCK_STREAM;
-  return $s;
+# the terminator: one per state root (whoever holds the lock), listening on a socket only the engine's
+# uid can reach (0600 in a 0700 folder of the host-only state root; each peer's uid is checked as well)
+my $LOCK;
+if ($ROLE eq "tls") {
+  my $sdir = $ARGV[0] // fail("no socket folder given");
+  umask 077;
+  open($LOCK, ">>", "$sdir/lock") or fail("cannot open $sdir/lock: $!");
+  # LOCK_EX | LOCK_NB (numbers, not Fcntl: every module loaded costs each proxy memory)
+  if (!flock($LOCK, 2 | 4)) { print "running\n"; exit 0 }
+  unlink "$sdir/sock";
+  socket($ctl_listener, AF_UNIX, SOCK_STREAM, 0) or fail("socket: $!");
+  bind($ctl_listener, sockaddr_un("$sdir/sock")) or fail("bind $sdir/sock: $!");
+  chmod 0600, "$sdir/sock";
+  listen($ctl_listener, 128) or fail("listen: $!");
+  $shared_path = "$sdir/sock";
 }
-my $tl = listen_on(999, SOCK_STREAM);
-my $pl = listen_on(998, SOCK_STREAM);
-my $ul = listen_on(53, SOCK_DGRAM);
-syscall($setns, fileno($hostns), 0x40000000) == 0 or fail("setns back to the host: $!");
-close $sbns; close $hostns;
 $SIG{PIPE} = "IGNORE";
 print "ready $$\n";
 open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null"); open(STDIN, "<", "/dev/null");
@@ -188,6 +237,8 @@ open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null"); open(STDIN, "<",
 # name, port, alias, cands (addresses left to try), why, checked, in (guest bytes not yet sent
 # upstream), out (upstream bytes not yet sent to the guest), ceof/ueof (each side's end), deadline.
 my %conns; # fileno of the guest's socket => connection
+my %handed; # (a proxy) number of a connection handed to the terminator, not yet taken => its key in %conns
+my %ctl; # control connections between proxies and the terminator: fileno => { fh, fd, in, out, line, gone, s }
 my %resolved; # name => [expiry, candidates...]
 my $MAXBUF = 1048576;
 sub nonblock { my $s = shift; my $f = fcntl($s, 3, 0); fcntl($s, 4, $f | 04000) } # F_GETFL, F_SETFL, O_NONBLOCK
@@ -196,6 +247,8 @@ sub drop {
   my ($k, $reset) = @_;
   my $x = delete $conns{$k} or return;
   Net::SSLeay::free($_) for grep { $_ } @$x{qw(g u)};
+  delete $handed{ $x->{hid} } if $x->{hid};
+  $x->{s}{n}-- if $x->{counted};
   close $x->{up} if $x->{up};
   unpipe($x);
   $reset ? rst($x->{c}) : close($x->{c});
@@ -221,13 +274,15 @@ sub candidates {
   elsif ($pin{$name}) { @raw = map { [AF_INET, inet_aton($_)] } @{ $pin{$name} }; $explicit = 1 }
   elsif ($resolved{$name} && $resolved{$name}[0] > time()) { @raw = @{ $resolved{$name} }[1 .. $#{ $resolved{$name} }] }
   else {
-    # resolved here, on the host, and kept 30 s (this waits for the host's resolver)
-    my ($err, @res) = getaddrinfo($name, $port, { socktype => SOCK_STREAM });
-    return (undef, "unresolved") if $err || !@res;
-    for (@res) {
-      if ($_->{family} == AF_INET) { my (undef, $a) = unpack_sockaddr_in($_->{addr}); push @raw, [AF_INET, $a] }
-      elsif ($_->{family} == AF_INET6) { my (undef, $a) = unpack_sockaddr_in6($_->{addr}); push @raw, [AF_INET6, $a] }
+    # resolved here, on the host, and kept 30 s (this waits for the host's resolver); a name without an IPv4
+    # address gets its IPv6 ones from getaddrinfo (the Socket module is loaded for that only)
+    my (undef, undef, $type, undef, @a) = gethostbyname($name);
+    @raw = map { [AF_INET, $_] } @a if $type && $type == AF_INET;
+    if (!@raw && eval { require Socket }) {
+      my ($err, @res) = Socket::getaddrinfo($name, $port, { socktype => SOCK_STREAM, family => AF_INET6 });
+      @raw = map { [AF_INET6, (Socket::unpack_sockaddr_in6($_->{addr}))[1]] } grep { $_->{family} == AF_INET6 } @res unless $err;
     }
+    return (undef, "unresolved") unless @raw;
     %resolved = () if keys(%resolved) > 4096;
     $resolved{$name} = [time() + 30, @raw];
   }
@@ -246,10 +301,9 @@ sub candidates {
 sub try_connect {
   my $x = shift;
   while (my $c = shift @{ $x->{cands} }) {
-    socket(my $s, $c->[0] == AF_INET ? PF_INET : PF_INET6, SOCK_STREAM, 0) or next;
+    socket(my $s, $c->[0], SOCK_STREAM, 0) or next;
     nonblock($s);
-    my $sa = $c->[0] == AF_INET ? pack_sockaddr_in($x->{port}, $c->[1]) : pack_sockaddr_in6($x->{port}, $c->[1]);
-    if (connect($s, $sa) || $!{EINPROGRESS}) {
+    if (connect($s, sockaddr_in($x->{port}, $c->[0] == AF_INET6, $c->[1])) || $! == EINPROGRESS) {
       $x->{up} = $s; $x->{state} = "connecting"; $x->{deadline} = time() + 10;
       return 1;
     }
@@ -374,14 +428,23 @@ sub pump {
       $x->{checked} = 1;
       my $sni = sni_of($peek);
       if (defined $sni && $sni ne $x->{name}) { ev("network.denied", $sni, 0, "name-mismatch"); drop($k, 1); return 1 }
-      terminate($k);
+      handoff($k) or terminate($k);
       return 1;
     }
   }
   if ($cr) {
-    my $r = sysread($x->{c}, my $buf, 262144);
+    my $want = 262144;
+    if ($x->{state} eq "head") {
+      # the proxy's request head is read up to its end and no further: what follows it (a TLS ClientHello
+      # sent with its CONNECT) stays in the socket for whatever serves the connection, this relay or a terminator
+      my $have = length $x->{in};
+      recv($x->{c}, my $peek, 16384, MSG_PEEK);
+      my $i = index($x->{in} . ($peek // ""), "\r\n\r\n", $have > 3 ? $have - 3 : 0);
+      $want = $i >= 0 ? $i + 4 - $have : 16384;
+    }
+    my $r = sysread($x->{c}, my $buf, $want);
     if (defined $r && $r == 0) { $x->{ceof} = 1 }
-    elsif (!defined $r) { return 0 unless $!{EAGAIN} }
+    elsif (!defined $r) { return 0 unless $! == EAGAIN }
     else {
       if (%secret) { # a placeholder never leaves in clear text (nor in a spliced stream, where it can only be a placeholder)
         my $scan = ($x->{tail} // "") . $buf;
@@ -410,27 +473,27 @@ sub pump {
     my $n = syscall($SPLICE, fileno($x->{up}), 0, fileno($x->{pw}), 0, $x->{pcap} - $x->{inpipe}, 3); # SPLICE_F_MOVE | NONBLOCK
     if ($n > 0) { $x->{inpipe} += $n }
     elsif ($n == 0) { $x->{ueof} = 1 }
-    elsif (!$!{EAGAIN}) { return 0 }
+    elsif ($! != EAGAIN) { return 0 }
   } elsif ($ur) {
     my $r = sysread($x->{up}, my $buf, 262144);
     if (defined $r && $r == 0) { $x->{ueof} = 1 }
-    elsif (!defined $r) { return 0 unless $!{EAGAIN} }
+    elsif (!defined $r) { return 0 unless $! == EAGAIN }
     else { $x->{out} .= $buf }
   }
   if ($x->{up} && $x->{state} eq "relay" && length $x->{in}) {
     my $w = syswrite($x->{up}, $x->{in});
-    return 0 if !defined $w && !$!{EAGAIN};
+    return 0 if !defined $w && $! != EAGAIN;
     substr($x->{in}, 0, $w, "") if $w;
   }
   if (length $x->{out}) {
     my $w = syswrite($x->{c}, $x->{out});
-    return 0 if !defined $w && !$!{EAGAIN};
+    return 0 if !defined $w && $! != EAGAIN;
     substr($x->{out}, 0, $w, "") if $w;
   }
   if ($x->{inpipe} && !length $x->{out}) {
     my $n = syscall($SPLICE, fileno($x->{pr}), 0, fileno($x->{c}), 0, $x->{inpipe}, 3);
     if ($n > 0) { $x->{inpipe} -= $n }
-    elsif (!$!{EAGAIN}) { return 0 }
+    elsif ($! != EAGAIN) { return 0 }
   }
   my $pending = length($x->{out}) || $x->{inpipe};
   shutdown($x->{up}, 1), $x->{ushut} = 1 if $x->{ceof} && !$x->{ushut} && $x->{up} && $x->{state} eq "relay" && !length $x->{in};
@@ -440,11 +503,13 @@ sub pump {
 
 # --- TLS termination for hosts a secret is bound to: in this process, non-blocking -----------------
 # Net::SSLeay (OpenSSL) is loaded on the first terminated connection, so a sandbox whose bound hosts
-# are not called costs what plain egress does. Made once and kept: the leaf key (EC P-256), one leaf
-# certificate and server context per name (at most 64, then made again), one client context for every
-# upstream (system CAs plus the policy's extra ones; chain and name checked by OpenSSL). A connection
-# then costs two handshakes that run at the same time, and no process.
-my ($ssl_ok, $cacert, $cakey, $leafkey, %sctx, $uctx, %usess);
+# are not called (or whose connections the shared terminator takes) costs what plain egress does.
+# Everything is kept per session (a proxy's own bindings, or one registered proxy in the terminator),
+# never shared between sandboxes: the CA and leaf key, one leaf certificate and server context per name
+# (at most 64, then made again), one client context for upstreams (system CAs plus the session's extra
+# ones; chain and name checked by OpenSSL), the upstream sessions to resume. A connection then costs two
+# handshakes that run at the same time, and no process.
+my $ssl_loaded;
 sub ctx_common {
   my $ctx = shift;
   Net::SSLeay::CTX_set_min_proto_version($ctx, 0x0303) or die; # TLS 1.2
@@ -452,53 +517,74 @@ sub ctx_common {
   Net::SSLeay::CTX_set_read_ahead($ctx, 1); # one read(2) takes what the socket has, not a record's header and then its body
   return $ctx;
 }
-sub tls_init {
-  return $ssl_ok if defined $ssl_ok;
-  $ssl_ok = eval {
+sub ssl_load {
+  return $ssl_loaded if defined $ssl_loaded;
+  $ssl_loaded = eval {
     require Net::SSLeay;
     require IO::Socket::SSL::Utils;
+    require MIME::Base64; # Basic credentials
     Net::SSLeay::load_error_strings();
     Net::SSLeay::SSLeay_add_ssl_algorithms();
     Net::SSLeay::randomize();
-    $cacert = IO::Socket::SSL::Utils::PEM_string2cert($capem[0]);
-    $cakey = IO::Socket::SSL::Utils::PEM_string2key($capem[1]);
-    $leafkey = IO::Socket::SSL::Utils::KEY_create_ec();
-    $uctx = ctx_common(Net::SSLeay::CTX_new() || die);
+    1;
+  } ? 1 : 0;
+}
+sub tls_init {
+  my $s = shift;
+  return $s->{ok} if defined $s->{ok};
+  $s->{ok} = ssl_load() && eval {
+    $s->{cacert} = IO::Socket::SSL::Utils::PEM_string2cert($s->{capem}[0]);
+    $s->{cakey} = IO::Socket::SSL::Utils::PEM_string2key($s->{capem}[1]);
+    $s->{leafkey} = IO::Socket::SSL::Utils::KEY_create_ec();
+    my $uctx = $s->{uctx} = ctx_common(Net::SSLeay::CTX_new() || die);
     Net::SSLeay::CTX_set_verify($uctx, 1); # VERIFY_PEER: a handshake whose chain or name does not verify fails
     # the system's CAs: from a hashed folder when there is one (each looked up when a chain needs it), else
     # OpenSSL's defaults (which parse the whole bundle: ~0.8 MB more)
     my ($cd, $hashed);
     $hashed = grep { /^[0-9a-f]{8}\.\d+$/ } readdir $cd if opendir($cd, "/etc/ssl/certs");
     $hashed ? Net::SSLeay::CTX_load_verify_locations($uctx, "", "/etc/ssl/certs") : Net::SSLeay::CTX_set_default_verify_paths($uctx) or die;
-    Net::SSLeay::CTX_load_verify_locations($uctx, $tls[2], "") or die if defined $tls[2];
+    Net::SSLeay::CTX_load_verify_locations($uctx, $s->{upca}, "") or die if defined $s->{upca};
     Net::SSLeay::CTX_set_alpn_protos($uctx, ["http/1.1"]) == 0 or die;
-    $cacert && $cakey && $leafkey;
+    $s->{cacert} && $s->{cakey} && $s->{leafkey};
   } ? 1 : 0;
-  return $ssl_ok;
+  return $s->{ok};
 }
 sub server_ctx {
-  my $name = shift;
-  return $sctx{$name} if $sctx{$name};
-  if (keys(%sctx) >= 64) { Net::SSLeay::CTX_free($_) for values %sctx; %sctx = () } # a connection holds its own reference
+  my ($s, $name) = @_;
+  my $sctx = $s->{sctx};
+  return $sctx->{$name} if $sctx->{$name};
+  if (keys(%$sctx) >= 64) { Net::SSLeay::CTX_free($_) for values %$sctx; %$sctx = () } # a connection holds its own reference
   my $cert = (IO::Socket::SSL::Utils::CERT_create(subject => { commonName => substr($name, 0, 64) }, subjectAltNames => [[DNS => $name]],
-    issuer => [$cacert, $cakey], key => $leafkey, purpose => "server", not_before => time() - 3600, not_after => time() + 86400 * 32))[0] or return undef;
+    issuer => [$s->{cacert}, $s->{cakey}], key => $s->{leafkey}, purpose => "server", not_before => time() - 3600, not_after => time() + 86400 * 32))[0] or return undef;
   my $ctx = ctx_common(Net::SSLeay::CTX_new() || return undef);
-  my $ok = Net::SSLeay::CTX_use_certificate($ctx, $cert) && Net::SSLeay::CTX_use_PrivateKey($ctx, $leafkey);
+  my $ok = Net::SSLeay::CTX_use_certificate($ctx, $cert) && Net::SSLeay::CTX_use_PrivateKey($ctx, $s->{leafkey});
   Net::SSLeay::X509_free($cert);
   Net::SSLeay::CTX_set_alpn_select_cb($ctx, ["http/1.1"]);
   $ok or do { Net::SSLeay::CTX_free($ctx); return undef };
-  return $sctx{$name} = $ctx;
+  return $sctx->{$name} = $ctx;
+}
+# frees what a session holds of OpenSSL (its proxy is gone)
+sub session_free {
+  my $s = shift;
+  return unless $s->{ok};
+  Net::SSLeay::CTX_free($_) for values %{ $s->{sctx} };
+  Net::SSLeay::SESSION_free($_) for values %{ $s->{usess} };
+  Net::SSLeay::CTX_free($s->{uctx}) if $s->{uctx};
+  Net::SSLeay::X509_free($s->{cacert}) if $s->{cacert};
+  Net::SSLeay::EVP_PKEY_free($_) for grep { $_ } @$s{qw(cakey leafkey)};
+  %$s = ();
 }
 
 sub terminate {
   my $k = shift;
   my $x = $conns{$k};
+  my $s = $x->{s} //= $SELF;
   my ($name, $port) = @$x{qw(name port)};
-  my $ctx = tls_init() && eval { server_ctx($name) };
-  $ctx or do { ev("network.denied", $name, $port, "tls-unavailable"); return drop($k, 1) };
+  my $ctx = tls_init($s) && eval { server_ctx($s, $name) };
+  $ctx or do { xev($x, "network.denied", $name, $port, "tls-unavailable"); return drop($k, 1) };
   unpipe($x);
   my $g = Net::SSLeay::new($ctx);
-  my $u = Net::SSLeay::new($uctx);
+  my $u = Net::SSLeay::new($s->{uctx});
   @$x{qw(state g u ghs uhs in gout uout mode left geof ueof)} = ("tls", $g, $u, 0, 0, "", "", "", "head", 0, "", "");
   $x->{deadline} = time() + 20;
   $g && $u && Net::SSLeay::set_fd($g, fileno $x->{c}) && Net::SSLeay::set_fd($u, fileno $x->{up}) or return drop($k, 1);
@@ -510,7 +596,7 @@ sub terminate {
     Net::SSLeay::X509_VERIFY_PARAM_set1_host($param, $name) && Net::SSLeay::set_tlsext_host_name($u, $name) or return drop($k, 1);
   }
   # the last verified session with this name and port is offered again (a resumed handshake: no certificate to sign or check)
-  Net::SSLeay::set_session($u, $usess{"$name $port"}) if $usess{"$name $port"};
+  Net::SSLeay::set_session($u, $s->{usess}{"$name $port"}) if $s->{usess}{"$name $port"};
   drop($k, 1) unless tls_pump($k);
 }
 
@@ -527,7 +613,8 @@ sub ssl_io {
 sub tls_deny { die { why => $_[0], status => $_[1] // 403 } }
 sub swap {
   my ($x, $v) = @_;
-  $v =~ s/(mvm-secret-[0-9a-f]{48})/$secret{$1} && bound_to($1, $x->{name}) ? $secret{$1}{value} : tls_deny("placeholder-not-bound")/ge;
+  my $sec = $x->{s}{secret};
+  $v =~ s/(mvm-secret-[0-9a-f]{48})/$sec->{$1} && bound_to($sec, $1, $x->{name}) ? $sec->{$1}{value} : tls_deny("placeholder-not-bound")/ge;
   return $v;
 }
 sub rewrite_head {
@@ -620,9 +707,10 @@ sub keep_session {
   Net::SSLeay::SESSION_free($live);
   $s or return;
   my $key = "$x->{name} $x->{port}";
-  if (keys(%usess) >= 64 && !$usess{$key}) { Net::SSLeay::SESSION_free($_) for values %usess; %usess = () }
-  Net::SSLeay::SESSION_free($usess{$key}) if $usess{$key};
-  $usess{$key} = $s;
+  my $usess = $x->{s}{usess};
+  if (keys(%$usess) >= 64 && !$usess->{$key}) { Net::SSLeay::SESSION_free($_) for values %$usess; %$usess = () }
+  Net::SSLeay::SESSION_free($usess->{$key}) if $usess->{$key};
+  $usess->{$key} = $s;
 }
 
 # moves a terminated connection on as far as it can without waiting; false when it is done
@@ -634,7 +722,7 @@ sub tls_pump {
   my $d = $@;
   return 0 unless ref $d eq "HASH" && $x->{ghs};
   # refused: answer the guest, send nothing more upstream, and close once the answer is out
-  ev("network.denied", $x->{name}, $x->{port}, $d->{why});
+  xev($x, "network.denied", $x->{name}, $x->{port}, $d->{why});
   my $body = "mvm: this request to " . clean($x->{name}) . " is refused by the sandbox's secret policy ($d->{why})\n";
   $x->{gout} .= "HTTP/1.1 $d->{status} Refused\r\nContent-Type: text/plain\r\nContent-Length: " . length($body) . "\r\nConnection: close\r\n\r\n$body";
   Net::SSLeay::free($x->{u}) if $x->{u};
@@ -652,7 +740,7 @@ sub tls_step {
     my ($ok, $want) = ssl_io($g, Net::SSLeay::accept($g));
     if ($ok) { $x->{ghs} = 1 }
     elsif (defined $ok) { $x->{gw} = 1 if $want eq "w" }
-    else { ev("network.denied", $x->{name}, $x->{port}, "guest-tls-failed"); return 0 }
+    else { xev($x, "network.denied", $x->{name}, $x->{port}, "guest-tls-failed"); return 0 }
   }
   if ($u && !$x->{uhs} && !$x->{ufail}) {
     my ($ok, $want) = ssl_io($u, Net::SSLeay::connect($u));
@@ -665,13 +753,13 @@ sub tls_step {
   }
   return 1 unless $x->{ghs};
   tls_deny("upstream-tls-unverified", 502) if $x->{ufail} && !$x->{closing};
-  if ($x->{uhs} && !$x->{said}++) { ev("network.connect", $x->{name}, $x->{port}, "tls-terminated"); $x->{deadline} = time() + 3600 }
+  if ($x->{uhs} && !$x->{said}++) { xev($x, "network.connect", $x->{name}, $x->{port}, "tls-terminated"); $x->{deadline} = time() + 3600 }
   if ($x->{closing}) { # the answer goes out, then close_notify; what the guest still sends is read and dropped
     return 0 unless tls_write($x, $g, "gout");
     return 1 if length $x->{gout} || $x->{gw};
     if (!$x->{cshut}++) { Net::SSLeay::shutdown($g); Net::SSLeay::ERR_clear_error(); shutdown($x->{c}, 1) }
     my $r = sysread($x->{c}, my $junk, 65536);
-    return defined $r ? $r > 0 : $!{EAGAIN};
+    return defined $r ? $r > 0 : $! == EAGAIN;
   }
   if (!$x->{geof} && length($x->{uout}) < $MAXBUF) {
     my $end = tls_read($x, $g, "in");
@@ -715,6 +803,153 @@ sub tls_wants {
   return $hot || ($ur && $x->{more_gout});
 }
 
+# --- the shared terminator and its proxies: a line protocol on a unix socket -------------------------
+# proxy -> terminator: "ca CERT KEY [UPSTREAM_CA_PATH]" (hex), "secret PLACEHOLDER VALUE HOST..." (the
+# value hex), "go", then "conn ID GUEST_FD UPSTREAM_FD NAME PORT" per connection (numbers of the proxy's
+# own descriptors, which the terminator takes with pidfd_getfd from the process it checked at accept).
+# terminator -> proxy: "ok" once registered; "took ID" (the proxy closes its copies), "full ID" (the proxy
+# terminates it itself), "ev TYPE HOST PORT REASON" (an event the proxy writes to its sandbox's log).
+sub ctl_new {
+  my ($fh, $line, $gone, $s) = @_;
+  nonblock($fh);
+  return $ctl{ fileno $fh } = { fh => $fh, fd => fileno $fh, in => "", out => "", line => $line, gone => $gone, s => $s };
+}
+sub ctl_close {
+  my $t = shift;
+  delete $ctl{ $t->{fd} } or return 0;
+  $t->{dead} = 1;
+  close $t->{fh};
+  $t->{gone}->($t);
+  return 0;
+}
+sub ctl_flush {
+  my $t = shift;
+  return 1 if $t->{dead} || !length $t->{out};
+  my $w = syswrite($t->{fh}, $t->{out});
+  if (defined $w) { substr($t->{out}, 0, $w, ""); return 1 }
+  return $! == EAGAIN ? 1 : ctl_close($t);
+}
+sub ctl_send { my ($t, $line) = @_; return 0 if $t->{dead}; $t->{out} .= $line; return ctl_flush($t) }
+sub ctl_read {
+  my $t = shift;
+  my $r = sysread($t->{fh}, my $buf, 65536);
+  return 1 if !defined $r && $! == EAGAIN;
+  return ctl_close($t) unless $r;
+  $t->{in} .= $buf;
+  while (!$t->{dead} && (my $i = index($t->{in}, "\n")) >= 0) {
+    my $line = substr($t->{in}, 0, $i + 1, "");
+    chop $line;
+    $t->{line}->($t, split / /, $line);
+  }
+  return length($t->{in}) > 1048576 ? ctl_close($t) : 1;
+}
+
+# (a proxy) the terminator's control connection, registered with this sandbox's bindings and values; undef
+# when there is none to reach (then this proxy terminates its connections itself, and tries again a second later)
+my ($shared, $shared_tried, $hand_id) = (undef, 0, 0);
+sub shared_connect {
+  return $shared if $shared;
+  return undef unless defined $shared_path && time() != $shared_tried;
+  $shared_tried = time();
+  socket(my $fh, AF_UNIX, SOCK_STREAM, 0) or return undef;
+  nonblock($fh);
+  connect($fh, sockaddr_un($shared_path)) or return undef;
+  my $t = $shared = ctl_new($fh, \&from_terminator, \&terminator_gone);
+  ctl_send($t, join(" ", "ca", map({ hex_encode($_) } @capem, defined $tls[2] ? $tls[2] : ())) . "\n");
+  ctl_send($t, "secret $_ " . hex_encode($secret{$_}{value}) . " @{ $secret{$_}{hosts} }\n") for sort keys %secret;
+  ctl_send($t, "go\n");
+  return $shared;
+}
+sub from_terminator {
+  my ($t, $what, $id, @w) = @_;
+  if ($what eq "took" || $what eq "full") {
+    my $k = delete $handed{ $id // "" } // return;
+    my $x = $conns{$k} or return;
+    delete $x->{hid};
+    if ($what eq "full") { $x->{state} = "relay"; return terminate($k) } # the terminator is at its bounds: served here
+    delete $conns{$k}; # taken: these copies of its sockets are closed, the terminator has its own
+    close $x->{c}; close $x->{up};
+  } elsif ($what eq "ev" && @w == 3 && $id =~ /^network\.(connect|denied)$/ && $w[1] =~ /^\d{1,5}$/ && $w[2] =~ /^[a-z-]{1,40}$/) {
+    ev($id, $w[0] eq "-" ? "" : $w[0], $w[1], $w[2] eq "-" ? undef : $w[2]);
+  }
+}
+sub terminator_gone {
+  $shared = undef;
+  drop($_, 1) for values %handed; # handed over, maybe taken: their guests see a reset
+  %handed = ();
+}
+# hands a connection about to be terminated (its ClientHello still unread in the guest's socket) to the terminator
+sub handoff {
+  my $k = shift;
+  my $t = shared_connect() or return 0;
+  my $x = $conns{$k};
+  my $id = ++$hand_id;
+  ctl_send($t, "conn $id " . fileno($x->{c}) . " " . fileno($x->{up}) . " $x->{name} $x->{port}\n") or return 0;
+  unpipe($x);
+  @$x{qw(state deadline hid)} = ("handed", time() + 10, $id);
+  $handed{$id} = $k;
+  return 1;
+}
+
+# (the terminator) a proxy connects: only the engine's uid, only an egress proxy; its sockets are taken from
+# that process (a pidfd made now) and its bindings and values serve its own connections only
+my $idle_since = time();
+my $PER_SESSION = 64; # terminated connections at once per sandbox; more are served by the sandbox's own proxy
+my $TOTAL = 512;
+sub session_open {
+  accept(my $fh, $ctl_listener) or return;
+  my ($pid, $uid) = unpack("iI", getsockopt($fh, SOL_SOCKET, 17) // ""); # SO_PEERCRED
+  return close $fh unless defined $uid && $uid == $> && $pid > 1;
+  my $pidfd = syscall(434, $pid, 0); # pidfd_open
+  return close $fh if $pidfd < 0;
+  open(my $pfh, "<&=", $pidfd) or return close $fh;
+  open(my $cmd, "<", "/proc/$pid/cmdline") or return close $fh;
+  my $argv = do { local $/; <$cmd> } // "";
+  close $cmd;
+  return close $fh unless index($argv, "\0mvm-egress\0") >= 0;
+  my $s = { secret => {}, capem => [], sctx => {}, usess => {}, n => 0, pidfd => $pfh };
+  my $t = ctl_new($fh, \&from_proxy, \&session_gone, $s);
+  $s->{ev} = sub { ctl_send($t, join(" ", "ev", $_[0], clean($_[1]) || "-", $_[2] // 0, $_[3] // "-") . "\n") };
+}
+sub from_proxy {
+  my ($t, $what, @w) = @_;
+  my $s = $t->{s};
+  if ($what eq "conn" && @w == 5) {
+    my ($id, $gfd, $ufd, $name, $port) = @w;
+    my $fits = $s->{go} && $s->{n} < $PER_SESSION && keys(%conns) < $TOTAL && $name =~ /^[a-z0-9._-]{1,253}$/ && $port =~ /^\d{1,5}$/;
+    my ($g, $u) = $fits ? map({ syscall(438, fileno $s->{pidfd}, $_ + 0, 0) } $gfd, $ufd) : (-1, -1); # pidfd_getfd
+    my ($c, $up);
+    open($c, "+<&=", $g) if $g >= 0;
+    open($up, "+<&=", $u) if $u >= 0;
+    if ($c && $up) {
+      ctl_send($t, "took $id\n");
+      my $k = fileno $c;
+      $conns{$k} = { c => $c, up => $up, s => $s, name => $name, port => $port, state => "relay", counted => 1, in => "", out => "", deadline => time() + 20 };
+      $s->{n}++;
+      return terminate($k);
+    }
+    return ctl_send($t, "full $id\n");
+  }
+  return ctl_close($t) if $s->{go}; # bindings are given once, before the first connection
+  if ($what eq "ca" && @w >= 2) { $s->{capem} = [map { hex_decode($_) } @w[0, 1]]; $s->{upca} = hex_decode($w[2]) if defined $w[2] }
+  elsif ($what eq "secret" && @w >= 3) { $s->{secret}{ $w[0] } = { value => hex_decode($w[1]), hosts => [@w[2 .. $#w]] } }
+  elsif ($what eq "go") {
+    tls_init($s) or return ctl_close($t);
+    # each bound name's leaf context is made now, off any connection's path
+    eval { server_ctx($s, $_) } for grep { !/^\*\./ } map { @{ $_->{hosts} } } values %{ $s->{secret} };
+    $s->{go} = 1;
+    ctl_send($t, "ok\n");
+  } else { ctl_close($t) }
+}
+sub session_gone {
+  my $t = shift;
+  my $s = $t->{s};
+  for my $k (keys %conns) { drop($k, 1) if $conns{$k}{s} == $s }
+  close $s->{pidfd} if $s->{pidfd};
+  session_free($s);
+  %$s = ();
+}
+
 # --- DNS: allowed names get their stand-in address, the rest NXDOMAIN ----------------------------
 sub dns {
   my $from = recv($ul, my $q, 512, 0);
@@ -742,12 +977,15 @@ sub dns {
   send($ul, pack("nnnnnn", $id, 0x8180 | ($flags & 0x0100) | $rcode, 1, $ans ? 1 : 0, 0, 0) . $question . $ans, 0, $from);
 }
 
+shared_connect() if $ROLE eq "proxy" && %secret;
 my $last_check = time();
 while (1) {
   my ($rin, $win, %hot) = ("", "");
-  vec($rin, fileno($_), 1) = 1 for ($tl, $pl, $ul);
+  vec($rin, fileno($_), 1) = 1 for grep { $_ } ($tl, $pl, $ul, $ctl_listener);
+  for my $t (values %ctl) { vec($rin, $t->{fd}, 1) = 1; vec($win, $t->{fd}, 1) = 1 if length $t->{out} }
   for my $x (values %conns) {
     my $st = $x->{state};
+    next if $st eq "handed";
     if ($st eq "tls") { $hot{ fileno $x->{c} } = 1 if tls_wants($x, \$rin, \$win); next }
     vec($rin, fileno($x->{c}), 1) = 1 if !$x->{ceof} && length($x->{in}) < $MAXBUF && $st ne "connecting";
     vec($win, fileno($x->{c}), 1) = 1 if length($x->{out}) || $x->{inpipe};
@@ -759,18 +997,25 @@ while (1) {
   my $now = time();
   if ($now != $last_check) {
     $last_check = $now;
-    exit 0 if start_of($init) ne $init_start || !-d $dir;
+    if ($ROLE eq "proxy") { exit 0 if start_of($init) ne $init_start || !-d $dir }
+    elsif (%ctl) { $idle_since = $now }
+    elsif ($now - $idle_since > 10) { unlink $shared_path; exit 0 } # no proxy has needed it for 10 s
     for my $k (keys %conns) {
       my $x = $conns{$k};
       next unless $x->{deadline} < $now;
-      ev("network.denied", $x->{name}, $x->{port}, "tls-timeout") if $x->{state} eq "tls" && !$x->{said} && !$x->{closing};
+      xev($x, "network.denied", $x->{name}, $x->{port}, "tls-timeout") if $x->{state} eq "tls" && !$x->{said} && !$x->{closing};
       drop($k, 1);
     }
   }
   next if $n <= 0 && !%hot;
   ($rout, $wout) = ("", "") if $n < 0; # interrupted: nothing is known to be ready
-  dns() if vec($rout, fileno($ul), 1);
-  for my $l ($tl, $pl) {
+  dns() if $ul && vec($rout, fileno($ul), 1);
+  session_open() if $ctl_listener && vec($rout, fileno($ctl_listener), 1);
+  for my $t (values %ctl) {
+    ctl_flush($t) if vec($wout, $t->{fd}, 1);
+    ctl_read($t) if !$t->{dead} && vec($rout, $t->{fd}, 1);
+  }
+  for my $l (grep { $_ } $tl, $pl) {
     next unless vec($rout, fileno($l), 1);
     accept(my $c, $l) or next;
     if (keys(%conns) >= 256) { ev("network.denied", "", 0, "too-many-connections"); rst($c); next }
