@@ -19,6 +19,7 @@
 export { Sandbox } from "./src/sandbox.ts";
 export {
   DEFAULT_SNAPSHOT_RETENTION_SECONDS,
+  type ForkInfo,
   type RestoreInfo,
   Snapshot,
   type SnapshotClass,

@@ -11,6 +11,12 @@
  * sandbox's root and a raw `sha256sum` of the file, in the same run, and a plain `Sandbox.create()`.
  * `BENCH_SNAPSHOTS_ONLY=1` skips the pause and resume rows.
  *
+ * Forks on copy-on-write storage: the bench makes a state root of its own on a loop-mounted XFS (reflink;
+ * needs `mkfs.xfs`, package xfsprogs) and runs itself there (`BENCH_COW_CHILD=1`): `fork()` of sandboxes
+ * holding 10 MB, 100 MB and 1 GB, with a warm spare and without the warm pool, beside a raw
+ * `cp -a --reflink=always` of the parent's root and a raw freeze/thaw, in the same run; then unmounts,
+ * detaches and removes the image. `BENCH_COW=0` skips it.
+ *
  * Run: deno run -A bench/cold.bench.ts   |   bun bench/cold.bench.ts
  * Options (env): BENCH_QUICK=1 for fewer samples and no 1 GB sandbox. Needs root (cgroups).
  *
@@ -35,6 +41,10 @@ const rt = runtime();
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((xs.length - 1) * p))];
 const fmt = (xs: number[]) => `p50 ${pct(xs, 0.5).toFixed(2)} ms, p95 ${pct(xs, 0.95).toFixed(2)} ms`;
 const rows: string[][] = [];
+if (process.env.BENCH_COW_CHILD === "1") {
+  await cowChild();
+  process.exit(0);
+}
 
 const layout = await detectCgroups();
 if (!layout) throw new Error("cold.bench needs writable cgroups (run as root)");
@@ -177,6 +187,100 @@ try {
     }
   } finally {
     rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
+// Forks on a copy-on-write state root (a loop-mounted XFS), measured by this bench run again in a child with that root.
+if (process.env.BENCH_COW !== "0") {
+  const base = (process.env.MVM_STATE_DIR || "/var/lib/mvm").replace(/\/+$/, "");
+  const img = `${base}-bench-cow.img`;
+  const mnt = `${base}-bench-cow`;
+  let dev = "";
+  let mounted = false;
+  try {
+    dev = await sh(
+      'truncate -s 4G "$1" && mkfs.xfs -q -m reflink=1 "$1" && mkdir -p "$2" && d=$(losetup --find --show "$1") && echo "$d" && mount -t xfs "$d" "$2"',
+      img,
+      mnt,
+    );
+    mounted = dev !== "";
+    if (!mounted) throw new Error("could not make a loop-mounted XFS (needs root, xfsprogs, losetup)");
+    const self = new URL(import.meta.url).pathname;
+    const g = globalThis as { Deno?: unknown };
+    const argv = g.Deno ? ["run", "-A", "--no-check", self] : [self];
+    const c = await rt.spawn(process.execPath, argv, {
+      env: { ...process.env, MVM_STATE_DIR: `${mnt}/state`, BENCH_COW_CHILD: "1" } as Record<string, string>,
+      stdout: "piped",
+      stderr: "inherit",
+    });
+    const out = await collectText(c.stdout!);
+    await c.status;
+    for (const l of out.split("\n")) if (l.startsWith("[")) rows.push(JSON.parse(l) as string[]);
+  } catch (e) {
+    rows.push(["fork on XFS (reflink)", `not measured: ${(e as Error).message}`, "—"]);
+  } finally {
+    if (mounted) {
+      await sh(
+        'i=0; until umount "$1" 2>/dev/null || [ $i -gt 50 ]; do i=$((i+1)); sleep 0.2; done; umount -l "$1" 2>/dev/null; true',
+        mnt,
+      );
+    }
+    if (dev) await sh('losetup -d "$1"', dev);
+    await sh('rmdir "$1" 2>/dev/null; rm -f "$2"', mnt, img);
+  }
+}
+
+/** The copy-on-write rows: runs in a child whose MVM_STATE_DIR is on the loop-mounted XFS; prints each row as a JSON line. */
+async function cowChild(): Promise<void> {
+  const r = runtime();
+  const sh1 = (script: string, ...args: string[]) =>
+    r.spawn("/bin/sh", ["-c", script, "sh", ...args], { stdout: "piped", stderr: "null" }).then(async (c) => {
+      const out = await collectText(c.stdout!);
+      await c.status;
+      return out.trim();
+    });
+  const time = async (f: () => Promise<unknown>) => {
+    const t = performance.now();
+    await f();
+    return performance.now() - t;
+  };
+  const emit = (row: string[]) => console.log(JSON.stringify(row));
+  const base = process.env.MVM_STATE_DIR!.replace(/\/+$/, "");
+  const k = quick ? 5 : 10;
+  const scratch = `${base}/raw`;
+  await sh1('mkdir -p "$1"', scratch);
+  for (const mb of quick ? [10, 100] : [10, 100, 1024]) {
+    // without the warm pool first (every fork starts its sandbox), then with a warm spare (the next fork's,
+    // started in the background after each fork: the bench waits for it between samples, as an idle caller would)
+    process.env.MVM_WARM_POOL = "0";
+    await using sb = await Sandbox.create();
+    await sb.commands.run(["sh", "-c", `head -c ${mb}M /dev/urandom > /app/big`], { check: true, timeoutSeconds: 300 });
+    const root = `${base}/sandboxes/${sb.id}/root`;
+    const cold: number[] = [];
+    const warm: number[] = [];
+    const raw: number[] = [];
+    for (let i = 0; i < k; i++) {
+      await sh1("sync");
+      let child!: Sandbox;
+      cold.push(await time(async () => child = await sb.fork()));
+      if (child.forkedFrom?.method !== "clone") throw new Error(`a fork on XFS was not a clone: ${JSON.stringify(child.forkedFrom)}`);
+      await child.destroy();
+    }
+    process.env.MVM_WARM_POOL = "1";
+    await (await sb.fork()).destroy(); // starts the pool
+    for (let i = 0; i < k; i++) {
+      await sh1("sync; sleep 1.5");
+      let child!: Sandbox;
+      warm.push(await time(async () => child = await sb.fork()));
+      await child.destroy();
+    }
+    for (let i = 0; i < k; i++) {
+      await sh1("sync");
+      raw.push(await time(() => sh1('mkdir "$2/c" && cp -a --reflink=always "$1/." "$2/c"', root, scratch)));
+      await sh1('rm -rf "$1/c"', scratch);
+    }
+    emit([`fork() on XFS (reflink clone), ${mb} MB, warm spare`, fmt(warm), `raw sh + cp -a --reflink=always of the root ${fmt(raw)}`]);
+    emit([`fork() on XFS (reflink clone), ${mb} MB, no warm pool`, fmt(cold), "the fork's own sandbox start is the difference"]);
   }
 }
 

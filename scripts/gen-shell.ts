@@ -24,7 +24,14 @@ const programs: Array<[string, string, string[]]> = [
     "watch.pl",
   ]],
   ["PTY_PL", "In-sandbox PTY helper: one command on a pseudo-terminal of the sandbox's own devpts (sh/pty.pl).", ["pty.pl"]],
-  ["SNAPSHOT_SH", "Host-side snapshot helper: capture a frozen root, restore a tree by copy (sh/snapshot.sh).", ["snapshot.sh"]],
+  [
+    "SNAPSHOT_SH",
+    "Host-side snapshot helper: capture a frozen root, restore a tree by copy, clone a root for a fork (sh/cgroup-fns.sh + sh/snapshot.sh).",
+    [
+      "cgroup-fns.sh",
+      "snapshot.sh",
+    ],
+  ],
   ["OVERLAY_SH", "Launcher step of an overlay-restored sandbox, in its private mount namespace (sh/overlay.sh).", ["overlay.sh"]],
   ["RUNNER_PL", "In-sandbox runner: serves jobs, one child each, on fifos only it holds (sh/runner.pl).", ["runner.pl"]],
   ["SPARE_SH", "A runner's next job process, with the file agent: waits for its frame and runs it (sh/agent.sh + sh/spare.sh).", [

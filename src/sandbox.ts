@@ -21,7 +21,13 @@ import type { Engine, EngineSandbox } from "./engines/contract.ts";
 import { getEngine } from "./engines/mod.ts";
 import { withHostPermissions } from "./runtime/mod.ts";
 import { normalizeCreate, resolveEngine, type SandboxSpec, specEnvBytes } from "./spec.ts";
-import { DEFAULT_SNAPSHOT_RETENTION_SECONDS, type RestoreInfo, type SnapshotInfo, type SnapshotOptions } from "./snapshot.ts";
+import {
+  DEFAULT_SNAPSHOT_RETENTION_SECONDS,
+  type ForkInfo,
+  type RestoreInfo,
+  type SnapshotInfo,
+  type SnapshotOptions,
+} from "./snapshot.ts";
 import type { Capabilities, CreateOptions, EngineName, LogEvent, SandboxInfo, SandboxState } from "./types.ts";
 import { checkRange, checkSandboxId, checkStringMap, NAME_RE } from "./validate.ts";
 import { Commands, MAX_TIMEOUT_SECONDS } from "./commands.ts";
@@ -344,10 +350,13 @@ export class Sandbox implements AsyncDisposable {
   }
 
   /**
-   * A new, independent sandbox that starts from this one's files: a fresh snapshot (default
-   * retention; or `options.snapshot`, one taken before) and a create from it with `options`. Its
-   * `restoredFrom` names the snapshot. A fork from the snapshot it just took reuses the digests it
-   * computed (`rehashed: false`); its seal and epoch are still checked.
+   * A new, independent sandbox that starts from this one's files, created with `options`; its
+   * `forkedFrom` names this sandbox and says how. Where the engine's storage is copy-on-write (the
+   * local engine with its state root on XFS or btrfs), the files are cloned by reflink while this
+   * sandbox is frozen: flat in size, nothing stored, nothing to verify (`method: "clone"`). Elsewhere
+   * it takes a fresh snapshot (default retention) and creates from it (`method: "snapshot"`;
+   * `restoredFrom` names the snapshot; the digests it just computed are reused, `rehashed: false`, and
+   * its seal and epoch are checked). `options.snapshot` forks from a snapshot taken before instead.
    *
    * @example Both sides change independently
    * ```ts
@@ -359,18 +368,31 @@ export class Sandbox implements AsyncDisposable {
    * const child = await sb.fork();
    * await child.files.write("/app/n.txt", "2");
    * assert.equal(await sb.files.readText("/app/n.txt"), "1");
-   * assert.equal(child.restoredFrom?.verified, true);
+   * assert.equal(child.forkedFrom?.parentId, sb.id);
    * await child.destroy();
-   * await Snapshot.delete(child.restoredFrom!.snapshotId);
+   * const snap = child.forkedFrom?.snapshotId; // a snapshot was taken (not on XFS/btrfs): its retention is 7 days
+   * if (snap) await Snapshot.delete(snap);
    * ```
    */
   async fork(options: CreateOptions = {}): Promise<Sandbox> {
     if (options === null || typeof options !== "object") throw invalid("options", "must be an object");
     if (options.snapshot !== undefined) return await Sandbox.create({ engine: this.#engine, ...options });
+    const inner = this._engine();
+    if (await withHostPermissions(() => inner.cloneable?.() ?? Promise.resolve(false))) {
+      const { spec, engine } = normalizeCreate({ engine: this.#engine, ...options });
+      spec.fork = { parentId: this.id, clone: true };
+      return await Sandbox.#createSpec(spec, engine, options);
+    }
     const snap = await this.snapshot();
     const { spec, engine } = normalizeCreate({ engine: this.#engine, ...options, snapshot: snap.id });
     spec.snapshot = { id: snap.id, verify: true, reuse: true };
+    spec.fork = { parentId: this.id, clone: false };
     return await Sandbox.#createSpec(spec, engine, options);
+  }
+
+  /** How this sandbox was forked, when it is a fork (`info().forkedFrom` too). */
+  get forkedFrom(): ForkInfo | undefined {
+    return this.#inner.forkedFrom;
   }
 
   /** How this sandbox was restored, when it started from a snapshot (`info().restoredFrom` too). */

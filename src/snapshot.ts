@@ -107,6 +107,37 @@ export interface RestoreInfo {
   auditId: string;
 }
 
+/**
+ * How a fork was made (`sb.forkedFrom`, `info().forkedFrom`). Where the state root is on a
+ * copy-on-write filesystem (XFS with reflink, btrfs), `fork()` clones the frozen parent's `/` by
+ * reflink into the fork's own folder: O(files), flat in size, and **nothing is stored or sealed**, so
+ * there is nothing to verify (`method: "clone"`, `snapshotId: null`, no `restoredFrom`). Elsewhere it
+ * takes a sealed snapshot and restores it (`method: "snapshot"`; `restoredFrom` says how it was checked).
+ *
+ * @example Telling the two apart
+ * ```ts
+ * import { Sandbox, Snapshot } from "@mvm/sdk";
+ *
+ * await using sb = await Sandbox.create();
+ * await using child = await sb.fork();
+ * const f = child.forkedFrom!;
+ * console.log(f.parentId === sb.id, f.method); // true "clone" on XFS/btrfs, true "snapshot" on ext4
+ * if (f.snapshotId) await child.destroy().then(() => Snapshot.delete(f.snapshotId!));
+ * ```
+ */
+export interface ForkInfo {
+  /** The sandbox it was forked from. */
+  parentId: string;
+  /** `clone`: the parent's files were cloned by reflink while it was frozen (nothing stored); `snapshot`: a sealed snapshot was taken and restored. */
+  method: "clone" | "snapshot";
+  /** The snapshot taken for the fork (`method: "snapshot"`), else null. */
+  snapshotId: string | null;
+  /** Entries of the parent's `/` the fork did not get (fifos, sockets, devices), with their kind. */
+  skipped: { name: string; kind: string }[];
+  /** The audit entry that recorded the fork on the parent's side (`sandbox.forked`, naming the child). */
+  auditId: string;
+}
+
 /** The default retention of a snapshot: 7 days. */
 export const DEFAULT_SNAPSHOT_RETENTION_SECONDS = 7 * 86_400;
 

@@ -65,6 +65,8 @@ export interface SandboxSpec {
   networkGiven: boolean;
   /** Start from this snapshot; `reuse`: the caller sealed it a moment ago (a fork), so its files need not be hashed again. */
   snapshot?: { id: string; verify: boolean; reuse: boolean } | undefined;
+  /** A fork of this sandbox (set by `fork()`, never by create options): `clone` its files directly, or restore `snapshot`. */
+  fork?: { parentId: string; clone: boolean } | undefined;
 }
 
 const KNOWN_KEYS = new Set([

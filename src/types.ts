@@ -14,7 +14,7 @@
  * @module
  */
 import type { NetworkPolicy, SecretRef } from "./policy.ts";
-import type { RestoreInfo, SnapshotInfo } from "./snapshot.ts";
+import type { ForkInfo, RestoreInfo, SnapshotInfo } from "./snapshot.ts";
 
 /**
  * Lifecycle states, always explicit. The local engine reports `running`,
@@ -321,6 +321,8 @@ export interface SandboxInfo {
   limits: { cpu?: number | undefined; memoryMb?: number | undefined; pidsLimit?: number | undefined; tmpSizeMb?: number | undefined };
   /** The snapshot it was restored from, and how (absent for a sandbox that did not start from one). */
   restoredFrom?: RestoreInfo | undefined;
+  /** The sandbox it was forked from, and how (absent for a sandbox that is not a fork). */
+  forkedFrom?: ForkInfo | undefined;
 }
 
 /**

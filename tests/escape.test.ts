@@ -42,7 +42,7 @@ import {
 } from "../mod.ts";
 import { type ChildProcess, runtime } from "../src/runtime/mod.ts";
 import { collectText } from "../src/streams.ts";
-import { collect, egressPids, processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
+import { collect, cowFork, egressPids, processAlive, runtimeCommand, sandboxPids, STATE, waitFor, withCowStateRoot } from "./helpers.ts";
 import { terminatorDir } from "../src/engines/local/network.ts";
 import { startTestNet } from "./netns.ts";
 
@@ -1154,6 +1154,30 @@ test("escape: guest symlinks to host files and to the state folder never bring h
     await again?.destroy();
     await sb.destroy();
     for (const id of [snapId, child?.restoredFrom?.snapshotId]) if (id) await Snapshot.delete(id).catch(() => {});
+    rmSync(canary, { force: true });
+  }
+});
+
+test("escape: a fork by reflink clone (copy-on-write state root) follows no guest link, drops fifos, and never touches the parent's or the host's files", async (t) => {
+  const canary = `/root/mvm-escape-clone-${TAG}`;
+  writeFileSync(canary, `host-secret-${TAG}`, { mode: 0o600 });
+  try {
+    const skipped = await withCowStateRoot(512, async (state) => {
+      const base = state.replace(/\/+$/, "");
+      const out = await cowFork(state, ["escape", canary, base]);
+      assert.equal(out.method, "clone");
+      assert.deepEqual(out.skipped, [{ name: "app/fifo", kind: "fifo" }]);
+      assert.ok(!String(out.childSees).includes(`host-secret-${TAG}`), String(out.childSees));
+      assert.doesNotMatch(String(out.childSees), /\bfifo\b/, "the fifo reached the fork");
+      assert.deepEqual(out.links, [true, true, true], "a guest symlink was followed or replaced by the clone");
+      assert.equal(out.dIsDir, true, "the swapped folder was not cloned as a folder (the clone ran unfrozen?)");
+      assert.equal(out.childLinks, 2, "a hard link inside the parent is one inode with two names in the fork too");
+      assert.equal(out.parentKept, true, "the fork's chown reached the parent's file");
+      assert.deepEqual(out.canary, { uid: 0, mode: 0o600, text: `host-secret-${TAG}` }, "the host file behind a guest link changed");
+      assert.equal(out.stateBase, 0, "the state folder behind a guest link changed owner");
+    });
+    if (skipped) t.skip(skipped);
+  } finally {
     rmSync(canary, { force: true });
   }
 });

@@ -9,9 +9,9 @@
  * ```
  * @module
  */
-import { execFileSync } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import process from "node:process";
 
 /** The argv that runs `file` under the runtime running the tests (on Node, `file` bundled to JavaScript first). */
@@ -173,4 +173,72 @@ export function egressPids(id: string): number[] {
     } catch { /* gone */ }
   }
   return out;
+}
+
+/**
+ * Runs `fn` with a fresh copy-on-write state root: an XFS with reflink, in a sparse image beside this
+ * suite's state root, on a loop device. Returns why it was skipped instead (not root, no `mkfs.xfs`
+ * or `losetup`). The mount is undone, the loop device detached and the image removed even when `fn`
+ * fails; a mount still busy (a sandbox of `fn` not gone yet) is retried for 10 s, then detached lazily.
+ */
+export async function withCowStateRoot(sizeMb: number, fn: (stateDir: string) => Promise<void>): Promise<string | null> {
+  if (process.getuid?.() !== 0) return "needs root (a loop mount)";
+  const which = (b: string) => ["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map((d) => `${d}/${b}`).find((p) => existsSync(p));
+  const [mkfs, losetup] = [which("mkfs.xfs"), which("losetup")];
+  if (!mkfs || !losetup) return "needs mkfs.xfs (apt-get install xfsprogs) and losetup";
+  const base = STATE.replace(/\/sandboxes$/, "");
+  const img = `${base}-cow-${process.pid}.img`;
+  const mnt = `${base}-cow-${process.pid}`;
+  const run = (cmd: string, ...args: string[]) => execFileSync(cmd, args, { stdio: ["ignore", "pipe", "pipe"] }).toString().trim();
+  let dev = "";
+  let mounted = false;
+  try {
+    writeFileSync(img, "");
+    truncateSync(img, sizeMb * 1024 * 1024);
+    run(mkfs, "-q", "-m", "reflink=1", img);
+    dev = run(losetup, "--find", "--show", img);
+    mkdirSync(mnt, { recursive: true });
+    run("mount", "-t", "xfs", dev, mnt);
+    mounted = true;
+    await fn(`${mnt}/state`);
+  } finally {
+    if (mounted) {
+      const ok = await waitFor(
+        () => {
+          try {
+            run("umount", mnt);
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        10_000,
+        200,
+      );
+      if (!ok) run("umount", "-l", mnt);
+    }
+    if (dev) execFileSync(losetup, ["-d", dev], { stdio: "ignore" });
+    rmdirSync(mnt, { maxRetries: 0 });
+    rmSync(img, { force: true });
+  }
+  return null;
+}
+
+/**
+ * Runs tests/fixtures/scripts/cow-fork.ts (forks on a copy-on-write state root) with `state` as its
+ * MVM_STATE_DIR; returns its one JSON line. Killed after 120 s.
+ */
+export async function cowFork(state: string, args: string[]): Promise<Record<string, unknown>> {
+  const [cmd, ...rest] = runtimeCommand(new URL("./fixtures/scripts/cow-fork.ts", import.meta.url).pathname);
+  const { stdout, stderr } = await new Promise<{ stdout: string; stderr: string }>((resolve) =>
+    execFile(
+      cmd!,
+      [...rest, ...args],
+      { env: { ...process.env, MVM_STATE_DIR: state }, timeout: 120_000, killSignal: "SIGKILL", maxBuffer: 1 << 20 },
+      (_e, stdout, stderr) => resolve({ stdout: String(stdout), stderr: String(stderr) }),
+    )
+  );
+  const line = stdout.split("\n").find((l) => l.startsWith("{"));
+  if (!line) throw new Error(`cow-fork.ts ${args.join(" ")} printed no result: ${stdout.slice(-1000)}${stderr.slice(-3000)}`);
+  return JSON.parse(line) as Record<string, unknown>;
 }

@@ -19,7 +19,7 @@ import {
 } from "../mod.ts";
 import { type AuditEntry, readAudit } from "../src/audit.ts";
 import { runtime } from "../src/runtime/mod.ts";
-import { collect, firstLine, processAlive, runtimeCommand, sandboxPids, STATE, waitFor } from "./helpers.ts";
+import { collect, cowFork, firstLine, processAlive, runtimeCommand, sandboxPids, STATE, waitFor, withCowStateRoot } from "./helpers.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
 const BASE = STATE.replace(/\/sandboxes$/, "");
@@ -75,6 +75,17 @@ test("snapshot: a fork of a sandbox holding 100 MB; both sides change independen
   assert.equal(from.rehashed, false, "a fork reuses the digests its snapshot just computed");
   assert.equal(from.restore, isRoot ? "overlay" : "copy");
   assert.deepEqual((await child.info()).restoredFrom, from);
+  // on this (non copy-on-write) state root a fork is snapshot + restore, and says so; the chain names both sides
+  const forked = child.forkedFrom!;
+  assert.deepEqual({ ...forked, auditId: "" }, {
+    parentId: sb.id,
+    method: "snapshot",
+    snapshotId: from.snapshotId,
+    skipped: [],
+    auditId: "",
+  });
+  assert.deepEqual((await child.info()).forkedFrom, forked);
+  assert.ok((await audit()).some((e) => e.id === forked.auditId && e.event === "sandbox.forked" && e.labels.sandbox === sb.id));
   const snap = await Snapshot.get(from.snapshotId);
   assert.equal(snap.sandboxId, sb.id);
   assert.equal(snap.class, "fs_quick");
@@ -250,4 +261,24 @@ test("snapshot: owner death and TTL clean up a forked sandbox: no folder, no pro
   if (isRoot) assert.ok(mountsOf(child.id).length > 0, "the fork's overlay is mounted (in its launcher's namespace)");
   assert.ok(await waitFor(() => !gone(), 10_000), "the fork outlived its TTL");
   await Snapshot.delete(child.restoredFrom!.snapshotId);
+});
+
+test("snapshot: on a copy-on-write state root (a loop-mounted XFS) a fork of 100 MB is a reflink clone; both sides change independently", async (t) => {
+  const skipped = await withCowStateRoot(1024, async (state) => {
+    const out = await cowFork(state, ["sides", "-", "100"]);
+    const f = out.forkedFrom as Record<string, unknown>;
+    assert.equal(f.method, "clone");
+    assert.equal(f.snapshotId, null, "a clone stores no snapshot");
+    assert.deepEqual(out.info, f);
+    assert.equal(out.restoredFrom, null, "a clone is not a restore: nothing was verified, and it does not say so");
+    assert.match(String(f.auditId), /^aud_/);
+    const head = String(out.head);
+    const bytes = `${100 * 1024 * 1024}\n`;
+    // the parent: its marker gone, its big file as it was; the fork: its marker, its big file rewritten at the start
+    assert.equal(out.parent, `big\nonly-parent\n${head}${bytes}`);
+    assert.equal(out.child, `child\nbig\nwho\n 00 00 00 00 00 00 00 00\n${bytes}`);
+    assert.notEqual(out.childUid, out.parentUid, "the clone was not given to the fork's own uid");
+    assert.deepEqual(out.grand, { method: "clone", who: "child\n" });
+  });
+  if (skipped) t.skip(skipped);
 });

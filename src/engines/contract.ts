@@ -13,7 +13,7 @@
  */
 import type { AuditEntry } from "../audit.ts";
 import type { SandboxSpec } from "../spec.ts";
-import type { RestoreInfo, SnapshotClass, SnapshotInfo } from "../snapshot.ts";
+import type { ForkInfo, RestoreInfo, SnapshotClass, SnapshotInfo } from "../snapshot.ts";
 import type { Capabilities, CommandInfo, EngineName, FileInfo, LogEvent, ProcessStatus, SandboxInfo } from "../types.ts";
 
 /** Options an engine receives for a guest process (validated already). */
@@ -122,6 +122,10 @@ export interface EngineSandbox {
   snapshot?(opts: EngineSnapshotOptions): Promise<SnapshotInfo>;
   /** How it was restored, when it started from a snapshot. */
   readonly restoredFrom?: RestoreInfo | undefined;
+  /** How it was forked, when it is a fork. */
+  readonly forkedFrom?: ForkInfo | undefined;
+  /** Whether a fork can clone its files directly (copy-on-write storage; absent: never, a fork snapshots). */
+  cloneable?(): Promise<boolean>;
 }
 
 /** What an engine's snapshot takes (validated already; `retentionSeconds: null` keeps it forever). */

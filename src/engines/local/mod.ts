@@ -15,19 +15,20 @@
  * ```
  * @module
  */
-import { chmodSync, chownSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { chmodSync, chownSync, mkdirSync, readdirSync, rmdirSync, writeFileSync } from "node:fs";
 import { InvalidInputError, NotFoundError, UnsupportedError } from "../../errors.ts";
 import { type ResolvedSecret, resolveSecrets } from "../../secrets.ts";
 import { getEnv, hostPid } from "../../runtime/mod.ts";
 import type { SandboxSpec } from "../../spec.ts";
 import type { SandboxInfo } from "../../types.ts";
+import type { ForkInfo } from "../../snapshot.ts";
 import type { Engine, EngineSandbox } from "../contract.ts";
 import { bwrapArgv } from "./bwrap.ts";
 import { resolveImage } from "./image.ts";
 import { claimName, lookupName, releaseName } from "./names.ts";
 import { CA_ENV, EGRESS_ENV, egressTools, makeCa, startEgress, substituted } from "./network.ts";
 import { preflight, type Tools, which } from "./preflight.ts";
-import { overlaySafe, type Restorable, restoreInfo, runShell, snapshotStore } from "./snapshot.ts";
+import { cowStorage, overlaySafe, type Restorable, restoreInfo, runShell, snapshotStore } from "./snapshot.ts";
 import { OVERLAY_SH } from "./scripts.gen.ts";
 import { chooseFreezer, type FreezerKind, setLimits } from "./cgroups.ts";
 import { localCapabilities, LocalSandbox, newCgroupName } from "./sandbox.ts";
@@ -68,13 +69,21 @@ function refuseUnsupported(spec: SandboxSpec, t: Tools): void {
  * The folder a sandbox starts with: `/root`, `/app`, owned by the sandbox's uid; state files 0600. A
  * sandbox restored on an overlay gets an empty mount point and the layer's `upper`/`work` folders
  * instead (its launcher mounts the snapshot's tree there); one restored by copy gets the tree copied
- * in and given to its uid.
+ * in and given to its uid. A fork by clone gets its parent's root cloned in (while the parent is
+ * frozen), then made its own; every fork is recorded on its parent's side (`sandbox.forked`).
  */
-async function makeFolder(dir: SandboxDir, t: Tools, meta: Meta, restore?: Restore): Promise<void> {
+async function makeFolder(dir: SandboxDir, t: Tools, meta: Meta, restore?: Restore, fork?: Fork): Promise<void> {
   const isRoot = t.uid === 0;
   mkdirSync(dir.path, { mode: 0o700 });
   chmodSync(dir.path, isRoot ? 0o711 : 0o700);
   const root = dir.file("root");
+  if (fork?.parent) mkdirSync(root, { mode: 0o700 });
+  if (fork) meta.forkedFrom = await forkRoot(t, dir.id, root, meta.sandboxUid, fork, restore);
+  if (fork?.parent) {
+    dir.write("meta.json", JSON.stringify(meta));
+    dir.write("events.jsonl", "");
+    return;
+  }
   if (restore?.mode === "overlay") {
     for (const [p, mode] of [[root, 0o755], [`${dir.path}/upper`, 0o755], [`${dir.path}/work`, 0o700]] as const) {
       mkdirSync(p, { mode });
@@ -95,6 +104,42 @@ async function makeFolder(dir: SandboxDir, t: Tools, meta: Meta, restore?: Resto
   dir.write("events.jsonl", "");
 }
 
+/**
+ * A fork's files and record: the parent's root cloned into `root` (while the parent is frozen) and
+ * given to `uid`, when the fork clones; then the `sandbox.forked` entry on the parent's side.
+ */
+async function forkRoot(t: Tools, id: string, root: string, uid: number, fork: Fork, restore?: Restore): Promise<ForkInfo> {
+  const skipped = fork.parent ? await fork.parent.cloneInto(root, uid) : restore?.from.info.skipped ?? [];
+  const method = fork.parent ? "clone" : "snapshot";
+  const snapshotId = restore?.from.info.id ?? null;
+  const auditId = new SandboxDir(t.root, fork.parentId).audit("sandbox.forked", {
+    child: id,
+    method,
+    snapshot: snapshotId,
+    skipped: skipped.length,
+  });
+  return { parentId: fork.parentId, method, snapshotId, skipped, auditId };
+}
+
+/**
+ * Makes a warm spare a fork of `fork.parent` before it is handed out: the spare never ran anything, so
+ * its `/root` and `/app` are empty and go (the parent's take their place); every other entry of its
+ * root is a mount point, as in the parent's, whose attributes the clone copies. Throws when the spare's
+ * folders are not empty (then the spare is dropped and the fork starts a sandbox of its own).
+ */
+async function forkSpare(t: Tools, sb: LocalSandbox, fork: Fork): Promise<void> {
+  const root = sb.dir.file("root");
+  rmdirSync(`${root}/root`);
+  rmdirSync(`${root}/app`);
+  sb.meta = { ...sb.meta, forkedFrom: await forkRoot(t, sb.id, root, sb.meta.sandboxUid, fork) };
+}
+
+/** A fork: its parent's id, and the parent itself when its root is cloned (else the fork restores a snapshot). */
+interface Fork {
+  parentId: string;
+  parent?: LocalSandbox | undefined;
+}
+
 /** A restore: the checked snapshot and how its tree becomes the sandbox's `/`. */
 interface Restore {
   from: Restorable;
@@ -105,6 +150,8 @@ interface Restore {
 interface Launch {
   /** Start from a snapshot. */
   restore?: Restore | undefined;
+  /** A fork (by clone, or of the snapshot in `restore`). */
+  fork?: Fork | undefined;
   image: string;
   tmpMb: number;
   ttlSeconds: number;
@@ -182,7 +229,7 @@ async function launch(t: Tools, l: Launch): Promise<LocalSandbox> {
       freezer: l.freezer,
       bwrapArgv: [...overlay, ...argv],
     }, async () => {
-      await makeFolder(dir, t, meta, l.restore);
+      await makeFolder(dir, t, meta, l.restore, l.fork);
       if (l.pooled) dir.mark("pooled");
       else {
         dir.appendEvent("created", {
@@ -193,6 +240,7 @@ async function launch(t: Tools, l: Launch): Promise<LocalSandbox> {
           ...(meta.restoredFrom
             ? { snapshot: meta.restoredFrom.snapshotId, verified: meta.restoredFrom.verified, restore: meta.restoredFrom.restore }
             : {}),
+          ...(meta.forkedFrom ? { forkedFrom: meta.forkedFrom.parentId, method: meta.forkedFrom.method } : {}),
         });
       }
       dir.write("bwrap.args", args.map((a) => a + "\0").join(""));
@@ -252,6 +300,7 @@ async function claim(
   tmpMb: number,
   freezer: FreezerKind | null,
   env: Record<string, string>,
+  prepare?: (sb: LocalSandbox) => Promise<void>,
 ): Promise<LocalSandbox | null> {
   if (!spare || spare.image !== image || spare.tmpMb !== tmpMb || spare.freezer !== freezer) return null;
   const taken = spare.sb;
@@ -261,6 +310,7 @@ async function claim(
   const limits = limitsOf(spec, t, tmpMb);
   try {
     if (sb.deathError("hand out") !== null) throw new Error("the pooled sandbox died");
+    await prepare?.(sb);
     if (t.layout && (limits.cpu || limits.memoryMb || limits.pidsLimit !== sb.meta.limits.pidsLimit)) {
       await setLimits(t.layout, t.tag, sb.id, limits);
     }
@@ -282,7 +332,14 @@ async function claim(
     dir.replace("ttl", String(spec.ttlSeconds));
     if (!dir.poke()) throw new Error("the pooled sandbox's supervisor is gone");
     sb.meta = meta;
-    dir.appendEvent("created", { image, ttlSeconds: spec.ttlSeconds, limits, tags: spec.tags, warm: true });
+    dir.appendEvent("created", {
+      image,
+      ttlSeconds: spec.ttlSeconds,
+      limits,
+      tags: spec.tags,
+      warm: true,
+      ...(meta.forkedFrom ? { forkedFrom: meta.forkedFrom.parentId, method: meta.forkedFrom.method } : {}),
+    });
     dir.unmark("pooled");
     return sb;
   } catch {
@@ -324,9 +381,16 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
   let restore: Restore | undefined;
   if (spec.snapshot) {
     const from = await snapshotStore(t).open(spec.snapshot.id, { verify: spec.snapshot.verify, reuse: spec.snapshot.reuse });
-    restore = { from, mode: t.uid === 0 && overlaySafe(from.tree) && overlaySafe(t.root) ? "overlay" : "copy" };
+    // on copy-on-write storage a copy is a reflink (O(files)) and leaves a plain folder a later fork can clone
+    const overlay = t.uid === 0 && overlaySafe(from.tree) && overlaySafe(t.root) && !(await cowStorage(t.root));
+    restore = { from, mode: overlay ? "overlay" : "copy" };
   }
-  let sb = networked || restore ? null : await claim(t, spec, image, tmpMb, freezer, env);
+  // a fork by clone takes its parent's files while the parent is frozen (makeFolder)
+  const fork: Fork | undefined = spec.fork
+    ? { parentId: spec.fork.parentId, parent: spec.fork.clone ? await connect(spec.fork.parentId) : undefined }
+    : undefined;
+  // a fork by clone can take a warm spare: its files are cloned in before it is handed out
+  let sb = networked || restore ? null : await claim(t, spec, image, tmpMb, freezer, env, fork && ((s) => forkSpare(t, s, fork)));
   if (!sb) {
     const limits = limitsOf(spec, t, tmpMb);
     sb = await launch(t, {
@@ -336,12 +400,14 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
       limits,
       pooled: false,
       restore,
+      fork,
       freezer,
       network: networked ? spec.network : undefined,
       secrets: sub,
       meta: { template: spec.template, name: spec.name, workloadId: spec.workloadId, tags: spec.tags, env },
     });
   }
+  await fork?.parent?.disconnect();
   if (Object.keys(exposed).length > 0) sb.dir.writeExposed(exposed);
   // the next spare starts once this sandbox's first runner is in place: on a small machine, starting
   // both at once would make the caller's first command wait for the spare's start too

@@ -15,8 +15,8 @@ import { existsSync } from "node:fs";
 import { ConflictError, NotFoundError, TransportError, UnsupportedError } from "../../errors.ts";
 import type { Capabilities, CommandInfo, LogEvent, SandboxInfo } from "../../types.ts";
 import type { EngineFiles, EngineProcess, EngineSandbox, EngineSnapshotOptions, EngineStartOptions } from "../contract.ts";
-import type { RestoreInfo, SnapshotInfo } from "../../snapshot.ts";
-import { snapshotStore } from "./snapshot.ts";
+import type { ForkInfo, RestoreInfo, SnapshotInfo } from "../../snapshot.ts";
+import { adoptTree, cloneTree, cowStorage, snapshotStore } from "./snapshot.ts";
 import {
   type EffectiveLimits,
   effectiveLimits,
@@ -106,8 +106,8 @@ function audited(files: EngineFiles, dir: SandboxDir): EngineFiles {
   };
 }
 
-/** Snapshots under way in this process, by sandbox id. */
-const SNAPSHOTTING = new Map<string, Promise<SnapshotInfo>>();
+/** Snapshots and fork clones under way in this process, by sandbox id. */
+const FREEZING = new Map<string, Promise<unknown>>();
 
 /** A local sandbox. */
 export class LocalSandbox implements EngineSandbox, SandboxCore {
@@ -231,6 +231,7 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
       detached: this.dir.has("detached"),
       limits: { ...limits, tmpSizeMb: m.limits.tmpSizeMb ?? DEFAULT_TMP_MB },
       ...(m.restoredFrom ? { restoredFrom: { ...m.restoredFrom } } : {}),
+      ...(m.forkedFrom ? { forkedFrom: { ...m.forkedFrom, skipped: [...m.forkedFrom.skipped] } } : {}),
     };
   }
 
@@ -496,12 +497,80 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
    * overlay is mounted.
    */
   snapshot(opts: EngineSnapshotOptions): Promise<SnapshotInfo> {
-    // one at a time per sandbox in this process, so one capture's thaw never ends another's freeze
-    const run = (SNAPSHOTTING.get(this.id) ?? Promise.resolve()).catch(() => {}).then(() => this.#snapshot(opts));
-    SNAPSHOTTING.set(this.id, run);
+    return this.#oneAtATime(() => this.#snapshot(opts));
+  }
+
+  /** One snapshot or fork clone at a time per sandbox in this process, so one's thaw never ends another's freeze. */
+  #oneAtATime<T>(fn: () => Promise<T>): Promise<T> {
+    const run = (FREEZING.get(this.id) ?? Promise.resolve()).catch(() => {}).then(fn);
+    FREEZING.set(this.id, run);
     return run.finally(() => {
-      if (SNAPSHOTTING.get(this.id) === run) SNAPSHOTTING.delete(this.id);
+      if (FREEZING.get(this.id) === run) FREEZING.delete(this.id);
     });
+  }
+
+  /**
+   * Runs `fn` on the sandbox's files while no guest process can change them: frozen through the cgroup
+   * freezer (a paused sandbox stays paused; thawed after, even on failure), or stopped. Fails closed:
+   * a sandbox that does not freeze is not read. `fn` gets the init's pid.
+   */
+  async #whileFrozen<T>(what: string, fn: (init: number) => Promise<T>): Promise<T> {
+    const { init, group } = await this.#freezable(what);
+    let froze = false;
+    try {
+      if (group) {
+        froze = true;
+        const r = await freezeCgroup(group, true).catch(() => "failed" as const);
+        if (r !== "ok") {
+          throw new TransportError(`sandbox ${this.id} did not freeze within 2 s; no ${what} was taken`, { details: { id: this.id } });
+        }
+      }
+      return await fn(init);
+    } finally {
+      // a pause() from elsewhere meanwhile keeps it frozen
+      if (froze && group && !this.dir.has("paused")) await freezeCgroup(group, false).catch(() => {});
+    }
+  }
+
+  /** The checks before a consistent read of the files: the init's pid, and the group to freeze (null: paused or stopped already). */
+  async #freezable(what: string): Promise<{ init: number; group: string | null }> {
+    const s = this.#state();
+    if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone; cannot ${what} it`, { details: { id: this.id } });
+    if (!this.cgroups && s !== "stopped") {
+      throw new UnsupportedError(
+        `a consistent ${what} of a running sandbox needs the cgroup freezer, and this host gives the SDK no writable cgroups: stop() it first, then ${what}`,
+      );
+    }
+    if (s === "stopped") await this.#stopDone(what);
+    const init = this.#assertRunning(what, { paused: true, stopped: true });
+    return { init, group: this.cgroups && !this.dir.has("paused") ? this.#freezeGroup(this.cgroups) : null };
+  }
+
+  /**
+   * Whether a fork can clone this sandbox's root directly: the state root clones files by reflink, and
+   * the root is a plain folder (not an overlay restore, whose files are only visible in its launcher).
+   */
+  async cloneable(): Promise<boolean> {
+    return this.meta.restoredFrom?.restore !== "overlay" && this.#state() !== "destroyed" && await cowStorage(this.tools.root);
+  }
+
+  /**
+   * Clones the sandbox's writable root into `dst` (a fork's root folder, which no process uses yet) by
+   * reflink while it is frozen (thawed as soon as the clone is made, even on failure), and gives the
+   * clone to `uid`. O(files): no byte is copied, nothing is hashed. Returns what was left out.
+   */
+  cloneInto(dst: string, uid: number): Promise<{ name: string; kind: string }[]> {
+    return this.#oneAtATime(async () => {
+      const { group } = await this.#freezable("fork");
+      const r = await cloneTree(this.dir.file("root"), dst, group, this.dir.file("paused"));
+      if (!r.thawed && group && !this.dir.has("paused")) await freezeCgroup(group, false).catch(() => {});
+      return adoptTree(dst, uid === this.tools.uid ? null : uid);
+    });
+  }
+
+  /** How the sandbox was forked, when it is a fork. */
+  get forkedFrom(): ForkInfo | undefined {
+    return this.meta.forkedFrom ? { ...this.meta.forkedFrom, skipped: [...this.meta.forkedFrom.skipped] } : undefined;
   }
 
   async #snapshot(opts: EngineSnapshotOptions): Promise<SnapshotInfo> {
@@ -512,33 +581,13 @@ export class LocalSandbox implements EngineSandbox, SandboxCore {
         { details: { class: "vm_full", tool: probe.tool, version: probe.version, works: probe.works } },
       );
     }
-    const s = this.#state();
-    if (s === "destroyed") throw new NotFoundError(`sandbox ${this.id} is gone; cannot snapshot it`, { details: { id: this.id } });
-    if (!this.cgroups && s !== "stopped") {
-      throw new UnsupportedError(
-        "a consistent snapshot of a running sandbox needs the cgroup freezer, and this host gives the SDK no writable cgroups: stop() it first, then snapshot",
-      );
-    }
-    if (s === "stopped") await this.#stopDone("snapshot");
-    const init = this.#assertRunning("snapshot", { paused: true, stopped: true });
     const store = snapshotStore(this.tools);
     store.sweep();
     const { id, tmp } = store.stage();
     try {
-      let froze = false;
-      try {
-        if (this.cgroups && !this.dir.has("paused")) {
-          froze = true;
-          const r = await freezeCgroup(this.#freezeGroup(this.cgroups), true).catch(() => "failed" as const);
-          if (r !== "ok") {
-            throw new TransportError(`sandbox ${this.id} did not freeze within 2 s; no snapshot was taken`, { details: { id: this.id } });
-          }
-        }
+      await this.#whileFrozen("snapshot", async (init) => {
         await store.copyIn(this.dir.file("root"), tmp, this.meta.restoredFrom?.restore === "overlay" ? init : undefined);
-      } finally {
-        // a pause() from elsewhere meanwhile keeps it frozen
-        if (froze && this.cgroups && !this.dir.has("paused")) await freezeCgroup(this.#freezeGroup(this.cgroups), false).catch(() => {});
-      }
+      });
       const now = Date.now();
       return await store.seal(id, tmp, {
         name: opts.name,

@@ -24,6 +24,7 @@ import {
   chmodSync,
   constants,
   existsSync,
+  lchownSync,
   lstatSync,
   mkdirSync,
   readdirSync,
@@ -529,8 +530,8 @@ function firstDifference(want: ManifestEntry[], got: ManifestEntry[]): string {
   return "the entries were reordered";
 }
 
-/** Runs the snapshot helper (as the engine's uid, on the host); throws TRANSPORT with what it said on failure. */
-export async function runShell(args: string[], what: string): Promise<void> {
+/** Runs the snapshot helper (as the engine's uid, on the host); returns its output, throws TRANSPORT with what it said on failure. */
+export async function runShell(args: string[], what: string): Promise<string> {
   const c = await runtime().spawn("/bin/sh", ["-c", SNAPSHOT_SH, "mvm-snap", ...args], {
     clearEnv: true,
     env: { PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
@@ -543,6 +544,77 @@ export async function runShell(args: string[], what: string): Promise<void> {
       details: { exitCode: st.code },
     });
   }
+  return out;
+}
+
+const COW = new Map<string, Promise<boolean>>();
+
+/**
+ * Whether a state root's sandbox folders are on a filesystem that clones files by reflink (XFS with
+ * reflink, btrfs): a probe file copied with `cp --reflink=always`, once per root and process.
+ *
+ * @example `if (await cowStorage("/var/lib/mvm/sandboxes")) console.log("forks clone, flat in size")`
+ */
+export function cowStorage(root: string): Promise<boolean> {
+  let p = COW.get(root);
+  if (!p) {
+    p = runShell(["cow", root], "probe for reflinks").then(() => true, () => false);
+    COW.set(root, p);
+  }
+  return p;
+}
+
+/**
+ * Clones a sandbox's root into a fork's root folder (one helper run: `sh` and `cp`): freezes `group`
+ * (null: the sandbox is paused or stopped already; one that does not freeze is not read, TRANSPORT
+ * with `details.frozen: false`), clones by reflink only (O(files): no byte copied, nothing hashed;
+ * TRANSPORT where the filesystem cannot; symlinks stay symlinks, nothing is followed), and thaws
+ * unless `pausedMark` appeared meanwhile, also on failure. Returns whether the thaw went through.
+ *
+ * @example `await cloneTree(parentRoot, childRoot, cgroup, pausedMarker)`
+ */
+export async function cloneTree(src: string, dst: string, group: string | null, pausedMark: string): Promise<{ thawed: boolean }> {
+  let out: string;
+  try {
+    out = await runShell(["clone", src, dst, group ?? "-", pausedMark], "clone the sandbox's files for a fork");
+  } catch (e) {
+    if (e instanceof TransportError && e.details.exitCode === 3) {
+      throw new TransportError(`the sandbox did not freeze within 2 s; no fork was made`, { details: { frozen: false } });
+    }
+    throw e;
+  }
+  return { thawed: !out.includes("error the sandbox did not thaw") };
+}
+
+/**
+ * Makes a clone the fork's own, in this process (a spawn costs more than the walk): fifos, sockets
+ * and devices are removed and returned, as a snapshot skips them, and every other entry is given to
+ * `uid` (null: kept) with `lchown`, which never follows a link. No guest process can reach the clone
+ * yet, so nothing in it changes under the walk.
+ *
+ * @example `const skipped = adoptTree("/var/lib/mvm/sandboxes/sbx-…/root", 2_000_000_123)`
+ */
+export function adoptTree(top: string, uid: number | null): { name: string; kind: string }[] {
+  const skipped: { name: string; kind: string }[] = [];
+  const walk = (dir: Buffer, rel: Buffer | null) => {
+    // names as bytes (any name round-trips), kinds by lstat (Bun's buffer Dirents have no name)
+    for (const n of readdirSync(dir, { encoding: "buffer" }) as Buffer[]) {
+      const path = Buffer.concat([dir, Buffer.from("/"), n]);
+      const name = rel ? Buffer.concat([rel, Buffer.from("/"), n]) : n;
+      const e = lstatSync(path);
+      if (e.isDirectory()) walk(path, name);
+      if (e.isFile() || e.isDirectory() || e.isSymbolicLink()) {
+        if (uid !== null) lchownSync(path, uid, uid);
+      } else {
+        skipped.push({ name: decodeName(name), kind: kindOf(e) });
+        rmSync(path, { force: true });
+      }
+    }
+  };
+  const root = Buffer.from(top);
+  walk(root, null);
+  if (uid !== null) lchownSync(root, uid, uid);
+  return skipped.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
 }
 
 /** The restore info a new sandbox carries. */

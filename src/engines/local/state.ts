@@ -29,7 +29,7 @@ import {
 } from "node:fs";
 import { AUDIT_ROTATE_BYTES, AuditLog, newAuditId } from "../../audit.ts";
 import { PermissionDeniedError } from "../../errors.ts";
-import type { RestoreInfo } from "../../snapshot.ts";
+import type { ForkInfo, RestoreInfo } from "../../snapshot.ts";
 import { getEnv, permissionRefusal } from "../../runtime/mod.ts";
 import { redact, redactJson } from "../../redact.ts";
 import { withLock } from "../../lock.ts";
@@ -103,6 +103,8 @@ export interface Meta {
   sandboxUid: number;
   /** The snapshot it was restored from, and how. */
   restoredFrom?: RestoreInfo | undefined;
+  /** The sandbox it was forked from, and how. */
+  forkedFrom?: ForkInfo | undefined;
 }
 
 /** A process the supervisor reported, with its start time (so a recycled pid is never taken for it). */
