@@ -219,9 +219,11 @@ if (process.env.BENCH_COW !== "0") {
   } catch (e) {
     rows.push(["fork on XFS (reflink)", `not measured: ${(e as Error).message}`, "—"]);
   } finally {
+    // the child's warm spare is torn down by its supervisor once the child is gone, which needs the mount
     if (mounted) {
       await sh(
-        'i=0; until umount "$1" 2>/dev/null || [ $i -gt 50 ]; do i=$((i+1)); sleep 0.2; done; umount -l "$1" 2>/dev/null; true',
+        'i=0; while ls -d "$1"/state/sandboxes/sbx-* >/dev/null 2>&1 && [ $i -lt 75 ]; do i=$((i+1)); sleep 0.2; done; ' +
+          'i=0; until umount "$1" 2>/dev/null || [ $i -gt 50 ]; do i=$((i+1)); sleep 0.2; done; umount -l "$1" 2>/dev/null; true',
         mnt,
       );
     }

@@ -178,8 +178,8 @@ export function egressPids(id: string): number[] {
 /**
  * Runs `fn` with a fresh copy-on-write state root: an XFS with reflink, in a sparse image beside this
  * suite's state root, on a loop device. Returns why it was skipped instead (not root, no `mkfs.xfs`
- * or `losetup`). The mount is undone, the loop device detached and the image removed even when `fn`
- * fails; a mount still busy (a sandbox of `fn` not gone yet) is retried for 10 s, then detached lazily.
+ * or `losetup`). The mount is undone (once no sandbox folder is left in it, up to 15 s), the loop device
+ * detached and the image removed even when `fn` fails; a busy mount is retried for 10 s, then detached lazily.
  */
 export async function withCowStateRoot(sizeMb: number, fn: (stateDir: string) => Promise<void>): Promise<string | null> {
   if (process.getuid?.() !== 0) return "needs root (a loop mount)";
@@ -203,6 +203,16 @@ export async function withCowStateRoot(sizeMb: number, fn: (stateDir: string) =>
     await fn(`${mnt}/state`);
   } finally {
     if (mounted) {
+      // what fn's process left (its warm spare ends with it) is torn down by its supervisor, which needs the
+      // mount: only then is the file system let go
+      const live = () => {
+        try {
+          return readdirSync(`${mnt}/state/sandboxes`).some((n) => n.startsWith("sbx-"));
+        } catch {
+          return false;
+        }
+      };
+      await waitFor(() => !live(), 15_000, 100);
       const ok = await waitFor(
         () => {
           try {

@@ -12,6 +12,10 @@
  * opened with O_NOFOLLOW); fifos, sockets and devices are dropped and listed in `skipped`. The digests
  * are computed from the copy, which the guest cannot reach.
  *
+ * Forks on copy-on-write storage (XFS with reflink, btrfs: {@linkcode cowStorage}) store nothing: the
+ * frozen parent's root is cloned by reflink into the fork's folder ({@linkcode cloneTree}) and made the
+ * fork's own ({@linkcode adoptTree}).
+ *
  * @example
  * ```ts
  * import { snapshotsDir } from "./snapshot.ts";
