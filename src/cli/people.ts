@@ -482,10 +482,11 @@ export const PEOPLE_VERBS: Record<string, Verb> = {
   },
 
   fork: {
-    summary: "snapshot a sandbox and create a detached sandbox from it; prints the new id",
+    summary: "fork a sandbox into a detached sandbox; prints the new id",
     help: "mvm fork ID [--ttl 30m] [--json]\n\n" +
-      "  The fork starts from the sandbox's files (a fresh sealed snapshot, checked), outlives this command until its TTL,\n" +
-      "  and changes independently of its parent.\n  --json   print its SandboxInfo (restoredFrom names the snapshot)",
+      "  The fork starts from the sandbox's files (a reflink clone where the state root is on XFS/btrfs, else a fresh sealed\n" +
+      "  snapshot, checked), outlives this command until its TTL, and changes independently of its parent.\n" +
+      "  --json   print its SandboxInfo (forkedFrom says how; restoredFrom names the snapshot, when one was taken)",
     flags: { ttl: { kind: "string" }, json: { kind: "bool" } },
     async run(a) {
       const id = one(a, "sandbox id");
