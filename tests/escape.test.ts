@@ -678,7 +678,7 @@ test("escape: takeover attempts against a paused files.readStream (dd) and files
   assert.ok(tarOut.n > data.length, "the tar stream ended early");
 });
 
-test("escape: a guest cannot read the next job line (and its env secrets) from a waiting runner's stdin via /proc/N/fd/0", async () => {
+test("escape: a guest cannot read the next job's frame (and its env secrets) from a waiting job process's pipes via /proc/N/fd, nor write a forged frame into them", async () => {
   await using sb = await Sandbox.create(); // a successful attack may wreck it
   const secret = `tok-${randomBytes(8).toString("hex")}`;
   const thief = await sb.commands.start([
@@ -686,7 +686,7 @@ test("escape: a guest cannot read the next job line (and its env secrets) from a
     "-c",
     String.raw`
 import os, sys, time, json
-me = os.getpid(); opened = {}; stolen = b''
+me = os.getpid(); opened = {}; stolen = b''; forged = []
 end = time.time() + 2.5
 while time.time() < end:
     for d in os.listdir('/proc'):
@@ -696,8 +696,16 @@ while time.time() < end:
             if k in opened: continue
             try:
                 target = os.readlink('/proc/%s/fd/%s' % (d, fd))
+            except OSError: target = ''
+            try:
                 opened[k] = (os.open('/proc/%s/fd/%s' % (d, fd), os.O_RDONLY | os.O_NONBLOCK), target)
             except OSError: opened[k] = None
+            if not target.startswith(('pipe:', 'socket:')): continue
+            try:
+                # a forged frame for whichever process reads that pipe
+                w = os.open('/proc/%s/fd/%s' % (d, fd), os.O_WRONLY | os.O_NONBLOCK)
+                os.write(w, b'2\nx\0'); os.close(w); forged.append(k + ' -> ' + target)
+            except OSError: pass
     for k, f in opened.items():
         if f is None: continue
         try: stolen += os.read(f[0], 65536)
@@ -705,7 +713,7 @@ while time.time() < end:
     time.sleep(0.01)
 # /dev/null and the like are harmless; another process's pipe or socket is not
 print(json.dumps({'opened': ['%s -> %s' % (k, f[1]) for k, f in opened.items() if f is not None and f[1].startswith(('pipe:', 'socket:'))],
-                  'stolen': stolen.decode('latin-1')}))
+                  'stolen': stolen.decode('latin-1'), 'forged': forged}))
 `,
   ]);
   await new Promise((r) => setTimeout(r, 600)); // the thief has opened whatever it could of the next runner
@@ -715,6 +723,7 @@ print(json.dumps({'opened': ['%s -> %s' % (k, f[1]) for k, f in opened.items() i
   assert.ok(!String(res.stolen ?? "").includes(secret), `the guest read another command's job: ${short(res.stolen)}`);
   assert.equal(r.stdout, `${secret}\n`, "the command did not get its own job");
   assert.deepEqual(res.opened ?? [], [], "the guest opened another process's pipes");
+  assert.deepEqual(res.forged ?? [], [], "the guest wrote into another process's descriptor");
 });
 
 test("escape: a runner's job slots (host-only fifos) are out of the guest's reach: not by the path its own stdout shows, not beside it, not through another process; the next command's streams stay its own", async () => {

@@ -8,7 +8,7 @@ import { agentError, classifyErrno } from "../src/engines/local/agent.ts";
 import { bwrapArgv, INIT_SH } from "../src/engines/local/bwrap.ts";
 import { decodeName, encodeName } from "../src/engines/local/bytes.ts";
 import { absolute, parseInfos } from "../src/engines/local/files.ts";
-import { jobFrame, shellWord } from "../src/engines/local/job.ts";
+import { jobFrame } from "../src/engines/local/job.ts";
 import { runnerArgv } from "../src/engines/local/runners.ts";
 import { rootTag } from "../src/engines/local/state.ts";
 import { ConflictError, NotFoundError } from "../mod.ts";
@@ -23,41 +23,34 @@ const input = {
   hostRoot: [{ name: "bin", target: "usr/bin" }, { name: "lib64", target: "/usr/lib64" }, { name: "sbin" }],
 };
 
-test("job: a shell word keeps quotes, newlines, $ and backslashes literal inside single quotes", () => {
-  assert.equal(shellWord("it's"), `'it'\\''s'`);
-  assert.equal(shellWord("a\nb $X \\ `x`"), "'a\nb $X \\ `x`'");
+test("job: the frame is the payload's length, a newline, then NUL-separated fields", () => {
+  const f = jobFrame({ kind: "command", argv: ["echo", "a\nb\nc"], env: { A: "1\n2" }, cwd: "/app" }, true);
+  const t = text(f);
+  const nl = t.indexOf("\n");
+  assert.equal(Number(t.slice(0, nl)), f.length - nl - 1);
+  assert.deepEqual(t.slice(nl + 1).split("\0"), ["c", "1", "/app", "1", "A=1\n2", "2", "echo", "a\nb\nc", "0"]);
 });
 
-test("job: the frame starts with the number of lines that follow", () => {
-  const f = text(jobFrame({ kind: "command", argv: ["echo", "a\nb\nc"], env: { A: "1\n2" }, cwd: "/app" }, true));
-  const [n, ...rest] = f.split("\n");
-  assert.equal(Number(n), rest.length - 1);
-  assert.equal(rest.at(-1), "");
+test("job: a command's fields keep quotes, $, backslashes, OPTIND and non-UTF-8 bytes as they are; no stdin is 0", () => {
+  const f = text(jobFrame({ kind: "command", argv: ["ls", "it's $X \\ `x`"], env: { OPTIND: "x" }, cwd: "/" }, false));
+  assert.equal(f.slice(f.indexOf("\n") + 1), "c\x000\x00/\x001\x00OPTIND=x\x002\x00ls\x00it's $X \\ `x`\x000");
+  const raw = jobFrame({ kind: "command", argv: ["cat", "a\udcff"], env: {}, cwd: "/" }, false);
+  assert.deepEqual([...raw.subarray(raw.length - 5)], [0x00, 0x61, 0xff, 0x00, 0x30]);
 });
 
-test("job: a command changes to its cwd, exports its env, finds its program, says X, then execs its argv on the slot's fifos", () => {
-  const f = text(jobFrame({ kind: "command", argv: ["ls", "-l"], env: { A: "x" }, cwd: "/" }, true));
-  assert.equal(
-    f,
-    "5\ncd '/' 2>/dev/null || { printf C; exit 125; }\nexport A='x'\n" +
-      "command -v 'ls' >/dev/null 2>&1 || { printf N; exit 127; }\nprintf X\nexec 'ls' '-l' <&4 >&5 4<&- 5>&-\n",
-  );
-  assert.match(text(jobFrame({ kind: "command", argv: ["ls"], env: {}, cwd: "/" }, false)), /exec 'ls' <\/dev\/null >&5 4<&- 5>&-\n$/);
+test("job: a command through a helper (via) carries it after argv", () => {
+  const f = text(jobFrame({ kind: "command", argv: ["sh"], env: {}, cwd: "/", via: ["/.mvm/env", "-i"] }, true));
+  assert.ok(f.endsWith("\x001\x00sh\x002\x00/.mvm/env\x00-i"), JSON.stringify(f));
 });
 
-test("job: OPTIND goes through env(1), which dash would refuse as non-numeric", () => {
-  const f = text(jobFrame({ kind: "command", argv: ["true"], env: { OPTIND: "x" }, cwd: "/" }, true));
-  assert.match(f, /exec \/\.mvm\/env 'OPTIND=x' 'true'/);
-  assert.doesNotMatch(f, /export OPTIND/);
-});
-
-test("job: an env name that is not an identifier is refused", () => {
+test("job: an env name that is not an identifier, or a field with a NUL, is refused", () => {
   assert.throws(() => jobFrame({ kind: "command", argv: ["true"], env: { "A;rm": "x" }, cwd: "/" }, true), TypeError);
+  assert.throws(() => jobFrame({ kind: "command", argv: ["a\0b"], env: {}, cwd: "/" }, true), TypeError);
 });
 
-test("job: an agent job moves the slot's fifos into place, then names its nonce and op as words", () => {
+test("job: an agent job names its stdin, nonce, op and arguments", () => {
   const f = text(jobFrame({ kind: "agent", op: "stat", args: ["/a b"], nonce: "ab12" }, false));
-  assert.equal(f, "2\nexec </dev/null >&5 4<&- 5>&-\nMVM_NONCE='ab12'; mvm_agent 'stat' '/a b'\n");
+  assert.equal(f, "18\na\x000\x00ab12\x00stat\x00/a b");
 });
 
 test("bytes: valid UTF-8 names decode as themselves", () => {

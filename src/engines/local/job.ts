@@ -1,15 +1,16 @@
 /**
- * The job a runner's job process receives (see `sh/spare.sh`): a line with the job's line count,
- * then that many lines of POSIX shell built only from single-quoted words (`'…'` keeps every byte but
- * `'`, which is written `'\''`; newlines stay inside the quotes). There are no in-band escapes: any
- * argv or env string without NUL arrives byte for byte, and names that are not UTF-8 (see
- * `bytes.ts`) arrive as their bytes.
+ * The job a runner's job process receives (see `sh/runner.pl`): the payload's length in decimal, a
+ * newline, then the payload, its fields separated by NUL. No field can hold a NUL (argv, env and
+ * paths are checked for them up front), so there are no escapes at all: any argv or env string
+ * arrives byte for byte, and names that are not UTF-8 (see `bytes.ts`) arrive as their bytes. The
+ * job's process reads it in one `read`, sets up the job's descriptors, cwd and environment itself
+ * and execs the program: no shell reads or evaluates anything of it.
  *
  * @example A command's frame
  * ```ts
  * import { jobFrame } from "./job.ts";
- * const text = new TextDecoder().decode(jobFrame({ kind: "command", argv: ["echo", "a\nb"], env: {}, cwd: "/" }, true));
- * console.log(text); // "5\ncd '/' 2>/dev/null || { printf C; exit 125; }\ncommand -v 'echo' …\nprintf X\nexec 'echo' 'a\nb' <&4 >&5 4<&- 5>&-\n"
+ * const text = new TextDecoder().decode(jobFrame({ kind: "command", argv: ["echo", "a\nb"], env: { A: "1" }, cwd: "/" }, true));
+ * console.log(JSON.stringify(text)); // "24\nc\u00001\u0000/\u00001\u0000A=1\u00002\u0000echo\u0000a\nb\u00000"
  * ```
  * @module
  */
@@ -27,43 +28,33 @@ export type Job =
   }
   | { kind: "agent"; op: string; args: string[]; nonce: string };
 
-/** One shell word, single-quoted. @example `shellWord("it's") // "'it'\\''s'"` */
-export function shellWord(s: string): string {
-  return `'${s.replaceAll("'", `'\\''`)}'`;
-}
-
 /**
- * The bytes of a job for a runner's next job process (`sh/spare.sh`): the script's line count, then
- * the script. Descriptors while it runs: 1 the runner's report pipe, 4 and 5 the job's stdin and
- * stdout fifos (2 is its stderr fifo already), moved onto 0 and 1 (or /dev/null onto 0, without
- * `stdin`) when the guest's program, or the file agent, starts.
+ * The bytes of a job for a runner's next job process (`sh/runner.pl`): `c STDIN CWD NENV NAME=VALUE…
+ * NARGV ARGV… NVIA VIA…` for a command, `a STDIN NONCE OP ARGS…` for a file operation, NUL-separated,
+ * after the payload's length and a newline. With `stdin` the job reads its slot's stdin fifo, else
+ * /dev/null.
  *
  * @example `jobFrame({ kind: "agent", op: "stat", args: ["/app"], nonce: "ab12" }, false)`
  */
 export function jobFrame(job: Job, stdin: boolean): Uint8Array {
-  const io = `${stdin ? "<&4" : "</dev/null"} >&5 4<&- 5>&-`;
-  let script: string;
+  let fields: string[];
   if (job.kind === "agent") {
-    script = `exec ${io}\nMVM_NONCE=${shellWord(job.nonce)}; mvm_agent ${[job.op, ...job.args].map(shellWord).join(" ")}`;
+    fields = ["a", stdin ? "1" : "0", job.nonce, job.op, ...job.args];
   } else {
-    // before anything of the guest runs, the job's shell says on the runner's report pipe (which only
-    // the SDK's processes hold: they are not dumpable, and the guest's program gets it replaced) how
-    // the start went: C the cwd is not there, N the program is not found, X it execs now; so no output
-    // of the guest can pass for either failure
-    const parts = [`cd ${shellWord(job.cwd)} 2>/dev/null || { printf C; exit 125; }`];
-    // dash refuses a non-numeric OPTIND; env(1) sets it instead
-    const viaEnv: string[] = [];
+    const env: string[] = [];
     for (const [k, v] of Object.entries(job.env)) {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(k)) throw new TypeError(`not an environment variable name: ${JSON.stringify(k)}`);
-      if (k === "OPTIND") viaEnv.push(shellWord(`${k}=${v}`));
-      else parts.push(`export ${k}=${shellWord(v)}`);
+      env.push(`${k}=${v}`);
     }
-    parts.push(`command -v ${shellWord(job.argv[0] ?? "")} >/dev/null 2>&1 || { printf N; exit 127; }`);
-    parts.push("printf X");
-    if (job.via) parts.push(`exec ${job.via.map(shellWord).join(" ")} ${io}`);
-    else parts.push(`exec ${viaEnv.length ? `/.mvm/env ${viaEnv.join(" ")} ` : ""}${job.argv.map(shellWord).join(" ")} ${io}`);
-    script = parts.join("\n");
+    const via = job.via ?? [];
+    const argv = job.argv;
+    fields = ["c", stdin ? "1" : "0", job.cwd, `${env.length}`, ...env, `${argv.length}`, ...argv, `${via.length}`, ...via];
   }
-  const lines = script.split("\n").length;
-  return encodeName(`${lines}\n${script}\n`);
+  for (const f of fields) if (f.includes("\0")) throw new TypeError("a job's field holds a NUL byte");
+  const payload = encodeName(fields.join("\0"));
+  const head = new TextEncoder().encode(`${payload.length}\n`);
+  const frame = new Uint8Array(head.length + payload.length);
+  frame.set(head);
+  frame.set(payload, head.length);
+  return frame;
 }

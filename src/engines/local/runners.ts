@@ -25,7 +25,7 @@ import { SIGNALS } from "../../signals.ts";
 import { collectText } from "../../streams.ts";
 import { PeekReader } from "./core.ts";
 import type { Tools } from "./preflight.ts";
-import { ENTER_PL, RUNNER_PL, SPARE_SH } from "./scripts.gen.ts";
+import { AGENT_SH, ENTER_PL, RUNNER_PL } from "./scripts.gen.ts";
 
 /** The PATH of host-side helpers and of guest processes unless they set their own. */
 export const GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -193,7 +193,7 @@ export function runnerArgv(t: Tools, id: string, initPid: number, session: boole
     id,
     String(t.prctl),
     String(SLOTS),
-    SPARE_SH,
+    AGENT_SH,
   ];
 }
 

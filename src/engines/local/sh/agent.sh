@@ -124,6 +124,7 @@ mvm_agent() {
 mvm_fail() { printf 'mvm-error %s %s\n' "$1" "$2" >&2; exit 3; }
 # a tool's own failure: its last line's errno text is classified by the SDK
 mvm_run() { out=$("$@" 2>&1) || mvm_fail "?" "$out"; }
+# shellcheck disable=SC2317 # (run by the write's traps)
 rm_tmp() { "$T/rm" -f -- "$tmp"; }
 # which component of a missing path is the problem: a non-directory parent, or nothing there
 mvm_missing() {
@@ -135,3 +136,6 @@ mvm_missing() {
   mvm_fail NOT_FOUND "No such file or directory"
 }
 mvm_info() { "$T/find" "$1" -maxdepth 0 -printf '%y\t%s\t%m\t%T@\t%p\0' 2>/dev/null; }
+# A runner's job process (runner.pl) runs an operation as `sh -c AGENT mvm-agent OP ARGS...`, its
+# nonce in MVM_NONCE, the job's stdin, stdout and stderr on 0, 1 and 2
+mvm_agent "$@"
