@@ -228,9 +228,6 @@ if ($ROLE eq "tls") {
   listen($ctl_listener, 128) or fail("listen: $!");
   $shared_path = "$sdir/sock";
 }
-$SIG{PIPE} = "IGNORE";
-print "ready $$\n";
-open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null"); open(STDIN, "<", "/dev/null");
 
 # --- connections: one process, non-blocking sockets, one select loop ------------------------------
 # A connection is a hash: c (the guest's socket), up (upstream), state (head | connecting | relay),
@@ -239,6 +236,7 @@ open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null"); open(STDIN, "<",
 my %conns; # fileno of the guest's socket => connection
 my %handed; # (a proxy) number of a connection handed to the terminator, not yet taken => its key in %conns
 my %ctl; # control connections between proxies and the terminator: fileno => { fh, fd, in, out, line, gone, s }
+my $idle_since = time(); # (the terminator) since when no proxy is connected
 my %resolved; # name => [expiry, candidates...]
 my $MAXBUF = 1048576;
 sub nonblock { my $s = shift; my $f = fcntl($s, 3, 0); fcntl($s, 4, $f | 04000) } # F_GETFL, F_SETFL, O_NONBLOCK
@@ -428,7 +426,7 @@ sub pump {
       $x->{checked} = 1;
       my $sni = sni_of($peek);
       if (defined $sni && $sni ne $x->{name}) { ev("network.denied", $sni, 0, "name-mismatch"); drop($k, 1); return 1 }
-      handoff($k) or terminate($k);
+      handoff($k) or self_terminate($k);
       return 1;
     }
   }
@@ -501,6 +499,101 @@ sub pump {
   return !($x->{ceof} && $x->{ueof} && !length($x->{in}) && !$pending) && !($x->{ceof} && $x->{state} ne "relay");
 }
 
+# --- the secrets parts, compiled (string evals, before the main loop) only where they can be used: a proxy
+# without bound secrets needs neither, a proxy with them needs the hand-over, and TLS termination only when
+# it terminates a connection itself; the terminator needs both. Each op tree not compiled is memory every
+# such proxy keeps (~0.6 MB for both).
+my $HANDOVER_PL = <<'PERL';
+# --- the shared terminator and its proxies: a line protocol on a unix socket -------------------------
+# proxy -> terminator: "ca CERT KEY [UPSTREAM_CA_PATH]" (hex), "secret PLACEHOLDER VALUE HOST..." (the
+# value hex), "go", then "conn ID GUEST_FD UPSTREAM_FD NAME PORT" per connection (numbers of the proxy's
+# own descriptors, which the terminator takes with pidfd_getfd from the process it checked at accept).
+# terminator -> proxy: "ok" once registered; "took ID" (the proxy closes its copies), "full ID" (the proxy
+# terminates it itself), "ev TYPE HOST PORT REASON" (an event the proxy writes to its sandbox's log).
+sub ctl_new {
+  my ($fh, $line, $gone, $s) = @_;
+  nonblock($fh);
+  return $ctl{ fileno $fh } = { fh => $fh, fd => fileno $fh, in => "", out => "", line => $line, gone => $gone, s => $s };
+}
+sub ctl_close {
+  my $t = shift;
+  delete $ctl{ $t->{fd} } or return 0;
+  $t->{dead} = 1;
+  close $t->{fh};
+  $t->{gone}->($t);
+  return 0;
+}
+sub ctl_flush {
+  my $t = shift;
+  return 1 if $t->{dead} || !length $t->{out};
+  my $w = syswrite($t->{fh}, $t->{out});
+  if (defined $w) { substr($t->{out}, 0, $w, ""); return 1 }
+  return $! == EAGAIN ? 1 : ctl_close($t);
+}
+sub ctl_send { my ($t, $line) = @_; return 0 if $t->{dead}; $t->{out} .= $line; return ctl_flush($t) }
+sub ctl_read {
+  my $t = shift;
+  my $r = sysread($t->{fh}, my $buf, 65536);
+  return 1 if !defined $r && $! == EAGAIN;
+  return ctl_close($t) unless $r;
+  $t->{in} .= $buf;
+  while (!$t->{dead} && (my $i = index($t->{in}, "\n")) >= 0) {
+    my $line = substr($t->{in}, 0, $i + 1, "");
+    chop $line;
+    $t->{line}->($t, split / /, $line);
+  }
+  return length($t->{in}) > 1048576 ? ctl_close($t) : 1;
+}
+
+# (a proxy) the terminator's control connection, registered with this sandbox's bindings and values; undef
+# when there is none to reach (then this proxy terminates its connections itself, and tries again a second later)
+my ($shared, $shared_tried, $hand_id) = (undef, 0, 0);
+sub shared_connect {
+  return $shared if $shared;
+  return undef unless defined $shared_path && time() != $shared_tried;
+  $shared_tried = time();
+  socket(my $fh, AF_UNIX, SOCK_STREAM, 0) or return undef;
+  nonblock($fh);
+  connect($fh, sockaddr_un($shared_path)) or return undef;
+  my $t = $shared = ctl_new($fh, \&from_terminator, \&terminator_gone);
+  ctl_send($t, join(" ", "ca", map({ hex_encode($_) } @capem, defined $tls[2] ? $tls[2] : ())) . "\n");
+  ctl_send($t, "secret $_ " . hex_encode($secret{$_}{value}) . " @{ $secret{$_}{hosts} }\n") for sort keys %secret;
+  ctl_send($t, "go\n");
+  return $shared;
+}
+sub from_terminator {
+  my ($t, $what, $id, @w) = @_;
+  if ($what eq "took" || $what eq "full") {
+    my $k = delete $handed{ $id // "" } // return;
+    my $x = $conns{$k} or return;
+    delete $x->{hid};
+    if ($what eq "full") { $x->{state} = "relay"; return self_terminate($k) } # the terminator is at its bounds: served here
+    delete $conns{$k}; # taken: these copies of its sockets are closed, the terminator has its own
+    close $x->{c}; close $x->{up};
+  } elsif ($what eq "ev" && @w == 3 && $id =~ /^network\.(connect|denied)$/ && $w[1] =~ /^\d{1,5}$/ && $w[2] =~ /^[a-z-]{1,40}$/) {
+    ev($id, $w[0] eq "-" ? "" : $w[0], $w[1], $w[2] eq "-" ? undef : $w[2]);
+  }
+}
+sub terminator_gone {
+  $shared = undef;
+  drop($_, 1) for values %handed; # handed over, maybe taken: their guests see a reset
+  %handed = ();
+}
+# hands a connection about to be terminated (its ClientHello still unread in the guest's socket) to the terminator
+sub handoff {
+  my $k = shift;
+  my $t = shared_connect() or return 0;
+  my $x = $conns{$k};
+  my $id = ++$hand_id;
+  ctl_send($t, "conn $id " . fileno($x->{c}) . " " . fileno($x->{up}) . " $x->{name} $x->{port}\n") or return 0;
+  unpipe($x);
+  @$x{qw(state deadline hid)} = ("handed", time() + 10, $id);
+  $handed{$id} = $k;
+  return 1;
+}
+PERL
+
+my $TLS_PL = <<'PERL';
 # --- TLS termination for hosts a secret is bound to: in this process, non-blocking -----------------
 # Net::SSLeay (OpenSSL) is loaded on the first terminated connection, so a sandbox whose bound hosts
 # are not called (or whose connections the shared terminator takes) costs what plain egress does.
@@ -803,97 +896,8 @@ sub tls_wants {
   return $hot || ($ur && $x->{more_gout});
 }
 
-# --- the shared terminator and its proxies: a line protocol on a unix socket -------------------------
-# proxy -> terminator: "ca CERT KEY [UPSTREAM_CA_PATH]" (hex), "secret PLACEHOLDER VALUE HOST..." (the
-# value hex), "go", then "conn ID GUEST_FD UPSTREAM_FD NAME PORT" per connection (numbers of the proxy's
-# own descriptors, which the terminator takes with pidfd_getfd from the process it checked at accept).
-# terminator -> proxy: "ok" once registered; "took ID" (the proxy closes its copies), "full ID" (the proxy
-# terminates it itself), "ev TYPE HOST PORT REASON" (an event the proxy writes to its sandbox's log).
-sub ctl_new {
-  my ($fh, $line, $gone, $s) = @_;
-  nonblock($fh);
-  return $ctl{ fileno $fh } = { fh => $fh, fd => fileno $fh, in => "", out => "", line => $line, gone => $gone, s => $s };
-}
-sub ctl_close {
-  my $t = shift;
-  delete $ctl{ $t->{fd} } or return 0;
-  $t->{dead} = 1;
-  close $t->{fh};
-  $t->{gone}->($t);
-  return 0;
-}
-sub ctl_flush {
-  my $t = shift;
-  return 1 if $t->{dead} || !length $t->{out};
-  my $w = syswrite($t->{fh}, $t->{out});
-  if (defined $w) { substr($t->{out}, 0, $w, ""); return 1 }
-  return $! == EAGAIN ? 1 : ctl_close($t);
-}
-sub ctl_send { my ($t, $line) = @_; return 0 if $t->{dead}; $t->{out} .= $line; return ctl_flush($t) }
-sub ctl_read {
-  my $t = shift;
-  my $r = sysread($t->{fh}, my $buf, 65536);
-  return 1 if !defined $r && $! == EAGAIN;
-  return ctl_close($t) unless $r;
-  $t->{in} .= $buf;
-  while (!$t->{dead} && (my $i = index($t->{in}, "\n")) >= 0) {
-    my $line = substr($t->{in}, 0, $i + 1, "");
-    chop $line;
-    $t->{line}->($t, split / /, $line);
-  }
-  return length($t->{in}) > 1048576 ? ctl_close($t) : 1;
-}
-
-# (a proxy) the terminator's control connection, registered with this sandbox's bindings and values; undef
-# when there is none to reach (then this proxy terminates its connections itself, and tries again a second later)
-my ($shared, $shared_tried, $hand_id) = (undef, 0, 0);
-sub shared_connect {
-  return $shared if $shared;
-  return undef unless defined $shared_path && time() != $shared_tried;
-  $shared_tried = time();
-  socket(my $fh, AF_UNIX, SOCK_STREAM, 0) or return undef;
-  nonblock($fh);
-  connect($fh, sockaddr_un($shared_path)) or return undef;
-  my $t = $shared = ctl_new($fh, \&from_terminator, \&terminator_gone);
-  ctl_send($t, join(" ", "ca", map({ hex_encode($_) } @capem, defined $tls[2] ? $tls[2] : ())) . "\n");
-  ctl_send($t, "secret $_ " . hex_encode($secret{$_}{value}) . " @{ $secret{$_}{hosts} }\n") for sort keys %secret;
-  ctl_send($t, "go\n");
-  return $shared;
-}
-sub from_terminator {
-  my ($t, $what, $id, @w) = @_;
-  if ($what eq "took" || $what eq "full") {
-    my $k = delete $handed{ $id // "" } // return;
-    my $x = $conns{$k} or return;
-    delete $x->{hid};
-    if ($what eq "full") { $x->{state} = "relay"; return terminate($k) } # the terminator is at its bounds: served here
-    delete $conns{$k}; # taken: these copies of its sockets are closed, the terminator has its own
-    close $x->{c}; close $x->{up};
-  } elsif ($what eq "ev" && @w == 3 && $id =~ /^network\.(connect|denied)$/ && $w[1] =~ /^\d{1,5}$/ && $w[2] =~ /^[a-z-]{1,40}$/) {
-    ev($id, $w[0] eq "-" ? "" : $w[0], $w[1], $w[2] eq "-" ? undef : $w[2]);
-  }
-}
-sub terminator_gone {
-  $shared = undef;
-  drop($_, 1) for values %handed; # handed over, maybe taken: their guests see a reset
-  %handed = ();
-}
-# hands a connection about to be terminated (its ClientHello still unread in the guest's socket) to the terminator
-sub handoff {
-  my $k = shift;
-  my $t = shared_connect() or return 0;
-  my $x = $conns{$k};
-  my $id = ++$hand_id;
-  ctl_send($t, "conn $id " . fileno($x->{c}) . " " . fileno($x->{up}) . " $x->{name} $x->{port}\n") or return 0;
-  unpipe($x);
-  @$x{qw(state deadline hid)} = ("handed", time() + 10, $id);
-  $handed{$id} = $k;
-  return 1;
-}
-
 # (the terminator) a proxy connects: only the engine's uid, only an egress proxy; its sockets are taken from
 # that process (a pidfd made now) and its bindings and values serve its own connections only
-my $idle_since = time();
 my $PER_SESSION = 64; # terminated connections at once per sandbox; more are served by the sandbox's own proxy
 my $TOTAL = 512;
 sub session_open {
@@ -949,6 +953,7 @@ sub session_gone {
   session_free($s);
   %$s = ();
 }
+PERL
 
 # --- DNS: allowed names get their stand-in address, the rest NXDOMAIN ----------------------------
 sub dns {
@@ -977,6 +982,15 @@ sub dns {
   send($ul, pack("nnnnnn", $id, 0x8180 | ($flags & 0x0100) | $rcode, 1, $ans ? 1 : 0, 0, 0) . $question . $ans, 0, $from);
 }
 
+my $tls_compiled;
+sub need_tls { $tls_compiled++ or eval "$TLS_PL; 1" or fail("the TLS part does not compile: $@") }
+# a connection this proxy terminates itself: the terminator is gone or at its bounds
+sub self_terminate { need_tls(); terminate($_[0]) }
+if (%secret || $ROLE eq "tls") { eval "$HANDOVER_PL; 1" or fail("the hand-over part does not compile: $@") }
+need_tls() if $ROLE eq "tls";
+$SIG{PIPE} = "IGNORE";
+print "ready $$\n";
+open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null"); open(STDIN, "<", "/dev/null");
 shared_connect() if $ROLE eq "proxy" && %secret;
 my $last_check = time();
 while (1) {
