@@ -54,7 +54,7 @@ import {
 } from "./errors.ts";
 import { hostRefusal } from "./runtime/mod.ts";
 import { pad, readTarEntries, TAR_END, TarFormatError, tarHeader } from "./tar.ts";
-import { decodeName } from "./engines/local/bytes.ts";
+import { decodeName } from "./filenames.ts";
 import type { FileInfo } from "./types.ts";
 
 /**

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { agentError, classifyErrno } from "../src/engines/local/agent.ts";
 import { bwrapArgv, INIT_SH } from "../src/engines/local/bwrap.ts";
-import { decodeName, encodeName } from "../src/engines/local/bytes.ts";
+import { decodeName, encodeName } from "../src/filenames.ts";
 import { absolute, parseInfos } from "../src/engines/local/files.ts";
 import { jobFrame } from "../src/engines/local/job.ts";
 import { runnerArgv } from "../src/engines/local/runners.ts";

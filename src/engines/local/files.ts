@@ -1,6 +1,6 @@
 /**
  * The file API of a local sandbox, over the file agent. Paths are absolute in the sandbox's view
- * (relative ones resolve against `/`); names that are not UTF-8 round-trip (see `bytes.ts`).
+ * (relative ones resolve against `/`); names that are not UTF-8 round-trip (see `src/filenames.ts`).
  *
  * @example
  * ```ts
@@ -14,7 +14,7 @@ import { InternalError, NotFoundError, SandboxError, TransportError } from "../.
 import type { FileInfo } from "../../types.ts";
 import type { EngineFiles, WrittenFile } from "../contract.ts";
 import { agent, agentStream } from "./agent.ts";
-import { decodeName } from "./bytes.ts";
+import { decodeName } from "../../filenames.ts";
 import type { SandboxCore } from "./core.ts";
 
 /** A path in the sandbox's view. @example `absolute("app") // "/app"` */

@@ -2,7 +2,7 @@
  * The job a runner's job process receives (see `sh/runner.pl`): the payload's length in decimal, a
  * newline, then the payload, its fields separated by NUL. No field can hold a NUL (argv, env and
  * paths are checked for them up front), so there are no escapes at all: any argv or env string
- * arrives byte for byte, and names that are not UTF-8 (see `bytes.ts`) arrive as their bytes. The
+ * arrives byte for byte, and names that are not UTF-8 (see `src/filenames.ts`) arrive as their bytes. The
  * job's process reads it in one `read`, sets up the job's descriptors, cwd and environment itself
  * and execs the program: no shell reads or evaluates anything of it.
  *
@@ -14,7 +14,7 @@
  * ```
  * @module
  */
-import { encodeName } from "./bytes.ts";
+import { encodeName } from "../../filenames.ts";
 
 /** What a runner is asked to do: a guest command, or one file-agent operation. */
 export type Job =

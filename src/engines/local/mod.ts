@@ -4,7 +4,7 @@
  * layout), `helpers.ts` (the execute-only tools), `image.ts`, `bwrap.ts` (the pure command line),
  * `supervisor.ts` (start, teardown, stale sandboxes), `sandbox.ts` (one sandbox), `runners.ts`
  * and `job.ts` (the way in), `process.ts`, `output.ts`, `agent.ts`, `files.ts`, `logs.ts`,
- * `cgroups.ts`, `state.ts`, `bytes.ts`; the shell and Perl programs are in `sh/`, embedded into
+ * `cgroups.ts`, `state.ts` (file names as bytes: `src/filenames.ts`); the shell and Perl programs are in `sh/`, embedded into
  * `scripts.gen.ts` by `scripts/gen-shell.ts`.
  *
  * @example

@@ -17,7 +17,7 @@
  */
 import { InvalidInputError, TransportError } from "../../errors.ts";
 import { collectText } from "../../streams.ts";
-import { encodeName } from "./bytes.ts";
+import { encodeName } from "../../filenames.ts";
 import type { PeekReader } from "./core.ts";
 import { PTY_PL } from "./scripts.gen.ts";
 

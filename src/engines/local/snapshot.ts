@@ -45,7 +45,7 @@ import { runtime } from "../../runtime/mod.ts";
 import type { RestoreInfo, SnapshotInfo } from "../../snapshot.ts";
 import { SNAPSHOT_ID_RE } from "../../validate.ts";
 import { collectText } from "../../streams.ts";
-import { decodeName } from "./bytes.ts";
+import { decodeName } from "../../filenames.ts";
 import { SNAPSHOT_SH } from "./scripts.gen.ts";
 import { auditLog, SandboxDir, trustedDir } from "./state.ts";
 import { ID_RE } from "./supervisor.ts";

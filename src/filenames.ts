@@ -6,7 +6,7 @@
  *
  * @example Round trip of a name that is not UTF-8
  * ```ts
- * import { decodeName, encodeName } from "./bytes.ts";
+ * import { decodeName, encodeName } from "./filenames.ts";
  * const name = decodeName(new Uint8Array([0x61, 0xff]));
  * console.log(name === "a\udcff", encodeName(name)); // true Uint8Array [0x61, 0xff]
  * ```
