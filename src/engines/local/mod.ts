@@ -410,8 +410,9 @@ async function create(spec: SandboxSpec): Promise<EngineSandbox> {
   await fork?.parent?.disconnect();
   if (Object.keys(exposed).length > 0) sb.dir.writeExposed(exposed);
   // the next spare starts once this sandbox's first runner is in place: on a small machine, starting
-  // both at once would make the caller's first command wait for the spare's start too
-  sb.warmed().then(() => refill(t, image, tmpMb, freezer));
+  // both at once would make the caller's first command wait for the spare's start too. A macrotask
+  // later, so a create (or fork) that took a warm spare returns before that start's spawns
+  sb.warmed().then(() => setTimeout(() => refill(t, image, tmpMb, freezer), 0));
   if (spec.name !== undefined) {
     // after the folder exists, so a create that lost the race sees this one as live
     try {
