@@ -20,8 +20,10 @@ import {
 import { lines } from "../mod.ts";
 import { runtime } from "../src/runtime/mod.ts";
 import { signalExitCode } from "../src/signals.ts";
-import { readdirSync, readFileSync } from "node:fs";
-import { collect, runtimeCommand, STATE } from "./helpers.ts";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { rootTag } from "../src/engines/local/state.ts";
+import { collect, runtimeCommand, STATE, waitFor } from "./helpers.ts";
 
 const FIX = new URL("./fixtures/", import.meta.url).pathname;
 
@@ -375,15 +377,53 @@ test("api: two clients setting one sandbox's tags and TTL at the same moment bot
   assert.equal(info.ttlSeconds, 639, "the last TTL was lost to a tags update");
 });
 
-test("api: a client process that used file and command streams every way exits by itself once it is done", async () => {
-  const [cmd, ...args] = runtimeCommand(`${FIX}scripts/files-exit.ts`);
-  const kid = await runtime().spawn(cmd!, args, { stdin: "null", stderr: "inherit" });
+/** Runs a client script of fixtures/scripts to its end: its stdout and status, or null (killed) past 60 s. */
+async function runClient(name: string, env: Record<string, string> = {}) {
+  const [cmd, ...args] = runtimeCommand(`${FIX}scripts/${name}`);
+  const kid = await runtime().spawn(cmd!, args, { stdin: "null", stderr: "inherit", env });
   let timer: ReturnType<typeof setTimeout> | undefined;
   const ended = await Promise.race([
     Promise.all([new Response(kid.stdout).text(), kid.status]),
     new Promise<null>((res) => timer = setTimeout(() => res(null), 60_000)),
   ]).finally(() => clearTimeout(timer));
   if (ended === null) kid.kill("SIGKILL");
+  return ended;
+}
+
+test("api: a client that exits (its children SIGKILLed, as Deno does) right after its first create, its warm spare still starting, leaves no sandbox, folder or cgroup", async () => {
+  const state = mkdtempSync(`${tmpdir()}/mvm-quick-exit-`);
+  const tag = rootTag(`${state}/sandboxes`);
+  // this state root's groups, on hybrid (one hierarchy per controller) and pure v2 hosts alike
+  const groups = () =>
+    ["", ...readdirSync("/sys/fs/cgroup")].flatMap((h) => {
+      try {
+        return readdirSync(`/sys/fs/cgroup/${h}/mvm/${tag}`).filter((n) => n.startsWith("sbx-")).map((n) =>
+          `/sys/fs/cgroup/${h}/mvm/${tag}/${n}`
+        );
+      } catch {
+        return [];
+      }
+    });
+  const folders = () => readdirSync(`${state}/sandboxes`).filter((n) => n.startsWith("sbx-"));
+  try {
+    const ended = await runClient("quick-exit.ts", { MVM_STATE_DIR: state });
+    assert.ok(ended !== null && /^sbx-/.test(ended[0].trim()), `the client did not create and exit: ${JSON.stringify(ended)}`);
+    // the supervisors see their owner gone and end what they started (a spare mid-start once it is up)
+    await waitFor(() => folders().length === 0 && groups().length === 0, 10_000);
+    assert.deepEqual({ folders: folders(), groups: groups() }, { folders: [], groups: [] });
+  } finally {
+    // whatever was left: its processes killed through its groups, then its files
+    for (const g of groups()) {
+      try {
+        writeFileSync(`${g}/cgroup.kill`, "1");
+      } catch { /* a v1 group */ }
+    }
+    rmSync(state, { recursive: true, force: true });
+  }
+});
+
+test("api: a client process that used file and command streams every way exits by itself once it is done", async () => {
+  const ended = await runClient("files-exit.ts");
   assert.ok(ended !== null, "the client was still alive 60 s after its work: a handle the SDK left open keeps it alive");
   assert.deepEqual([ended[0].trim(), ended[1].code], ["done", 0]);
 });

@@ -12,10 +12,9 @@
  * ```
  * @module
  */
-import { readdirSync, rmSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { CleanupError, TimeoutError, TransportError } from "../../errors.ts";
-import { type ChildProcess, getEnv, hostPid, runtime } from "../../runtime/mod.ts";
-import { collectText } from "../../streams.ts";
+import { getEnv, hostPid, runtime } from "../../runtime/mod.ts";
 import {
   collectOrphanCgroups,
   freezeCgroup,
@@ -62,6 +61,8 @@ export async function startSupervisor(t: Tools, i: SupervisorInput, prepare: () 
     "-e",
     ENTER_PL,
     String(t.keyctl),
+    // with MVM_DETACH, forked off the process spawned here: this runtime never holds the supervisor,
+    // so it never kills it (Deno kills the children it holds when a test module's runtime ends)
     t.setsid,
     "/bin/sh",
     "-c",
@@ -69,12 +70,14 @@ export async function startSupervisor(t: Tools, i: SupervisorInput, prepare: () 
     "mvm-supervisor",
     i.dir.path,
     String(hostPid()),
+    ownStart(),
     String(i.ttlSeconds),
     ...i.bwrapArgv,
   ], {
     clearEnv: true,
     env: {
       PATH: GUEST_PATH,
+      MVM_DETACH: "1",
       MVM_PERL: t.perl,
       MVM_WATCH_PL: WATCH_PL,
       // its transitions (started, jail.restarted, destroyed) reach the signed chain through this folder
@@ -95,9 +98,67 @@ export async function startSupervisor(t: Tools, i: SupervisorInput, prepare: () 
   }
   await w.write(new TextEncoder().encode("go\n"));
   await w.close();
-  const line = await readReadyLine(sup);
+  const out = supervisorLines(sup.stdout!);
+  // it says its pid and start time first: a sandbox that does not come up in time is ended through it
+  const self = await within(out.seen(/^pid (\d+) (\d+)$/m), null);
+  const said = self && await within(out.seen(/^(ready|error) .*$/m), { pid: Number(self[1]), start: self[2]! });
   sup.unref();
+  const line = said?.[0] ?? out.text().replace(/^pid .*\n?/m, "").trim();
   if (!line.startsWith("ready ")) throw startFailure(t, i.dir.id, line.replace(/^error /, "").trim());
+}
+
+/** The supervisor's stdout as it comes: `seen(re)` resolves to the first match, or null at its end. */
+function supervisorLines(s: ReadableStream<Uint8Array>): { seen(re: RegExp): Promise<RegExpExecArray | null>; text(): string } {
+  let text = "";
+  let ended = false;
+  const wake: Array<() => void> = [];
+  const woken = () => wake.splice(0).forEach((f) => f());
+  (async () => {
+    const dec = new TextDecoder();
+    try {
+      for await (const chunk of s) {
+        text += dec.decode(chunk, { stream: true });
+        woken();
+      }
+    } catch { /* its end */ }
+    ended = true;
+    woken();
+  })();
+  return {
+    async seen(re) {
+      for (;;) {
+        const m = re.exec(text);
+        if (m || ended) return m;
+        await new Promise<void>((r) => wake.push(r));
+      }
+    },
+    text: () => text,
+  };
+}
+
+/**
+ * Waits for the supervisor's word; past READY_TIMEOUT_MS the start is given up, and the supervisor
+ * (by pid and start time, when it said them) told to end what it started.
+ */
+async function within<T>(p: Promise<T>, sup: { pid: number; start: string } | null): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, rej) =>
+    timer = setTimeout(() => {
+      if (sup) killProc(sup, "TERM").catch(() => {});
+      rej(new TimeoutError(`the sandbox did not start within ${READY_TIMEOUT_MS / 1000} s`));
+    }, READY_TIMEOUT_MS)
+  );
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** This process's start time (field 22 of its /proc/PID/stat), which the supervisor checks its owner by. */
+function ownStart(): string {
+  const stat = readFileSync(`/proc/${hostPid()}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? "";
 }
 
 /** What failed when the sandbox did not start, and what to do about it. */
@@ -110,22 +171,6 @@ function startFailure(t: Tools, id: string, said: string): TransportError {
     : `check that bubblewrap works on this host: "bwrap --unshare-all --ro-bind / / true" should exit 0 (unprivileged user namespaces may be ` +
       `disabled: sysctl kernel.unprivileged_userns_clone, kernel.apparmor_restrict_unprivileged_userns)`;
   return new TransportError(`could not start sandbox ${id}: ${why}; ${todo}`, { details: { id, bwrap: t.bwrap, fromEnv } });
-}
-
-async function readReadyLine(child: ChildProcess): Promise<string> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, rej) =>
-    timer = setTimeout(() => {
-      child.kill("SIGTERM");
-      rej(new TimeoutError(`the sandbox did not start within ${READY_TIMEOUT_MS / 1000} s`));
-    }, READY_TIMEOUT_MS)
-  );
-  try {
-    const text = await Promise.race([collectText(child.stdout!), timeout]);
-    return text.split("\n").find((l) => l.startsWith("ready ") || l.startsWith("error ")) ?? text.trim();
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Kills every process of a sandbox (its pid namespace dies with its pid 1), then its groups. @example `await killSandbox(dir, t)` */

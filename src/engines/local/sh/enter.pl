@@ -43,4 +43,21 @@ if (defined $sd && $sd ne "") {
   sysopen($dir, $sd, 0) or $fail->("open");
   fileno($dir) == 3 or $fail->("descriptor order");
 }
+# A supervisor (MVM_DETACH set): the rest of argv runs in a fork of this process, so the process its
+# owner's runtime spawned and holds is not the supervisor (Deno kills the children it holds when a
+# test module's runtime ends). This process stays until the supervisor closes descriptor 4 (when it has
+# its "go", or when it ends), as some runtimes stop writing a child's stdin once that child is gone.
+if (delete $ENV{MVM_DETACH}) {
+  pipe(my $r, my $w) or do { print STDERR "mvm-enter: cannot make a pipe: $!\n"; exit 125 };
+  fileno($w) == 4 or do { print STDERR "mvm-enter: descriptor order\n"; exit 125 };
+  my $pid = fork();
+  defined $pid or do { print STDERR "mvm-enter: cannot fork: $!\n"; exit 125 };
+  if ($pid) {
+    close($w);
+    1 while sysread($r, my $b, 64);
+    exit 0;
+  }
+  close($r);
+  fcntl($w, 2, 0);    # F_SETFD: kept across exec
+}
 exec { $ARGV[0] } @ARGV or do { print STDERR "mvm-enter: cannot run $ARGV[0]: $!\n"; exit 127 };

@@ -3,8 +3,14 @@
 # the sandbox down when the TTL runs out, when the owning process dies (unless detached), when the
 # sandbox's init ends, or when asked (SIGTERM).
 # It is started before the sandbox's folder is complete and waits for "go" on stdin: an owner that
-# dies before that (end of input) leaves nothing, because this removes the folder.
-# Args: STATE_DIR OWNER_PID TTL_SECONDS BWRAP_ARGV... (bwrap's own arguments are in STATE_DIR/bwrap.args)
+# dies before that (end of input) leaves nothing, because this removes the folder. It runs in a session
+# of its own, forked off the process its owner spawned (enter.pl with MVM_DETACH, which waits until
+# this closes descriptor 4), so the owner's runtime never holds it: Deno kills the children it still
+# holds when a test module's runtime ends, which killed supervisors half-way through a warm spare's
+# start (a bwrap, its folder and groups were left). An owner that dies once "go" was said is seen by
+# the watch as soon as the jail is up.
+# Args: STATE_DIR OWNER_PID OWNER_START TTL_SECONDS BWRAP_ARGV... (bwrap's own arguments are in
+# STATE_DIR/bwrap.args; OWNER_START is the owner's start time, field 22 of its /proc/PID/stat)
 # Its transitions go to the sandbox's events.jsonl and, as one file each, to MVM_SPOOL (the audit chain's
 # spool, outside the sandbox's folder: the SDK signs them into the chain, also after this folder is gone).
 # Env: MVM_PERL and MVM_WATCH_PL (the watch, sh/watch.pl), MVM_CG_KIND, MVM_CG_V2, MVM_CG_MEM/CPU/PIDS (groups to make), MVM_LIM_MEM/CPU/PIDS (limits),
@@ -12,12 +18,11 @@
 # pause() uses, when v2 has no cgroup.freeze or MVM_FREEZER=v1: made and joined like the v1 controllers).
 set -u
 umask 077
-d=$1; owner=$2; ttl=$3; shift 3
+d=$1; owner=$2; owner_start=$3; ttl=$4; shift 4
 bw=""; wp=""; all=""; reaper=""; reaper_start=""
 watch_pl=${MVM_WATCH_PL:-}; perl=${MVM_PERL:-perl}; spool=${MVM_SPOOL:-}; unset MVM_WATCH_PL MVM_PERL MVM_SPOOL
-# the owner is the process that started this one; its start time tells it apart from a later process
-# that gets the same pid
-owner_start=""; [ "$PPID" = "$owner" ] && owner_start=$(pid_start "$owner")
+# this process, for the SDK to end it (by pid and start time) if the sandbox does not come up in time
+echo "pid $$ $(pid_start $$)"
 # ev TYPE [,FIELDS]: only the script's own words and numbers go in (nothing a guest wrote); the spool file is
 # written with one write, and the SDK takes it only once its newline is there
 ev() {
@@ -58,7 +63,10 @@ trap 'cleanup destroy' TERM INT HUP
 # a dead owner must not leave the supervisor dying of SIGPIPE before it watches
 trap '' PIPE
 go=""; read -r go || go=""
-if [ "$go" != go ] || [ -z "$owner_start" ]; then
+# the process the owner spawned may go now
+exec 4>&-
+# the owner's start time tells it apart from a later process that got the same pid
+if [ "$go" != go ] || [ -z "$owner_start" ] || [ "$(pid_start "$owner")" != "$owner_start" ]; then
   # the owner died or gave up while making the folder: nothing of the sandbox runs yet
   rm -rf "$d" 2>/dev/null
   exit 0
