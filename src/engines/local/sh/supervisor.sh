@@ -22,6 +22,8 @@ d=$1; owner=$2; owner_start=$3; ttl=$4; shift 4
 bw=""; wp=""; all=""; reaper=""; reaper_start=""
 watch_pl=${MVM_WATCH_PL:-}; perl=${MVM_PERL:-perl}; spool=${MVM_SPOOL:-}; unset MVM_WATCH_PL MVM_PERL MVM_SPOOL
 # this process, for the SDK to end it (by pid and start time) if the sandbox does not come up in time
+# (a dead owner must not leave it dying of SIGPIPE, here or before it watches)
+trap '' PIPE
 echo "pid $$ $(pid_start $$)"
 # ev TYPE [,FIELDS]: only the script's own words and numbers go in (nothing a guest wrote); the spool file is
 # written with one write, and the SDK takes it only once its newline is there
@@ -60,8 +62,6 @@ cleanup() {
   exit 0
 }
 trap 'cleanup destroy' TERM INT HUP
-# a dead owner must not leave the supervisor dying of SIGPIPE before it watches
-trap '' PIPE
 go=""; read -r go || go=""
 # the process the owner spawned may go now
 exec 4>&-
