@@ -155,10 +155,18 @@ async function within<T>(p: Promise<T>, sup: { pid: number; start: string } | nu
   }
 }
 
-/** This process's start time (field 22 of its /proc/PID/stat), which the supervisor checks its owner by. */
+/**
+ * This process's start time (field 22 of its /proc/PID/stat), which the supervisor checks its owner by;
+ * "-" when the runtime refuses the read (Deno without --allow-all), and the supervisor reads it itself
+ * once it has its "go" (this process is alive then: it is the one that writes "go").
+ */
 function ownStart(): string {
-  const stat = readFileSync(`/proc/${hostPid()}/stat`, "utf8");
-  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] ?? "";
+  try {
+    const stat = readFileSync(`/proc/${hostPid()}/stat`, "utf8");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19] || "-";
+  } catch {
+    return "-";
+  }
 }
 
 /** What failed when the sandbox did not start, and what to do about it. */

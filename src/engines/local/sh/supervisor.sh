@@ -19,6 +19,8 @@
 set -u
 umask 077
 d=$1; owner=$2; owner_start=$3; ttl=$4; shift 4
+# "-": the owner could not read its own start time (Deno refuses /proc/PID/stat without --allow-all); the
+# owner is alive while it waits for this line's "go" below, so its start time read here is its own
 bw=""; wp=""; all=""; reaper=""; reaper_start=""
 watch_pl=${MVM_WATCH_PL:-}; perl=${MVM_PERL:-perl}; spool=${MVM_SPOOL:-}; unset MVM_WATCH_PL MVM_PERL MVM_SPOOL
 # this process, for the SDK to end it (by pid and start time) if the sandbox does not come up in time
@@ -63,6 +65,7 @@ cleanup() {
 }
 trap 'cleanup destroy' TERM INT HUP
 go=""; read -r go || go=""
+[ "$owner_start" = - ] && owner_start=$(pid_start "$owner")
 # the process the owner spawned may go now
 exec 4>&-
 # the owner's start time tells it apart from a later process that got the same pid
