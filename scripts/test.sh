@@ -85,9 +85,11 @@ if command -v node >/dev/null 2>&1; then
     for f in "${files[@]}"; do
       case "$f" in
         *commands-detached.test.ts | *mvmctl-live.test.ts) echo "node: skipping $f: the SDK (or the CLI it runs) starts a detached command's keeper by its path beside the SDK's source, which a test bundle moves"; continue ;;
-        # the attack, fault and scale suites drive the engine's own helpers (the same shell and Perl on every
-        # runtime) for minutes; they run on Deno and Bun, which keeps the whole run inside its time budget
-        *escape.test.ts | *faults.test.ts | *scale.test.ts) [ -n "${MVM_NODE_ALL:-}" ] || { echo "node: skipping $f (runs on Deno and Bun; MVM_NODE_ALL=1 runs it here too)"; continue; } ;;
+        # the attack, fault and scale suites, cold mode, snapshots and the CLI drive the engine's own helpers (the
+        # same shell and Perl on every runtime) for minutes; they run on Deno and Bun, which keeps the whole run
+        # inside its time budget. Node runs every suite of the runtime shim, streams, files, commands and network
+        *escape.test.ts | *faults.test.ts | *scale.test.ts | *cold.test.ts | *snapshot.test.ts | *cli.test.ts | *mvmctl.test.ts)
+          [ -n "${MVM_NODE_ALL:-}" ] || { echo "node: skipping $f (runs on Deno and Bun; MVM_NODE_ALL=1 runs it here too)"; continue; } ;;
       esac
       if $BIN/bun build "$f" --target=node --outfile="${f%.ts}.node.mjs" >/dev/null; then node_files+=("${f%.ts}.node.mjs")
       else echo "node: bundling $f failed"; bundle_fail=$((bundle_fail+1)); fi
