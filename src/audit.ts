@@ -12,7 +12,7 @@
  * Appends are synchronous and cheap (an Ed25519 signature is ~20-50 µs): no line is re-read, the
  * tail hash comes from `head` (checked against the segment's size, recomputed from the segment's
  * end when another process appended meanwhile). Concurrent appenders (several clients, detached
- * owners) take a lock folder (`mkdir` is atomic), so the chain never forks.
+ * owners, on any runtime) take the one lock of `src/lock.ts`, so the chain never forks.
  *
  * A sandbox's supervisor (a shell on the host, with no key) records its own transitions — `started`,
  * `jail.restarted`, `destroyed` with the reason (TTL, owner exit …) — as one small file each in the

@@ -422,7 +422,8 @@ const SPECIAL: Record<string, string> = { "3": "a character device", "4": "a blo
  */
 async function pullTar(files: TransferFiles, guest: string, host: string, overwrite: boolean, t: Tally): Promise<void> {
   const made = new Map<string, "dir" | "file" | "symlink">([["", "dir"]]);
-  const links: Array<{ rel: string; target: string }> = [];
+  let links: Array<{ rel: string; target: string }> = [];
+  const pending = new Set<string>();
   const entries = readTarEntries(await files.readTar(guest), decodeName);
   try {
     for await (const e of entries) {
@@ -439,7 +440,7 @@ async function pullTar(files: TransferFiles, guest: string, host: string, overwr
         t.skip(g, "its folder is not a folder of this download (a symlink, a file, or left out)");
         continue;
       }
-      if (made.has(rel) || links.some((l) => l.rel === rel)) {
+      if (made.has(rel) || pending.has(rel)) {
         t.skip(g, "it appears twice in the sandbox's tar stream");
         continue;
       }
@@ -452,7 +453,10 @@ async function pullTar(files: TransferFiles, guest: string, host: string, overwr
         if (!linkStaysInside(e.linkname)) {
           t.skip(g, `a symlink to ${JSON.stringify(e.linkname)}, which could lead out of the download (absolute or with "..")`);
         } else if (/[\uD800-\uDFFF]/.test(e.linkname)) t.skip(g, "a symlink whose target is not valid UTF-8");
-        else links.push({ rel, target: e.linkname });
+        else {
+          links.push({ rel, target: e.linkname });
+          pending.add(rel);
+        }
       } else if (e.type === "file") {
         await writeFile(h, e.mode, e.body(), overwrite, t);
         made.set(rel, "file");
@@ -480,20 +484,19 @@ async function pullTar(files: TransferFiles, guest: string, host: string, overwr
     }
     throw e;
   }
-  // symlinks last: each must lead to what this download made, through its folders only
-  for (let progress = true; progress && links.length;) {
-    progress = false;
-    for (let i = 0; i < links.length; i++) {
-      const { rel, target } = links[i]!;
+  // symlinks last: each must lead to what this download made, through its folders only; a link to a
+  // link waits for a round in which that one was made
+  for (let before = -1; links.length !== before;) {
+    before = links.length;
+    links = links.filter(({ rel, target }) => {
       const to = relative([...rel.split("/").slice(0, -1), ...target.split("/")].join("/"));
       const parts = to === "" ? [] : to.split("/");
-      if (parts.slice(0, -1).some((_, k) => made.get(parts.slice(0, k + 1).join("/")) !== "dir") || !made.has(to)) continue;
+      if (parts.slice(0, -1).some((_, k) => made.get(parts.slice(0, k + 1).join("/")) !== "dir") || !made.has(to)) return true;
       makeLink(target, join(host, rel), overwrite);
       made.set(rel, "symlink");
       t.result.symlinks++;
-      links.splice(i--, 1);
-      progress = true;
-    }
+      return false;
+    });
   }
   for (const { rel, target } of links) {
     t.skip(
