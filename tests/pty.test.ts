@@ -33,6 +33,9 @@ function watch(p: SandboxProcess): { text: () => string; until: (re: RegExp, wha
     for (const w of waiters) w.fail(new Error(`the output ended before ${w.what}: ${JSON.stringify(out.slice(-400))}`));
     return out;
   })();
+  // a stream that errors (its sandbox stopped under a test that already failed) is that test's failure, not an
+  // unhandled rejection charged to whichever test runs next
+  ended.catch(() => {});
   return {
     text: () => out,
     // bounded: a test that waits for output that never comes fails, it does not hang
@@ -94,18 +97,28 @@ test("pty: resize changes what stty size shows and delivers SIGWINCH; keystrokes
 test("pty: Ctrl-C (0x03) interrupts sleep in an interactive sh, which goes on; kill and timeoutSeconds work as for any command", async () => {
   const sb = await shared();
   const p = await sb.commands.start(["sh", "-i"], { pty: true, timeoutSeconds: 60, env: { PS1: "$ " } });
-  const o = watch(p);
-  const w = p.stdin.getWriter();
-  await w.write(enc("echo sleeping; sleep 100\r"));
-  await o.until(/sleeping\r\n/, "the shell ran the line");
-  await w.write(new Uint8Array([3]));
-  await w.write(enc("echo back\r"));
-  // the shell's own output, after a newline or its prompt (the terminal's echo of the typed line also ends in "back"):
-  // only once the shell has handled the interrupt and run the line is the next one typed
-  await o.until(/(^|\n|\$ )back\r\n/, "the shell came back after Ctrl-C");
-  await w.write(enc("exit 5\r"));
-  const s = await p.status;
-  assert.deepEqual([s.exitCode, s.timedOut], [5, false]);
+  try {
+    const o = watch(p);
+    const w = p.stdin.getWriter();
+    // the job prints its word only once it runs in the terminal's foreground (the shell hands the terminal to the
+    // job's process group before the job execs): a Ctrl-C typed as soon as the word shows can only reach the job.
+    // (With "echo sleeping; sleep 100" the shell echoes before the job exists, and a Ctrl-C typed in that instant
+    // reached the shell instead, under CI's load.)
+    await w.write(enc("sh -c 'echo sleeping; exec sleep 100'\r"));
+    await o.until(/sleeping\r\n/, "the shell ran the line");
+    await w.write(new Uint8Array([3]));
+    await w.write(enc("echo back\r"));
+    // the shell's own output, after a newline or its prompt (the terminal's echo of the typed line also ends in "back"):
+    // only once the shell has handled the interrupt and run the line is the next one typed
+    await o.until(/(^|\n|\$ )back\r\n/, "the shell came back after Ctrl-C");
+    await w.write(enc("exit 5\r"));
+    const s = await p.status;
+    assert.deepEqual([s.exitCode, s.timedOut], [5, false]);
+  } finally {
+    // a failure above must not leave the shell running in the sandbox the next tests share
+    await p.kill("SIGKILL").catch(() => {});
+    await p.status.catch(() => {});
+  }
 
   const k = await sb.commands.start(["sleep", "100"], { pty: true });
   await k.kill("SIGTERM");
