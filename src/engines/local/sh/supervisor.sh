@@ -152,7 +152,9 @@ while :; do
   [ $rc = 13 ] || break
   read -r left < "$d/ttl.left" 2>/dev/null || left=1
   end_jail
-  jail "$@" >/dev/null || cleanup failed
+  # a fresh jail that fails to come up (a start racing the old jail's last processes on a loaded host) is
+  # tried once more before the sandbox is given up
+  jail "$@" >/dev/null || { end_jail; sleep 0.2; jail "$@" >/dev/null; } || cleanup failed
   : > "$d/stopped.done"
   ev jail.restarted ",\"initPid\":$init"
 done
