@@ -135,6 +135,16 @@ test("egress: allowed hosts are reachable with and without proxy variables; ever
     assert.deepEqual([tls.status, tls.body?.path], [200, "/tls"], JSON.stringify(tls));
     assert.deepEqual([wild.status, wild.body?.host], [200, "a.wild.test"], JSON.stringify(wild));
     assert.equal(apex.ok, false, "*.wild.test does not allow the apex");
+    // a rule's pattern is not a host name: "*.wild.test" asked for by name (DNS, CONNECT) is refused
+    const [star] = await probe(sb, [{ kind: "dns", host: "*.wild.test" }]);
+    assert.equal(star!.ok, false, "the name *.wild.test does not resolve");
+    const connect = await sb.commands.run([
+      "python3",
+      "-c",
+      "import socket; s = socket.create_connection(('198.18.0.1', 998), 10); s.sendall(b'CONNECT *.wild.test:80 HTTP/1.1\\r\\n\\r\\n'); " +
+      "print(s.recv(100).split(b'\\r\\n')[0].decode())",
+    ], { timeoutSeconds: 30 });
+    assert.deepEqual([connect.stdout.trim(), connect.exitCode], ["HTTP/1.1 400 Bad Request", 0], connect.stderr);
 
     // refusals: each ends with an error, none waits for the probe's 20 s timeout
     const refused = await probe(sb, [

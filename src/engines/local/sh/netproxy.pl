@@ -109,8 +109,10 @@ sub fake_for {
   return $ip;
 }
 sub matches { my ($r, $n) = @_; return substr($r, 0, 2) eq "*." ? (length($n) > length($r) - 1 && substr($n, -(length($r) - 1)) eq substr($r, 1)) : $r eq $n }
-sub name_allowed { my $n = shift; for (@rules) { return 1 if matches($_->[0], $n) } return 0 }
-sub allowed { my ($n, $p) = @_; for (@rules) { return 1 if $_->[1] == $p && matches($_->[0], $n) } return 0 }
+# a name the guest asks for is a host name, never a pattern: one with a "*" matches no rule (a "*.suffix"
+# rule would match the name "*.suffix" itself, which DNS answers from the zone's wildcard record)
+sub name_allowed { my $n = shift; return 0 if index($n, "*") >= 0; for (@rules) { return 1 if matches($_->[0], $n) } return 0 }
+sub allowed { my ($n, $p) = @_; return 0 if index($n, "*") >= 0; for (@rules) { return 1 if $_->[1] == $p && matches($_->[0], $n) } return 0 }
 sub is_v4 { return $_[0] =~ /^\d{1,3}(\.\d{1,3}){3}$/ }
 # whether the placeholder PH of a session's secrets (a hash: placeholder => { hosts, value }) is bound to NAME
 sub bound_to { my ($sec, $ph, $n) = @_; for (@{ $sec->{$ph}{hosts} }) { return 1 if matches($_, $n) } return 0 }
@@ -377,7 +379,7 @@ sub proxy_head {
   $x->{in} = "";
   my ($line, $rest) = split /\r\n/, $head, 2;
   $rest = defined $rest ? "$rest\r\n\r\n" : "\r\n";
-  if ($line =~ /^CONNECT ([A-Za-z0-9.*_-]+|\[[0-9a-fA-F:.]+\]):(\d{1,5}) HTTP\/1\.[01]$/) {
+  if ($line =~ /^CONNECT ([A-Za-z0-9._-]+|\[[0-9a-fA-F:.]+\]):(\d{1,5}) HTTP\/1\.[01]$/) {
     $x->{established} = "HTTP/1.1 200 Connection established\r\n\r\n";
     $x->{in} = $early // "";
     $x->{alias} = lc $1;
