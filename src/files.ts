@@ -15,9 +15,9 @@
 import { invalid, NotFoundError, UnsupportedError } from "./errors.ts";
 import type { EngineFiles, WrittenFile } from "./engines/contract.ts";
 import { download, type TransferOptions, type TransferResult, upload } from "./transfer.ts";
-import { collectBytes, toStream } from "./streams.ts";
+import { abortable, collectBytes, toStream, untilAborted } from "./streams.ts";
 import type { FileInfo } from "./types.ts";
-import { checkMovablePath, checkPath } from "./validate.ts";
+import { checkMovablePath, checkPath, checkSignal } from "./validate.ts";
 import type { Sandbox } from "./sandbox.ts";
 
 /**
@@ -84,24 +84,40 @@ export class Files {
   constructor(sb: Sandbox) {
     this.#sb = sb;
   }
-  /** Reads a whole file. @example `const bytes = await sb.files.read("/etc/hostname")` */
-  async read(path: string): Promise<Uint8Array> {
-    return await collectBytes(await this.readStream(path));
+  /**
+   * Reads a whole file. With `signal`, an abort rejects at once with the signal's reason and ends the
+   * read's helper in the sandbox (guest code can stop that helper; a signal, e.g.
+   * `AbortSignal.timeout(ms)`, bounds the wait).
+   *
+   * @example `const bytes = await sb.files.read("/etc/hostname", { signal: AbortSignal.timeout(10_000) })`
+   */
+  async read(path: string, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+    return await collectBytes(await this.readStream(path, { signal: options.signal }));
   }
-  /** Reads a whole file as UTF-8. @example `await sb.files.readText("/app/out.txt")` */
-  async readText(path: string): Promise<string> {
-    return new TextDecoder().decode(await this.read(path));
+  /** Reads a whole file as UTF-8; `signal` as for `read`. @example `await sb.files.readText("/app/out.txt")` */
+  async readText(path: string, options: { signal?: AbortSignal } = {}): Promise<string> {
+    return new TextDecoder().decode(await this.read(path, options));
   }
-  /** Streams a file, optionally a byte range. @example `const s = await sb.files.readStream("/big", { offset: 0, length: 1024 })` */
-  async readStream(path: string, range: { offset?: number; length?: number } = {}): Promise<ReadableStream<Uint8Array>> {
+  /**
+   * Streams a file, optionally a byte range; `signal` as for `read` (an abort errors the stream with its reason).
+   *
+   * @example `const s = await sb.files.readStream("/big", { offset: 0, length: 1024 })`
+   */
+  async readStream(
+    path: string,
+    range: { offset?: number; length?: number; signal?: AbortSignal } = {},
+  ): Promise<ReadableStream<Uint8Array>> {
     checkPath(path);
+    const signal = checkSignal(range.signal);
+    signal?.throwIfAborted();
     if (range.offset !== undefined && (!Number.isSafeInteger(range.offset) || range.offset < 0)) {
       throw invalid("offset", "must be a whole number ≥ 0");
     }
     if (range.length !== undefined && (!Number.isSafeInteger(range.length) || range.length < 0)) {
       throw invalid("length", "must be a whole number ≥ 0");
     }
-    return await this.#sb._engine().files.readStream(path, range);
+    const { offset, length } = range;
+    return await abortable(this.#sb._engine().files.readStream(path, { offset, length }), signal);
   }
   /**
    * Writes a file atomically (a reader sees the old or the new file, never half
@@ -194,8 +210,11 @@ export class Files {
     return await this.#sb._engine().files.writeTar(checkPath(dir, "dir"), toStream(tar, "tar"));
   }
   /** Packs `dir` into a tar stream (paths relative to it). @example `await (await sb.files.readTar("/app")).pipeTo(file.writable)` */
-  async readTar(dir: string): Promise<ReadableStream<Uint8Array>> {
-    return await this.#sb._engine().files.readTar(checkPath(dir, "dir"));
+  async readTar(dir: string, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
+    checkPath(dir, "dir");
+    const signal = checkSignal(options.signal);
+    signal?.throwIfAborted();
+    return await abortable(this.#sb._engine().files.readTar(dir), signal);
   }
   /**
    * Sets the mode of a path (a symlink's target's, as `chmod` does); returns its
@@ -251,7 +270,8 @@ export class Files {
   async upload(hostPath: string, sandboxDir: string, options: TransferOptions = {}): Promise<TransferResult> {
     checkPath(hostPath, "hostPath");
     checkPath(sandboxDir, "sandboxDir");
-    return await upload(this.#transferFiles(), hostPath, sandboxDir, options);
+    checkSignal(options.signal, "options.signal")?.throwIfAborted();
+    return await upload(this.#transferFiles(options.signal), hostPath, sandboxDir, options);
   }
   /**
    * Copies a sandbox file or folder to the host: a folder's contents land in
@@ -268,20 +288,24 @@ export class Files {
   async download(sandboxPath: string, hostDir: string, options: TransferOptions = {}): Promise<TransferResult> {
     checkPath(sandboxPath, "sandboxPath");
     checkPath(hostDir, "hostDir");
-    return await download(this.#transferFiles(), sandboxPath, hostDir, options);
+    checkSignal(options.signal, "options.signal")?.throwIfAborted();
+    return await download(this.#transferFiles(options.signal), sandboxPath, hostDir, options);
   }
-  #transferFiles() {
+  /** The file verbs a transfer uses, each cut off by `signal` (streams as in `readStream`). */
+  #transferFiles(signal?: AbortSignal) {
+    const bound = <T>(p: Promise<T>) => untilAborted(p, signal);
     return {
-      write: (path: string, data: ReadableStream<Uint8Array>, o: { mode: number; createParents: boolean }) => this.#writeOne(path, data, o),
-      readStream: (path: string) => this.readStream(path),
-      list: (path: string) => this.list(path),
-      stat: (path: string) => this.stat(path),
-      mkdir: (path: string, o: { parents: boolean; mode: number }) => this.mkdir(path, o),
-      remove: (path: string) => this.remove(path),
-      symlink: (target: string, path: string) => this.symlink(target, path),
-      readlink: (path: string) => this.#verb("readlink")(checkPath(path)),
-      writeTar: (dir: string, tar: ReadableStream<Uint8Array>) => this.writeTar(dir, tar),
-      readTar: (dir: string) => this.readTar(dir),
+      write: (path: string, data: ReadableStream<Uint8Array>, o: { mode: number; createParents: boolean }) =>
+        bound(this.#writeOne(path, data, o)),
+      readStream: (path: string) => this.readStream(path, { signal }),
+      list: (path: string) => bound(this.list(path)),
+      stat: (path: string) => bound(this.stat(path)),
+      mkdir: (path: string, o: { parents: boolean; mode: number }) => bound(this.mkdir(path, o)),
+      remove: (path: string) => bound(this.remove(path)),
+      symlink: (target: string, path: string) => bound(this.symlink(target, path)),
+      readlink: (path: string) => bound(this.#verb("readlink")(checkPath(path))),
+      writeTar: (dir: string, tar: ReadableStream<Uint8Array>) => bound(this.writeTar(dir, tar)),
+      readTar: (dir: string) => this.readTar(dir, { signal }),
     };
   }
   /** An optional verb of the engine, or UNSUPPORTED naming it. */

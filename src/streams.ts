@@ -102,6 +102,70 @@ export async function collectText(stream: ReadableStream<Uint8Array>): Promise<s
   return new TextDecoder().decode(await collectBytes(stream));
 }
 
+/**
+ * Waits for `p` unless `signal` aborts first: then rejects at once with the signal's reason (what `p`
+ * stands for is left to end by itself). Without a signal, `p` itself.
+ *
+ * @example `const info = await untilAborted(sb.files.stat("/app"), AbortSignal.timeout(5000))`
+ */
+export function untilAborted<T>(p: Promise<T>, signal?: AbortSignal): Promise<T> {
+  if (!signal) return p;
+  if (signal.aborted) {
+    p.catch(() => {});
+    return Promise.reject(signal.reason);
+  }
+  let onAbort: () => void = () => {};
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  return Promise.race([p, aborted]).finally(() => signal.removeEventListener("abort", onAbort));
+}
+
+/**
+ * The stream `opening` gives, cut off by `signal`: an abort rejects a pending open or read at once with the
+ * signal's reason and cancels the stream underneath (which ends what produces it: in a sandbox, its
+ * helper is killed) without waiting for that. So guest code that stops the producer (SIGSTOP) cannot hold
+ * the caller. Without a signal, the stream itself.
+ *
+ * @example `const s = await abortable(engineFiles.readStream("/big", {}), AbortSignal.timeout(5000))`
+ */
+export async function abortable(opening: Promise<ReadableStream<Uint8Array>>, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>> {
+  if (!signal) return await opening;
+  let src: ReadableStream<Uint8Array>;
+  try {
+    src = await untilAborted(opening, signal);
+  } catch (e) {
+    // opened after the abort: nobody will read it
+    opening.then((s) => s.cancel(signal.reason).catch(() => {}), () => {});
+    throw e;
+  }
+  const reader = src.getReader();
+  const onAbort = () => void reader.cancel(signal.reason).catch(() => {});
+  signal.addEventListener("abort", onAbort, { once: true });
+  const done = () => signal.removeEventListener("abort", onAbort);
+  return new ReadableStream<Uint8Array>({
+    async pull(c) {
+      try {
+        const r = await untilAborted(reader.read(), signal);
+        // the abort's cancel may end a pending read first: an abort is an error, never an end
+        if (signal.aborted) throw signal.reason;
+        if (r.done) {
+          done();
+          c.close();
+        } else c.enqueue(r.value);
+      } catch (e) {
+        done();
+        throw e;
+      }
+    },
+    cancel(reason) {
+      done();
+      return reader.cancel(reason);
+    },
+  }, { highWaterMark: 0 });
+}
+
 /** A stream that errors with `error` when read (used where there is nothing honest to return). @example `erroringStream(new UnsupportedError("…"))` */
 export function erroringStream<T>(error: Error): ReadableStream<T> {
   return new ReadableStream<T>({ pull: (c) => c.error(error) });

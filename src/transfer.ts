@@ -87,6 +87,12 @@ export interface TransferOptions {
   onProgress?: (progress: TransferProgress) => void;
   /** Download only: replace host files (and symlinks) already at a destination path; default false (`ConflictError`). */
   overwrite?: boolean;
+  /**
+   * Ends the transfer when it aborts (e.g. `AbortSignal.timeout(60_000)`): the call rejects at once with the
+   * signal's reason, and the helpers streaming in the sandbox are ended. What was written stays (a download's
+   * files in flight are temporary files, removed). Guest code can stop those helpers (SIGSTOP): a signal bounds the wait.
+   */
+  signal?: AbortSignal;
 }
 
 /**

@@ -113,6 +113,12 @@ export function checkPath(path: unknown, field = "path"): string {
   return path;
 }
 
+/** Checks an optional `AbortSignal`. @example `checkSignal(AbortSignal.timeout(5000))` */
+export function checkSignal(signal: unknown, field = "signal"): AbortSignal | undefined {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid(field, "must be an AbortSignal");
+  return signal;
+}
+
 /** Checks an optional positive number. @example `checkPositive(2, "cpu")` */
 export function checkPositive(v: unknown, field: string, integer = false): number | undefined {
   if (v === undefined) return undefined;

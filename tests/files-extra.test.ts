@@ -294,3 +294,50 @@ test("files: a download unpacks the sandbox's tar stream itself and refuses what
     rmSync(host, { recursive: true, force: true });
   }
 });
+
+test("files: a signal bounds reads and downloads whose helper guest code stopped (SIGSTOP); the helper is ended, the sandbox goes on", async () => {
+  await using sb = await Sandbox.create();
+  await sb.commands.run(["sh", "-c", "head -c 67108864 /dev/zero > /app/big && mkdir -p /app/tree && cp /app/big /app/tree/"]);
+  const stopHelpers = () => sb.commands.run(["sh", "-c", "pkill -STOP -x dd; pkill -STOP -x tar; exit 0"]);
+  const helpers = async () => (await sb.commands.run(["sh", "-c", "pgrep -x dd; pgrep -x tar; exit 0"])).stdout.trim();
+
+  // a stream: its first chunk is read, then the guest stops the helper that writes it; the abort ends the wait
+  const ac = new AbortController();
+  const s = await sb.files.readStream("/app/big", { signal: ac.signal });
+  const r = s.getReader();
+  assert.equal((await r.read()).done, false);
+  await stopHelpers();
+  const reading = (async () => {
+    for (;;) if ((await r.read()).done) return "ended";
+  })();
+  const why = new Error("the caller gave up");
+  setTimeout(() => ac.abort(why), 500);
+  await assert.rejects(reading, (e) => e === why);
+
+  // a whole read and a download, each bounded by a timeout signal
+  const t0 = Date.now();
+  const read = sb.files.read("/app/big", { signal: AbortSignal.timeout(1500) });
+  await new Promise((ok) => setTimeout(ok, 100));
+  await stopHelpers();
+  await assert.rejects(read, (e: Error) => e.name === "TimeoutError");
+  const out = mkdtempSync(`${tmpdir()}/mvm-abort-`);
+  try {
+    const dl = sb.files.download("/app/tree", out, { signal: AbortSignal.timeout(1500) });
+    await new Promise((ok) => setTimeout(ok, 100));
+    await stopHelpers();
+    await assert.rejects(dl, (e: Error) => e.name === "TimeoutError");
+    assert.ok(Date.now() - t0 < 15_000, "the signals ended the waits");
+    // no half file: only temporary files are written, and they go
+    await new Promise((ok) => setTimeout(ok, 200));
+    assert.deepEqual(readdirSync(out, { recursive: true }).filter((f) => String(f).includes("big")), []);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+  // the stopped helpers were killed, not left stopped; the sandbox serves reads again
+  for (let i = 0; i < 50 && (await helpers()) !== ""; i++) await new Promise((ok) => setTimeout(ok, 100));
+  assert.equal(await helpers(), "");
+  assert.equal((await sb.files.read("/app/big")).length, 67108864);
+  // an aborted signal is refused before anything starts; a signal that is not one is INVALID_INPUT
+  await assert.rejects(sb.files.read("/app/big", { signal: AbortSignal.abort(why) }), (e) => e === why);
+  await assert.rejects(sb.files.read("/app/big", { signal: "soon" as unknown as AbortSignal }), InvalidInputError);
+});
