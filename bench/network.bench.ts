@@ -108,10 +108,13 @@ try {
   const direct = host(net.srv, "80", String(N), String(BYTES));
   const directTls = host(net.srv, "443", String(N), String(BYTES), "tls", "api.test", `${tmp}/ca.pem`);
   const base = NetworkPolicy.denyByDefault().allowHttp("api.test").allowHttps("api.test").resolveTo("api.test", net.srv);
-  let proxied, mem;
+  let proxied, spliced, mem;
   {
     await using sb = await Sandbox.create({ network: base });
     proxied = await inSandbox(sb, ["api.test", "80", String(N), String(BYTES)]);
+    // HTTPS with no secret bound: the proxy reads the SNI and splices the connection, the guest verifies the server itself
+    await sb.files.write("/tmp/ca.pem", net.ca);
+    spliced = await inSandbox(sb, ["api.test", "443", String(N), String(BYTES), "tls", "api.test", "/tmp/ca.pem"]);
     mem = proxyMemory(sb.id);
   }
   // the same HTTPS requests, with a secret bound to the host: TLS terminated by the proxy, placeholder swapped
@@ -163,6 +166,9 @@ try {
     ...lat("HTTP request latency (new connection each)", proxied, direct),
     ...lat("HTTP request latency (one keep-alive connection)", proxied, direct, "keep"),
     thr(`HTTP throughput, one ${BYTES >> 20} MiB download`, proxied, direct),
+    ...lat("HTTPS request latency, spliced by SNI, no secret (new connection each)", spliced, directTls),
+    ...lat("HTTPS request latency, spliced by SNI, no secret (one keep-alive connection)", spliced, directTls, "keep"),
+    thr(`HTTPS throughput spliced by SNI, one ${BYTES >> 20} MiB download`, spliced, directTls),
     ...lat("HTTPS request latency, TLS terminated and a secret swapped (new connection each)", terminated, directTls),
     ...lat("HTTPS request latency, TLS terminated and a secret swapped (one keep-alive connection)", terminated, directTls, "keep"),
     thr(`HTTPS throughput through TLS termination, one ${BYTES >> 20} MiB download`, terminated, directTls),
