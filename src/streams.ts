@@ -9,6 +9,7 @@
  * @module
  */
 import { invalid } from "./errors.ts";
+import { closingStream } from "./runtime/spawn.ts";
 
 /**
  * Turns text, bytes, a Blob or a stream into a `ReadableStream<Uint8Array>`. A stream
@@ -140,30 +141,22 @@ export async function abortable(opening: Promise<ReadableStream<Uint8Array>>, si
     opening.then((s) => s.cancel(signal.reason).catch(() => {}), () => {});
     throw e;
   }
-  const reader = src.getReader();
-  const onAbort = () => void reader.cancel(signal.reason).catch(() => {});
+  // the reader of `src` (closingStream's), once a read has run: an abort cancels it at once, read or not
+  let held: ReadableStreamDefaultReader<Uint8Array> | undefined;
+  const onAbort = () => void held?.cancel(signal.reason).catch(() => {});
   signal.addEventListener("abort", onAbort, { once: true });
-  const done = () => signal.removeEventListener("abort", onAbort);
-  return new ReadableStream<Uint8Array>({
-    async pull(c) {
-      try {
-        const r = await untilAborted(reader.read(), signal);
-        // the abort's cancel may end a pending read first: an abort is an error, never an end
-        if (signal.aborted) throw signal.reason;
-        if (r.done) {
-          done();
-          c.close();
-        } else c.enqueue(r.value);
-      } catch (e) {
-        done();
-        throw e;
-      }
-    },
-    cancel(reason) {
-      done();
-      return reader.cancel(reason);
-    },
-  }, { highWaterMark: 0 });
+  return closingStream(src, () => signal.removeEventListener("abort", onAbort), async (reader) => {
+    held = reader;
+    try {
+      const r = await untilAborted(reader.read(), signal);
+      // the abort's cancel may end a pending read first: an abort is an error, never an end
+      if (signal.aborted) throw signal.reason;
+      return r;
+    } catch (e) {
+      if (signal.aborted) reader.cancel(signal.reason).catch(() => {});
+      throw e;
+    }
+  });
 }
 
 /** A stream that errors with `error` when read (used where there is nothing honest to return). @example `erroringStream(new UnsupportedError("…"))` */

@@ -67,17 +67,22 @@ export function fdWritable(write: (chunk: Uint8Array) => Promise<number>, close:
 
 /**
  * A stream over a reader that closes a descriptor once, when it ends, errors or is cancelled (the
- * runtimes' own streams over a descriptor they did not open leave it open).
+ * runtimes' own streams over a descriptor they did not open leave it open). `read` reads one chunk from `inner`
+ * (default: the reader's own read; a reader that races something else, e.g. an abort, can throw instead).
  *
  * @example `closingStream(inner, () => closeSync(fd))`
  */
-export function closingStream(inner: ReadableStream<Uint8Array>, close: () => void): ReadableStream<Uint8Array> {
+export function closingStream(
+  inner: ReadableStream<Uint8Array>,
+  close: () => void,
+  read: (r: ReadableStreamDefaultReader<Uint8Array>) => Promise<ReadableStreamReadResult<Uint8Array>> = (r) => r.read(),
+): ReadableStream<Uint8Array> {
   const reader = inner.getReader();
   const done = closeOnce(close);
   return new ReadableStream<Uint8Array>({
     async pull(c) {
       try {
-        const r = await reader.read();
+        const r = await read(reader);
         if (r.done) {
           done();
           c.close();
