@@ -91,11 +91,11 @@ export class Files {
    *
    * @example `const bytes = await sb.files.read("/etc/hostname", { signal: AbortSignal.timeout(10_000) })`
    */
-  async read(path: string, options: { signal?: AbortSignal } = {}): Promise<Uint8Array> {
+  async read(path: string, options: { signal?: AbortSignal | undefined } = {}): Promise<Uint8Array> {
     return await collectBytes(await this.readStream(path, { signal: options.signal }));
   }
   /** Reads a whole file as UTF-8; `signal` as for `read`. @example `await sb.files.readText("/app/out.txt")` */
-  async readText(path: string, options: { signal?: AbortSignal } = {}): Promise<string> {
+  async readText(path: string, options: { signal?: AbortSignal | undefined } = {}): Promise<string> {
     return new TextDecoder().decode(await this.read(path, options));
   }
   /**
@@ -105,7 +105,7 @@ export class Files {
    */
   async readStream(
     path: string,
-    range: { offset?: number; length?: number; signal?: AbortSignal } = {},
+    range: { offset?: number | undefined; length?: number | undefined; signal?: AbortSignal | undefined } = {},
   ): Promise<ReadableStream<Uint8Array>> {
     checkPath(path);
     const signal = checkSignal(range.signal);
@@ -117,7 +117,8 @@ export class Files {
       throw invalid("length", "must be a whole number ≥ 0");
     }
     const { offset, length } = range;
-    return await abortable(this.#sb._engine().files.readStream(path, { offset, length }), signal);
+    const r = { ...(offset !== undefined ? { offset } : {}), ...(length !== undefined ? { length } : {}) };
+    return await abortable(this.#sb._engine().files.readStream(path, r), signal);
   }
   /**
    * Writes a file atomically (a reader sees the old or the new file, never half
@@ -210,7 +211,7 @@ export class Files {
     return await this.#sb._engine().files.writeTar(checkPath(dir, "dir"), toStream(tar, "tar"));
   }
   /** Packs `dir` into a tar stream (paths relative to it). @example `await (await sb.files.readTar("/app")).pipeTo(file.writable)` */
-  async readTar(dir: string, options: { signal?: AbortSignal } = {}): Promise<ReadableStream<Uint8Array>> {
+  async readTar(dir: string, options: { signal?: AbortSignal | undefined } = {}): Promise<ReadableStream<Uint8Array>> {
     checkPath(dir, "dir");
     const signal = checkSignal(options.signal);
     signal?.throwIfAborted();

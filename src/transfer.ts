@@ -92,7 +92,7 @@ export interface TransferOptions {
    * signal's reason, and the helpers streaming in the sandbox are ended. What was written stays (a download's
    * files in flight are temporary files, removed). Guest code can stop those helpers (SIGSTOP): a signal bounds the wait.
    */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 /**

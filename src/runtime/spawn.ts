@@ -75,7 +75,7 @@ export function fdWritable(write: (chunk: Uint8Array) => Promise<number>, close:
 export function closingStream(
   inner: ReadableStream<Uint8Array>,
   close: () => void,
-  read: (r: ReadableStreamDefaultReader<Uint8Array>) => Promise<ReadableStreamReadResult<Uint8Array>> = (r) => r.read(),
+  read: (r: ReadableStreamDefaultReader<Uint8Array>) => ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]> = (r) => r.read(),
 ): ReadableStream<Uint8Array> {
   const reader = inner.getReader();
   const done = closeOnce(close);
