@@ -68,7 +68,9 @@ for rt in deno bun; do : >"/tmp/mvm-test-$rt.log"; echo "0 0" >"/tmp/mvm-test-$r
 suite deno "${together[@]}" &
 deno_job=$!
 suite bun "${together[@]}"
-wait "$deno_job"
+# a Deno suite that died (its counts stop where it did) fails the run
+deno_died=0
+wait "$deno_job" || { deno_died=1; echo "deno: the suite's own process failed; its counts stop where it did"; }
 if [ ${#alone[@]} -gt 0 ]; then
   echo "== alone: ${alone[*]} (at $((SECONDS - t0)) s)"
   for file in "${alone[@]}"; do for rt in deno bun; do run_file "$rt" "$file"; done; done
@@ -82,6 +84,7 @@ for rt in deno bun; do
   echo "$rt: $p passed, $f failed"
   total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
 done
+total_fail=$((total_fail+deno_died))
 echo "deno and bun took $((SECONDS - t0)) s"
 
 # Node runs every suite too. Node 20 cannot load TypeScript, so each file is bundled by bun build into

@@ -118,7 +118,7 @@ export class Files {
     }
     const { offset, length } = range;
     const r = { ...(offset !== undefined ? { offset } : {}), ...(length !== undefined ? { length } : {}) };
-    return await abortable(this.#sb._engine().files.readStream(path, r), signal);
+    return await abortable(this.#sb._engine().files.readStream(path, r, signal), signal);
   }
   /**
    * Writes a file atomically (a reader sees the old or the new file, never half
@@ -157,12 +157,12 @@ export class Files {
     }
     return await this.#writeOne(pathOrFiles, dataOrOptions as FileData, options);
   }
-  async #writeOne(path: string, data: FileData, options: WriteOptions): Promise<WrittenFile> {
+  async #writeOne(path: string, data: FileData, options: WriteOptions, signal?: AbortSignal): Promise<WrittenFile> {
     checkPath(path);
     const mode = options.mode ?? 0o644;
     if (!Number.isInteger(mode) || mode < 0 || mode > 0o7777) throw invalid("mode", "must be a file mode between 0 and 0o7777");
     if (options.resume) await this.#sb._resumeIfPaused();
-    return await this.#sb._engine().files.write(path, toStream(data), { mode, createParents: options.createParents ?? true });
+    return await this.#sb._engine().files.write(path, toStream(data), { mode, createParents: options.createParents ?? true }, signal);
   }
   /** Lists a directory. @example `const entries = await sb.files.list("/app")` */
   async list(path: string): Promise<FileInfo[]> {
@@ -215,7 +215,7 @@ export class Files {
     checkPath(dir, "dir");
     const signal = checkSignal(options.signal);
     signal?.throwIfAborted();
-    return await abortable(this.#sb._engine().files.readTar(dir), signal);
+    return await abortable(this.#sb._engine().files.readTar(dir, signal), signal);
   }
   /**
    * Sets the mode of a path (a symlink's target's, as `chmod` does); returns its
@@ -297,7 +297,7 @@ export class Files {
     const bound = <T>(p: Promise<T>) => untilAborted(p, signal);
     return {
       write: (path: string, data: ReadableStream<Uint8Array>, o: { mode: number; createParents: boolean }) =>
-        bound(this.#writeOne(path, data, o)),
+        bound(this.#writeOne(path, data, o, signal)),
       readStream: (path: string) => this.readStream(path, { signal }),
       list: (path: string) => bound(this.list(path)),
       stat: (path: string) => bound(this.stat(path)),
@@ -305,7 +305,8 @@ export class Files {
       remove: (path: string) => bound(this.remove(path)),
       symlink: (target: string, path: string) => bound(this.symlink(target, path)),
       readlink: (path: string) => bound(this.#verb("readlink")(checkPath(path))),
-      writeTar: (dir: string, tar: ReadableStream<Uint8Array>) => bound(this.writeTar(dir, tar)),
+      writeTar: (dir: string, tar: ReadableStream<Uint8Array>) =>
+        bound(this.#sb._engine().files.writeTar(checkPath(dir, "dir"), toStream(tar, "tar"), signal)),
       readTar: (dir: string) => this.readTar(dir, { signal }),
     };
   }

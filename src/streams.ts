@@ -141,12 +141,11 @@ export async function abortable(opening: Promise<ReadableStream<Uint8Array>>, si
     opening.then((s) => s.cancel(signal.reason).catch(() => {}), () => {});
     throw e;
   }
-  // the reader of `src` (closingStream's), once a read has run: an abort cancels it at once, read or not
-  let held: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  const onAbort = () => void held?.cancel(signal.reason).catch(() => {});
+  // an abort cancels the source at once, whether or not anyone is reading
+  const held = src.getReader();
+  const onAbort = () => void held.cancel(signal.reason).catch(() => {});
   signal.addEventListener("abort", onAbort, { once: true });
-  return closingStream(src, () => signal.removeEventListener("abort", onAbort), async (reader) => {
-    held = reader;
+  return closingStream(held, () => signal.removeEventListener("abort", onAbort), async (reader) => {
     try {
       const r = await untilAborted(reader.read(), signal);
       // the abort's cancel may end a pending read first: an abort is an error, never an end

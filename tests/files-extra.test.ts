@@ -295,13 +295,31 @@ test("files: a download unpacks the sandbox's tar stream itself and refuses what
   }
 });
 
-test("files: a signal bounds reads and downloads whose helper guest code stopped (SIGSTOP); the helper is ended, the sandbox goes on", async () => {
+test("files: a signal bounds reads, downloads and uploads whose helper guest code stopped (SIGSTOP); the helper is ended, the sandbox goes on", async () => {
   await using sb = await Sandbox.create();
-  await sb.commands.run(["sh", "-c", "head -c 67108864 /dev/zero > /app/big && mkdir -p /app/tree && cp /app/big /app/tree/"]);
-  const stopHelpers = () => sb.commands.run(["sh", "-c", "pkill -STOP -x dd; pkill -STOP -x tar; exit 0"]);
-  const helpers = async () => (await sb.commands.run(["sh", "-c", "pgrep -x dd; pgrep -x tar; exit 0"])).stdout.trim();
+  await sb.commands.run(["sh", "-c", "truncate -s 256M /app/big && mkdir -p /app/tree && cp --sparse=always /app/big /app/tree/"]);
+  // the guest finds the SDK's helpers by their names in /proc (no procps needed) and stops them
+  const scan = (act: string) =>
+    `for d in /proc/[0-9]*; do read -r c < "$d/comm" 2>/dev/null || continue; case $c in dd|tar) ${act};; esac; done`;
+  const stopHelpers = () => sb.commands.run(["sh", "-c", scan('kill -STOP "${d#/proc/}"')]);
+  // started before a call: stops the first helper it sees, as soon as it sees it
+  const stopper = () =>
+    sb.commands.start([
+      "sh",
+      "-c",
+      `i=0; while [ $i -lt 100000 ]; do ${scan('kill -STOP "${d#/proc/}" && exit 0')}; i=$((i+1)); done; exit 1`,
+    ]);
+  const helpers = async () => (await sb.commands.run(["sh", "-c", scan('echo "${d#/proc/}"')])).stdout.trim();
+  const stopped = async (s: { status: Promise<{ exitCode: number }> }) =>
+    assert.equal((await s.status).exitCode, 0, "the guest stopped a helper");
+  // the helpers an abort ended are killed, not left stopped (and the next stopper must not find the last one)
+  const gone = async () => {
+    for (let i = 0; i < 50 && (await helpers()) !== ""; i++) await new Promise((ok) => setTimeout(ok, 100));
+    assert.equal(await helpers(), "", "a helper outlived its call");
+  };
 
-  // a stream: its first chunk is read, then the guest stops the helper that writes it; the abort ends the wait
+  // a stream: its first chunk is read, then the guest stops the helper that writes it (blocked on a full pipe);
+  // the abort ends the wait
   const ac = new AbortController();
   const s = await sb.files.readStream("/app/big", { signal: ac.signal });
   const r = s.getReader();
@@ -311,32 +329,45 @@ test("files: a signal bounds reads and downloads whose helper guest code stopped
     for (;;) if ((await r.read()).done) return "ended";
   })();
   const why = new Error("the caller gave up");
-  setTimeout(() => ac.abort(why), 500);
+  setTimeout(() => ac.abort(why), 300);
   await assert.rejects(reading, (e) => e === why);
+  await gone();
 
-  // a whole read and a download, each bounded by a timeout signal
+  // a whole read, a download and an upload, each bounded by a timeout signal, their helper stopped as it starts
   const t0 = Date.now();
-  const read = sb.files.read("/app/big", { signal: AbortSignal.timeout(1500) });
-  await new Promise((ok) => setTimeout(ok, 100));
-  await stopHelpers();
-  await assert.rejects(read, (e: Error) => e.name === "TimeoutError");
+  let st = await stopper();
+  await assert.rejects(sb.files.read("/app/big", { signal: AbortSignal.timeout(1500) }), (e: Error) => e.name === "TimeoutError");
+  await stopped(st);
+  await gone();
   const out = mkdtempSync(`${tmpdir()}/mvm-abort-`);
   try {
-    const dl = sb.files.download("/app/tree", out, { signal: AbortSignal.timeout(1500) });
-    await new Promise((ok) => setTimeout(ok, 100));
-    await stopHelpers();
-    await assert.rejects(dl, (e: Error) => e.name === "TimeoutError");
-    assert.ok(Date.now() - t0 < 15_000, "the signals ended the waits");
+    st = await stopper();
+    await assert.rejects(
+      sb.files.download("/app/tree", out, { signal: AbortSignal.timeout(1500) }),
+      (e: Error) => e.name === "TimeoutError",
+    );
+    await stopped(st);
+    await gone();
     // no half file: only temporary files are written, and they go
     await new Promise((ok) => setTimeout(ok, 200));
     assert.deepEqual(readdirSync(out, { recursive: true }).filter((f) => String(f).includes("big")), []);
+    // an upload of a folder is one tar stream into the sandbox: its tar is stopped, the signal ends it, nothing half-made is left
+    mkdirSync(`${out}/up`);
+    writeFileSync(`${out}/up/data`, new Uint8Array(64 << 20));
+    st = await stopper();
+    await assert.rejects(
+      sb.files.upload(`${out}/up`, "/app/up", { signal: AbortSignal.timeout(1500) }),
+      (e: Error) => e.name === "TimeoutError",
+    );
+    await stopped(st);
+    assert.ok(Date.now() - t0 < 20_000, "the signals ended the waits");
   } finally {
     rmSync(out, { recursive: true, force: true });
   }
-  // the stopped helpers were killed, not left stopped; the sandbox serves reads again
-  for (let i = 0; i < 50 && (await helpers()) !== ""; i++) await new Promise((ok) => setTimeout(ok, 100));
-  assert.equal(await helpers(), "");
-  assert.equal((await sb.files.read("/app/big")).length, 67108864);
+  // the sandbox serves reads again
+  await gone();
+  assert.equal((await new Response(await sb.files.readStream("/app/big", { length: 1024 })).arrayBuffer()).byteLength, 1024);
+  assert.equal((await sb.files.stat("/app/big")).size, 256 << 20);
   // an aborted signal is refused before anything starts; a signal that is not one is INVALID_INPUT
   await assert.rejects(sb.files.read("/app/big", { signal: AbortSignal.abort(why) }), (e) => e === why);
   await assert.rejects(sb.files.read("/app/big", { signal: "soon" as unknown as AbortSignal }), InvalidInputError);

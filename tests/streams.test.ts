@@ -49,3 +49,15 @@ test("abortable: passes every chunk through; an abort errors the stream with its
   await new Promise((res) => setTimeout(res, 10));
   assert.equal(cancelled, why);
 });
+
+test("abortable: an abort before the first read cancels the source at once, read or not", async () => {
+  let cancelled: unknown = "no";
+  const src = new ReadableStream<Uint8Array>({ pull: () => never(), cancel: (r) => void (cancelled = r) });
+  const ac = new AbortController();
+  const s = await abortable(Promise.resolve(src), ac.signal);
+  const why = new Error("gave up");
+  ac.abort(why);
+  await new Promise((res) => setTimeout(res, 10));
+  assert.equal(cancelled, why);
+  await assert.rejects(s.getReader().read(), (e) => e === why);
+});

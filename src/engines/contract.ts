@@ -64,17 +64,24 @@ export type WrittenFile = FileInfo & { auditId: string };
 
 /** Guest file operations (paths validated already; relative to the sandbox's working directory). */
 export interface EngineFiles {
-  readStream(path: string, range: { offset?: number; length?: number }): Promise<ReadableStream<Uint8Array>>;
-  write(path: string, data: ReadableStream<Uint8Array>, opts: { mode: number; createParents: boolean }): Promise<WrittenFile>;
+  // `signal` (on the streaming verbs): when it aborts, the engine ends the helper serving the call (guest code may have stopped
+  // it); the caller has already rejected with the signal's reason
+  readStream(path: string, range: { offset?: number; length?: number }, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
+  write(
+    path: string,
+    data: ReadableStream<Uint8Array>,
+    opts: { mode: number; createParents: boolean },
+    signal?: AbortSignal,
+  ): Promise<WrittenFile>;
   list(path: string): Promise<FileInfo[]>;
   stat(path: string): Promise<FileInfo>;
   mkdir(path: string, opts: { parents: boolean; mode: number }): Promise<WrittenFile>;
   remove(path: string, opts: { recursive: boolean }): Promise<string>;
   rename(from: string, to: string): Promise<WrittenFile>;
   /** Unpacks a tar stream into a directory (made if missing); returns the audit id. */
-  writeTar(dir: string, tar: ReadableStream<Uint8Array>): Promise<string>;
+  writeTar(dir: string, tar: ReadableStream<Uint8Array>, signal?: AbortSignal): Promise<string>;
   /** Packs a directory into a tar stream. */
-  readTar(dir: string): Promise<ReadableStream<Uint8Array>>;
+  readTar(dir: string, signal?: AbortSignal): Promise<ReadableStream<Uint8Array>>;
   /** Sets a path's mode (absent: the engine cannot; the SDK says UNSUPPORTED). */
   chmod?(path: string, mode: number): Promise<WrittenFile>;
   /** Copies a file, or a tree with `recursive`, inside the sandbox; symlinks are copied as symlinks. */

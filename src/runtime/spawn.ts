@@ -67,17 +67,18 @@ export function fdWritable(write: (chunk: Uint8Array) => Promise<number>, close:
 
 /**
  * A stream over a reader that closes a descriptor once, when it ends, errors or is cancelled (the
- * runtimes' own streams over a descriptor they did not open leave it open). `read` reads one chunk from `inner`
+ * runtimes' own streams over a descriptor they did not open leave it open). `inner` may be a reader already taken.
+ * `read` reads one chunk from it
  * (default: the reader's own read; a reader that races something else, e.g. an abort, can throw instead).
  *
  * @example `closingStream(inner, () => closeSync(fd))`
  */
 export function closingStream(
-  inner: ReadableStream<Uint8Array>,
+  inner: ReadableStream<Uint8Array> | ReadableStreamDefaultReader<Uint8Array>,
   close: () => void,
   read: (r: ReadableStreamDefaultReader<Uint8Array>) => ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]> = (r) => r.read(),
 ): ReadableStream<Uint8Array> {
-  const reader = inner.getReader();
+  const reader = inner instanceof ReadableStream ? inner.getReader() : inner;
   const done = closeOnce(close);
   return new ReadableStream<Uint8Array>({
     async pull(c) {

@@ -113,12 +113,23 @@ export async function agent(
   path: string,
   input?: ReadableStream<Uint8Array>,
   nonce: string = crypto.randomUUID().slice(0, 8),
+  signal?: AbortSignal,
 ): Promise<Uint8Array> {
   const j = await core.exec({ kind: "agent", op, args, nonce }, input !== undefined, `files.${op}`);
+  // an abort kills the agent's tree and its runner (whose stdin a stopped agent may never read again): nothing
+  // is committed, and the feed's blocked write fails
+  const onAbort = () => {
+    void j.kill("SIGKILL");
+    j.runner.child.kill("SIGKILL");
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  if (signal?.aborted) onAbort();
   let inputError: unknown;
   const feeding = input ? feed(input, j).then((e) => void (inputError = e)) : Promise.resolve();
-  const [stdout, stderr, s] = await Promise.all([readBytes(j.stdout.getReader()), readText(j.stderr.getReader()), j.status(), feeding]);
-  j.finish();
+  const [stdout, stderr, s] = await Promise.all([readBytes(j.stdout.getReader()), readText(j.stderr.getReader()), j.status(), feeding])
+    .finally(() => signal?.removeEventListener("abort", onAbort));
+  j.finish(signal?.aborted);
+  if (signal?.aborted && inputError === undefined) inputError = signal.reason;
   if (inputError !== undefined && op === "write") {
     // the killed agent could not remove its temporary file: its name carries this write's nonce
     const dir = args[0]!.slice(0, args[0]!.lastIndexOf("/")) || "/";
@@ -146,11 +157,29 @@ export async function agent(
  *
  * @example `const tar = await agentStream(core, "tarout", ["/app"], "/app")`
  */
-export async function agentStream(core: SandboxCore, op: string, args: string[], path: string): Promise<ReadableStream<Uint8Array>> {
+export async function agentStream(
+  core: SandboxCore,
+  op: string,
+  args: string[],
+  path: string,
+  signal?: AbortSignal,
+): Promise<ReadableStream<Uint8Array>> {
   const j = await core.exec({ kind: "agent", op, args, nonce: "0" }, false, `files.${op}`);
   const stderrText = readText(j.stderr.getReader());
   const out = j.stdout.getReader();
+  // an abort ends the helper whether or not its first byte came (guest code may have stopped it before)
+  const end = async () => {
+    signal?.removeEventListener("abort", onAbort);
+    await out.cancel().catch(() => {});
+    await j.kill("SIGKILL");
+    await j.status();
+    j.finish(true);
+  };
+  const onAbort = () => void end();
+  signal?.addEventListener("abort", onAbort, { once: true });
+  if (signal?.aborted) onAbort();
   const finish = async (): Promise<SandboxError | Error | null> => {
+    signal?.removeEventListener("abort", onAbort);
     const s = await j.status();
     await stderrText.catch(() => "");
     j.finish();
@@ -179,11 +208,6 @@ export async function agentStream(core: SandboxCore, op: string, args: string[],
       if (e) c.error(e);
       else c.close();
     },
-    cancel: async () => {
-      await out.cancel().catch(() => {});
-      await j.kill("SIGKILL");
-      await j.status();
-      j.finish(true);
-    },
+    cancel: end,
   }, OUTPUT_BUFFER);
 }

@@ -58,16 +58,16 @@ function trimNul(b: Uint8Array): Uint8Array {
 export function localFiles(core: SandboxCore): EngineFiles {
   const event = (type: string, fields: Record<string, unknown>) => core.dir.appendEvent(type, fields);
   return {
-    readStream: (path, range) => {
+    readStream: (path, range, signal) => {
       const p = absolute(path);
-      return agentStream(core, "read", [p, String(range.offset ?? 0), range.length === undefined ? "-" : String(range.length)], p);
+      return agentStream(core, "read", [p, String(range.offset ?? 0), range.length === undefined ? "-" : String(range.length)], p, signal);
     },
-    readTar: (dir) => agentStream(core, "tarout", [absolute(dir)], absolute(dir)),
-    writeTar: async (dir, tar) => {
-      await agent(core, "tarin", [absolute(dir)], dir, tar);
+    readTar: (dir, signal) => agentStream(core, "tarout", [absolute(dir)], absolute(dir), signal),
+    writeTar: async (dir, tar, signal) => {
+      await agent(core, "tarin", [absolute(dir)], dir, tar, undefined, signal);
       return event("files.writeTar", { path: absolute(dir) });
     },
-    write: async (path, data, opts): Promise<WrittenFile> => {
+    write: async (path, data, opts, signal): Promise<WrittenFile> => {
       const p = absolute(path);
       const dir = p.slice(0, p.lastIndexOf("/")) || "/";
       const nonce = crypto.randomUUID().replaceAll("-", "").slice(0, 16);
@@ -80,7 +80,9 @@ export function localFiles(core: SandboxCore): EngineFiles {
       const cleanup = () => agent(core, "cleanup", [dir, nonce], p).catch(() => {});
       let tmp: FileInfo | undefined;
       try {
-        [tmp] = parseInfos(await agent(core, "write", [p, opts.mode.toString(8), opts.createParents ? "1" : "0"], p, counted, nonce));
+        [tmp] = parseInfos(
+          await agent(core, "write", [p, opts.mode.toString(8), opts.createParents ? "1" : "0"], p, counted, nonce, signal),
+        );
       } catch (e) {
         // the agent's own failure removed its temporary file; a helper that died may have left it
         if (!(e instanceof SandboxError) || e instanceof TransportError) await cleanup();

@@ -97,8 +97,8 @@ function audited(files: EngineFiles, dir: SandboxDir): EngineFiles {
   const read = <T>(type: string, path: string, p: Promise<T>) => p.then((v) => (dir.audit(type, { path }), v));
   return {
     ...files,
-    readStream: (path, range) => read("files.read", path, files.readStream(path, range)),
-    readTar: (path) => read("files.readTar", path, files.readTar(path)),
+    readStream: (path, range, signal) => read("files.read", path, files.readStream(path, range, signal)),
+    readTar: (path, signal) => read("files.readTar", path, files.readTar(path, signal)),
     list: (path) => read("files.list", path, files.list(path)),
     stat: (path) => read("files.stat", path, files.stat(path)),
     realpath: (path) => read("files.realpath", path, files.realpath!(path)),

@@ -109,7 +109,7 @@ exec 7<>"$d/alive" 8<>"$d/ctl"
 jail() {
   # "jail.alive" is held open for reading by the launcher alone, while the jail's bwrap (and so its
   # init) lives: the SDK asks it, as it asks "alive", instead of signalling a pid
-  rm -f "$d/jail.alive"
+  rm -f "$d/jail.alive" "$d/info.fifo" "$d/ready.fifo"
   mkfifo -m 600 "$d/info.fifo" "$d/ready.fifo" "$d/jail.alive" || { echo "error cannot create fifos in $d"; return 1; }
   exec 5<>"$d/ready.fifo"
   # bwrap reports its init's pid on fd 3; the sandbox's first command says "ready" on fd 4 once every
