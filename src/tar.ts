@@ -225,7 +225,8 @@ const TYPES: Record<string, TarReadEntry["type"]> = { "0": "file", "\0": "file",
  * Reads a tar stream (ustar, pax, GNU long names and base-256 sizes) entry by entry, with bounded
  * memory: content is streamed, pax and long-name records are capped at 1 MiB. Every header's checksum
  * is checked; a damaged or cut-off stream is a {@linkcode TarFormatError}. Stops at the end-of-archive
- * block and cancels the rest of the stream. `decode` turns name bytes into a string.
+ * block, reads on to the stream's end (at most 1 MiB more: an error the producer reports there is thrown) and
+ * cancels what is left. `decode` turns name bytes into a string.
  *
  * @example
  * ```ts
@@ -251,7 +252,16 @@ export async function* readTarEntries(
       const at = q.offset;
       const h = await q.exact(512);
       if (!h) throw new TarFormatError(`the tar stream ends at byte ${at} without its end-of-archive block`);
-      if (h.every((b) => b === 0)) return;
+      if (h.every((b) => b === 0)) {
+        // the producer's own end (its exit status: a tar that could not read an entry fails there) comes after
+        // its padding: read on to the end, a bounded amount
+        for (let extra = 0; extra <= RECORD_MAX;) {
+          const c = await q.some(65536);
+          if (!c) return;
+          extra += c.length;
+        }
+        return;
+      }
       let sum = 0;
       for (let i = 0; i < 512; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!;
       if (number(h, 148, 8) !== sum) throw new TarFormatError(`a tar header at byte ${at} whose checksum does not match`);

@@ -197,6 +197,32 @@ function forged(entries: Array<{ name: string | Uint8Array; type: string; data?:
   return new Uint8Array(parts.flatMap((p) => [...p]));
 }
 
+test("files: a download of a folder with entries the guest made unreadable fails as incomplete, never reports a whole copy", async () => {
+  await using sb = await Sandbox.create();
+  await sb.commands.run([
+    "sh",
+    "-c",
+    "mkdir -p /app/d/sub && echo a > /app/d/a && echo b > /app/d/b && echo c > /app/d/sub/c && chmod 000 /app/d/b /app/d/sub",
+  ], {
+    check: true,
+  });
+  const out = mkdtempSync(`${tmpdir()}/mvm-unreadable-`);
+  try {
+    await assert.rejects(
+      sb.files.download("/app/d", out),
+      (e: Error) => e instanceof TransportError && /could not read every entry/.test(e.message) && /incomplete/.test(e.message),
+    );
+    // what it could read was written; the readable rest downloads whole
+    assert.equal(readFileSync(`${out}/a`, "utf8"), "a\n");
+    await sb.commands.run(["chmod", "755", "/app/d/sub"], { check: true });
+    await sb.commands.run(["chmod", "644", "/app/d/b"], { check: true });
+    const r = await sb.files.download("/app/d", `${out}/again`);
+    assert.deepEqual([r.files, readFileSync(`${out}/again/sub/c`, "utf8")], [3, "c\n"]);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
 test("files: a download unpacks the sandbox's tar stream itself and refuses what a forged one asks for", async () => {
   const host = mkdtempSync(`${tmpdir()}/mvm-forged-`);
   try {

@@ -193,6 +193,48 @@ test("egress: allowed hosts are reachable with and without proxy variables; ever
   assert.ok(await waitFor(() => egressPids(sb.id).length === 0, 15_000), "the egress proxy ends with its sandbox");
 });
 
+test("egress: another host behind an allowed one is refused however it is named: split writes, keep-alive, bare LF, absolute form, SNI", async () => {
+  const policy = NetworkPolicy.denyByDefault().allowHttp("api.test").allowHttps("api.test").resolveTo("api.test", SRV);
+  await using sb = await Sandbox.create({ network: policy });
+  await sb.files.write("/app/fronting.py", readFileSync(new URL("./fixtures/network/fronting.py", import.meta.url)));
+  const r = await sb.commands.run(["python3", "/app/fronting.py"], { timeoutSeconds: 120 });
+  assert.equal(r.exitCode, 0, r.stderr);
+  const got: Record<string, string> = JSON.parse(r.stdout);
+  assert.match(got.control!, /^HTTP\/1\.1 200/, "the allowed host answers");
+  for (const [way, answer] of Object.entries(got)) {
+    assert.ok(!answer.includes("evil.test"), `${way}: the server saw evil.test: ${JSON.stringify(answer)}`);
+    // (the keep-alive connection's first answer may come before the reset, or be lost to it)
+    if (way === "second request of a keep-alive connection") assert.ok((answer.match(/HTTP\/1\.1 200/g) ?? []).length <= 1, answer);
+    else if (way !== "control") assert.ok(!/HTTP\/1\.[01] 200/.test(answer), `${way}: answered: ${JSON.stringify(answer)}`);
+  }
+  const events: LogEvent[] = [];
+  for await (const e of sb.logs()) events.push(e);
+  const denied = events.filter((e) => e.type === "network.denied" && e.reason === "name-mismatch");
+  assert.ok(denied.length >= 8, `each way is logged as a name mismatch (${denied.length})`);
+});
+
+test("egress: a guest that opens refused connections in a loop cannot grow the host-side log without bound", async () => {
+  const policy = NetworkPolicy.denyByDefault().allowHttp("api.test").resolveTo("api.test", SRV);
+  await using sb = await Sandbox.create({ network: policy });
+  // 3 s of refused connects (thousands), a pause, then one more: its line counts those left out
+  const flood = "import socket, time\nend = time.time() + 3\nn = 0\nwhile time.time() < end:\n    n += 1\n" +
+    "    try: socket.create_connection(('api.test', 8080), 2).close()\n    except OSError: pass\n" +
+    "time.sleep(1.2)\ntry: socket.create_connection(('api.test', 8081), 2).close()\nexcept OSError: pass\nprint(n)";
+  const r = await sb.commands.run(["python3", "-c", flood], { timeoutSeconds: 60 });
+  assert.equal(r.exitCode, 0, r.stderr);
+  const tries = Number(r.stdout);
+  const events: LogEvent[] = [];
+  for await (const e of sb.logs()) events.push(e);
+  const denied = events.filter((e) => e.type === "network.denied");
+  assert.ok(tries > 300, `the guest tried ${tries} times`);
+  assert.ok(denied.length <= 100 + 10 * 6, `${denied.length} lines for ${tries} refusals`);
+  const fields = denied as Array<LogEvent & { port?: number; suppressed?: number }>;
+  const last = fields.find((e) => e.port === 8081);
+  assert.ok(last && (last.suppressed ?? 0) > 0, `the last line counts what was left out since the line before: ${JSON.stringify(last)}`);
+  const counted = fields.reduce((n, e) => n + 1 + (e.suppressed ?? 0), 0);
+  assert.ok(counted >= tries, `every refusal is a line or counted in one (${counted} of ${tries})`);
+});
+
 test("egress: a sandbox without rules gets no proxy, no proxy variables and no route", async () => {
   await using sb = await Sandbox.create();
   const r = await sb.commands.run(["sh", "-c", 'echo "[$HTTPS_PROXY]"; curl -sS -m 5 http://198.18.0.1:998/ 2>&1; echo rc=$?']);

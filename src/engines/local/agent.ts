@@ -186,7 +186,19 @@ export async function agentStream(
     const dead = core.deathError(`files.${op}`);
     if (dead) return dead;
     if (s.code === 0) return null;
-    return agentError(await stderrText, op, path);
+    const stderr = await stderrText;
+    // tar's own failure (the agent's replies start with "mvm-error"): an entry it could not read (a file the
+    // guest made unreadable) is missing from a stream that otherwise looks whole; exit 1 is a file that
+    // changed while it was read, which the stream holds as read
+    if (op === "tarout" && !stderr.startsWith("mvm-error") && s.code !== 1) {
+      const said = stderr.trim().split("\n").find((l) => !/Exiting with failure status/.test(l)) ?? "";
+      return new TransportError(
+        `files.readTar ${JSON.stringify(path)}: the sandbox's tar could not read every entry (exit ${s.code}: ` +
+          `${JSON.stringify(said.slice(0, 200))}); the stream is incomplete`,
+        { details: { path, op, exitCode: s.code } },
+      );
+    }
+    return agentError(stderr, op, path);
   };
   const first = await out.read();
   if (first.done) {

@@ -60,10 +60,21 @@ sub fail { print "error $_[0]\n"; exit 1 }
 sub start_of { my $p = shift; open(my $f, "<", "/proc/$p/stat") or return ""; my $s = <$f> // ""; close $f; $s =~ s/^.*\) //s; return (split / /, $s)[19] // "" }
 sub now_iso { my @t = gmtime(); sprintf("%04d-%02d-%02dT%02d:%02d:%02d.000Z", $t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0]) }
 sub clean { my $s = lc(shift // ""); $s =~ s/[^a-z0-9.:_*\[\]-]/?/g; return substr($s, 0, 253) }
+# A guest that opens connections in a loop must not fill the host's disk through this log: a burst of 100 lines,
+# then 10 a second, and none once the sandbox's log holds 64 MiB; a line says how many were left out before it.
+my ($ev_tokens, $ev_at, $ev_left) = (100, time(), 0);
 sub ev {
   my ($type, $host, $port, $reason) = @_;
-  my $line = sprintf('{"id":"net-%d-%d%06d","time":"%s","type":"%s","source":"egress","host":"%s","port":%d%s}' . "\n",
-    $$, time(), int(rand(1e6)), now_iso(), $type, clean($host), $port // 0, defined $reason ? ",\"reason\":\"$reason\"" : "");
+  my $t = time();
+  $ev_tokens += ($t - $ev_at) * 10;
+  $ev_tokens = 100 if $ev_tokens > 100;
+  $ev_at = $t;
+  if ($ev_tokens < 1 || (-s "$dir/events.jsonl" // 0) > 64 << 20) { $ev_left++; return }
+  $ev_tokens--;
+  my $left = $ev_left ? ",\"suppressed\":$ev_left" : "";
+  $ev_left = 0;
+  my $line = sprintf('{"id":"net-%d-%d%06d","time":"%s","type":"%s","source":"egress","host":"%s","port":%d%s%s}' . "\n",
+    $$, $t, int(rand(1e6)), now_iso(), $type, clean($host), $port // 0, defined $reason ? ",\"reason\":\"$reason\"" : "", $left);
   if (open(my $f, ">>", "$dir/events.jsonl")) { syswrite($f, $line); close $f }
 }
 # an event of a connection: written here, or (in the terminator) sent to the proxy that handed it over
@@ -350,12 +361,39 @@ sub sni_of {
 sub names_other {
   my ($buf, $name, $alias) = @_;
   return undef if is_v4($name);
-  if (ord($buf) == 0x16) { my $s = sni_of($buf); return defined $s && $s ne $name ? $s : undef }
-  if ($buf =~ /^[A-Z]{3,10} \S+ HTTP\/1\.\d\r\n/ && $buf =~ /\r\nhost:[ \t]*([^\r\n:]+)/i) {
+  # a ClientHello (whole: see first_complete) must name the host it was let through for
+  if (ord($buf) == 0x16) { my $s = sni_of($buf); return defined $s ? ($s ne $name ? $s : undef) : "(no server name)" }
+  return http_other($buf, $name, $alias);
+}
+# A host an HTTP head names other than NAME (or ALIAS, the address asked for): in a Host line or an absolute
+# request target, lines ended by CRLF or a bare LF. Run over every byte a plain-HTTP client sends, not only its
+# first head (a keep-alive connection's later requests; a body that holds such a line is refused as well).
+sub http_other {
+  my ($buf, $name, $alias) = @_;
+  while ($buf =~ /\nhost[ \t]*:[ \t]*\[?([^\s\/:\]]*)/gi) {
     my $h = lc $1;
-    return $h ne $name && $h ne $alias ? $h : undef;
+    return $h || "(empty host)" if $h ne $name && $h ne $alias;
+  }
+  while ($buf =~ /(?:^|\n)[A-Za-z]{1,20}[ \t]+[a-z][a-z0-9+.-]*:\/\/\[?([^\s\/:?#\]]*)\S*[ \t]+HTTP\//gi) {
+    my $h = lc $1;
+    return $h || "(empty host)" if $h ne $name && $h ne $alias;
   }
   return undef;
+}
+sub looks_http { return $_[0] =~ /^[A-Za-z]{1,20}[ \t]+\S+[ \t]+HTTP\/\d/ ? 1 : 0 }
+# Whether a client's first bytes are enough to judge them: a TLS record whole (its ClientHello), an HTTP head
+# up to its blank line, or anything else at once (a protocol whose client speaks first with neither). Until then
+# nothing of them goes upstream; past 20 KiB, or a record longer than TLS allows, they are judged as they are.
+sub first_complete {
+  my $b = shift;
+  return 1 if length($b) > 20480;
+  if (ord($b) == 0x16) { return length($b) >= 5 && length($b) >= 5 + unpack("n", substr($b, 3, 2)) }
+  return 1 unless $b =~ /^[A-Za-z]{1,20}(?:[ \t]|\z)/;
+  my $nl = index($b, "\n");
+  return 0 if $nl < 0;    # the first line is not whole yet
+  # an HTTP request line: its head up to the blank line; any other line protocol at once
+  return 1 unless looks_http(substr($b, 0, $nl + 1));
+  return index($b, "\n\r\n") >= 0 || index($b, "\n\n") >= 0;
 }
 
 sub transparent_open {
@@ -386,9 +424,13 @@ sub proxy_head {
     return start_upstream($k, lc $1, $2);
   }
   if ($line =~ /^([A-Z]{3,10}) http:\/\/([A-Za-z0-9._-]+)(?::(\d{1,5}))?(\/\S*)? (HTTP\/1\.[01])$/) {
+    my ($host, $port) = (lc $2, $3 // 80);
+    # the head's Host lines (and what was sent with it) must name the URI's host: checked, and scanned on
+    my $other = http_other("\n" . $rest . ($early // ""), $host, "");
+    if (defined $other) { ev("network.denied", $other, 0, "name-mismatch"); return drop($k, 1) }
     $x->{in} = "$1 " . ($4 // "/") . " $5\r\n$rest" . ($early // "");
-    $x->{checked} = 1;
-    return start_upstream($k, lc $2, $3 // 80);
+    @$x{qw(checked http htail)} = (1, 1, substr($x->{in}, -1024));
+    return start_upstream($k, $host, $port);
   }
   syswrite($x->{c}, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
   drop($k, 0);
@@ -407,8 +449,10 @@ sub on_connected {
     @$x{qw(pr pw inpipe)} = ($pr, $pw, 0);
     $x->{pcap} = fcntl($pw, 1032, 0) || 65536; # F_GETPIPE_SZ
   }
-  if (!$x->{checked} && length $x->{in}) { # bytes a client sent before its CONNECT was answered
+  if (!$x->{checked} && length $x->{in} && first_complete($x->{in})) { # bytes a client sent before its CONNECT was answered
     $x->{checked} = 1;
+    $x->{http} = looks_http($x->{in});
+    $x->{htail} = substr($x->{in}, -1024);
     my $other = names_other($x->{in}, $x->{name}, $x->{alias});
     if (defined $other) { ev("network.denied", $other, 0, "name-mismatch"); return drop($k, 1) }
   }
@@ -462,11 +506,24 @@ sub pump {
         return exists $conns{$k};
       }
       if (!$x->{checked}) {
+        # held back until the first record or head is whole (a name split over two writes is still seen)
+        $x->{in} .= $buf;
+        return 1 unless first_complete($x->{in}) || $x->{ceof};
         $x->{checked} = 1;
-        my $other = names_other($x->{in} . $buf, $x->{name} // "", $x->{alias});
+        $x->{http} = looks_http($x->{in});
+        my $other = names_other($x->{in}, $x->{name} // "", $x->{alias});
         if (defined $other) { ev("network.denied", $other, 0, "name-mismatch"); drop($k, 1); return 1 }
+        $x->{htail} = substr($x->{in}, -1024);
+      } else {
+        if ($x->{http} && !is_v4($x->{name} // "")) {
+          # every later byte of a plain-HTTP client too, with the end of what came before (a line split over writes)
+          # (a NUL first: the window's start is no line's start)
+          my $other = http_other("\0" . ($x->{htail} // "") . $buf, $x->{name} // "", $x->{alias});
+          if (defined $other) { ev("network.denied", $other, 0, "name-mismatch"); drop($k, 1); return 1 }
+          $x->{htail} = substr(($x->{htail} // "") . $buf, -1024);
+        }
+        $x->{in} .= $buf;
       }
-      $x->{in} .= $buf;
     }
   }
   if ($ur && $x->{pw}) {
@@ -493,7 +550,7 @@ sub pump {
     elsif (!defined $r) { return 0 unless $! == EAGAIN }
     else { $x->{out} .= $buf }
   }
-  if ($x->{up} && $x->{state} eq "relay" && length $x->{in}) {
+  if ($x->{up} && $x->{state} eq "relay" && length $x->{in} && $x->{checked}) {
     my $w = syswrite($x->{up}, $x->{in});
     return 0 if !defined $w && $! != EAGAIN;
     substr($x->{in}, 0, $w, "") if $w;
