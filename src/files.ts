@@ -12,12 +12,15 @@
  * ```
  * @module
  */
-import { invalid, NotFoundError, UnsupportedError } from "./errors.ts";
+import { invalid, InvalidInputError, NotFoundError, UnsupportedError } from "./errors.ts";
 import type { EngineFiles, WrittenFile } from "./engines/contract.ts";
 import { download, type TransferOptions, type TransferResult, upload } from "./transfer.ts";
 import { abortable, collectBytes, toStream, untilAborted } from "./streams.ts";
 import type { FileInfo } from "./types.ts";
-import { checkMovablePath, checkPath, checkSignal } from "./validate.ts";
+import { checkMovablePath, checkPath, checkPositive, checkSignal } from "./validate.ts";
+
+/** What `files.read` holds in memory at most unless told otherwise (`maxBytes`). */
+const READ_MAX_BYTES = 1 << 30;
 import type { Sandbox } from "./sandbox.ts";
 
 /**
@@ -85,17 +88,25 @@ export class Files {
     this.#sb = sb;
   }
   /**
-   * Reads a whole file. With `signal`, an abort rejects at once with the signal's reason and ends the
-   * read's helper in the sandbox (guest code can stop that helper; a signal, e.g.
-   * `AbortSignal.timeout(ms)`, bounds the wait).
+   * Reads a whole file into memory, at most `maxBytes` (default 1 GiB: a guest can present a file of any
+   * size; past it the read ends with an `InvalidInputError`, and `readStream` streams any size). With
+   * `signal`, an abort rejects at once with the signal's reason and ends the read's helper in the sandbox
+   * (guest code can stop that helper; a signal, e.g. `AbortSignal.timeout(ms)`, bounds the wait).
    *
    * @example `const bytes = await sb.files.read("/etc/hostname", { signal: AbortSignal.timeout(10_000) })`
    */
-  async read(path: string, options: { signal?: AbortSignal | undefined } = {}): Promise<Uint8Array> {
-    return await collectBytes(await this.readStream(path, { signal: options.signal }));
+  async read(path: string, options: { signal?: AbortSignal | undefined; maxBytes?: number | undefined } = {}): Promise<Uint8Array> {
+    const max = checkPositive(options.maxBytes, "maxBytes", true) ?? READ_MAX_BYTES;
+    const stream = await this.readStream(path, { signal: options.signal });
+    return await collectBytes(stream, max, () =>
+      new InvalidInputError(
+        `files.read ${JSON.stringify(path)}: the file holds more than maxBytes (${max}) bytes; stream it with readStream, ` +
+          `or pass a larger maxBytes (a guest can make a file of any size: a sparse file, a link into /proc)`,
+        { details: { field: "maxBytes", path, maxBytes: max } },
+      ));
   }
-  /** Reads a whole file as UTF-8; `signal` as for `read`. @example `await sb.files.readText("/app/out.txt")` */
-  async readText(path: string, options: { signal?: AbortSignal | undefined } = {}): Promise<string> {
+  /** Reads a whole file as UTF-8; `signal` and `maxBytes` as for `read`. @example `await sb.files.readText("/app/out.txt")` */
+  async readText(path: string, options: { signal?: AbortSignal | undefined; maxBytes?: number | undefined } = {}): Promise<string> {
     return new TextDecoder().decode(await this.read(path, options));
   }
   /**

@@ -80,13 +80,22 @@ export function byteChunks(field: string): TransformStream<unknown, Uint8Array> 
   });
 }
 
-/** Reads a stream to its end into one `Uint8Array`. @example `await collectBytes(stream)` */
-export async function collectBytes(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+/**
+ * Reads a stream to its end into one `Uint8Array`; past `maxBytes` it cancels the stream and throws `tooBig()`.
+ * @example `await collectBytes(stream)`
+ */
+export async function collectBytes(
+  stream: ReadableStream<Uint8Array>,
+  maxBytes = Infinity,
+  tooBig: () => Error = () => new RangeError(`more than ${maxBytes} bytes`),
+): Promise<Uint8Array> {
   const parts: Uint8Array[] = [];
   let n = 0;
   for await (const chunk of stream) {
     parts.push(chunk);
     n += chunk.length;
+    // (leaving the loop cancels the stream, which ends its producer)
+    if (n > maxBytes) throw tooBig();
   }
   if (parts.length === 1) return parts[0]!;
   const out = new Uint8Array(n);

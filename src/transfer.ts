@@ -55,6 +55,7 @@ import {
 import { hostRefusal } from "./runtime/mod.ts";
 import { pad, readTarEntries, TAR_END, TarFormatError, tarHeader } from "./tar.ts";
 import { decodeName } from "./filenames.ts";
+import { checkPositive } from "./validate.ts";
 import type { FileInfo } from "./types.ts";
 
 /**
@@ -93,6 +94,11 @@ export interface TransferOptions {
    * files in flight are temporary files, removed). Guest code can stop those helpers (SIGSTOP): a signal bounds the wait.
    */
   signal?: AbortSignal | undefined;
+  /**
+   * Download only: the most bytes of file content to write (default: no bound). Past it the download ends with an
+   * `InvalidInputError`; the file in flight is removed. A guest can present files of any size (a sparse file).
+   */
+  maxBytes?: number | undefined;
 }
 
 /**
@@ -140,7 +146,7 @@ const cut = (s: string) => s.length > 1024 ? `${s.slice(0, 1024)}…` : s;
 export class Tally {
   readonly result: TransferResult = { files: 0, dirs: 0, symlinks: 0, bytes: 0, skipped: [] };
   #last = 0;
-  constructor(readonly onProgress: TransferOptions["onProgress"]) {}
+  constructor(readonly onProgress: TransferOptions["onProgress"], readonly maxBytes = Infinity) {}
   counted(): TransformStream<Uint8Array, Uint8Array> {
     return new TransformStream({
       transform: (chunk, c) => {
@@ -394,7 +400,8 @@ export async function download(
   hostDir: string,
   options: TransferOptions,
 ): Promise<TransferResult> {
-  const t = new Tally(options.onProgress);
+  const max = checkPositive(options.maxBytes, "maxBytes", true);
+  const t = new Tally(options.onProgress, max ?? Infinity);
   const info = await files.stat(sandboxPath);
   try {
     mkdirSync(hostDir, { recursive: true, mode: 0o755 });
@@ -586,6 +593,12 @@ async function writeFile(h: string, mode: number, content: AsyncIterable<Uint8Ar
   try {
     for await (const chunk of content) {
       t.result.bytes += chunk.length;
+      if (t.result.bytes > t.maxBytes) {
+        throw new InvalidInputError(
+          `files.download: more than maxBytes (${t.maxBytes}) bytes of file content; the file in flight (${JSON.stringify(h)}) was removed`,
+          { details: { field: "maxBytes", path: h, maxBytes: t.maxBytes } },
+        );
+      }
       t.tick();
       let at = 0;
       while (at < chunk.length) at += (await fh.write(chunk, at, chunk.length - at)).bytesWritten;

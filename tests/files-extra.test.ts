@@ -223,6 +223,28 @@ test("files: a download of a folder with entries the guest made unreadable fails
   }
 });
 
+test("files: a file of any size the guest presents is bounded: read's maxBytes (default 1 GiB) and download's maxBytes", async () => {
+  await using sb = await Sandbox.create();
+  await sb.commands.run(["sh", "-c", "mkdir -p /app/huge && truncate -s 2G /app/huge/sparse && echo small > /app/huge/a"], { check: true });
+  const tooBig = (e: Error & { details?: Record<string, unknown> }) =>
+    e instanceof InvalidInputError && e.details?.field === "maxBytes" && /maxBytes/.test(e.message);
+  await assert.rejects(sb.files.read("/app/huge/sparse", { maxBytes: 1 << 20 }), tooBig);
+  await assert.rejects(sb.files.readText("/app/huge/sparse", { maxBytes: 1 << 20 }), tooBig);
+  assert.equal(await sb.files.readText("/app/huge/a", { maxBytes: 6 }), "small\n");
+  await assert.rejects(sb.files.read("/app/huge/a", { maxBytes: 0 }), InvalidInputError);
+  const out = mkdtempSync(`${tmpdir()}/mvm-huge-`);
+  try {
+    await assert.rejects(sb.files.download("/app/huge", out, { maxBytes: 8 << 20 }), tooBig);
+    // the file in flight is gone; nothing near its size is left on the host
+    const left = readdirSync(out).map((n) => statSync(`${out}/${n}`).size);
+    assert.ok(left.every((n) => n < 1 << 20), JSON.stringify(readdirSync(out)));
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+  // the sandbox goes on: its helpers were ended
+  assert.equal(await sb.files.readText("/app/huge/a"), "small\n");
+});
+
 test("files: a download unpacks the sandbox's tar stream itself and refuses what a forged one asks for", async () => {
   const host = mkdtempSync(`${tmpdir()}/mvm-forged-`);
   try {

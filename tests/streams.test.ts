@@ -61,3 +61,16 @@ test("abortable: an abort before the first read cancels the source at once, read
   assert.equal(cancelled, why);
   await assert.rejects(s.getReader().read(), (e) => e === why);
 });
+
+test("collectBytes: past maxBytes it throws the given error and cancels the source", async () => {
+  let cancelled = false;
+  let n = 0;
+  const src = new ReadableStream<Uint8Array>({
+    pull: (c) => c.enqueue(new Uint8Array(++n < 100 ? 10 : 0)),
+    cancel: () => void (cancelled = true),
+  });
+  const tooBig = new Error("too big");
+  await assert.rejects(collectBytes(src, 25, () => tooBig), (e) => e === tooBig);
+  assert.equal(cancelled, true);
+  assert.deepEqual(await collectBytes(new Blob(["abc"]).stream(), 3), new TextEncoder().encode("abc"));
+});
