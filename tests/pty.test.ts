@@ -240,3 +240,19 @@ test("cli: exec -t without a terminal here still gives the command one (80x24); 
     await s2.status;
   }
 });
+
+// (TERM, INT, HUP and QUIT are passed on to the command where the host has no cgroups, by design: not sent here)
+test("pty: another command's signals to the PTY helper (same uid) cannot end it and fake the command's status", async () => {
+  const sb = await shared();
+  if (sb.state !== "running") await sb.start();
+  const p = await sb.commands.start(["sh", "-c", "sleep 1; exit 7"], { pty: true });
+  const k = await sb.commands.run([
+    "sh",
+    "-c",
+    `for d in /proc/[0-9]*; do case "$(tr '\\0' ' ' < $d/cmdline 2>/dev/null)" in mvm-pty*) ` +
+    "for s in USR1 USR2 PIPE ALRM; do kill -$s ${d#/proc/}; done; echo sent;; esac; done",
+  ]);
+  assert.match(k.stdout, /sent/, "the guest found the helper");
+  const s = await p.status;
+  assert.deepEqual([s.exitCode, s.signal], [7, null]);
+});

@@ -786,10 +786,17 @@ sub rewrite_head {
   my ($x, $text) = @_;
   my @lines = split /\r\n/, $text;
   my $req = shift @lines // "";
-  $req =~ /^[A-Z]{3,10} \S+ HTTP\/1\.[01]$/ or tls_deny("not-http", 400);
+  # strict lines (a bare CR or LF inside one is refused: a server that ends lines there would read the rest,
+  # a swapped value included, as something else), and a target that is a path here, or names this host
+  my ($method, $target) = $req =~ /^([A-Z]{3,10}) (\S+) HTTP\/1\.[01]\z/ or tls_deny("not-http", 400);
+  tls_deny("not-http", 400) if $method eq "CONNECT";
+  unless (substr($target, 0, 1) eq "/" || ($target eq "*" && $method eq "OPTIONS")) {
+    my ($th, $tp) = $target =~ m{^https?://([^/:?#\[\]@]+)(?::(\d{1,5}))?(?:[/?#]|\z)}i or tls_deny("bad-target", 400);
+    tls_deny("name-mismatch") unless lc($th) eq $x->{name} && (!defined $tp || $tp == $x->{port});
+  }
   my ($host, $cl, $chunked, $upgrade);
   for (@lines) {
-    my ($k, $v) = /^([!#\$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/ or tls_deny("bad-header", 400);
+    my ($k, $v) = /^([!#\$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\r\n]*?)[ \t]*\z/ or tls_deny("bad-header", 400);
     my $lk = lc $k;
     if ($lk eq "host") { tls_deny("two-hosts", 400) if defined $host; ($host = lc $v) =~ s/:\d{1,5}$// }
     elsif ($lk eq "content-length") { tls_deny("bad-length", 400) if $v !~ /^\d{1,15}$/ || (defined $cl && $cl != $v); $cl = $v }
@@ -807,6 +814,14 @@ sub rewrite_head {
     }
     $_ = "$k:" . swap($x, $v) if $v =~ /mvm-secret-/;
   }
+  # A request with a body is the last of its connection: the server is told to close after it, and nothing the
+  # guest sends after its body goes upstream. A body the server frames otherwise than this relay (a GET body a
+  # server ignores) could hold a request of the guest's, and the next request's swapped value would follow it.
+  if ($chunked || ($cl // 0) > 0) {
+    @lines = grep { !/^(?:connection|keep-alive)[ \t]*:/i } @lines;
+    push @lines, "Connection: close";
+    $x->{last_req} = 1;
+  }
   @$x{qw(mode left)} = $upgrade ? ("raw", 0) : $chunked ? ("size", 0) : ($cl // 0) > 0 ? ("len", $cl) : ("head", 0);
   return join("\r\n", $req, @lines) . "\r\n\r\n";
 }
@@ -819,6 +834,7 @@ sub frame {
   while (length $$in) {
     my $mode = $x->{mode};
     if ($mode eq "head") {
+      if ($x->{last_req}) { $$in = ""; last }    # after a request with a body: nothing more goes upstream
       my $i = index($$in, "\r\n\r\n");
       if ($i < 0) { tls_deny("head-too-large", 431) if length($$in) > 65536; last }
       $out .= rewrite_head($x, substr($$in, 0, $i + 4, ""));
@@ -832,7 +848,7 @@ sub frame {
       my $line = substr($$in, 0, $i + 2, "");
       $out .= $line;
       if ($mode eq "trailer") { $x->{mode} = "head" if $line eq "\r\n"; next }
-      $line =~ /^([0-9a-fA-F]{1,12})/ or tls_deny("bad-chunk", 400);
+      $line =~ /^([0-9a-fA-F]{1,12})(?:;[^\r\n]*)?\r\n\z/ or tls_deny("bad-chunk", 400);
       @$x{qw(mode left)} = hex($1) == 0 ? ("trailer", 0) : ("data", hex($1) + 2);
     } else { $out .= $$in; $$in = "" }
   }

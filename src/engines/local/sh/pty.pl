@@ -11,7 +11,8 @@
 #   E  end of input: the terminal's EOF character (Ctrl-D) when it is in line mode, as script(1) does
 # Output on stdout: P once the terminal is made and the command forked, then the terminal's output.
 # Exit: the command's status (a signal death is re-raised); 125 when no terminal could be made.
-# FORWARD 1 (no cgroups): TERM, INT, HUP, QUIT reaching this helper go to the command's groups.
+# FORWARD 1 (no cgroups): TERM, INT, HUP, QUIT reaching this helper go to the command's groups (else ignored,
+# as is every other signal it can ignore: only SIGKILL, which no process can refuse, ends it early).
 use strict;
 use POSIX ();
 $0 = "mvm-pty";
@@ -63,6 +64,12 @@ if ($pid == 0) {
   POSIX::_exit($e == POSIX::ENOENT() ? 127 : 126);
 }
 POSIX::close($sfd);
+# every other signal this helper can ignore is ignored (after the fork: the command gets its own): guest code
+# runs as the same uid, and a signal that ended this helper would pass for the command's own end (its status)
+{
+  local $SIG{__WARN__} = sub { };
+  $SIG{$_} = "IGNORE" for grep { !/^(KILL|STOP|CHLD|CLD|ZERO|NUM\d+|RTMIN|RTMAX|__WARN__|__DIE__|TERM|INT|HUP|QUIT)$/ } keys %SIG;
+}
 # the command's end, as a descriptor select can wait on (pidfd_open, 434 on every architecture)
 my $pidfd = syscall(434, $pid, 0);
 fail("pidfd_open: $!") if $pidfd < 0;
