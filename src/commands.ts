@@ -17,7 +17,7 @@ import { CommandExitError, commandFailureMessage, CommandTimeoutError, invalid, 
 import type { EngineProcess } from "./engines/contract.ts";
 import { collectText, toStream } from "./streams.ts";
 import type { CommandInfo, CommandOptions, CommandResult, ProcessStatus } from "./types.ts";
-import { checkArgEnvBudget, checkArgv, checkEnv, checkPath, checkRange } from "./validate.ts";
+import { checkArgEnvBudget, checkArgv, checkEnv, checkPath, checkRange, checkSignal } from "./validate.ts";
 import type { Sandbox } from "./sandbox.ts";
 
 /**
@@ -283,7 +283,7 @@ export class Commands {
       why: "about 24.8 days, the longest a timer can wait",
     });
     if (options.cwd !== undefined) checkPath(options.cwd, "cwd");
-    if (options.signal !== undefined && !(options.signal instanceof AbortSignal)) throw invalid("signal", "must be an AbortSignal");
+    checkSignal(options.signal);
     const pty = ptyOption(options);
     const stdinData = options.stdin === undefined ? undefined : toStream(options.stdin, "stdin");
     if (options.resume) await this.#sb._resumeIfPaused();

@@ -29,7 +29,7 @@ import {
   type SnapshotOptions,
 } from "./snapshot.ts";
 import type { Capabilities, CreateOptions, EngineName, LogEvent, SandboxInfo, SandboxState } from "./types.ts";
-import { checkRange, checkSandboxId, checkStringMap, NAME_RE } from "./validate.ts";
+import { checkRange, checkSandboxId, checkSignal, checkStringMap, NAME_RE } from "./validate.ts";
 import { Commands, MAX_TIMEOUT_SECONDS } from "./commands.ts";
 import { Files } from "./files.ts";
 
@@ -91,8 +91,7 @@ export class Sandbox implements AsyncDisposable {
   }
 
   static async #createSpec(spec: SandboxSpec, engine: EngineName | undefined, opts: CreateOptions): Promise<Sandbox> {
-    const { signal } = opts;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) throw invalid("signal", "must be an AbortSignal");
+    const signal = checkSignal(opts.signal);
     const timeoutSeconds = checkRange(opts.timeoutSeconds, "timeoutSeconds", {
       min: 0,
       minExclusive: true,

@@ -380,6 +380,8 @@ sub http_other {
   }
   return undef;
 }
+# a connection that names another host than the one it was let through for: logged and reset
+sub mismatch { my ($k, $other) = @_; ev("network.denied", $other, 0, "name-mismatch"); drop($k, 1) }
 sub looks_http { return $_[0] =~ /^[A-Za-z]{1,20}[ \t]+\S+[ \t]+HTTP\/\d/ ? 1 : 0 }
 # Whether a client's first bytes are enough to judge them: a TLS record whole (its ClientHello), an HTTP head
 # up to its blank line, or anything else at once (a protocol whose client speaks first with neither). Until then
@@ -427,7 +429,7 @@ sub proxy_head {
     my ($host, $port) = (lc $2, $3 // 80);
     # the head's Host lines (and what was sent with it) must name the URI's host: checked, and scanned on
     my $other = http_other("\n" . $rest . ($early // ""), $host, "");
-    if (defined $other) { ev("network.denied", $other, 0, "name-mismatch"); return drop($k, 1) }
+    if (defined $other) { return mismatch($k, $other) }
     $x->{in} = "$1 " . ($4 // "/") . " $5\r\n$rest" . ($early // "");
     @$x{qw(checked http htail)} = (1, 1, substr($x->{in}, -1024));
     return start_upstream($k, $host, $port);
@@ -454,7 +456,7 @@ sub on_connected {
     $x->{http} = looks_http($x->{in});
     $x->{htail} = substr($x->{in}, -1024);
     my $other = names_other($x->{in}, $x->{name}, $x->{alias});
-    if (defined $other) { ev("network.denied", $other, 0, "name-mismatch"); return drop($k, 1) }
+    if (defined $other) { return mismatch($k, $other) }
   }
   ev("network.connect", $x->{name}, $x->{port});
   $x->{out} = delete $x->{established} if $x->{established};
@@ -512,14 +514,14 @@ sub pump {
         $x->{checked} = 1;
         $x->{http} = looks_http($x->{in});
         my $other = names_other($x->{in}, $x->{name} // "", $x->{alias});
-        if (defined $other) { ev("network.denied", $other, 0, "name-mismatch"); drop($k, 1); return 1 }
+        if (defined $other) { mismatch($k, $other); return 1 }
         $x->{htail} = substr($x->{in}, -1024);
       } else {
         if ($x->{http} && !is_v4($x->{name} // "")) {
           # every later byte of a plain-HTTP client too, with the end of what came before (a line split over writes)
           # (a NUL first: the window's start is no line's start)
           my $other = http_other("\0" . ($x->{htail} // "") . $buf, $x->{name} // "", $x->{alias});
-          if (defined $other) { ev("network.denied", $other, 0, "name-mismatch"); drop($k, 1); return 1 }
+          if (defined $other) { mismatch($k, $other); return 1 }
           $x->{htail} = substr(($x->{htail} // "") . $buf, -1024);
         }
         $x->{in} .= $buf;
