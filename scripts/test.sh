@@ -62,14 +62,34 @@ suite() {
   for file in "$@"; do run_file "$rt" "$file"; done
 }
 
+echo "== deno $($BIN/deno --version | head -1) and bun $($BIN/bun --version), at the same time (state roots ${roots[0]}, ${roots[1]})"
+t0=$SECONDS
+for rt in deno bun; do : >"/tmp/mvm-test-$rt.log"; echo "0 0" >"/tmp/mvm-test-$rt.result"; done
+suite deno "${together[@]}" &
+deno_job=$!
+suite bun "${together[@]}"
+# a Deno suite that died (its counts stop where it did) fails the run
+deno_died=0
+wait "$deno_job" || { deno_died=1; echo "deno: the suite's own process failed; its counts stop where it did"; }
+if [ ${#alone[@]} -gt 0 ]; then
+  echo "== alone: ${alone[*]} (at $((SECONDS - t0)) s)"
+  for file in "${alone[@]}"; do for rt in deno bun; do run_file "$rt" "$file"; done; done
+fi
+for rt in deno bun; do
+  echo "== $rt: the whole output"
+  cat "/tmp/mvm-test-$rt.log"
+done
+for rt in deno bun; do
+  read -r p f <"/tmp/mvm-test-$rt.result" 2>/dev/null || { p=0; f=1; }
+  echo "$rt: $p passed, $f failed"
+  total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
+done
+total_fail=$((total_fail+deno_died))
+echo "deno and bun took $((SECONDS - t0)) s"
+
 # Node runs every suite too. Node 20 cannot load TypeScript, so each file is bundled by bun build into
 # tests/<name>.test.node.mjs beside it (its import.meta.url paths stay right); a script a test spawns is bundled
 # the same way by runtimeCommand in tests/helpers.ts. The bundles are deleted when this script ends.
-# Node starts as soon as Bun's suite is done (Deno's last files may still run: most of either is waiting), and
-# before the files that run alone.
-node_pass=0; node_fail=0
-node_suite() {
-local t0 p f rc node_major node_files bundle_fail
 if command -v node >/dev/null 2>&1; then
   node_major=$(node -p 'process.versions.node.split(".")[0]')
   echo "== node $(node --version)"
@@ -98,39 +118,9 @@ if command -v node >/dev/null 2>&1; then
     p=$(sed -nE 's/^# pass ([0-9]+)$/\1/p' /tmp/mvm-test-node.log); f=$(sed -nE 's/^# fail ([0-9]+)$/\1/p' /tmp/mvm-test-node.log)
     p=${p:-0}; f=$(( ${f:-0} + bundle_fail )); [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
     echo "node: $p passed, $f failed ($((SECONDS - t0)) s)"
-    node_pass=$p; node_fail=$f
+    total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
   fi
 fi
-}
-
-
-echo "== deno $($BIN/deno --version | head -1) and bun $($BIN/bun --version), at the same time (state roots ${roots[0]}, ${roots[1]}); node after bun"
-t0=$SECONDS
-for rt in deno bun; do : >"/tmp/mvm-test-$rt.log"; echo "0 0" >"/tmp/mvm-test-$rt.result"; done
-suite deno "${together[@]}" &
-deno_job=$!
-suite bun "${together[@]}"
-node_suite
-# a Deno suite that died (its counts stop where it did) fails the run
-deno_died=0
-wait "$deno_job" || { deno_died=1; echo "deno: the suite's own process failed; its counts stop where it did"; }
-if [ ${#alone[@]} -gt 0 ]; then
-  echo "== alone: ${alone[*]} (at $((SECONDS - t0)) s)"
-  for file in "${alone[@]}"; do for rt in deno bun; do run_file "$rt" "$file"; done; done
-fi
-for rt in deno bun; do
-  echo "== $rt: the whole output"
-  cat "/tmp/mvm-test-$rt.log"
-done
-for rt in deno bun; do
-  read -r p f <"/tmp/mvm-test-$rt.result" 2>/dev/null || { p=0; f=1; }
-  echo "$rt: $p passed, $f failed"
-  total_pass=$((total_pass+p)); total_fail=$((total_fail+f))
-done
-total_fail=$((total_fail+deno_died))
-echo "node: $node_pass passed, $node_fail failed"
-total_pass=$((total_pass+node_pass)); total_fail=$((total_fail+node_fail))
-echo "the three suites took $((SECONDS - t0)) s"
 
 # nothing may outlive the suites: a sandbox folder or cgroup they made that is still there after a grace period is a leak
 leaked=""
