@@ -165,6 +165,23 @@ test("local commands: start gives streams both ways, kill reaches the whole tree
   assert.ok(await waitFor(() => pidsMatching(`sleep ${marker}`).length === 0, 3000), "the tree survived kill");
 });
 
+test("local commands: a kill() right after start() always reaches the command (50 times)", async () => {
+  // the job process waits for its frame with signals ignored (guest code cannot end it early); it must hand
+  // the command its default dispositions before the SDK learns it started, or an early kill is lost
+  await using sb = await Sandbox.create();
+  const lost: string[] = [];
+  for (let i = 0; i < 50; i++) {
+    const p = await sb.commands.start(["sleep", "100"]);
+    await p.kill("SIGTERM");
+    const s = await Promise.race([p.status, new Promise<null>((r) => setTimeout(() => r(null), 5000))]);
+    if (s?.signal !== "SIGTERM") {
+      lost.push(`${i}: ${JSON.stringify(s)}`);
+      await p.kill("SIGKILL");
+    }
+  }
+  assert.deepEqual(lost, []);
+});
+
 test("local commands: timeoutSeconds kills the whole tree and reports timedOut", async () => {
   await using sb = await Sandbox.create();
   const t0 = Date.now();

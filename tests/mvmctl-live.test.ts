@@ -139,13 +139,14 @@ test("mvmctl live: logs, stop (state explicit, wrong-state calls CONFLICT), dest
 });
 
 test("mvmctl live: connect and list by tags from this process; TTL ends a machine", async () => {
-  const sb = await create({ tags: { pick: "me" }, ttl: 4 });
+  // 8 s: long enough for the connect, command and list below on a loaded machine (4 s once ran out first)
+  const sb = await create({ tags: { pick: "me" }, ttl: 8 });
   const again = await Sandbox.connect(sb.id, { engine: "mvmctl" });
   assert.equal((await again.commands.run(["echo", "again"])).stdout, "again\n");
   const listed = await Sandbox.list({ engine: "mvmctl", tags: { suite: TAG, pick: "me" } });
   assert.deepEqual(listed.map((i) => i.id), [sb.id]);
   let gone = false;
-  for (const end = Date.now() + 15_000; Date.now() < end && !gone;) {
+  for (const end = Date.now() + 20_000; Date.now() < end && !gone;) {
     gone = (await Sandbox.list({ engine: "mvmctl", tags: { pick: "me", suite: TAG } })).length === 0;
     if (!gone) await new Promise((r) => setTimeout(r, 500));
   }

@@ -136,8 +136,10 @@ sub job {
     if ($stdin eq "1") { open(STDIN, "<&", $fh[$slot][0]) or exit 125 }
     open(STDOUT, ">&", $fh[$slot][1]) or exit 125;
     open(STDERR, ">&", $fh[$slot][2]) or exit 125;
-    $SIG{$_} = "DEFAULT" for @sigs;
   };
+  # the job's signals are its command's from here on, before the SDK hears of it (J): a kill() sent
+  # right after start() must not meet the dispositions this process waited with
+  $SIG{$_} = "DEFAULT" for @sigs;
   if ($kind eq "a") {
     say_("J");
     %ENV = (PATH => $PATH, MVM_NONCE => shift @f);
