@@ -17,7 +17,7 @@
  * ```
  * @module
  */
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg, tmpdir } from "node:os";
 import process from "node:process";
@@ -99,6 +99,34 @@ function memoryOf(match: (argv: string) => boolean): Mem {
   return { pss: sum("Pss"), rss: sum("Rss"), dirty: sum("Private_Dirty") };
 }
 
+/** Runs `run` against socat relaying 127.0.0.1:PORT to SERVER:80 and :443 (CA_FILE for the latter); null without socat. */
+async function throughSocat(
+  server: string,
+  caFile: string,
+  run: (port: number, ...rest: string[]) => { mbps: number },
+): Promise<{ http: { mbps: number }; https: { mbps: number } } | null> {
+  try {
+    execFileSync("socat", ["-V"], { stdio: "ignore" });
+  } catch {
+    return null;
+  }
+  const relay = async (to: string) => {
+    const port = 40000 + Math.floor(Math.random() * 10000);
+    const child = spawn("socat", ["-b", "1048576", `TCP4-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, `TCP4:${server}:${to}`], {
+      stdio: "ignore",
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    return { port, stop: () => child.kill("SIGTERM") };
+  };
+  const a = await relay("80"), b = await relay("443");
+  try {
+    return { http: run(a.port), https: run(b.port, "tls", "api.test", caFile) };
+  } finally {
+    a.stop();
+    b.stop();
+  }
+}
+
 async function inSandbox(sb: Sandbox, args: string[]): Promise<{ lat: number[]; keep: number[]; mbps: number }> {
   const r = await sb.commands.run(["python3", "-c", CLIENT, ...args], { timeoutSeconds: 600 });
   if (r.exitCode !== 0) throw new Error(r.stderr);
@@ -113,6 +141,13 @@ try {
     JSON.parse(execFileSync("/usr/bin/python3", ["-c", CLIENT, ...args], { stdio: ["ignore", "pipe", "inherit"] }).toString());
   const direct = host(net.srv, "80", String(N), String(BYTES));
   const directTls = host(net.srv, "443", String(N), String(BYTES), "tls", "api.test", `${tmp}/ca.pem`);
+  // for scale: the same downloads from the host through socat (a plain userspace relay: read and write, one
+  // process per connection) on the host's loopback, when socat is installed
+  const viaSocat = await throughSocat(
+    net.srv,
+    `${tmp}/ca.pem`,
+    (port, ...rest) => host("127.0.0.1", String(port), "5", String(BYTES), ...rest),
+  );
   const base = NetworkPolicy.denyByDefault().allowHttp("api.test").allowHttps("api.test").resolveTo("api.test", net.srv);
   let proxied, spliced, mem;
   {
@@ -175,6 +210,12 @@ try {
     ...lat("HTTPS request latency, spliced by SNI, no secret (new connection each)", spliced, directTls),
     ...lat("HTTPS request latency, spliced by SNI, no secret (one keep-alive connection)", spliced, directTls, "keep"),
     thr(`HTTPS throughput spliced by SNI, one ${BYTES >> 20} MiB download`, spliced, directTls),
+    ...(viaSocat
+      ? [
+        thr(`for scale: HTTP through socat on the host (a plain relay), one ${BYTES >> 20} MiB download`, viaSocat.http, direct),
+        thr(`for scale: HTTPS through socat on the host (a plain relay), one ${BYTES >> 20} MiB download`, viaSocat.https, directTls),
+      ]
+      : []),
     ...lat("HTTPS request latency, TLS terminated and a secret swapped (new connection each)", terminated, directTls),
     ...lat("HTTPS request latency, TLS terminated and a secret swapped (one keep-alive connection)", terminated, directTls, "keep"),
     thr(`HTTPS throughput through TLS termination, one ${BYTES >> 20} MiB download`, terminated, directTls),

@@ -343,28 +343,36 @@ test("files: a download unpacks the sandbox's tar stream itself and refuses what
   }
 });
 
+/**
+ * Guest code that stops the SDK's file helpers (by their names in /proc: no procps needed): `stopHelpers` stops
+ * those running now; `stopper` starts a command that stops the first it sees, as soon as it sees it; `gone`
+ * waits until no helper is left (an ended call's helpers are killed, not left stopped).
+ */
+function guestStopper(sb: Sandbox, names = "dd|tar|cat") {
+  const scan = (act: string) =>
+    `for d in /proc/[0-9]*; do read -r c < "$d/comm" 2>/dev/null || continue; case $c in ${names}) ${act};; esac; done`;
+  const helpers = async () => (await sb.commands.run(["sh", "-c", scan('echo "${d#/proc/}"')])).stdout.trim();
+  return {
+    stopHelpers: () => sb.commands.run(["sh", "-c", scan('kill -STOP "${d#/proc/}"')]),
+    stopper: () =>
+      sb.commands.start([
+        "sh",
+        "-c",
+        `i=0; while [ $i -lt 100000 ]; do ${scan('kill -STOP "${d#/proc/}" && exit 0')}; i=$((i+1)); done; exit 1`,
+      ]),
+    stopped: async (s: { status: Promise<{ exitCode: number }> }) =>
+      assert.equal((await s.status).exitCode, 0, "the guest stopped a helper"),
+    gone: async () => {
+      for (let i = 0; i < 50 && (await helpers()) !== ""; i++) await new Promise((ok) => setTimeout(ok, 100));
+      assert.equal(await helpers(), "", "a helper outlived its call");
+    },
+  };
+}
+
 test("files: a signal bounds reads, downloads and uploads whose helper guest code stopped (SIGSTOP); the helper is ended, the sandbox goes on", async () => {
   await using sb = await Sandbox.create();
   await sb.commands.run(["sh", "-c", "truncate -s 256M /app/big && mkdir -p /app/tree && cp --sparse=always /app/big /app/tree/"]);
-  // the guest finds the SDK's helpers by their names in /proc (no procps needed) and stops them
-  const scan = (act: string) =>
-    `for d in /proc/[0-9]*; do read -r c < "$d/comm" 2>/dev/null || continue; case $c in dd|tar) ${act};; esac; done`;
-  const stopHelpers = () => sb.commands.run(["sh", "-c", scan('kill -STOP "${d#/proc/}"')]);
-  // started before a call: stops the first helper it sees, as soon as it sees it
-  const stopper = () =>
-    sb.commands.start([
-      "sh",
-      "-c",
-      `i=0; while [ $i -lt 100000 ]; do ${scan('kill -STOP "${d#/proc/}" && exit 0')}; i=$((i+1)); done; exit 1`,
-    ]);
-  const helpers = async () => (await sb.commands.run(["sh", "-c", scan('echo "${d#/proc/}"')])).stdout.trim();
-  const stopped = async (s: { status: Promise<{ exitCode: number }> }) =>
-    assert.equal((await s.status).exitCode, 0, "the guest stopped a helper");
-  // the helpers an abort ended are killed, not left stopped (and the next stopper must not find the last one)
-  const gone = async () => {
-    for (let i = 0; i < 50 && (await helpers()) !== ""; i++) await new Promise((ok) => setTimeout(ok, 100));
-    assert.equal(await helpers(), "", "a helper outlived its call");
-  };
+  const { stopHelpers, stopper, stopped, gone } = guestStopper(sb);
 
   // a stream: its first chunk is read, then the guest stops the helper that writes it (blocked on a full pipe);
   // the abort ends the wait
@@ -419,4 +427,37 @@ test("files: a signal bounds reads, downloads and uploads whose helper guest cod
   // an aborted signal is refused before anything starts; a signal that is not one is INVALID_INPUT
   await assert.rejects(sb.files.read("/app/big", { signal: AbortSignal.abort(why) }), (e) => e === why);
   await assert.rejects(sb.files.read("/app/big", { signal: "soon" as unknown as AbortSignal }), InvalidInputError);
+});
+
+test("files: without a signal, a call whose helper guest code stopped ends within seconds, a TransportError saying so", async () => {
+  await using sb = await Sandbox.create();
+  await sb.commands.run(["sh", "-c", "truncate -s 256M /app/big"]);
+  const { stopHelpers, stopper, stopped, gone } = guestStopper(sb);
+  const byGuest = (e: unknown) => e instanceof TransportError && e.details?.stoppedByGuest === true && /guest code stopped/.test(e.message);
+  const t0 = Date.now();
+  // a whole read, its helper stopped as it starts
+  let st = await stopper();
+  await assert.rejects(sb.files.read("/app/big"), byGuest);
+  await stopped(st);
+  await gone();
+  // a stream being read: the helper is stopped after its first chunk; the next reads fail
+  const r = (await sb.files.readStream("/app/big")).getReader();
+  assert.equal((await r.read()).done, false);
+  await stopHelpers();
+  await assert.rejects(
+    (async () => {
+      for (;;) if ((await r.read()).done) return;
+    })(),
+    byGuest,
+  );
+  await gone();
+  // a write: its cat is stopped as it starts; nothing is committed, no temporary file is left
+  st = await stopper();
+  await assert.rejects(sb.files.write("/app/new", new Uint8Array(32 << 20)), byGuest);
+  await stopped(st);
+  await gone();
+  assert.ok(Date.now() - t0 < 30_000, "each call ended within seconds");
+  assert.deepEqual((await sb.files.list("/app")).map((e) => e.name).sort(), ["big"]);
+  // the sandbox serves reads again
+  assert.equal((await new Response(await sb.files.readStream("/app/big", { length: 1024 })).arrayBuffer()).byteLength, 1024);
 });

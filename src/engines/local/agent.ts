@@ -23,6 +23,7 @@ import {
   type SandboxError,
   TransportError,
 } from "../../errors.ts";
+import { stoppedProcess } from "./cgroups.ts";
 import { readBytes, readText, type SandboxCore } from "./core.ts";
 import { OUTPUT_BUFFER } from "./output.ts";
 import type { RunnerJob } from "./runners.ts";
@@ -105,6 +106,59 @@ async function feed(input: ReadableStream<Uint8Array>, j: RunnerJob): Promise<un
   }
 }
 
+/** How often a file operation in flight looks for a helper in a stop; two looks in a row that find one end it. */
+export const STOP_CHECK_MS = 1000;
+
+/**
+ * Ends a file operation whose helper guest code stopped (SIGSTOP, a job-control stop): once a second while
+ * the SDK waits on the operation (`waiting`), the runner's group is searched for a process in a stop (one `sh`), and when two looks
+ * in a row find one (and the sandbox is not paused), `onStopped` gets the error to fail with. Without this a
+ * read, write or listing would wait for good, and the host program with it. Returns the watch's end.
+ */
+function watchStopped(
+  core: SandboxCore,
+  j: RunnerJob,
+  op: string,
+  path: string,
+  onStopped: (e: Error) => void,
+  waiting: () => boolean = () => true,
+): () => void {
+  let strikes = 0, busy = false, over = false;
+  const look = async () => {
+    if (busy || over) return;
+    // a stream's helper blocked on a reader that does not read is not looked at (nor a process spawned for it)
+    if (!waiting()) return void (strikes = 0);
+    busy = true;
+    try {
+      const pid = core.dir.has("paused") ? null : await stoppedProcess(j.runner.cg, j.runner.child.pid).catch(() => null);
+      strikes = pid === null ? 0 : strikes + 1;
+      if (strikes >= 2 && !over) {
+        over = true;
+        clearInterval(timer);
+        onStopped(
+          new TransportError(
+            `files.${op} ${JSON.stringify(path)}: guest code stopped the SDK's helper in the sandbox (SIGSTOP or a job-control ` +
+              `stop); the helper was ended and nothing is reported done. Guest code runs as the sandbox's user and can signal it`,
+            { details: { path, op, stoppedByGuest: true } },
+          ),
+        );
+      }
+    } finally {
+      busy = false;
+    }
+  };
+  const timer = setInterval(() => void look(), STOP_CHECK_MS);
+  // a watch never keeps the host program alive on its own
+  (timer as unknown as { unref?: () => void }).unref?.();
+  if (typeof timer === "number" && "Deno" in globalThis) {
+    (globalThis as unknown as { Deno: { unrefTimer(id: number): void } }).Deno.unrefTimer(timer);
+  }
+  return () => {
+    over = true;
+    clearInterval(timer);
+  };
+}
+
 /** Runs an agent op in the sandbox and returns its stdout (bytes: file names need not be UTF-8); `input` feeds its stdin. @example `await agent(core, "stat", ["/app"], "/app")` */
 export async function agent(
   core: SandboxCore,
@@ -124,12 +178,22 @@ export async function agent(
   };
   signal?.addEventListener("abort", onAbort, { once: true });
   if (signal?.aborted) onAbort();
+  // a helper guest code stopped is ended the same way, with an error that says so
+  let stopped: Error | undefined;
+  const unwatch = watchStopped(core, j, op, path, (e) => {
+    stopped = e;
+    onAbort();
+  });
   let inputError: unknown;
   const feeding = input ? feed(input, j).then((e) => void (inputError = e)) : Promise.resolve();
   const [stdout, stderr, s] = await Promise.all([readBytes(j.stdout.getReader()), readText(j.stderr.getReader()), j.status(), feeding])
-    .finally(() => signal?.removeEventListener("abort", onAbort));
-  j.finish(signal?.aborted);
+    .finally(() => {
+      signal?.removeEventListener("abort", onAbort);
+      unwatch();
+    });
+  j.finish(signal?.aborted || stopped !== undefined);
   if (signal?.aborted && inputError === undefined) inputError = signal.reason;
+  if (stopped && inputError === undefined) inputError = stopped;
   if (inputError !== undefined && op === "write") {
     // the killed agent could not remove its temporary file: its name carries this write's nonce
     const dir = args[0]!.slice(0, args[0]!.lastIndexOf("/")) || "/";
@@ -168,8 +232,16 @@ export async function agentStream(
   const stderrText = readText(j.stderr.getReader());
   const out = j.stdout.getReader();
   // an abort ends the helper whether or not its first byte came (guest code may have stopped it before)
+  // a helper guest code stopped is killed; the stream (or the call, before the first byte) fails saying so
+  let stopped: Error | undefined;
+  let pulling = true;
+  const unwatch = watchStopped(core, j, op, path, (e) => {
+    stopped = e;
+    void j.kill("SIGKILL");
+  }, () => pulling);
   const end = async () => {
     signal?.removeEventListener("abort", onAbort);
+    unwatch();
     await out.cancel().catch(() => {});
     await j.kill("SIGKILL");
     await j.status();
@@ -180,9 +252,11 @@ export async function agentStream(
   if (signal?.aborted) onAbort();
   const finish = async (): Promise<SandboxError | Error | null> => {
     signal?.removeEventListener("abort", onAbort);
+    unwatch();
     const s = await j.status();
     await stderrText.catch(() => "");
-    j.finish();
+    j.finish(stopped !== undefined);
+    if (stopped) return stopped;
     const dead = core.deathError(`files.${op}`);
     if (dead) return dead;
     if (s.code === 0) return null;
@@ -201,6 +275,7 @@ export async function agentStream(
     return agentError(stderr, op, path);
   };
   const first = await out.read();
+  pulling = false;
   if (first.done) {
     const e = await finish();
     if (e) throw e;
@@ -214,7 +289,9 @@ export async function agentStream(
         pending = undefined;
         return;
       }
+      pulling = true;
       const chunk = await out.read().catch(() => ({ done: true as const, value: undefined }));
+      pulling = false;
       if (!chunk.done) return c.enqueue(chunk.value);
       const e = await finish();
       if (e) c.error(e);

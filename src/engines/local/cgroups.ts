@@ -190,6 +190,18 @@ export async function signalSession(parent: number, signal: string): Promise<voi
   await cgroupOp("session", String(parent), signal.replace(/^SIG/, ""));
 }
 
+/**
+ * A process of a runner's tree that is in a stop (SIGSTOP, a job-control stop, or traced): its group `cg`, or
+ * without cgroups the session led by the child of `parent` (nsenter's). Guest code runs as the same uid as
+ * the SDK's helpers in its sandbox and can stop them; the SDK's own processes never stop themselves.
+ *
+ * @example `const pid = await stoppedProcess(runner.cg, runner.child.pid)`
+ */
+export async function stoppedProcess(cg: string | null, parent: number): Promise<number | null> {
+  const out = await cgroupOp("stopped", cg ?? "-", String(parent));
+  return /^\d+$/.test(out) ? Number(out) : null;
+}
+
 /** Kills what is left in per-process groups, removes them, and returns the sandbox's OOM-kill count. @example `await reapCgroups([dir], mem)` */
 export async function reapCgroups(dirs: string[], memory: string | undefined): Promise<number> {
   const out = await cgroupOp("reap", memory ?? "-", ...dirs);

@@ -9,11 +9,13 @@ cg_signal() {
   if [ "$2" = KILL ] && [ -e "$1/cgroup.kill" ]; then echo 1 > "$1/cgroup.kill" 2>/dev/null && return 0; fi
   fz=0
   if [ -e "$1/cgroup.freeze" ] && echo 1 > "$1/cgroup.freeze" 2>/dev/null; then
-    fz=1; i=0; while ! cg_frozen "$1" && [ $i -lt 100 ]; do i=$((i+1)); sleep 0.002; done
+    # a freeze settles within a few reads of cgroup.events (builtins): a sleep (a process here) only after those
+    fz=1; i=0; while ! cg_frozen "$1" && [ $i -lt 150 ]; do i=$((i+1)); [ $i -gt 50 ] && sleep 0.002; done
   fi
   # the spared process is signalled too when it is alone: the job has not forked yet, and its death
-  # is then the job's
-  list=$(cg_procs "$1"); spare=${3:-}; [ "$list" = "$spare " ] && spare=""
+  # is then the job's (the list is read in this shell: no subshell, no fork)
+  list=""; while read -r p; do list="$list$p "; done < "$1/cgroup.procs" 2>/dev/null
+  spare=${3:-}; [ "$list" = "$spare " ] && spare=""
   for p in $list; do [ "$p" = "$spare" ] || kill -s "$2" "$p" 2>/dev/null; done
   [ $fz = 1 ] && echo 0 > "$1/cgroup.freeze" 2>/dev/null
   return 0

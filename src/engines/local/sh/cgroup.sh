@@ -39,6 +39,32 @@ case "$op" in
       p=${s#/proc/}; p=${p%/stat}
       kill -s "$sig" -- "-$p" 2>/dev/null || kill -s "$sig" "$p" 2>/dev/null
     done;;
+  stopped)
+    # prints a pid in a stop (T: SIGSTOP or a job-control stop; t: traced) of group $1, or with $1 "-" (no
+    # cgroups) of the session led by the child of $2; nothing when none is. A runner's group holds only the
+    # SDK's processes of its one job: one in a stop was stopped by guest code.
+    if [ "$1" != - ]; then
+      for p in $(cg_procs "$1"); do
+        read -r line < "/proc/$p/stat" 2>/dev/null || continue
+        case "${line##*) }" in T* | t*) echo "$p"; break;; esac
+      done
+    else
+      parent=$2; lead=""
+      for s in /proc/[0-9]*/stat; do
+        read -r line < "$s" 2>/dev/null || continue
+        # shellcheck disable=SC2086
+        set -- ${line##*) }
+        [ "$2" = "$parent" ] && { lead=${s#/proc/}; lead=${lead%/stat}; break; }
+      done
+      [ -n "$lead" ] || exit 0
+      for s in /proc/[0-9]*/stat; do
+        read -r line < "$s" 2>/dev/null || continue
+        # shellcheck disable=SC2086
+        set -- ${line##*) }
+        [ "$4" = "$lead" ] || continue
+        case "$1" in T | t) p=${s#/proc/}; echo "${p%/stat}"; break;; esac
+      done
+    fi;;
   freeze|thaw)
     # prints ok, nofreeze (no cgroup.freeze: cgroup v2's freezer is missing) or failed
     v=1; [ "$op" = thaw ] && v=0
