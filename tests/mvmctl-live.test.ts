@@ -24,7 +24,13 @@ const CLI = new URL("../src/cli.ts", import.meta.url).pathname;
 const BIN_DIR = mkdtempSync(`${tmpdir()}/mvm-cli-bin-`);
 const BIN = `${BIN_DIR}/mvmctl`;
 const q = (s: string) => `'${s.replaceAll("'", `'\\''`)}'`;
-writeFileSync(BIN, `#!/bin/sh\nexec ${runtimeCommand(CLI).map(q).join(" ")} "$@"\n`);
+// the CLI runs under the tests' runtime, or under Bun with MVM_TEST_CLI_RUNTIME=bun (scripts/test.sh sets it on Deno's
+// lane: a machine verb is one CLI process, which Deno starts in ~0.5 s and Bun in ~0.1 s; tests/cli.test.ts runs the CLI
+// on each runtime)
+const cliArgv = process.env.MVM_TEST_CLI_RUNTIME === "bun"
+  ? [process.env.MVM_TEST_BUN || new URL("../node_modules/.bin/bun", import.meta.url).pathname, CLI]
+  : runtimeCommand(CLI);
+writeFileSync(BIN, `#!/bin/sh\nexec ${cliArgv.map(q).join(" ")} "$@"\n`);
 chmodSync(BIN, 0o755);
 const saved = process.env.MVM_CLI_BIN;
 process.env.MVM_CLI_BIN = BIN;
