@@ -4,7 +4,7 @@
 // keyring, state, processes, cgroups) is reachable; arguments arrive byte for byte; what held before still holds.
 // One sandbox is shared by the attacks that leave it intact; attacks that wreck state get fresh sandboxes. Every
 // sandbox is disposed in finally (or `await using`), and every host process a test starts is killed by its pid.
-import { after, test, type TestContext } from "node:test";
+import { after, test as nodeTest, type TestContext } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
 import { createServer } from "node:net";
@@ -48,21 +48,62 @@ import { terminatorDir } from "../src/engines/local/network.ts";
 import { startTestNet } from "./netns.ts";
 
 /**
- * An attack from inside the sandbox against the engine's in-sandbox helpers or the kernel's isolation: what it
- * attacks (the shell, Perl and tools under /.mvm, namespaces, cgroups, the egress proxy) is the same on every
- * runtime, and its host side is plain run/read/write calls. With MVM_TEST_SHARD=1 (scripts/test.sh) each runs on
- * one runtime, Deno and Bun taking turns in file order, so the whole run stays inside its time budget; the
- * attacks whose host side differs per runtime (streams, descriptors, umask, keepers, state roots) run on both.
- * Without it (a plain `deno test` or `bun test`) every one runs.
+ * The attacks from inside the sandbox on what is the same on every runtime — the engine's in-sandbox helpers (the
+ * shell, Perl and tools under /.mvm), namespaces, cgroups, the egress proxy — whose host side is plain
+ * run/read/write calls. With MVM_TEST_SHARD=1 (scripts/test.sh) each runs on one runtime, Deno and Bun taking
+ * turns in file order, and shows as skipped on the other, so the whole run stays inside its time budget; the
+ * attacks whose host side differs per runtime (streams, descriptors, umask, keepers, state roots, PTYs) run on
+ * both. Without it (a plain `deno test` or `bun test`) every one runs.
  */
-let guestSideTurn = 0;
-function guestSide(name: string, fn: (t: TestContext) => Promise<void>): void {
-  const turn = guestSideTurn++ % 2 === 0 ? "deno" : "bun";
-  const here = detectRuntime();
-  const skip = process.env.MVM_TEST_SHARD === "1" && here !== turn && here !== "node"
-    ? `runs on ${turn === "deno" ? "Deno" : "Bun"} in a sharded run (MVM_TEST_SHARD=1)`
-    : false;
-  test(name, { skip }, fn);
+const ONCE = [
+  "ptrace, /proc/N/mem, process_vm_writev, pidfd_getfd, /proc/N/fd|environ against a waiting warm runner",
+  "a guest cannot read the next job's frame",
+  "a runner's job slots (host-only fifos) are out of the guest's reach",
+  "a guest cannot forge a runner's start report",
+  "/proc/N/root and /proc/N/cwd of every other process",
+  "/proc/self/mounts, /proc/self/cgroup",
+  "a guest process has no capabilities",
+  "no_new_privs is set on guest processes",
+  "mount, bind-remount of /usr rw",
+  "creating a user namespace inside the sandbox is refused",
+  "setuid binaries of the host image do not elevate",
+  "/proc/1/root, /proc/self/root and ../ chains",
+  "files.read of ../../etc/shadow",
+  "a guest symlink to / is followed only inside the sandbox",
+  "writes to /usr and /etc fail",
+  "a TCP server on the host's loopback cannot be reached",
+  "an abstract unix socket of the host cannot be reached",
+  "a guest cannot signal a host process by its pid",
+  "SIGSTOP to every other process of the sandbox",
+  "SIGKILL to every process it can reach (kill -1)",
+  "replacing /bin (rename the symlink",
+  "replacing /sbin with fake",
+  "replacing /lib with a mirror",
+  "a stand-in ELF loader at /lib64",
+  "planting fake programs in /usr/local/bin",
+  "a tmpfs /tmp past tmpSizeMb",
+  "a fork bomb stops at pidsLimit",
+  "allocating past memoryMb is OOM-killed",
+  "the SDK's tools at /.mvm cannot be renamed",
+  "a pause holds against a forking guest",
+  "guest code cannot reconfigure, crash, overload or misuse the egress proxy",
+  "the audit chain, its key and its lock are out of the guest's sight",
+  "the lease's watch, its control fifos",
+  "a guest holding a secret's placeholder cannot have the egress proxy",
+].map((k) => `escape: ${k}`);
+let onceTurn = 0;
+type TestFn = (t: TestContext) => void | Promise<void>;
+function test(name: string, ...rest: [TestFn] | [{ skip?: string | boolean }, TestFn]): void {
+  const [opts, fn] = rest.length === 1 ? [{}, rest[0]] : rest;
+  let skip = opts.skip ?? false;
+  if (ONCE.some((k) => name.startsWith(k))) {
+    const turn = onceTurn++ % 2 === 0 ? "deno" : "bun";
+    const here = detectRuntime();
+    if (process.env.MVM_TEST_SHARD === "1" && here !== turn && here !== "node") {
+      skip = `runs on ${turn === "deno" ? "Deno" : "Bun"} in a sharded run (MVM_TEST_SHARD=1)`;
+    }
+  }
+  void nodeTest(name, { ...opts, skip }, fn);
 }
 
 const FIXTURE = new URL("./fixtures/escape/host.ts", import.meta.url).pathname;
@@ -639,7 +680,7 @@ after(async () => {
   if (sharedSb) await (await sharedSb).destroy().catch(() => {});
 });
 
-guestSide("escape: ptrace, /proc/N/mem, process_vm_writev, pidfd_getfd, /proc/N/fd|environ against a waiting warm runner all fail; sha256sum stays the host's", async () => {
+test("escape: ptrace, /proc/N/mem, process_vm_writev, pidfd_getfd, /proc/N/fd|environ against a waiting warm runner all fail; sha256sum stays the host's", async () => {
   await using sb = await Sandbox.create(); // a successful attack may wreck it
   await sb.commands.run(["true"]);
   await new Promise((r) => setTimeout(r, 300)); // a spare runner now waits for its job
@@ -697,7 +738,7 @@ test("escape: takeover attempts against a paused files.readStream (dd) and files
   assert.ok(tarOut.n > data.length, "the tar stream ended early");
 });
 
-guestSide("escape: a guest cannot read the next job's frame (and its env secrets) from a waiting job process's pipes via /proc/N/fd, nor write a forged frame into them", async () => {
+test("escape: a guest cannot read the next job's frame (and its env secrets) from a waiting job process's pipes via /proc/N/fd, nor write a forged frame into them", async () => {
   await using sb = await Sandbox.create(); // a successful attack may wreck it
   const secret = `tok-${randomBytes(8).toString("hex")}`;
   const thief = await sb.commands.start([
@@ -745,7 +786,7 @@ print(json.dumps({'opened': ['%s -> %s' % (k, f[1]) for k, f in opened.items() i
   assert.deepEqual(res.forged ?? [], [], "the guest wrote into another process's descriptor");
 });
 
-guestSide("escape: a runner's job slots (host-only fifos) are out of the guest's reach: not by the path its own stdout shows, not beside it, not through another process; the next command's streams stay its own", async () => {
+test("escape: a runner's job slots (host-only fifos) are out of the guest's reach: not by the path its own stdout shows, not beside it, not through another process; the next command's streams stay its own", async () => {
   await using sb = await Sandbox.create(); // a successful attack may wreck it
   await sb.commands.run(["true"]);
   const res = await guestJson(
@@ -779,7 +820,7 @@ print(json.dumps({'mine': mine, 'reached': reached}))
   assert.deepEqual([r.stdout, r.stderr, r.exitCode], [secret, `${secret}\n`, 0]);
 });
 
-guestSide("escape: a guest cannot forge a runner's start report (N, C) into another command's stdout via /proc/N/fd/1", async () => {
+test("escape: a guest cannot forge a runner's start report (N, C) into another command's stdout via /proc/N/fd/1", async () => {
   await using sb = await Sandbox.create(); // a successful attack may wreck it
   const forger = await sb.commands.start([
     "python3",
@@ -873,7 +914,7 @@ test("escape: a PTY command's helper cannot be traced, read or fed forged frames
   assert.equal((await sb.commands.run(["echo", "ok"])).stdout, "ok\n");
 });
 
-guestSide("escape: /proc/N/root and /proc/N/cwd of every other process lead only into the sandbox's own root", async () => {
+test("escape: /proc/N/root and /proc/N/cwd of every other process lead only into the sandbox's own root", async () => {
   const sb = await shared();
   await sb.commands.run(["true"]);
   await new Promise((r) => setTimeout(r, 200));
@@ -916,7 +957,7 @@ test(
   () => {},
 );
 
-guestSide("escape: /proc/self/mounts, /proc/self/cgroup and every readable /proc/N/environ|cmdline hide the host state dir and /sys/fs/cgroup", async () => {
+test("escape: /proc/self/mounts, /proc/self/cgroup and every readable /proc/N/environ|cmdline hide the host state dir and /sys/fs/cgroup", async () => {
   const sb = await shared();
   await sb.commands.run(["true"]);
   const res = await guestJson(
@@ -942,7 +983,7 @@ print(json.dumps(found))
   assert.deepEqual(res, []);
 });
 
-guestSide("escape: a guest process has no capabilities (CapInh/Prm/Eff/Bnd/Amb all 0), also in its children", async () => {
+test("escape: a guest process has no capabilities (CapInh/Prm/Eff/Bnd/Amb all 0), also in its children", async () => {
   const sb = await shared();
   const r = await sb.commands.run(["sh", "-c", "grep ^Cap /proc/self/status; sh -c 'grep ^Cap /proc/self/status'"]);
   const caps = r.stdout.trim().split("\n");
@@ -950,7 +991,7 @@ guestSide("escape: a guest process has no capabilities (CapInh/Prm/Eff/Bnd/Amb a
   for (const l of caps) assert.match(l, /^Cap\w+:\s+0{16}$/);
 });
 
-guestSide("escape: no_new_privs is set on guest processes", async () => {
+test("escape: no_new_privs is set on guest processes", async () => {
   const sb = await shared();
   const r = await sb.commands.run([
     "sh",
@@ -960,7 +1001,7 @@ guestSide("escape: no_new_privs is set on guest processes", async () => {
   assert.equal(r.stdout, "NoNewPrivs:\t1\n1\n");
 });
 
-guestSide("escape: mount, bind-remount of /usr rw, umount of /usr and unshare(CLONE_NEWNS) are all refused", async () => {
+test("escape: mount, bind-remount of /usr rw, umount of /usr and unshare(CLONE_NEWNS) are all refused", async () => {
   const sb = await shared();
   await sb.files.mkdir("/app/mnt", { parents: true });
   const res = await guestJson(
@@ -985,7 +1026,7 @@ print(json.dumps({k: v for k, v in out.items() if v == 0}))
   assert.equal(w.stdout, "1\n");
 });
 
-guestSide("escape: creating a user namespace inside the sandbox is refused (unshare(CLONE_NEWUSER) and unshare -U)", async () => {
+test("escape: creating a user namespace inside the sandbox is refused (unshare(CLONE_NEWUSER) and unshare -U)", async () => {
   const sb = await shared();
   const res = await guestJson(
     sb,
@@ -1002,7 +1043,7 @@ print(json.dumps({'unshare': direct, 'unshare -U': tool}))
   assert.deepEqual(res, { unshare: false, "unshare -U": false });
 });
 
-guestSide("escape: setuid binaries of the host image do not elevate: their processes keep the guest's uid and no capabilities", async () => {
+test("escape: setuid binaries of the host image do not elevate: their processes keep the guest's uid and no capabilities", async () => {
   const sb = await shared();
   const res = await guestJson(
     sb,
@@ -1043,7 +1084,7 @@ print(json.dumps({'mine': mine, 'found': found, 'seen': seen, 'mount': mount}))
   }
 });
 
-guestSide("escape: /proc/1/root, /proc/self/root and ../ chains cannot reach a canary in the host's /root", async () => {
+test("escape: /proc/1/root, /proc/self/root and ../ chains cannot reach a canary in the host's /root", async () => {
   const name = `mvm-escape-canary-${TAG}`;
   writeFileSync(`/root/${name}`, `host-secret-${TAG}`, { mode: 0o644 });
   try {
@@ -1078,7 +1119,7 @@ print(json.dumps({'read': got, 'rootdotdot_is_root': same}))
   }
 });
 
-guestSide("escape: files.read of ../../etc/shadow and /app/../../root/… never returns host secrets", async () => {
+test("escape: files.read of ../../etc/shadow and /app/../../root/… never returns host secrets", async () => {
   const sb = await shared();
   const name = `mvm-escape-dotdot-${TAG}`;
   writeFileSync(`/root/${name}`, `host-secret-${TAG}`, { mode: 0o644 });
@@ -1094,7 +1135,7 @@ guestSide("escape: files.read of ../../etc/shadow and /app/../../root/… never 
   }
 });
 
-guestSide("escape: a guest symlink to / is followed only inside the sandbox (reads and writes through it stay in the jail)", async () => {
+test("escape: a guest symlink to / is followed only inside the sandbox (reads and writes through it stay in the jail)", async () => {
   const sb = await shared();
   const name = `mvm-escape-link-${TAG}`;
   writeFileSync(`/root/${name}`, `host-secret-${TAG}`, { mode: 0o644 });
@@ -1233,7 +1274,7 @@ test("escape: a hostile tar (../ members, absolute names, symlinks to / and /tmp
   }
 });
 
-guestSide("escape: writes to /usr and /etc fail from commands and from files.*; the host's files are untouched", async () => {
+test("escape: writes to /usr and /etc fail from commands and from files.*; the host's files are untouched", async () => {
   const sb = await shared();
   const r = await sb.commands.run([
     "sh",
@@ -1248,7 +1289,7 @@ guestSide("escape: writes to /usr and /etc fail from commands and from files.*; 
   assert.ok(existsSync("/usr/bin/env"));
 });
 
-guestSide("escape: a TCP server on the host's loopback cannot be reached from the guest", async () => {
+test("escape: a TCP server on the host's loopback cannot be reached from the guest", async () => {
   const server = createServer((s) => s.end("hello-from-host\n"));
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as { port: number }).port;
@@ -1273,7 +1314,7 @@ print(json.dumps(out))
   }
 });
 
-guestSide("escape: an abstract unix socket of the host cannot be reached from the guest", async () => {
+test("escape: an abstract unix socket of the host cannot be reached from the guest", async () => {
   const name = `mvm-escape-abstract-${TAG}`;
   const listener = await runtime().spawn("/usr/bin/python3", [
     "-c",
@@ -1307,7 +1348,7 @@ except OSError as e: print(json.dumps('refused: ' + type(e).__name__))
   }
 });
 
-guestSide("escape: a guest cannot signal a host process by its pid (kill and pidfd_open find nothing)", async () => {
+test("escape: a guest cannot signal a host process by its pid (kill and pidfd_open find nothing)", async () => {
   const victim = await hostSleep();
   try {
     const sb = await shared();
@@ -1483,7 +1524,7 @@ test("escape: a non-UTF-8 file name made by the guest can be listed, read and re
 // ---------------------------------------------------------------------------------------------------------------
 // attacks that wreck a sandbox: fresh ones
 
-guestSide("escape: SIGSTOP to every other process of the sandbox does not hang or falsify later commands and file operations", async () => {
+test("escape: SIGSTOP to every other process of the sandbox does not hang or falsify later commands and file operations", async () => {
   await using sb = await Sandbox.create();
   await sb.commands.run(["true"]);
   await new Promise((r) => setTimeout(r, 300));
@@ -1509,7 +1550,7 @@ print(json.dumps(sent))
   await assertSdkTruthful(sb, `after SIGSTOP to pids ${res}`);
 });
 
-guestSide("escape: SIGKILL to every process it can reach (kill -1) leaves host processes alive; the SDK then answers truly or with a typed error", async () => {
+test("escape: SIGKILL to every process it can reach (kill -1) leaves host processes alive; the SDK then answers truly or with a typed error", async () => {
   const victim = await hostSleep();
   try {
     await using sb = await Sandbox.create();
@@ -1535,23 +1576,23 @@ guestSide("escape: SIGKILL to every process it can reach (kill -1) leaves host p
   }
 });
 
-guestSide("escape: replacing /bin (rename the symlink, make a dir of fake sh/cat/dd/…) has no effect on later commands and file operations", async (t) => {
+test("escape: replacing /bin (rename the symlink, make a dir of fake sh/cat/dd/…) has no effect on later commands and file operations", async (t) => {
   await replaceAndCheck(t, "/bin", "bin");
 });
 
-guestSide("escape: replacing /sbin with fake setpriv/nsenter/sh has no effect on later commands and file operations", async (t) => {
+test("escape: replacing /sbin with fake setpriv/nsenter/sh has no effect on later commands and file operations", async (t) => {
   await replaceAndCheck(t, "/sbin", "bin");
 });
 
-guestSide("escape: replacing /lib with a mirror whose ld-linux is a stand-in has no effect; no SDK helper runs through it", async (t) => {
+test("escape: replacing /lib with a mirror whose ld-linux is a stand-in has no effect; no SDK helper runs through it", async (t) => {
   await replaceAndCheck(t, "/lib", "lib");
 });
 
-guestSide("escape: a stand-in ELF loader at /lib64/ld-linux-x86-64.so.2 is never used by SDK helpers and never runs with a capability", async (t) => {
+test("escape: a stand-in ELF loader at /lib64/ld-linux-x86-64.so.2 is never used by SDK helpers and never runs with a capability", async (t) => {
   await replaceAndCheck(t, "/lib64", "lib");
 });
 
-guestSide("escape: planting fake programs in /usr/local/bin and /usr/local/sbin (first on PATH) fails or has no effect", async (t) => {
+test("escape: planting fake programs in /usr/local/bin and /usr/local/sbin (first on PATH) fails or has no effect", async (t) => {
   await replaceAndCheck(t, "/usr/local", "bin");
 });
 
@@ -1612,7 +1653,7 @@ for base, dirs, files in os.walk('/'):
   }
 });
 
-guestSide("escape: a tmpfs /tmp past tmpSizeMb fails with ENOSPC (guest and files.write)", async () => {
+test("escape: a tmpfs /tmp past tmpSizeMb fails with ENOSPC (guest and files.write)", async () => {
   await using sb = await Sandbox.create({ tmpSizeMb: 8 });
   const r = await sb.commands.run(["sh", "-c", "dd if=/dev/zero of=/tmp/fill bs=1M count=32 2>&1; echo rc=$?"]);
   assert.match(r.stdout, /No space left on device/);
@@ -1620,7 +1661,7 @@ guestSide("escape: a tmpfs /tmp past tmpSizeMb fails with ENOSPC (guest and file
   await assert.rejects(sb.files.write("/tmp/big", new Uint8Array(16 << 20)), NoSpaceError);
 });
 
-guestSide("escape: a fork bomb stops at pidsLimit inside the sandbox", async () => {
+test("escape: a fork bomb stops at pidsLimit inside the sandbox", async () => {
   await using sb = await Sandbox.create({ pidsLimit: 32 });
   const res = await guestJson(
     sb,
@@ -1641,7 +1682,7 @@ print(json.dumps({'forked': len(kids), 'error': err}))
   assert.match(String(res.error), /Resource temporarily unavailable/);
 });
 
-guestSide("escape: allocating past memoryMb is OOM-killed and reported oomKilled; the host is unaffected", async () => {
+test("escape: allocating past memoryMb is OOM-killed and reported oomKilled; the host is unaffected", async () => {
   await using sb = await Sandbox.create({ memoryMb: 64 });
   const r = await sb.commands.run(["python3", "-c", "x = bytearray(400 * 1024 * 1024); print('survived')"], { timeoutSeconds: 60 });
   assert.equal(r.oomKilled, true);
@@ -1914,7 +1955,7 @@ test("escape: a state root owned by another user is refused with PERMISSION_DENI
   }
 });
 
-guestSide("escape: the SDK's tools at /.mvm cannot be renamed, replaced, read or made writable; commands and files stay exact", async () => {
+test("escape: the SDK's tools at /.mvm cannot be renamed, replaced, read or made writable; commands and files stay exact", async () => {
   await using sb = await Sandbox.create();
   const r = await sb.commands.run([
     "sh",
@@ -1931,7 +1972,7 @@ guestSide("escape: the SDK's tools at /.mvm cannot be renamed, replaced, read or
   assert.equal(h.stdout.split(" ")[0], sha(data));
 });
 
-guestSide("escape: a pause holds against a forking guest that hunts for a cgroup.freeze or cgroup.procs to undo it; resume then answers truly", async () => {
+test("escape: a pause holds against a forking guest that hunts for a cgroup.freeze or cgroup.procs to undo it; resume then answers truly", async () => {
   await using sb = await Sandbox.create();
   const found = await sb.commands.run([
     "sh",
@@ -1969,7 +2010,7 @@ guestSide("escape: a pause holds against a forking guest that hunts for a cgroup
   assert.deepEqual([r.stdout, r.exitCode], ["42\n", 0]);
 });
 
-guestSide("escape: guest code cannot reconfigure, crash, overload or misuse the egress proxy of its sandbox", async () => {
+test("escape: guest code cannot reconfigure, crash, overload or misuse the egress proxy of its sandbox", async () => {
   await using sb = await Sandbox.create({
     network: NetworkPolicy.denyByDefault().allowHttps("api.test").resolveTo("api.test", "10.213.255.2"),
   });
@@ -2071,7 +2112,7 @@ test("escape: a detached command's spool and keeper are out of the guest's reach
   assert.ok(await waitFor(() => !processAlive(keeper), 10_000), "the keeper outlived its command");
 });
 
-guestSide("escape: the audit chain, its key and its lock are out of the guest's sight (no path, no descriptor), and a guest-chosen name cannot forge a line", async () => {
+test("escape: the audit chain, its key and its lock are out of the guest's sight (no path, no descriptor), and a guest-chosen name cannot forge a line", async () => {
   await using sb = await Sandbox.create();
   // a file name that looks like a chain line, and an argv0 full of JSON and newlines
   const forged = '{"entry":{"id":"aud_00000000000000000000","seq":0},"canonical":"","prev_hash":"","signature":""}';
@@ -2125,7 +2166,7 @@ test("escape: stop() leaves no guest process anywhere on the host (double-forked
   assert.equal(onHost().length, 0);
 });
 
-guestSide("escape: the lease's watch, its control fifos and the pidfds it waits on are out of the guest's reach: a guest that hunts for them and kills all it can still ends on time", async () => {
+test("escape: the lease's watch, its control fifos and the pidfds it waits on are out of the guest's reach: a guest that hunts for them and kills all it can still ends on time", async () => {
   const sb = await Sandbox.create({ ttl: "10m" });
   try {
     const r = await sb.commands.run([
@@ -2150,7 +2191,7 @@ guestSide("escape: the lease's watch, its control fifos and the pidfds it waits 
   }
 });
 
-guestSide("escape: a guest holding a secret's placeholder cannot have the egress proxy send the value elsewhere, nor reach the sandbox's CA key or the proxy", async () => {
+test("escape: a guest holding a secret's placeholder cannot have the egress proxy send the value elsewhere, nor reach the sandbox's CA key or the proxy", async () => {
   const net = await startTestNet();
   const value = `escape-secret-${randomBytes(12).toString("hex")}`;
   let sb: Sandbox | undefined;
