@@ -451,6 +451,23 @@ test("files: without a signal, a call whose helper guest code stopped ends withi
     byGuest,
   );
   await gone();
+  // a stream whose runner (the dd's parent, which reports its status) is stopped: every byte arrives, then the wait
+  // for the status ends the same way
+  const r2 = (await sb.files.readStream("/app/big")).getReader();
+  assert.equal((await r2.read()).done, false);
+  await sb.commands.run([
+    "sh",
+    "-c",
+    'for d in /proc/[0-9]*; do read -r c < "$d/comm" 2>/dev/null || continue; [ "$c" = dd ] || continue; ' +
+    'while read -r k v _; do [ "$k" = PPid: ] && kill -STOP "$v"; done < "$d/status"; done',
+  ]);
+  await assert.rejects(
+    (async () => {
+      for (;;) if ((await r2.read()).done) return;
+    })(),
+    byGuest,
+  );
+  await gone();
   // a write: its cat is stopped as it starts; nothing is committed, no temporary file is left
   st = await stopper();
   await assert.rejects(sb.files.write("/app/new", new Uint8Array(32 << 20)), byGuest);

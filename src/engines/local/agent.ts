@@ -235,15 +235,18 @@ export async function agentStream(
   // a helper guest code stopped is killed; the stream (or the call, before the first byte) fails saying so
   let stopped: Error | undefined;
   let pulling = true;
+  // (the runner too: when guest code stopped it, its host-side nsenter stops itself and holds the report pipe)
   const unwatch = watchStopped(core, j, op, path, (e) => {
     stopped = e;
     void j.kill("SIGKILL");
+    j.runner.child.kill("SIGKILL");
   }, () => pulling);
   const end = async () => {
     signal?.removeEventListener("abort", onAbort);
     unwatch();
     await out.cancel().catch(() => {});
     await j.kill("SIGKILL");
+    j.runner.child.kill("SIGKILL");
     await j.status();
     j.finish(true);
   };
@@ -252,8 +255,10 @@ export async function agentStream(
   if (signal?.aborted) onAbort();
   const finish = async (): Promise<SandboxError | Error | null> => {
     signal?.removeEventListener("abort", onAbort);
-    unwatch();
+    // the status is waited on under the watch too: its runner may be the process guest code stopped
+    pulling = true;
     const s = await j.status();
+    unwatch();
     await stderrText.catch(() => "");
     j.finish(stopped !== undefined);
     if (stopped) return stopped;

@@ -5,6 +5,17 @@
 
 cg_procs() { while read -r p; do printf '%s ' "$p"; done < "$1/cgroup.procs" 2>/dev/null; }
 cg_frozen() { while read -r k v; do [ "$k" = frozen ] && [ "$v" = 1 ] && return 0; done < "$1/cgroup.events" 2>/dev/null; return 1; }
+# proc_of PID: sets st (its state letter), pp (its parent) and sid (its session, as the host sees it) from
+# /proc/PID/status, whose Name line escapes what guest code can put in a process name (stat's comm field
+# can hold ") " and newlines, which would shift the fields after it); fails when the process is gone
+# shellcheck disable=SC2034 # st, pp and sid are read by its callers (cgroup.sh)
+proc_of() {
+  st=""; pp=""; sid=""
+  while read -r k v _; do
+    case "$k" in State:) st=$v;; PPid:) pp=$v;; NSsid:) sid=$v;; esac
+  done < "/proc/$1/status" 2>/dev/null
+  [ -n "$st" ]
+}
 cg_signal() {
   if [ "$2" = KILL ] && [ -e "$1/cgroup.kill" ]; then echo 1 > "$1/cgroup.kill" 2>/dev/null && return 0; fi
   fz=0

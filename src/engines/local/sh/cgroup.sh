@@ -1,6 +1,7 @@
 # Host-side cgroup helper of the local engine. Usage: sh -c CGROUP_SH mvm-cg OP ARGS...
 # (cgroup-fns.sh is prepended when the module is generated.)
 op=$1; shift
+# shellcheck disable=SC2154 # st, pp and sid are set by proc_of (cgroup-fns.sh)
 case "$op" in
   detect)
     v2=; mem=; cpu=; pids=; frz=
@@ -31,12 +32,9 @@ case "$op" in
   session)
     # no cgroups: signal the session of the process whose parent is $1 (nsenter's child, a session leader)
     parent=$1; sig=$2
-    for s in /proc/[0-9]*/stat; do
-      read -r line < "$s" 2>/dev/null || continue
-      # shellcheck disable=SC2086
-      set -- ${line##*) }
-      [ "$2" = "$parent" ] || continue
-      p=${s#/proc/}; p=${p%/stat}
+    for s in /proc/[0-9]*/status; do
+      p=${s#/proc/}; p=${p%/status}
+      proc_of "$p" && [ "$pp" = "$parent" ] || continue
       kill -s "$sig" -- "-$p" 2>/dev/null || kill -s "$sig" "$p" 2>/dev/null
     done;;
   stopped)
@@ -45,24 +43,20 @@ case "$op" in
     # SDK's processes of its one job: one in a stop was stopped by guest code.
     if [ "$1" != - ]; then
       for p in $(cg_procs "$1"); do
-        read -r line < "/proc/$p/stat" 2>/dev/null || continue
-        case "${line##*) }" in T* | t*) echo "$p"; break;; esac
+        proc_of "$p" || continue
+        case "$st" in T | t) echo "$p"; break;; esac
       done
     else
       parent=$2; lead=""
-      for s in /proc/[0-9]*/stat; do
-        read -r line < "$s" 2>/dev/null || continue
-        # shellcheck disable=SC2086
-        set -- ${line##*) }
-        [ "$2" = "$parent" ] && { lead=${s#/proc/}; lead=${lead%/stat}; break; }
+      for s in /proc/[0-9]*/status; do
+        p=${s#/proc/}; p=${p%/status}
+        proc_of "$p" && [ "$pp" = "$parent" ] && { lead=$p; break; }
       done
       [ -n "$lead" ] || exit 0
-      for s in /proc/[0-9]*/stat; do
-        read -r line < "$s" 2>/dev/null || continue
-        # shellcheck disable=SC2086
-        set -- ${line##*) }
-        [ "$4" = "$lead" ] || continue
-        case "$1" in T | t) p=${s#/proc/}; echo "${p%/stat}"; break;; esac
+      for s in /proc/[0-9]*/status; do
+        p=${s#/proc/}; p=${p%/status}
+        proc_of "$p" && [ "$sid" = "$lead" ] || continue
+        case "$st" in T | t) echo "$p"; break;; esac
       done
     fi;;
   freeze|thaw)
