@@ -18,10 +18,10 @@ import { download, type TransferOptions, type TransferResult, upload } from "./t
 import { abortable, collectBytes, toStream, untilAborted } from "./streams.ts";
 import type { FileInfo } from "./types.ts";
 import { checkMovablePath, checkPath, checkPositive, checkSignal } from "./validate.ts";
+import type { Sandbox } from "./sandbox.ts";
 
 /** What `files.read` holds in memory at most unless told otherwise (`maxBytes`). */
 const READ_MAX_BYTES = 1 << 30;
-import type { Sandbox } from "./sandbox.ts";
 
 /**
  * What `files.write` takes: text (written as UTF-8), bytes, a `Blob` (or

@@ -400,8 +400,7 @@ export async function download(
   hostDir: string,
   options: TransferOptions,
 ): Promise<TransferResult> {
-  const max = checkPositive(options.maxBytes, "maxBytes", true);
-  const t = new Tally(options.onProgress, max ?? Infinity);
+  const t = new Tally(options.onProgress, checkPositive(options.maxBytes, "maxBytes", true));
   const info = await files.stat(sandboxPath);
   try {
     mkdirSync(hostDir, { recursive: true, mode: 0o755 });

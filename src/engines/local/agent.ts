@@ -23,7 +23,7 @@ import {
   type SandboxError,
   TransportError,
 } from "../../errors.ts";
-import { stoppedProcess } from "./cgroups.ts";
+import { hasStoppedProcess } from "./cgroups.ts";
 import { readBytes, readText, type SandboxCore } from "./core.ts";
 import { OUTPUT_BUFFER } from "./output.ts";
 import type { RunnerJob } from "./runners.ts";
@@ -87,8 +87,7 @@ async function feed(input: ReadableStream<Uint8Array>, j: RunnerJob): Promise<un
     try {
       chunk = await reader.read();
     } catch (e) {
-      await j.kill("SIGKILL");
-      j.runner.child.kill("SIGKILL");
+      await j.abandon();
       await writer.abort(e).catch(() => {});
       return e ?? new Error("the data stream failed");
     }
@@ -130,8 +129,8 @@ function watchStopped(
     if (!waiting()) return void (strikes = 0);
     busy = true;
     try {
-      const pid = core.dir.has("paused") ? null : await stoppedProcess(j.runner.cg, j.runner.child.pid).catch(() => null);
-      strikes = pid === null ? 0 : strikes + 1;
+      const found = !core.dir.has("paused") && await hasStoppedProcess(j.runner.cg, j.runner.child.pid).catch(() => false);
+      strikes = found ? strikes + 1 : 0;
       if (strikes >= 2 && !over) {
         over = true;
         clearInterval(timer);
@@ -150,9 +149,6 @@ function watchStopped(
   const timer = setInterval(() => void look(), STOP_CHECK_MS);
   // a watch never keeps the host program alive on its own
   (timer as unknown as { unref?: () => void }).unref?.();
-  if (typeof timer === "number" && "Deno" in globalThis) {
-    (globalThis as unknown as { Deno: { unrefTimer(id: number): void } }).Deno.unrefTimer(timer);
-  }
   return () => {
     over = true;
     clearInterval(timer);
@@ -172,10 +168,7 @@ export async function agent(
   const j = await core.exec({ kind: "agent", op, args, nonce }, input !== undefined, `files.${op}`);
   // an abort kills the agent's tree and its runner (whose stdin a stopped agent may never read again): nothing
   // is committed, and the feed's blocked write fails
-  const onAbort = () => {
-    void j.kill("SIGKILL");
-    j.runner.child.kill("SIGKILL");
-  };
+  const onAbort = () => void j.abandon();
   signal?.addEventListener("abort", onAbort, { once: true });
   if (signal?.aborted) onAbort();
   // a helper guest code stopped is ended the same way, with an error that says so
@@ -231,22 +224,20 @@ export async function agentStream(
   const j = await core.exec({ kind: "agent", op, args, nonce: "0" }, false, `files.${op}`);
   const stderrText = readText(j.stderr.getReader());
   const out = j.stdout.getReader();
-  // an abort ends the helper whether or not its first byte came (guest code may have stopped it before)
-  // a helper guest code stopped is killed; the stream (or the call, before the first byte) fails saying so
+  // a helper (or runner) guest code stopped is killed; the stream (or the call, before the first byte) fails
+  // saying so. `pulling`: the SDK waits on the helper (a stream nobody reads is not looked at)
   let stopped: Error | undefined;
   let pulling = true;
-  // (the runner too: when guest code stopped it, its host-side nsenter stops itself and holds the report pipe)
   const unwatch = watchStopped(core, j, op, path, (e) => {
     stopped = e;
-    void j.kill("SIGKILL");
-    j.runner.child.kill("SIGKILL");
+    void j.abandon();
   }, () => pulling);
+  // an abort ends the helper whether or not its first byte came (guest code may have stopped it before)
   const end = async () => {
     signal?.removeEventListener("abort", onAbort);
     unwatch();
     await out.cancel().catch(() => {});
-    await j.kill("SIGKILL");
-    j.runner.child.kill("SIGKILL");
+    await j.abandon();
     await j.status();
     j.finish(true);
   };

@@ -191,15 +191,14 @@ export async function signalSession(parent: number, signal: string): Promise<voi
 }
 
 /**
- * A process of a runner's tree that is in a stop (SIGSTOP, a job-control stop, or traced): its group `cg`, or
+ * Whether a process of a runner's tree is in a stop (SIGSTOP, a job-control stop, or traced): its group `cg`, or
  * without cgroups the session led by the child of `parent` (nsenter's). Guest code runs as the same uid as
  * the SDK's helpers in its sandbox and can stop them; the SDK's own processes never stop themselves.
  *
- * @example `const pid = await stoppedProcess(runner.cg, runner.child.pid)`
+ * @example `if (await hasStoppedProcess(runner.cg, runner.child.pid)) console.log("stopped by the guest")`
  */
-export async function stoppedProcess(cg: string | null, parent: number): Promise<number | null> {
-  const out = await cgroupOp("stopped", cg ?? "-", String(parent));
-  return /^\d+$/.test(out) ? Number(out) : null;
+export async function hasStoppedProcess(cg: string | null, parent: number): Promise<boolean> {
+  return /^\d+$/.test(await cgroupOp("stopped", cg ?? "-", String(parent)));
 }
 
 /** Kills what is left in per-process groups, removes them, and returns the sandbox's OOM-kill count. @example `await reapCgroups([dir], mem)` */

@@ -45,8 +45,7 @@ async function startReport(core: SandboxCore, j: RunnerJob, program: string, pat
     new Promise<"late">((res) => timer = setTimeout(() => res("late"), START_REPORT_MS)),
   ]).finally(() => clearTimeout(timer));
   if (said === 0x58 /* X */) return;
-  await j.kill("SIGKILL");
-  j.runner.child.kill("SIGKILL");
+  await j.abandon();
   j.stdin?.abort().catch(() => {});
   j.stdout.cancel().catch(() => {});
   j.stderr.cancel().catch(() => {});
@@ -106,8 +105,7 @@ export async function startProcess(core: SandboxCore, argv: string[], opts: Engi
       const kill = () => void j.kill("SIGKILL");
       await ptyStart({ stdin: j.stdin!, out: stdout, stderr: j.stderr, kill }, argv, env, pty, j.runner.cg === null);
     } catch (e) {
-      await j.kill("SIGKILL");
-      j.runner.child.kill("SIGKILL");
+      await j.abandon();
       stdout.cancel().catch(() => {});
       j.stderr.cancel().catch(() => {});
       await j.runner.child.status.catch(() => {});

@@ -102,6 +102,14 @@ export class RunnerJob {
     return this.pool.ctx.killTree(this.runner, signal);
   }
   /**
+   * Kills the job's whole tree and its runner's host-side entry: the status then comes at once, also when guest
+   * code stopped the runner (its nsenter then stops itself and holds the report pipe open).
+   */
+  async abandon(): Promise<void> {
+    await this.kill("SIGKILL");
+    this.runner.child.kill("SIGKILL");
+  }
+  /**
    * Once the job is over (its streams done): the runner takes the next job, or is let go and its group
    * reaped (`reap`, or whatever the job left). Resolves to the reap's OOM-kill count, or 0.
    */

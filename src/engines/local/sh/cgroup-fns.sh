@@ -3,7 +3,8 @@
 # included; other signals with the group frozen meanwhile). cg_sweep DIR: kill and remove a group and
 # its per-process groups. cg_empty DIR, cg_oom MEMDIR.
 
-cg_procs() { while read -r p; do printf '%s ' "$p"; done < "$1/cgroup.procs" 2>/dev/null; }
+# cg_procs DIR: sets procs to the group's pids, space-separated (read in this shell: no subshell, no fork)
+cg_procs() { procs=""; while read -r p; do procs="$procs$p "; done < "$1/cgroup.procs" 2>/dev/null; }
 cg_frozen() { while read -r k v; do [ "$k" = frozen ] && [ "$v" = 1 ] && return 0; done < "$1/cgroup.events" 2>/dev/null; return 1; }
 # proc_of PID: sets st (its state letter), pp (its parent) and sid (its session, as the host sees it) from
 # /proc/PID/status, whose Name line escapes what guest code can put in a process name (stat's comm field
@@ -24,10 +25,9 @@ cg_signal() {
     fz=1; i=0; while ! cg_frozen "$1" && [ $i -lt 150 ]; do i=$((i+1)); [ $i -gt 50 ] && sleep 0.002; done
   fi
   # the spared process is signalled too when it is alone: the job has not forked yet, and its death
-  # is then the job's (the list is read in this shell: no subshell, no fork)
-  list=""; while read -r p; do list="$list$p "; done < "$1/cgroup.procs" 2>/dev/null
-  spare=${3:-}; [ "$list" = "$spare " ] && spare=""
-  for p in $list; do [ "$p" = "$spare" ] || kill -s "$2" "$p" 2>/dev/null; done
+  # is then the job's
+  cg_procs "$1"; spare=${3:-}; [ "$procs" = "$spare " ] && spare=""
+  for p in $procs; do [ "$p" = "$spare" ] || kill -s "$2" "$p" 2>/dev/null; done
   [ $fz = 1 ] && echo 0 > "$1/cgroup.freeze" 2>/dev/null
   return 0
 }

@@ -1,7 +1,7 @@
 # Host-side cgroup helper of the local engine. Usage: sh -c CGROUP_SH mvm-cg OP ARGS...
 # (cgroup-fns.sh is prepended when the module is generated.)
 op=$1; shift
-# shellcheck disable=SC2154 # st, pp and sid are set by proc_of (cgroup-fns.sh)
+# shellcheck disable=SC2154 # procs, st, pp and sid are set by cg_procs and proc_of (cgroup-fns.sh)
 case "$op" in
   detect)
     v2=; mem=; cpu=; pids=; frz=
@@ -42,7 +42,8 @@ case "$op" in
     # cgroups) of the session led by the child of $2; nothing when none is. A runner's group holds only the
     # SDK's processes of its one job: one in a stop was stopped by guest code.
     if [ "$1" != - ]; then
-      for p in $(cg_procs "$1"); do
+      cg_procs "$1"
+      for p in $procs; do
         proc_of "$p" || continue
         case "$st" in T | t) echo "$p"; break;; esac
       done

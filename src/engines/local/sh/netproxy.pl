@@ -382,6 +382,16 @@ sub http_other {
 }
 # a connection that names another host than the one it was let through for: logged and reset
 sub mismatch { my ($k, $other) = @_; ev("network.denied", $other, 0, "name-mismatch"); drop($k, 1) }
+# A client's first bytes (whole: first_complete) judged: the connection is checked from here on (a plain-HTTP one
+# keeps being scanned, from the end of what came so far); false when they name another host (then refused)
+sub judge_first {
+  my ($k, $x) = @_;
+  @$x{qw(checked http htail)} = (1, looks_http($x->{in}), substr($x->{in}, -1024));
+  my $other = names_other($x->{in}, $x->{name} // "", $x->{alias});
+  return 1 unless defined $other;
+  mismatch($k, $other);
+  return 0;
+}
 sub looks_http { return $_[0] =~ /^[A-Za-z]{1,20}[ \t]+\S+[ \t]+HTTP\/\d/ ? 1 : 0 }
 # Whether a client's first bytes are enough to judge them: a TLS record whole (its ClientHello), an HTTP head
 # up to its blank line, or anything else at once (a protocol whose client speaks first with neither). Until then
@@ -451,13 +461,8 @@ sub on_connected {
     @$x{qw(pr pw inpipe)} = ($pr, $pw, 0);
     $x->{pcap} = fcntl($pw, 1032, 0) || 65536; # F_GETPIPE_SZ
   }
-  if (!$x->{checked} && length $x->{in} && first_complete($x->{in})) { # bytes a client sent before its CONNECT was answered
-    $x->{checked} = 1;
-    $x->{http} = looks_http($x->{in});
-    $x->{htail} = substr($x->{in}, -1024);
-    my $other = names_other($x->{in}, $x->{name}, $x->{alias});
-    if (defined $other) { return mismatch($k, $other) }
-  }
+  # bytes a client sent before its CONNECT was answered
+  if (!$x->{checked} && length $x->{in} && first_complete($x->{in})) { judge_first($k, $x) or return }
   ev("network.connect", $x->{name}, $x->{port});
   $x->{out} = delete $x->{established} if $x->{established};
 }
@@ -511,11 +516,7 @@ sub pump {
         # held back until the first record or head is whole (a name split over two writes is still seen)
         $x->{in} .= $buf;
         return 1 unless first_complete($x->{in}) || $x->{ceof};
-        $x->{checked} = 1;
-        $x->{http} = looks_http($x->{in});
-        my $other = names_other($x->{in}, $x->{name} // "", $x->{alias});
-        if (defined $other) { mismatch($k, $other); return 1 }
-        $x->{htail} = substr($x->{in}, -1024);
+        judge_first($k, $x) or return 1;
       } else {
         if ($x->{http} && !is_v4($x->{name} // "")) {
           # every later byte of a plain-HTTP client too, with the end of what came before (a line split over writes)
